@@ -1,0 +1,119 @@
+"""The `rlsft` command line. Each subcommand is a thin wrapper over a library function.
+
+    rlsft score    --task T --completions IN.jsonl --out OUT.jsonl [--language L]
+    rlsft eval     --model PATH_OR_ID --task T [--n N] [--samples K] [--temperature t] --out DIR
+    rlsft pretrain CONFIG [key=value ...]
+
+A user mistake (bad flag, missing file, bad JSONL line, unknown name) prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from recipes.io import UserError, to_json
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a wrong flag on one line (no usage dump) and exits 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="rlsft", description="RL-versus-SFT training-recipe lab for small models' math reasoning.", allow_abbrev=False)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("score", help="score completions from a JSONL file (no model needed)", allow_abbrev=False)
+    s.add_argument("--task", required=True, help="task whose verifier to use (gsm8k, math500, micro-arith, micro-countdown)")
+    s.add_argument("--completions", required=True, help="JSONL with completion and answer per line (prompt, language optional)")
+    s.add_argument("--out", required=True, help="output JSONL: the input rows plus correct, format_ok, language_consistency, mixed")
+    s.add_argument("--language", default=None, help="target language when a row has none (default: the task's, en)")
+
+    e = sub.add_parser("eval", help="generate with a model on a task's held-out split and score it", allow_abbrev=False)
+    e.add_argument("--model", required=True, help="micro model name, local folder or hub id")
+    e.add_argument("--task", required=True)
+    e.add_argument("--out", required=True, help="output folder for metrics.json and samples.jsonl")
+    e.add_argument("--n", type=_positive_int, default=None, help="number of problems (default: whole split; 500 for micro tasks)")
+    e.add_argument("--samples", type=_positive_int, default=1, help="completions per problem (K of pass@K)")
+    e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
+    e.add_argument("--top-p", type=float, default=1.0)
+    e.add_argument("--max-new-tokens", type=_positive_int, default=None, help="default: 512, or the micro model's context budget")
+    e.add_argument("--batch-size", type=_positive_int, default=16, help="prompts per generate call")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--language", default=None, help="target language of the reasoning (default: the task's)")
+    e.add_argument("--template", default="r1-zero", help="prompt template: r1-zero or chat")
+    e.add_argument("--source", default=None, help="local JSONL or hub id replacing the task's default data")
+    e.add_argument("--dtype", default="auto")
+    e.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
+
+    pt = sub.add_parser("pretrain", help="build a micro base model (corpus, tokenizer, model, card) from a config", allow_abbrev=False)
+    pt.add_argument("config", help="YAML under configs/micro/")
+    pt.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "score":
+            from recipes.evaluate import score_file
+
+            summary = score_file(args.task, args.completions, args.out, args.language)
+            print(to_json(summary), end="")
+        elif args.command == "eval":
+            from recipes.evaluate import EvalArgs, evaluate
+
+            kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+            if "max_new_tokens" not in kwargs:
+                kwargs["max_new_tokens"] = _default_max_new_tokens(args.model)
+            result = evaluate(EvalArgs(**kwargs))
+            print(to_json({"out": args.out, **{k: v["value"] for k, v in result["metrics"].items() if isinstance(v, dict)}}), end="")
+        elif args.command == "pretrain":
+            from recipes.micro.pretrain import pretrain_from_config
+
+            pretrain_from_config(args.config, args.overrides)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _default_max_new_tokens(model: str) -> int:
+    """512 for real models; a micro model's card gives the budget its context allows."""
+    from pathlib import Path
+
+    from recipes.models import MICRO_MODELS_DIR
+
+    card = MICRO_MODELS_DIR / model / "rlsft_card.json"
+    if not card.is_file() and (Path(model) / "rlsft_card.json").is_file():
+        card = Path(model) / "rlsft_card.json"
+    if card.is_file():
+        return int(json.loads(card.read_text())["generation"]["max_new_tokens"])
+    return 512
+
+
+def entry() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

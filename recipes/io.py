@@ -1,0 +1,82 @@
+"""Small I/O helpers shared by every command: user errors, JSONL reading, atomic writes.
+
+Every command reads user files through `read_jsonl` and writes through `atomic_write`, so a
+bad line is reported with its number and no output is ever left half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+
+class UserError(Exception):
+    """A mistake in what the user typed or gave us; the CLI prints it on one line and exits 2."""
+
+
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Read a JSONL file, failing with the line number of the first bad line.
+
+    Blank lines are skipped. Every record must be a JSON object holding the `required` keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"file not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise UserError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            rows.append(row)
+    return rows
+
+
+def atomic_write(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    """Serialise records as JSONL text (UTF-8 kept readable, one object a line)."""
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def json_safe(obj: Any) -> Any:
+    """Replace NaN/inf floats (invalid JSON) by None, recursively.
+
+    >>> json_safe({"a": float("nan"), "b": [1.0, float("inf")]})
+    {'a': None, 'b': [1.0, None]}
+    """
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    """Pretty JSON with NaN written as null, so every output parses with strict JSON readers."""
+    return json.dumps(json_safe(obj), ensure_ascii=False, indent=2) + "\n"

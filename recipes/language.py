@@ -1,0 +1,202 @@
+"""Language mixing: the R1-Zero behaviour where reasoning drifts between languages.
+
+Exact definition (the README repeats it):
+- The text measured is the whole completion, reasoning and answer, after removing template tags
+  (`<think>`, `</think>`, `<answer>`, `</answer>` and any other `<tag>`), code (``` blocks and
+  `inline`), LaTeX math (`$…$`, `$$…$$`, `\\(…\\)`, `\\[…\\]`) and LaTeX commands (`\\frac`, …).
+- A *word* is a maximal run of letters of one Unicode script, except that each CJK ideograph,
+  hiragana or katakana character counts as one word on its own. Numbers, symbols and
+  punctuation are not words. A lone Latin letter (`x`, `n`) is a math variable, not a word.
+- A word is *in the target language* when its script is one of the language's scripts
+  (`en`: Latin; `zh`: Han; `ja`: Han, hiragana, katakana; `ko`: Hangul; `ru`: Cyrillic; …).
+  Where scripts don't tell (a Latin-script target other than English, or `language_id=True`),
+  each run of at least `min_id_words` Latin words is identified with the `langdetect` library,
+  and a run identified as another language with probability >= 0.9 counts as out of target.
+- `consistency` = target words / all words, `None` when there are no words.
+- `mixed` is True when at least one word is outside the target language (a single 所以 in
+  English reasoning counts).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+# Scripts of each supported target language; keys are the valid `language` values.
+LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
+    "en": frozenset({"Latin"}),
+    "fr": frozenset({"Latin"}),
+    "de": frozenset({"Latin"}),
+    "es": frozenset({"Latin"}),
+    "pt": frozenset({"Latin"}),
+    "it": frozenset({"Latin"}),
+    "zh": frozenset({"Han"}),
+    "ja": frozenset({"Han", "Hiragana", "Katakana"}),
+    "ko": frozenset({"Hangul"}),
+    "ru": frozenset({"Cyrillic"}),
+    "uk": frozenset({"Cyrillic"}),
+    "el": frozenset({"Greek"}),
+    "ar": frozenset({"Arabic"}),
+    "he": frozenset({"Hebrew"}),
+    "hi": frozenset({"Devanagari"}),
+    "th": frozenset({"Thai"}),
+}
+
+# Scripts whose characters are words one by one (no spaces between words).
+_CHAR_WORD_SCRIPTS = frozenset({"Han", "Hiragana", "Katakana"})
+
+_STRIP = re.compile(
+    r"```.*?```|`[^`\n]*`"  # code
+    r"|\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]"  # LaTeX math
+    r"|</?[A-Za-z][A-Za-z0-9_-]*>"  # template and other tags
+    r"|\\[A-Za-z]+",  # LaTeX commands outside math
+    re.DOTALL,
+)
+
+
+def script_of(ch: str) -> str | None:
+    """Unicode script of a letter, from its code point; None for non-letters.
+
+    >>> script_of("a"), script_of("所"), script_of("я"), script_of("7")
+    ('Latin', 'Han', 'Cyrillic', None)
+    """
+    if not ch.isalpha():
+        return None
+    o = ord(ch)
+    if o < 0x250 or 0x1E00 <= o <= 0x1EFF or 0xFF21 <= o <= 0xFF5A:
+        return "Latin"
+    if 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x3134F or o == 0x3007:
+        return "Han"
+    if 0x3040 <= o <= 0x309F:
+        return "Hiragana"
+    if 0x30A0 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF:
+        return "Katakana"
+    if 0xAC00 <= o <= 0xD7AF or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
+        return "Hangul"
+    if 0x0400 <= o <= 0x052F:
+        return "Cyrillic"
+    if 0x0370 <= o <= 0x03FF or 0x1F00 <= o <= 0x1FFF:
+        return "Greek"
+    if 0x0600 <= o <= 0x06FF or 0x0750 <= o <= 0x077F:
+        return "Arabic"
+    if 0x0590 <= o <= 0x05FF:
+        return "Hebrew"
+    if 0x0900 <= o <= 0x097F:
+        return "Devanagari"
+    if 0x0E00 <= o <= 0x0E7F:
+        return "Thai"
+    # Any other letter: name its script by the first word of its Unicode name (e.g. "ARMENIAN").
+    return unicodedata.name(ch, "OTHER").split(" ")[0].title()
+
+
+def words(text: str) -> list[tuple[str, str]]:
+    """(word, script) pairs of `text` after removing tags, code, LaTeX, numbers and symbols.
+
+    >>> words("<think> First, 3 + 5 = 8。所以 x = 8 </think>")
+    [('First', 'Latin'), ('所', 'Han'), ('以', 'Han')]
+    """
+    text = _STRIP.sub(" ", text)
+    out: list[tuple[str, str]] = []
+    run, run_script = [], None
+
+    def flush():
+        if run and not (run_script == "Latin" and len(run) == 1):  # a lone Latin letter is a variable
+            out.append(("".join(run), run_script))
+        run.clear()
+
+    for ch in text:
+        s = script_of(ch)
+        if s in _CHAR_WORD_SCRIPTS:
+            flush()
+            out.append((ch, s))
+            run_script = None
+        elif s is not None and s == run_script:
+            run.append(ch)
+        elif s is not None:
+            flush()
+            run, run_script = [ch], s
+        elif ch in "'’-" and run_script == "Latin" and run:  # don't, well-known
+            run.append(ch)
+        else:
+            flush()
+            run_script = None
+    flush()
+    return out
+
+
+@dataclass(frozen=True)
+class LanguageStats:
+    consistency: float | None  # share of words in the target language; None without words
+    mixed: bool  # any word outside the target language
+    n_words: int
+    n_target: int
+
+
+def _latin_runs_off_target(ws: list[tuple[str, str]], language: str, min_id_words: int) -> set[int]:
+    """Indices of Latin words in runs that langdetect identifies as another language."""
+    from langdetect import DetectorFactory, detect_langs
+    from langdetect.lang_detect_exception import LangDetectException
+
+    DetectorFactory.seed = 0  # langdetect is random unless seeded; this makes it deterministic
+    off: set[int] = set()
+    i = 0
+    while i < len(ws):
+        if ws[i][1] != "Latin":
+            i += 1
+            continue
+        j = i
+        while j < len(ws) and ws[j][1] == "Latin":
+            j += 1
+        if j - i >= min_id_words:
+            try:
+                best = detect_langs(" ".join(w for w, _ in ws[i:j]))[0]
+            except LangDetectException:
+                best = None
+            if best is not None and best.lang.split("-")[0] != language and best.prob >= 0.9:
+                off.update(range(i, j))
+        i = j
+    return off
+
+
+def language_stats(text: str, language: str = "en", language_id: bool | None = None, min_id_words: int = 8) -> LanguageStats:
+    """Language consistency and mixing of `text` for a target `language`.
+
+    `language_id=None` uses language identification only where scripts don't tell (a Latin-script
+    target other than English).
+
+    >>> language_stats("<think> 3 + 5 = 8, so the answer is 8 </think> <answer>8</answer>", "en")
+    LanguageStats(consistency=1.0, mixed=False, n_words=4, n_target=4)
+    >>> language_stats("<think> 3 + 5 = 8 所以 the answer is 8 </think>", "en").mixed
+    True
+    >>> language_stats("<answer>42</answer>", "zh").consistency is None
+    True
+    """
+    if language not in LANGUAGE_SCRIPTS:
+        raise ValueError(f"unknown language {language!r}; valid: {', '.join(sorted(LANGUAGE_SCRIPTS))}")
+    scripts = LANGUAGE_SCRIPTS[language]
+    ws = words(text)
+    if not ws:
+        return LanguageStats(None, False, 0, 0)
+    use_id = language_id if language_id is not None else (scripts == {"Latin"} and language != "en")
+    off = _latin_runs_off_target(ws, language, min_id_words) if use_id and "Latin" in scripts else set()
+    n_target = sum(1 for i, (_, s) in enumerate(ws) if s in scripts and i not in off)
+    return LanguageStats(n_target / len(ws), n_target < len(ws), len(ws), n_target)
+
+
+def language_consistency(text: str, language: str = "en") -> float | None:
+    """Share of words of `text` in `language` (see the module docstring); None without words.
+
+    >>> language_consistency("首先 3 + 5 = 8 then 8 * 2 = 16", "zh")  # 首, 先 in zh; then not
+    0.6666666666666666
+    """
+    return language_stats(text, language).consistency
+
+
+def is_mixed(text: str, language: str = "en") -> bool:
+    """True when any word of `text` lies outside `language`.
+
+    >>> is_mixed("The sum is 8, 所以 8.", "en"), is_mixed("和是 8。", "zh")
+    (True, False)
+    """
+    return language_stats(text, language).mixed

@@ -1,0 +1,138 @@
+"""Evaluation metrics and their confidence intervals. Pure functions over plain numbers.
+
+Samples are grouped per problem: `correct[i][j]` is sample j of problem i (True/False/None,
+None when the gold is unverifiable; such problems are dropped from accuracy metrics).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from typing import Callable, Sequence
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021, "Evaluating Large
+    Language Models Trained on Code"): 1 - C(n-c, k) / C(n, k).
+
+    >>> pass_at_k(8, 0, 1), pass_at_k(8, 8, 1), pass_at_k(8, 2, 1)
+    (0.0, 1.0, 0.25)
+    >>> round(pass_at_k(8, 2, 4), 4)
+    0.7857
+    """
+    if k > n:
+        raise ValueError(f"k={k} exceeds the number of samples n={n}")
+    if n - c < k:
+        return 1.0
+    # product form avoids huge binomials: prod_{i=n-c+1}^{n} (1 - k/i)
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def majority_vote(answers: Sequence[str | None], correct: Sequence[bool | None]) -> bool:
+    """maj@k for one problem: is the most frequent extracted answer correct? Ties go to the
+    answer seen first; samples without an answer don't vote.
+
+    >>> majority_vote(["12", "13", "12"], [True, False, True])
+    True
+    >>> majority_vote([None, None], [False, False])
+    False
+    """
+    votes = Counter(a for a in answers if a)
+    if not votes:
+        return False
+    top = max(votes.values())
+    winner = next(a for a in answers if a and votes[a] == top)
+    return bool(next(c for a, c in zip(answers, correct) if a == winner))
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default).
+
+    >>> [round(x, 4) for x in wilson_interval(50, 100)]
+    [0.4038, 0.5962]
+    >>> wilson_interval(0, 0)
+    (0.0, 1.0)
+    """
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_ci(
+    values: Sequence[float], stat: Callable[[Sequence[float]], float] | None = None, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `stat` (the mean by default) over `values`, resampling
+    units (problems), so per-problem averages over K samples keep their correlation.
+
+    >>> bootstrap_ci([1.0] * 10)
+    (1.0, 1.0)
+    >>> lo, hi = bootstrap_ci([0.0, 1.0] * 50); lo < 0.5 < hi
+    True
+    """
+    if not values:
+        return (float("nan"), float("nan"))
+    stat = stat or (lambda v: sum(v) / len(v))
+    rng = random.Random(seed)
+    n = len(values)
+    stats = sorted(stat([values[rng.randrange(n)] for _ in range(n)]) for _ in range(n_boot))
+    lo = stats[int(alpha / 2 * n_boot)]
+    hi = stats[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
+    return (lo, hi)
+
+
+def mean(values: Sequence[float]) -> float:
+    """Mean, NaN when empty.
+
+    >>> mean([1, 2, 3]), math.isnan(mean([]))
+    (2.0, True)
+    """
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarise(per_problem: list[list[dict]], ks: Sequence[int] = (1,), seed: int = 0) -> dict:
+    """Aggregate scored samples into metrics, each `{"value", "ci_low", "ci_high", "n"}`.
+
+    `per_problem[i]` lists sample dicts with `correct`, `format_ok`, `mixed`,
+    `language_consistency`, `length` (tokens), `truncated` and `extracted` (answer or None).
+    Accuracy metrics use problems whose gold is verifiable; CIs are bootstraps over problems.
+
+    >>> s = summarise([[{"correct": True, "format_ok": True, "mixed": False, "language_consistency": 1.0,
+    ...                  "length": 10, "truncated": False, "extracted": "4"}]])
+    >>> s["pass@1"]["value"], s["format_rate"]["value"], s["mixing_rate"]["value"]
+    (1.0, 1.0, 0.0)
+    """
+    verifiable = [p for p in per_problem if p and all(s["correct"] is not None for s in p)]
+    out: dict = {"n_problems": len(per_problem), "n_unverifiable": len(per_problem) - len(verifiable)}
+
+    def metric(per_unit: list[float], index: int) -> dict:
+        lo, hi = bootstrap_ci(per_unit, seed=seed + index)
+        return {"value": mean(per_unit), "ci_low": lo, "ci_high": hi, "n": len(per_unit)}
+
+    k_samples = min((len(p) for p in verifiable), default=0)
+    for idx, k in enumerate(sorted(set(ks))):
+        if 1 <= k <= k_samples:
+            vals = [pass_at_k(len(p), sum(bool(s["correct"]) for s in p), k) for p in verifiable]
+            out[f"pass@{k}"] = metric(vals, idx)
+    if k_samples >= 1:
+        maj = [float(majority_vote([s["extracted"] for s in p], [s["correct"] for s in p])) for p in verifiable]
+        out[f"maj@{k_samples}"] = metric(maj, 50)
+
+    def per_problem_mean(key: str, skip_none: bool = False) -> list[float]:
+        vals = []
+        for p in per_problem:
+            xs = [float(s[key]) for s in p if not (skip_none and s[key] is None)]
+            if xs:
+                vals.append(mean(xs))
+        return vals
+
+    out["format_rate"] = metric(per_problem_mean("format_ok"), 60)
+    out["mixing_rate"] = metric(per_problem_mean("mixed"), 61)
+    out["mean_consistency"] = metric(per_problem_mean("language_consistency", skip_none=True), 62)
+    out["mean_length"] = metric(per_problem_mean("length"), 63)
+    out["truncation_rate"] = metric(per_problem_mean("truncated"), 64)
+    return out

@@ -1,0 +1,260 @@
+"""Pretrain a micro base model on the bilingual micro corpus: corpus -> tokenizer -> model -> card.
+
+    rlsft pretrain configs/micro/student.yaml            # about 12 min on 2 CPU cores
+    rlsft pretrain configs/micro/teacher.yaml
+    rlsft pretrain configs/micro/student.yaml out_dir=/tmp/my-student max_steps=200
+
+Sections: config, corpus, tokenizer, model, trainer, train, save, evaluate, card.
+The output folder holds safetensors weights (bf16, to keep the package small), the tokenizer, a
+machine-readable `rlsft_card.json` and a human `README.md` model card, both written here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recipes.config import load_config, to_dict
+from recipes.io import UserError, atomic_write, to_json
+from recipes.micro.world import ArithConfig, CorpusConfig, CountdownConfig, corpus_rows
+from recipes.tasks import build_prompt
+
+
+@dataclass
+class ModelShape:
+    """Qwen2 architecture knobs (the same family as the real path's Qwen2.5)."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2  # grouped-query attention, as in Qwen2.5
+    intermediate_size: int = 384  # SwiGLU width
+    max_positions: int = 256  # context length in tokens (prompt + completion)
+
+
+@dataclass
+class PretrainConfig:
+    name: str  # model name, e.g. micro-student; default output folder is recipes/micro/models/<name>
+    out_dir: str | None = None
+    seed: int = 0
+    # corpus
+    n_documents: int = 60_000  # worked solutions, train split only
+    countdown_share: float = 0.3  # share of micro-countdown documents (rest micro-arith)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    arith: ArithConfig = field(default_factory=ArithConfig)
+    countdown: CountdownConfig = field(default_factory=CountdownConfig)
+    vocab_size: int = 1024
+    # model
+    model: ModelShape = field(default_factory=ModelShape)
+    # training (documents are packed into blocks of `max_positions` tokens)
+    batch_size: int = 32  # blocks per step
+    learning_rate: float = 3e-3
+    warmup_steps: int = 50
+    max_steps: int = 1500
+    time_budget_minutes: float | None = None  # stop early when exceeded (the card records it)
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+    # held-out evaluation written to the card
+    eval_n: int = 256  # problems per micro task
+    eval_samples: int = 8  # K for pass@K
+    eval_temperature: float = 1.0
+    max_new_tokens: int = 128
+
+
+def main(cfg: PretrainConfig) -> Path:
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from recipes.evaluate import EvalArgs, evaluate
+    from recipes.models import MICRO_MODELS_DIR, load_model, load_tokenizer
+    from recipes.provenance import provenance
+
+    t_start = time.time()
+    out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    # ------------------------------------------------------------------ corpus
+    rows = corpus_rows(cfg.n_documents, cfg.seed, cfg.corpus, cfg.arith, cfg.countdown, cfg.countdown_share)
+    texts = [build_prompt(r["question"]) + " " + r["completion"] for r in rows]
+
+    # ------------------------------------------------------------------ tokenizer
+    from recipes.micro.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    eos = tokenizer.eos_token_id
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    doc_lengths = sorted(len(x) + 1 for x in ids)
+    if doc_lengths[-1] > cfg.model.max_positions:
+        raise UserError(f"a corpus document has {doc_lengths[-1]} tokens > model.max_positions={cfg.model.max_positions}")
+    stream = [t for x in ids for t in (*x, eos)]  # documents joined by EOS, then cut into blocks
+    block = cfg.model.max_positions
+    blocks = torch.tensor(stream[: len(stream) // block * block]).view(-1, block)  # [n_blocks, block]
+
+    # ------------------------------------------------------------------ model
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.model.hidden_size,
+        num_hidden_layers=cfg.model.num_layers,
+        num_attention_heads=cfg.model.num_heads,
+        num_key_value_heads=cfg.model.num_kv_heads,
+        intermediate_size=cfg.model.intermediate_size,
+        max_position_embeddings=cfg.model.max_positions,
+        tie_word_embeddings=True,
+        eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=eos,
+    )
+    model = Qwen2ForCausalLM(config)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    # ------------------------------------------------------------------ trainer
+    class Blocks(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(blocks)
+
+        def __getitem__(self, i):
+            return {"input_ids": blocks[i], "labels": blocks[i]}
+
+    class TimeBudget(TrainerCallback):
+        """Stop when the wall-clock budget is spent (the LR schedule assumes max_steps)."""
+
+        stopped_early = False
+
+        def on_step_end(self, args, state, control, **kw):
+            if cfg.time_budget_minutes and time.time() - t_start > 60 * cfg.time_budget_minutes:
+                control.should_training_stop = TimeBudget.stopped_early = True
+
+    work = Path(tempfile.mkdtemp(prefix=f"rlsft-pretrain-{cfg.name}-"))
+    args = TrainingArguments(
+        output_dir=str(work),
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1},
+        warmup_steps=cfg.warmup_steps,
+        max_steps=cfg.max_steps,
+        weight_decay=0.1,
+        adam_beta2=0.95,
+        max_grad_norm=1.0,
+        logging_steps=25,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        seed=cfg.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[TimeBudget()])
+
+    # ------------------------------------------------------------------ train
+    t_train = time.time()
+    trainer.train()
+    train_seconds = time.time() - t_train
+    losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    steps_done = trainer.state.global_step
+
+    # ------------------------------------------------------------------ save (bf16 safetensors, written to a temp folder then moved)
+    staging = Path(tempfile.mkdtemp(prefix=f".{cfg.name}-", dir=out.parent if out.parent.exists() else None))
+    model.to(torch.bfloat16).save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(work, ignore_errors=True)
+
+    # ------------------------------------------------------------------ evaluate (the saved weights, as users load them)
+    eval_model, eval_tok = load_model(str(staging)), load_tokenizer(str(staging))
+    evals = {}
+    for task in ("micro-arith", "micro-countdown"):
+        res = evaluate(
+            EvalArgs(model=str(staging), task=task, out=str(staging / "eval" / task), n=cfg.eval_n, samples=cfg.eval_samples,
+                     temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens, batch_size=32, seed=cfg.seed),
+            model=eval_model, tokenizer=eval_tok,
+        )
+        m = res["metrics"]
+        evals[task] = {k: m[k] for k in m if k.startswith(("pass@", "maj@")) or k in ("format_rate", "mixing_rate", "mean_consistency", "mean_length", "truncation_rate")}
+        shutil.rmtree(staging / "eval" / task)
+    shutil.rmtree(staging / "eval", ignore_errors=True)
+
+    # ------------------------------------------------------------------ card
+    languages = {lang: sum(r["language"] == lang for r in rows) / len(rows) for lang in ("en", "zh", "mixed")}
+    card = {
+        "name": cfg.name,
+        "architecture": "Qwen2ForCausalLM",
+        "parameters": n_params,
+        "weights_dtype": "bfloat16",
+        "training_tokens": steps_done * cfg.batch_size * block,
+        "corpus_tokens": len(stream),
+        "corpus_documents": len(rows),
+        "corpus_correct_share": sum(r["correct"] for r in rows) / len(rows),
+        "corpus_language_shares_realised": languages,
+        "steps": steps_done,
+        "stopped_by_time_budget": TimeBudget.stopped_early,
+        "train_seconds": round(train_seconds, 1),
+        "wall_seconds_total": round(time.time() - t_start, 1),
+        "threads": torch.get_num_threads(),
+        "loss_curve": losses,
+        "config": to_dict(cfg),
+        "generation": {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.eval_temperature},
+        "eval": evals,
+        "provenance": provenance(),
+    }
+    atomic_write(staging / "rlsft_card.json", to_json(card))
+    atomic_write(staging / "README.md", model_card_markdown(card))
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, out)
+    print(f"saved {cfg.name} ({n_params / 1e6:.2f}M params) to {out}")
+    return out
+
+
+def model_card_markdown(card: dict) -> str:
+    """The human model card, from the machine card (nothing in it is typed by hand)."""
+    c = card["config"]
+    lines = [
+        f"# {card['name']}",
+        "",
+        f"A micro base model of the rlsft lab, pretrained by `rlsft pretrain` on the bilingual micro corpus. "
+        f"Written by the command on {card['provenance']['time_utc']} at commit `{card['provenance']['git_commit']}`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| architecture | {card['architecture']}, {c['model']['num_layers']} layers, hidden {c['model']['hidden_size']}, "
+        f"{c['model']['num_heads']} heads ({c['model']['num_kv_heads']} KV), context {c['model']['max_positions']} |",
+        f"| parameters | {card['parameters']:,} |",
+        f"| vocabulary | {c['vocab_size']} (byte-level BPE) |",
+        f"| training tokens | {card['training_tokens']:,} ({card['steps']} steps of {c['batch_size']} x {c['model']['max_positions']}) |",
+        f"| corpus | {card['corpus_documents']:,} documents, {card['corpus_tokens']:,} tokens, {card['corpus_correct_share']:.3f} of solutions correct |",
+        f"| language shares (set) | {c['corpus']['language_shares']} |",
+        f"| language shares (realised) | { {k: round(v, 3) for k, v in card['corpus_language_shares_realised'].items()} } |",
+        f"| per-step error rate by language | {c['corpus']['error_rate']} |",
+        f"| switch rate (mixed solutions) | {c['corpus']['switch_rate']} |",
+        f"| arithmetic difficulty | {c['arith']} |",
+        f"| countdown difficulty | {c['countdown']}, share {c['countdown_share']} |",
+        f"| wall time | {card['wall_seconds_total'] / 60:.1f} min in all, {card['train_seconds'] / 60:.1f} min training, {card['threads']} CPU threads |",
+        "",
+        f"## Held-out evaluation ({c['eval_n']} test-split problems per task, {c['eval_samples']} samples each, temperature {c['eval_temperature']})",
+        "",
+        "| task | pass@1 | pass@" + str(c["eval_samples"]) + " | maj@" + str(c["eval_samples"]) + " | format | mixing | consistency | length |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    k = c["eval_samples"]
+    for task, m in card["eval"].items():
+        def f(key):
+            v = m.get(key)
+            return f"{v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v and v.get("value") is not None else "n/a"
+
+        lines.append(f"| {task} | {f('pass@1')} | {f(f'pass@{k}')} | {f(f'maj@{k}')} | {f('format_rate')} | {f('mixing_rate')} | {f('mean_consistency')} | {m['mean_length']['value']:.1f} |")
+    lines += ["", "Brackets are 95% bootstrap intervals over problems. Rebuild with `rlsft pretrain` and the config above.", ""]
+    return "\n".join(lines)
+
+
+def pretrain_from_config(path: str, overrides: list[str]) -> Path:
+    cfg = load_config(PretrainConfig, path, overrides)
+    return main(cfg)

@@ -1,0 +1,96 @@
+"""Model and tokenizer loading for local folders, shipped micro models and hub ids.
+
+`resolve_model` turns a name into something `from_pretrained` accepts: a shipped micro model name
+(`micro-student`, `micro-teacher`) becomes its folder inside the package; an existing folder stays
+as it is; anything else is taken as a hub id. Offline failures become one-line `UserError`s.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from recipes.io import UserError
+
+MICRO_MODELS_DIR = Path(__file__).parent / "micro" / "models"  # shipped with the package
+
+
+def micro_model_names(models_dir: Path = MICRO_MODELS_DIR) -> list[str]:
+    """Names of the micro models shipped in the package (folders holding a config.json)."""
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir() if (p / "config.json").is_file())
+
+
+def resolve_model(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> str:
+    """A local folder for micro names and paths; a hub id is returned unchanged.
+
+    >>> resolve_model("Qwen/Qwen2.5-0.5B")
+    'Qwen/Qwen2.5-0.5B'
+    """
+    if (models_dir / name_or_path / "config.json").is_file():
+        return str(models_dir / name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(f"model folder {name_or_path!r} has no config.json")
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or path.suffix or name_or_path.count("/") > 1 or name_or_path.startswith("micro-"):
+        known = ", ".join(micro_model_names(models_dir)) or "none built yet"
+        raise UserError(f"model {name_or_path!r} not found: not a folder, and not a micro model ({known})")
+    return name_or_path
+
+
+def _load_error(what: str, name: str, e: Exception) -> UserError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+    why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else str(e).splitlines()[0][:200]
+    return UserError(f"cannot load {what} {name!r}: {why}")
+
+
+def _is_plain_fast_tokenizer(folder: Path) -> bool:
+    """True for a folder holding a bare `tokenizers` tokenizer (as the micro models do)."""
+    import json
+
+    cfg = folder / "tokenizer_config.json"
+    if not cfg.is_file():
+        return False
+    return json.loads(cfg.read_text()).get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend")
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    """Tokenizer of a model, left-padded for batched generation. A folder written by the lab
+    (micro models) is loaded as the exact `PreTrainedTokenizerFast` it was saved as, so no
+    model-type mapping can swap its pre-tokenizer."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = resolve_model(name_or_path)
+    try:
+        if _is_plain_fast_tokenizer(Path(path)):
+            tok = PreTrainedTokenizerFast.from_pretrained(path)
+        else:
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except UserError:
+        raise
+    except Exception as e:  # OSError offline, ValueError bad files
+        raise _load_error("tokenizer", name_or_path, e) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool = False):
+    """Causal LM from a folder or hub id; `trust_remote_code` stays off unless asked for."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name_or_path)
+    if dtype == "auto" and not torch.cuda.is_available():
+        dtype = "float32"  # CPU: bf16 matmuls are slow or unsupported; weights may be stored in bf16
+    torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    if torch_dtype is None:
+        raise UserError(f"unknown dtype {dtype!r}; valid: auto, float32, bfloat16, float16")
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise _load_error("model", name_or_path, e) from None

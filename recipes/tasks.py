@@ -1,0 +1,207 @@
+"""Tasks: each keeps together its data source, its prompt template and its verifier.
+
+A task row is `{"id": str, "question": str, "answer": str}` (the gold answer as a string).
+`TASKS` is a plain dict; `get_task(name)` fails with the list of valid names.
+
+Data sources, in order: an explicit `source` (a local JSONL path or a hub dataset id), then
+`$RLSFT_DATA/<task dir>/<split>.jsonl` when the environment variable points at a folder laid out
+like ../shared/data, then the hub id. Hub loading fails with one clear line when offline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from recipes.io import UserError, read_jsonl
+from recipes.verify import extract_answer, last_boxed, verify_answer
+
+# DeepSeek-R1-Zero's template (DeepSeek-R1 paper, Table 1), with the question in place of `prompt`.
+R1_ZERO_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with "
+    "the answer. The reasoning process and answer are enclosed within <think> </think> and "
+    "<answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> "
+    "<answer> answer here </answer>. User: {question} Assistant:"
+)
+# The chat variant: the same instruction as a system prompt, the question as the user turn.
+R1_SYSTEM_PROMPT = (
+    "The user asks a question, and you solve it. First think about the reasoning process, then give "
+    "the answer. Enclose the reasoning in <think> </think> and the answer in <answer> </answer>, i.e., "
+    "<think> reasoning process here </think> <answer> answer here </answer>."
+)
+TEMPLATES = ("r1-zero", "chat")
+
+
+def build_prompt(question: str, template: str = "r1-zero", system_prompt: str | None = None) -> str | list[dict]:
+    """The prompt for a question: a plain string (`r1-zero`) or chat messages (`chat`).
+
+    >>> build_prompt("What is 2 + 3?").endswith("User: What is 2 + 3? Assistant:")
+    True
+    >>> [m["role"] for m in build_prompt("What is 2 + 3?", "chat")]
+    ['system', 'user']
+    """
+    if template == "r1-zero":
+        return R1_ZERO_TEMPLATE.format(question=question)
+    if template == "chat":
+        return [
+            {"role": "system", "content": system_prompt or R1_SYSTEM_PROMPT},
+            {"role": "user", "content": question},
+        ]
+    raise UserError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
+
+
+# --------------------------------------------------------------------------- data loading
+
+
+def _load_source(source: str, split: str, hub_config: str | None) -> list[dict]:
+    """Rows from a local JSONL path or a hub dataset id (raw upstream fields)."""
+    path = Path(source).expanduser()
+    if path.suffix in (".jsonl", ".json") or path.exists() or source.startswith((".", "/", "~")):
+        if path.is_dir():
+            path = path / f"{split}.jsonl"
+        return read_jsonl(path)
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(source, hub_config, split=split)
+    except Exception as e:  # offline, unknown id, no such split: one line, naming the source
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(e).lower() or "connect" in str(e).lower()
+        hint = " (HF_HUB_OFFLINE is set or the hub is unreachable, and it is not cached; pass a local JSONL instead)" if offline else ""
+        raise UserError(f"cannot load dataset {source!r} split {split!r}{hint}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    return [dict(r) for r in ds]
+
+
+def _resolve_source(source: str | None, data_dir: str, split: str, hub_id: str) -> str:
+    if source:
+        return source
+    root = os.environ.get("RLSFT_DATA")
+    if root and (Path(root) / data_dir / f"{split}.jsonl").is_file():
+        return str(Path(root) / data_dir / f"{split}.jsonl")
+    return hub_id
+
+
+def gsm8k_gold(solution: str) -> str:
+    """Final answer of a GSM8K worked solution: the text after `####`, commas removed.
+
+    >>> gsm8k_gold("Natalia sold 48/2 = 24 clips ... 48+24 = 72\\n#### 72")
+    '72'
+    """
+    if "####" not in solution:
+        raise ValueError("no '#### N' line")
+    return solution.split("####")[-1].strip().replace(",", "")
+
+
+def load_gsm8k(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+    src = _resolve_source(source, "gsm8k", split, "openai/gsm8k")
+    rows = []
+    for i, r in enumerate(_load_source(src, split, "main")):
+        if "question" not in r or "answer" not in r:
+            raise UserError(f"{src}: record {i + 1} lacks 'question' or 'answer' (GSM8K upstream format)")
+        try:
+            gold = gsm8k_gold(str(r["answer"]))
+        except ValueError:
+            raise UserError(f"{src}: record {i + 1}: answer does not end in '#### N'") from None
+        rows.append({"id": f"gsm8k-{split}-{i}", "question": r["question"], "answer": gold})
+    return _take(rows, n, src)
+
+
+def load_math500(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+    src = _resolve_source(source, "math500", split, "HuggingFaceH4/MATH-500")
+    rows = []
+    for i, r in enumerate(_load_source(src, split, None)):
+        question = r.get("problem", r.get("question"))
+        gold = r.get("answer") or (last_boxed(str(r["solution"])) if r.get("solution") else None)
+        if question is None or not gold:
+            raise UserError(f"{src}: record {i + 1} needs 'problem'/'question' and 'answer' or a 'solution' with \\boxed{{}}")
+        rows.append({"id": r.get("unique_id", f"math500-{split}-{i}"), "question": question, "answer": str(gold)})
+    return _take(rows, n, src)
+
+
+def _take(rows: list[dict], n: int | None, src: str) -> list[dict]:
+    if not rows:
+        raise UserError(f"{src}: the dataset is empty")
+    return rows if n is None else rows[:n]
+
+
+# --------------------------------------------------------------------------- micro world
+
+
+def load_micro_arith(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+    from recipes.micro.world import generate_problems
+
+    if source:  # a saved set of micro problems
+        return _take(read_jsonl(source, required=("question", "answer")), n, source)
+    return generate_problems("micro-arith", split, n or 500, seed)
+
+
+def load_micro_countdown(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+    from recipes.micro.world import generate_problems
+
+    if source:
+        return _take(read_jsonl(source, required=("question", "answer")), n, source)
+    return generate_problems("micro-countdown", split, n or 500, seed)
+
+
+def verify_countdown(completion: str, gold: str) -> bool | None:
+    """Countdown verifier: the answer is an expression over the given numbers that hits the target.
+
+    `gold` reads `target: T; numbers: a b c`; None when it cannot be parsed. Nothing is executed:
+    the expression is checked by a whitelist AST evaluator.
+
+    >>> verify_countdown("<think> 3 + 5 = 8 </think> <answer>(3 + 5) * 2</answer>", "target: 16; numbers: 2 3 5")
+    True
+    >>> verify_countdown("<answer>5 * 5</answer>", "target: 25; numbers: 2 3 5")
+    False
+    """
+    from recipes.micro.world import check_countdown, parse_countdown_gold
+
+    parsed = parse_countdown_gold(gold)
+    if parsed is None:
+        return None
+    target, numbers = parsed
+    answer = extract_answer(completion)
+    return bool(answer) and check_countdown(answer, numbers, target)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    load: Callable[..., list[dict]]  # (split, source, n, seed) -> rows {"id", "question", "answer"}
+    verify: Callable[[str, str], bool | None]  # (completion, gold) -> correct; None = unverifiable gold
+    language: str = "en"  # language the reasoning is meant to be in
+    eval_split: str = "test"
+    train_split: str = "train"
+    description: str = ""
+    notes: dict = field(default_factory=dict)
+
+
+TASKS: dict[str, Task] = {
+    "gsm8k": Task("gsm8k", load_gsm8k, verify_answer, description="grade-school math word problems (openai/gsm8k)"),
+    "math500": Task("math500", load_math500, verify_answer, train_split="test", description="500 MATH competition problems (HuggingFaceH4/MATH-500), test only"),
+    "micro-arith": Task("micro-arith", load_micro_arith, verify_answer, description="micro world: 2-5 step arithmetic, expressions and word problems"),
+    "micro-countdown": Task("micro-countdown", load_micro_countdown, verify_countdown, description="micro world: reach a target from given numbers"),
+}
+
+
+def get_task(name: str) -> Task:
+    """The registered task `name`.
+
+    >>> get_task("gsm8k").name
+    'gsm8k'
+    >>> get_task("gsm9k")
+    Traceback (most recent call last):
+    ...
+    recipes.io.UserError: unknown task 'gsm9k'; valid: gsm8k, math500, micro-arith, micro-countdown
+    """
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
+    return TASKS[name]
+
+

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install the lab into it. Sourced by scripts/main.sh and scripts/test.sh.
+# Torch comes first, pinned to the 2.13.0 CPU file these machines keep on disk, so that no
+# multi-GB CUDA build is ever pulled. A GPU user installs a CUDA torch into .venv first (README);
+# an installed torch that satisfies pyproject's range is kept as it is.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.rlsft-installed
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import recipes, torch, trl, transformers, math_verify" || { echo "error: install failed" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}   # the micro world never needs the hub
+export WANDB_MODE=${WANDB_MODE:-offline}
+export TOKENIZERS_PARALLELISM=false

@@ -1,0 +1,50 @@
+"""Language metric: words, consistency and mixing in both directions."""
+
+import pytest
+
+from recipes.language import is_mixed, language_consistency, language_stats, words
+
+
+def test_pure_english_and_pure_chinese():
+    en = "<think> First, 3 + 5 = 8. Then 8 * 2 = 16. So the answer is 16. </think> <answer>16</answer>"
+    zh = "<think> 首先，3 + 5 = 8。然后 8 * 2 = 16。所以答案是 16。 </think> <answer>16</answer>"
+    assert language_consistency(en, "en") == 1.0 and not is_mixed(en, "en")
+    assert language_consistency(zh, "zh") == 1.0 and not is_mixed(zh, "zh")
+    assert language_consistency(en, "zh") == 0.0 and is_mixed(en, "zh")
+    assert language_consistency(zh, "en") == 0.0 and is_mixed(zh, "en")
+
+
+def test_single_chinese_word_in_english_counts():
+    text = "First 3 + 5 = 8, 所以 the answer is 8"
+    stats = language_stats(text, "en")
+    assert stats.mixed
+    assert stats.n_words == 6  # First, the, answer, is + 所, 以 (each CJK character is a word)
+    assert stats.consistency == pytest.approx(4 / 6)
+
+
+def test_english_word_in_chinese_counts():
+    assert is_mixed("首先 3 + 5 = 8，then 答案是 8", "zh")
+    assert language_consistency("首先 3 + 5 = 8，then 答案是 8", "zh") == pytest.approx(5 / 6)
+
+
+def test_tags_latex_numbers_code_and_variables_do_not_count():
+    text = "<think> $\\frac{x}{2}$ \\cdot 12 = 3.5 `print(len(s))` ```\ndef f(): return 1\n``` x y </think> <answer>\\boxed{7}</answer>"
+    assert words(text) == []
+    assert language_consistency(text, "en") is None
+    assert not is_mixed(text, "en")
+
+
+def test_other_scripts_and_languages():
+    assert language_consistency("Привет мир", "ru") == 1.0
+    assert is_mixed("Привет world", "ru")
+    assert language_consistency("こんにちは 世界", "ja") == 1.0
+    with pytest.raises(ValueError, match="unknown language 'xx'"):
+        language_stats("hi", "xx")
+
+
+def test_language_id_where_scripts_do_not_tell():
+    french = "Nous avons trois pommes et nous en achetons encore cinq au marché ce matin"
+    assert language_stats(french, "fr").consistency == 1.0
+    # English target: scripts alone don't tell; language ID is opt-in
+    assert not language_stats(french, "en").mixed
+    assert language_stats(french, "en", language_id=True).mixed

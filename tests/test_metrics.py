@@ -1,0 +1,48 @@
+"""pass@k, maj@k and intervals against hand-computed values."""
+
+import math
+from itertools import combinations
+
+import pytest
+
+from recipes.metrics import bootstrap_ci, majority_vote, pass_at_k, summarise, wilson_interval
+
+
+@pytest.mark.parametrize("n, c, k", [(8, 3, 1), (8, 3, 2), (8, 3, 5), (5, 1, 3), (10, 0, 4), (6, 6, 2)])
+def test_pass_at_k_matches_enumeration(n, c, k):
+    # brute force: the share of k-subsets of the n samples that contain a correct one
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(combinations(range(n), k))
+    expected = sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_pass_at_k_rejects_k_above_n():
+    with pytest.raises(ValueError):
+        pass_at_k(2, 1, 3)
+
+
+def test_majority_vote():
+    assert majority_vote(["3", "4", "4"], [True, False, False]) is False
+    assert majority_vote(["3", None, None], [True, False, False]) is True
+
+
+def test_wilson_and_bootstrap():
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    lo, hi = bootstrap_ci([0.0] * 50 + [1.0] * 50, seed=1)
+    assert 0.38 < lo < 0.46 and 0.54 < hi < 0.62
+
+
+def test_summarise():
+    def s(correct, mixed=False):
+        return {"correct": correct, "format_ok": True, "mixed": mixed, "language_consistency": 1.0, "length": 10, "truncated": False, "extracted": "1" if correct else "2"}
+
+    per_problem = [[s(True), s(False)], [s(False), s(False, mixed=True)], [s(None), s(None)]]
+    m = summarise(per_problem, ks=(1, 2))
+    assert m["n_unverifiable"] == 1
+    assert m["pass@1"]["value"] == pytest.approx(0.25)
+    assert m["pass@2"]["value"] == pytest.approx(0.5)
+    assert m["mixing_rate"]["value"] == pytest.approx(1 / 6)  # problem means 0, .5, 0
+    assert m["pass@1"]["ci_low"] <= 0.25 <= m["pass@1"]["ci_high"]
+    assert not math.isnan(m["mean_length"]["value"])
