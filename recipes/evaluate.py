@@ -23,7 +23,7 @@ def score_sample(task: Task, completion: str, gold: str, language: str) -> dict:
     """The four per-sample scores.
 
     >>> from recipes.tasks import get_task
-    >>> score_sample(get_task("gsm8k"), "<think> 6 * 12 = 72 </think> <answer>72</answer>", "72", "en")
+    >>> score_sample(get_task("gsm8k"), "<think> six times twelve is 72 </think> <answer>72</answer>", "72", "en")
     {'correct': True, 'format_ok': True, 'language_consistency': 1.0, 'mixed': False}
     """
     stats = language_stats(completion, language)

@@ -35,7 +35,7 @@ def resolve_model(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> str
         if not (path / "config.json").is_file():
             raise UserError(f"model folder {name_or_path!r} has no config.json")
         return str(path)
-    if name_or_path.startswith((".", "/", "~")) or path.suffix or name_or_path.count("/") > 1 or name_or_path.startswith("micro-"):
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or name_or_path.startswith("micro-"):
         known = ", ".join(micro_model_names(models_dir)) or "none built yet"
         raise UserError(f"model {name_or_path!r} not found: not a folder, and not a micro model ({known})")
     return name_or_path

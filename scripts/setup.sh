@@ -10,11 +10,13 @@ PY=${PYTHON:-python3}
 stamp=.venv/.rlsft-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-  fi
-  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  log=.venv/install.log
+  echo "setting up .venv (log: $log)" >&2
+  {
+    .venv/bin/python -m pip install --upgrade pip
+    .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install torch==2.13.0
+    .venv/bin/python -m pip install -e ".[dev]"
+  } >"$log" 2>&1 || { tail -20 "$log" >&2; echo "error: install failed; see $log" >&2; exit 1; }
   .venv/bin/python -c "import recipes, torch, trl, transformers, math_verify" || { echo "error: install failed" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -1,0 +1,127 @@
+import random
+
+import pytest
+
+from recipes.language import is_mixed
+from recipes.micro.world import (
+    ArithConfig,
+    CorpusConfig,
+    CountdownConfig,
+    check_countdown,
+    clean_solution,
+    corpus_rows,
+    generate_problems,
+    make_arith_problem,
+    split_of,
+)
+from recipes.tasks import get_task
+
+
+@pytest.mark.parametrize("task", ["micro-arith", "micro-countdown"])
+def test_train_and_test_never_overlap(task):
+    train = {r["question"] for r in generate_problems(task, "train", 400, seed=0)}
+    test = {r["question"] for r in generate_problems(task, "test", 400, seed=0)}
+    assert len(train) == len(test) == 400
+    assert not train & test
+    assert all(split_of(q) == "test" for q in test)
+
+
+def test_corpus_uses_train_split_only():
+    test = {r["question"] for r in generate_problems("micro-arith", "test", 300, seed=0)}
+    rows = corpus_rows(2000, seed=0)
+    assert all(split_of(r["question"]) == "train" for r in rows)
+    assert not test & {r["question"] for r in rows}
+
+
+def test_generation_is_reproducible_from_seed():
+    a = generate_problems("micro-arith", "test", 20, seed=3)
+    assert a == generate_problems("micro-arith", "test", 20, seed=3)
+    assert a != generate_problems("micro-arith", "test", 20, seed=4)
+
+
+@pytest.mark.parametrize("steps", [2, 5])
+def test_arith_difficulty_and_gold_follow_config(steps):
+    cfg = ArithConfig(min_steps=steps, max_steps=steps, max_operand=20, operations=("+", "*"))
+    rng = random.Random(0)
+    for _ in range(200):
+        p = make_arith_problem(rng, cfg)
+        assert len(p["steps"]) == steps
+        assert all(op in "+*" and 1 <= r <= 20 for _, op, r, _ in p["steps"])
+        # the gold is the chain evaluated left to right, and the expression form agrees with it
+        if p["question"].startswith("Compute "):
+            assert str(eval(p["question"][len("Compute "):-1])) == p["answer"]
+
+
+def test_gold_answers_verify_with_the_task_verifiers():
+    for name in ("micro-arith", "micro-countdown"):
+        task = get_task(name)
+        for p in task.load("test", n=100):
+            sol = clean_solution(p)
+            assert task.verify(sol["completion"], p["answer"]) is True, (p, sol)
+            assert task.verify("<think> no idea </think> <answer>-12345</answer>", p["answer"]) is False
+
+
+def test_corpus_knobs_shape_the_corpus():
+    zh_only = CorpusConfig(language_shares={"zh": 1.0}, error_rate={"en": 0.0, "zh": 0.0}, switch_rate=0.0)
+    rows = corpus_rows(300, 0, zh_only)
+    assert all(r["correct"] and r["language"] == "zh" for r in rows)
+    assert all(is_mixed(r["completion"], "en") for r in rows)
+
+    en_clean = CorpusConfig(language_shares={"en": 1.0}, error_rate={"en": 0.0, "zh": 0.0})
+    assert not any(is_mixed(r["completion"], "en") for r in corpus_rows(300, 0, en_clean))
+
+    always_wrong = CorpusConfig(language_shares={"en": 1.0}, error_rate={"en": 1.0, "zh": 0.0})
+    rows = corpus_rows(300, 0, always_wrong, countdown_share=0.0)
+    assert sum(r["correct"] for r in rows) / len(rows) < 0.1  # two slips can cancel, rarely
+
+    mixed = CorpusConfig(language_shares={"mixed": 1.0}, error_rate={"en": 0.0, "zh": 0.0}, switch_rate=0.5)
+    rows = corpus_rows(300, 0, mixed)
+    assert all(is_mixed(r["completion"], "en") and not is_mixed(r["completion"], "zh") is False for r in rows)
+
+    default = corpus_rows(3000, 0)
+    shares = {lang: sum(r["language"] == lang for r in default) / len(default) for lang in ("en", "zh", "mixed")}
+    assert abs(shares["en"] - 0.6) < 0.04 and abs(shares["zh"] - 0.25) < 0.04
+    assert 0.6 < sum(r["correct"] for r in default) / len(default) < 0.95
+
+
+@pytest.mark.parametrize("bad", [
+    dict(language_shares={"en": 0.5}),
+    dict(language_shares={"en": 0.5, "fr": 0.5}),
+    dict(error_rate={"en": 2.0, "zh": 0.0}),
+    dict(switch_rate=-0.1),
+])
+def test_corpus_config_rejects_bad_knobs(bad):
+    with pytest.raises(ValueError, match="corpus"):
+        CorpusConfig(**bad)
+
+
+def test_difficulty_configs_reject_bad_values():
+    with pytest.raises(ValueError, match="operations"):
+        ArithConfig(operations=("+", "^"))
+    with pytest.raises(ValueError, match="min_steps"):
+        ArithConfig(min_steps=4, max_steps=2)
+    with pytest.raises(ValueError, match="n_numbers"):
+        CountdownConfig(n_numbers=1)
+
+
+def test_too_small_world_fails_clearly():
+    with pytest.raises(ValueError, match="distinct"):
+        generate_problems("micro-arith", "test", 500, 0, arith=ArithConfig(min_steps=1, max_steps=1, max_operand=2, word_share=0.0))
+
+
+@pytest.mark.parametrize("expr,ok", [
+    ("(3 + 5) * 2", True),
+    ("2 * (5 + 3)", True),
+    ("16", False),  # a number not given
+    ("(3 + 5) * 2 = 16", True),
+    ("3 * 5 + 2 - 1", False),  # 1 is not given
+    ("(3 + 3) * 2", False),  # 3 used twice
+    ("2 ** 4", False),
+    ("__import__('os').system('true')", False),
+    ("(" * 500, False),
+    ("9" * 5000, False),
+    ("8 / 0", False),
+    ("", False),
+])
+def test_check_countdown(expr, ok):
+    assert check_countdown(expr, [2, 3, 5], 16) is ok
