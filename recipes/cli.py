@@ -3,6 +3,7 @@
     rlsft score    --task T --completions IN.jsonl --out OUT.jsonl [--language L]
     rlsft eval     --model PATH_OR_ID --task T [--n N] [--samples K] [--temperature t] --out DIR
     rlsft pretrain CONFIG [key=value ...]
+    rlsft train    CONFIG [key=value ...]
 
 A user mistake (bad flag, missing file, bad JSONL line, unknown name) prints one line and exits 2.
 """
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("pretrain", help="build a micro base model (corpus, tokenizer, model, card) from a config", allow_abbrev=False)
     pt.add_argument("config", help="YAML under configs/micro/")
     pt.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
+
+    t = sub.add_parser("train", help="run a training recipe (grpo, sft, distill) from a config", allow_abbrev=False)
+    t.add_argument("config", help="YAML under configs/ with a recipe: key")
+    t.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (optim.max_steps=50)")
+    t.add_argument("--dry-run", action="store_true", help="validate; print the resolved config, stages, compute estimate and output folders; train nothing")
     return p
 
 
@@ -87,6 +93,14 @@ def main(argv: list[str] | None = None) -> int:
             from recipes.micro.pretrain import pretrain_from_config
 
             pretrain_from_config(args.config, args.overrides)
+        elif args.command == "train":
+            from recipes.train import dry_run, train_from_config
+
+            if args.dry_run:
+                print(to_json(dry_run(args.config, args.overrides)), end="")
+                return 0
+            record = train_from_config(args.config, args.overrides)
+            print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -105,7 +105,7 @@ def load_gsm8k(split: str = "test", source: str | None = None, n: int | None = N
             gold = gsm8k_gold(str(r["answer"]))
         except ValueError:
             raise UserError(f"{src}: record {i + 1}: answer does not end in '#### N'") from None
-        rows.append({"id": f"gsm8k-{split}-{i}", "question": r["question"], "answer": gold})
+        rows.append({"id": f"gsm8k-{split}-{i}", "question": r["question"], "answer": gold, "solution": r["answer"]})
     return _take(rows, n, src)
 
 

@@ -60,7 +60,7 @@ class PretrainConfig:
     time_budget_minutes: float | None = None  # stop early when exceeded (the card records it)
     threads: int | None = None  # torch CPU threads (None: torch's default)
     # held-out evaluation written to the card
-    eval_n: int = 256  # problems per micro task
+    eval_n: int = 256  # problems per micro task (0: skip the evaluation)
     eval_samples: int = 8  # K for pass@K
     eval_temperature: float = 1.0
     max_new_tokens: int = 128
@@ -83,7 +83,9 @@ def main(cfg: PretrainConfig) -> Path:
 
     # ------------------------------------------------------------------ corpus
     rows = corpus_rows(cfg.n_documents, cfg.seed, cfg.corpus, cfg.arith, cfg.countdown, cfg.countdown_share)
-    texts = [build_prompt(r["question"]) + " " + r["completion"] for r in rows]
+    # The completion follows "Assistant:" with no space: it opens with the added token <think>, so the
+    # joint tokenization equals prompt tokens + completion tokens, exactly what TRL and generation see.
+    texts = [build_prompt(r["question"]) + r["completion"] for r in rows]
 
     # ------------------------------------------------------------------ tokenizer
     from recipes.micro.tokenizer import train_tokenizer
@@ -170,7 +172,7 @@ def main(cfg: PretrainConfig) -> Path:
     # ------------------------------------------------------------------ evaluate (the saved weights, as users load them)
     eval_model, eval_tok = load_model(str(staging)), load_tokenizer(str(staging))
     evals = {}
-    for task in ("micro-arith", "micro-countdown"):
+    for task in ("micro-arith", "micro-countdown") if cfg.eval_n > 0 else ():
         res = evaluate(
             EvalArgs(model=str(staging), task=task, out=str(staging / "eval" / task), n=cfg.eval_n, samples=cfg.eval_samples,
                      temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens, batch_size=32, seed=cfg.seed),
@@ -210,6 +212,9 @@ def main(cfg: PretrainConfig) -> Path:
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, out)
+    out.chmod(0o755)  # mkdtemp makes 0700
+    for f in out.iterdir():
+        f.chmod(0o644)
     print(f"saved {cfg.name} ({n_params / 1e6:.2f}M params) to {out}")
     return out
 

@@ -1,0 +1,117 @@
+"""Pure RL with GRPO (the R1-Zero recipe): rule-based rewards only, no labelled reasoning.
+
+    rlsft train configs/micro/grpo_zero.yaml                       # CPU, minutes
+    rlsft train configs/micro/grpo_zero.yaml grpo.rewards.language=0.2
+    accelerate launch -m recipes.cli train configs/real/grpo_zero_qwen0.5b.yaml   # one GPU
+
+Sections: config, data, model, rewards, trainer, train, save, evaluate.
+Writes <out>/model (weights + tokenizer), <out>/eval_before and <out>/eval_after (per-task
+metrics.json and samples.jsonl), and <out>/run.json (config, compute, headline metrics, provenance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recipes.common import (
+    completion_monitor,
+    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, headline,
+    metrics_logger, n_params, prompt_dataset, start_run, trainer_args, write_record,
+)
+from recipes.config import to_dict
+from recipes.io import UserError
+
+
+@dataclass
+class GRPOSection:
+    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})  # reward name -> weight
+    loss_type: str = "dapo"  # TRL's: grpo, dr_grpo, dapo, bnpo, ...
+    beta: float = 0.0  # KL coefficient to the starting model (0: no reference model, as in DAPO / Dr. GRPO)
+    num_generations: int = 8  # completions per prompt (the group)
+    max_completion_length: int = 128  # tokens
+    temperature: float = 1.0
+    epsilon: float = 0.2  # PPO clip
+    num_iterations: int = 1  # optimisation passes per generation batch
+    scale_rewards: str = "group"  # group (GRPO), batch, or none (Dr. GRPO)
+    mask_truncated_completions: bool = False
+    sample_every: int = 10  # write 8 training completions to samples_train.jsonl every N generation batches
+
+
+@dataclass
+class GRPORecipeConfig:
+    run: RunConfig
+    recipe: str = "grpo"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    grpo: GRPOSection = field(default_factory=GRPOSection)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def main(cfg: GRPORecipeConfig) -> dict:
+    import torch
+    from trl import GRPOConfig, GRPOTrainer
+
+    from recipes.models import load_model, load_tokenizer
+    from recipes.rewards import get_reward
+
+    # ------------------------------------------------------------------ config
+    out = start_run(cfg)  # a new folder with config.yaml and provenance.json
+    torch.manual_seed(cfg.run.seed)
+    rewards = {name: get_reward(name) for name in cfg.grpo.rewards}  # fails early on an unknown name
+    if not rewards:
+        raise UserError("grpo.rewards is empty; give at least one reward name with a weight")
+
+    # ------------------------------------------------------------------ data
+    train = prompt_dataset(cfg.data, cfg.run.seed)
+
+    # ------------------------------------------------------------------ model
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
+    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code)
+    params = n_params(model)
+    before = evaluate_model(model, tokenizer, cfg.model.name, cfg.eval, out / "eval_before", cfg.run.seed, cfg.data.template) if cfg.eval.before else None
+
+    # ------------------------------------------------------------------ rewards
+    reward_funcs, reward_weights = list(rewards.values()), list(cfg.grpo.rewards.values())
+    # a zero-weight monitor: logs the training completions' mixing rate and writes samples
+    reward_funcs.append(completion_monitor(out / "samples_train.jsonl", every=cfg.grpo.sample_every))
+    reward_weights.append(0.0)
+
+    # ------------------------------------------------------------------ trainer
+    args = trainer_args(
+        GRPOConfig, cfg.run, cfg.optim, out,
+        loss_type=cfg.grpo.loss_type, beta=cfg.grpo.beta, num_generations=cfg.grpo.num_generations,
+        max_completion_length=cfg.grpo.max_completion_length, temperature=cfg.grpo.temperature,
+        epsilon=cfg.grpo.epsilon, num_iterations=cfg.grpo.num_iterations, scale_rewards=cfg.grpo.scale_rewards,
+        mask_truncated_completions=cfg.grpo.mask_truncated_completions, reward_weights=reward_weights,
+    )
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=train, reward_funcs=reward_funcs, processing_class=tokenizer,
+                          callbacks=[metrics_logger(out / "metrics.jsonl")])
+
+    # ------------------------------------------------------------------ train
+    with Timer() as timer:
+        trainer.train()
+    logs = trainer.state.log_history
+    tokens = max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])  # prompt + completion
+    # generation (forward) + one scoring pass of the reference model when beta > 0
+    forward = tokens * (1 + (cfg.grpo.beta > 0))
+    compute = compute_record(params, tokens * cfg.grpo.num_iterations, forward, timer.seconds)
+
+    # ------------------------------------------------------------------ save
+    trainer.save_model(str(out / "model"))
+    tokenizer.save_pretrained(str(out / "model"))
+
+    # ------------------------------------------------------------------ evaluate
+    after = evaluate_model(trainer.model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
+    k = cfg.eval.samples
+    record = {
+        "recipe": "grpo",
+        "out": str(out),
+        "config": to_dict(cfg),
+        "compute": compute,
+        "train_log": [h for h in logs if "loss" in h or "reward" in h],
+        "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
+        "eval_after": {t: headline(m, k) for t, m in after.items()},
+    }
+    write_record(out, record)
+    return record

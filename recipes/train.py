@@ -1,0 +1,200 @@
+"""`rlsft train CONFIG [key=value ...] [--dry-run]`: run the recipe named by the config's
+`recipe:` key, or a pipeline of recipes.
+
+`RECIPES` maps a recipe name to (module, config class name); each module has `main(cfg)`.
+
+A pipeline config chains stages (SFT -> GRPO, distill -> GRPO):
+
+    recipe: pipeline
+    run: {name: micro-r1}
+    stages:
+      - {config: configs/micro/stages/sft_cold_start.yaml}
+      - {config: configs/micro/stages/grpo.yaml, overrides: ["grpo.rewards.language=0.2"]}
+
+Stage i runs in runs/<name>/<i>-<stage>/; from stage 2 on, `model.name` is the previous
+stage's `model/` folder. A stage whose run.json exists has finished and is skipped, so an
+interrupted pipeline resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recipes.config import apply_overrides, from_dict, read_yaml, to_dict
+from recipes.io import UserError
+
+RECIPES: dict[str, tuple[str, str]] = {
+    "grpo": ("recipes.grpo", "GRPORecipeConfig"),
+    "sft": ("recipes.sft", "SFTRecipeConfig"),
+    "distill": ("recipes.distill", "DistillRecipeConfig"),
+}
+
+
+@dataclass
+class Stage:
+    config: str  # path of a recipe YAML (relative to the working directory)
+    overrides: list[str] = field(default_factory=list)  # key=value, applied to that stage
+    name: str | None = None  # default: the config file's stem
+
+
+@dataclass
+class PipelineRun:
+    name: str
+    out_dir: str | None = None
+    seed: int = 0
+
+
+@dataclass
+class PipelineConfig:
+    run: PipelineRun
+    stages: list[Stage]
+    recipe: str = "pipeline"
+
+
+def load_recipe_config(path: str, overrides: list[str] | None = None):
+    """(recipe module, typed config) from a YAML file plus overrides; errors name the file."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    name = data.get("recipe")
+    if name not in RECIPES:
+        raise UserError(f"{path}: recipe must be one of {', '.join(RECIPES)} or pipeline, got {name!r}")
+    module_name, cls_name = RECIPES[name]
+    module = importlib.import_module(module_name)
+    try:
+        cfg = from_dict(getattr(module, cls_name), data)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    return module, cfg
+
+
+def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[PipelineConfig, list]:
+    """The pipeline config and, per stage, (name, module, typed config, out folder)."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    try:
+        pipe = from_dict(PipelineConfig, data)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    if not pipe.stages:
+        raise UserError(f"{path}: a pipeline needs at least one stage")
+    root = Path(pipe.run.out_dir) if pipe.run.out_dir else Path("runs") / pipe.run.name
+    stages, previous = [], None
+    for i, st in enumerate(pipe.stages, 1):
+        name = st.name or Path(st.config).stem
+        out = root / f"{i}-{name}"
+        forced = [f"run.name={pipe.run.name}-{name}", f"run.out_dir={out}", f"run.seed={pipe.run.seed}"]
+        if previous is not None:
+            forced.append(f"model.name={previous / 'model'}")
+        module, cfg = load_recipe_config(st.config, st.overrides + forced)
+        stages.append((name, module, cfg, out))
+        previous = out
+    return pipe, stages
+
+
+def is_pipeline(path: str) -> bool:
+    return read_yaml(path).get("recipe") == "pipeline"
+
+
+def train_from_config(path: str, overrides: list[str] | None = None) -> dict:
+    """Run a recipe or a pipeline; returns the last stage's run record."""
+    import json
+
+    if not is_pipeline(path):
+        module, cfg = load_recipe_config(path, overrides)
+        return module.main(cfg)
+    pipe, stages = pipeline_stages(path, overrides)
+    record = None
+    for i, (name, module, cfg, out) in enumerate(stages, 1):
+        done = out / "run.json"
+        if done.is_file():
+            print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: finished before, skipped ({done})")
+            record = json.loads(done.read_text())
+            continue
+        if out.exists():
+            raise UserError(f"stage folder {out} exists but has no run.json (an interrupted stage); delete it to rerun the stage")
+        print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: {cfg.recipe} -> {out}")
+        record = module.main(cfg)
+    return record
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+# Parameter counts from the models' cards, for dry runs of hub models that are not cached.
+KNOWN_PARAMETERS: dict[str, int] = {
+    "Qwen/Qwen2.5-0.5B": 494_000_000,
+    "Qwen/Qwen2.5-1.5B": 1_540_000_000,
+    "Qwen/Qwen2.5-1.5B-Instruct": 1_540_000_000,
+    "Qwen/Qwen2.5-7B-Instruct": 7_610_000_000,
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7_620_000_000,
+}
+
+
+def _param_count(model_name: str) -> int | None:
+    """Parameters of a model from its config alone (no weights loaded, no network: cached or
+    local configs only, then the model-card table); None when unknown (for example a stage
+    whose input model does not exist yet)."""
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from recipes.models import resolve_model
+
+        config = AutoConfig.from_pretrained(resolve_model(model_name), local_files_only=True)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # a hub id not in the cache, or a model not built yet
+        return KNOWN_PARAMETERS.get(model_name)
+
+
+def estimate(cfg) -> dict:
+    """Upper-bound compute of a recipe config: every completion at its maximum length, prompts
+    counted at 128 tokens. FLOPs as in recipes.common (6N per trained token, 2N per forward token)."""
+    prompt = 128
+    n = _param_count(cfg.model.name)
+    steps = cfg.optim.max_steps
+    batch = cfg.optim.per_device_train_batch_size * cfg.optim.gradient_accumulation_steps
+    est = {"parameters": n, "max_steps": steps}
+    if cfg.recipe == "grpo":
+        tokens = steps * batch * (prompt + cfg.grpo.max_completion_length)
+        est["train_tokens"] = tokens * cfg.grpo.num_iterations
+        est["forward_tokens"] = tokens * (1 + (cfg.grpo.beta > 0))
+    elif cfg.recipe == "sft":
+        est["train_tokens"] = steps * batch * cfg.sft.max_length if steps > 0 else None  # epoch-based: depends on the data
+        est["forward_tokens"] = 0
+    else:
+        d = cfg.distill
+        nt = _param_count(d.teacher)
+        est["teacher_parameters"] = nt
+        if d.mode == "offline":
+            teacher_tokens = (cfg.data.n_train or 0) * d.samples_per_prompt * (prompt + d.max_new_tokens)
+            est["teacher_forward_tokens"] = teacher_tokens
+            est["train_tokens"] = steps * batch * d.max_length if steps > 0 else None
+            est["forward_tokens"] = 0
+        else:
+            tokens = steps * batch * (prompt + d.max_new_tokens)
+            est["teacher_forward_tokens"] = tokens
+            est["train_tokens"] = est["forward_tokens"] = tokens
+    if n is None or est["train_tokens"] is None or (cfg.recipe == "distill" and est["teacher_parameters"] is None):
+        est["flops_upper_bound"] = None  # unknown: model config offline, or an epoch-based length
+    else:
+        est["flops_upper_bound"] = 6 * n * est["train_tokens"] + 2 * n * est["forward_tokens"] + 2 * (est.get("teacher_parameters") or 0) * est.get("teacher_forward_tokens", 0)
+    return est
+
+
+def dry_run(path: str, overrides: list[str] | None = None) -> dict:
+    """Validate a config and describe what `train` would do, training nothing."""
+    if is_pipeline(path):
+        pipe, stages = pipeline_stages(path, overrides)
+        items = [(name, cfg, out) for name, _, cfg, out in stages]
+    else:
+        _, cfg = load_recipe_config(path, overrides)
+        from recipes.common import run_dir
+
+        items = [(cfg.recipe, cfg, run_dir(cfg.run))]
+    plan = []
+    for name, cfg, out in items:
+        plan.append({"stage": name, "recipe": cfg.recipe, "out": str(out), "finished": (out / "run.json").is_file(),
+                     "estimate": estimate(cfg), "config": to_dict(cfg)})
+    return {"config": path, "stages": plan}

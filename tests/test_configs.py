@@ -1,0 +1,85 @@
+"""Every YAML under configs/ (subfolders included) parses into its typed config, dry-runs
+without network, and config mistakes fail loudly."""
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from recipes.cli import main as cli_main
+from recipes.config import load_config
+from recipes.io import UserError
+from recipes.micro.pretrain import PretrainConfig
+from recipes.train import RECIPES, dry_run, load_recipe_config, pipeline_stages
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "configs"
+ALL = sorted(CONFIGS.rglob("*.yaml"))
+
+
+def kind(path: Path) -> str:
+    data = yaml.safe_load(path.read_text())
+    if path.parent.name == "accelerate":
+        return "accelerate"
+    if "recipe" in data:
+        return "pipeline" if data["recipe"] == "pipeline" else "recipe"
+    return "pretrain"
+
+
+def test_configs_are_found():
+    assert {kind(p) for p in ALL} == {"accelerate", "pipeline", "recipe", "pretrain"}
+    assert len(ALL) >= 20
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_parses(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # pipeline stages name their configs from the repository root
+    text = path.read_text()
+    assert text.startswith("#"), "every YAML opens with a comment: what it runs, what it needs, the command"
+    assert "Run:" in text.split("\n\n")[0] or "Run:" in "".join(text.splitlines(True)[:6])
+    k = kind(path)
+    if k == "accelerate":
+        data = yaml.safe_load(text)
+        assert data["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED", "MULTI_CPU"} and data["num_processes"] >= 1
+    elif k == "pretrain":
+        assert load_config(PretrainConfig, path).name.startswith("micro-")
+    elif k == "pipeline":
+        pipe, stages = pipeline_stages(str(path))
+        assert len(stages) == len(pipe.stages) >= 2
+        assert all(cfg.recipe in RECIPES for _, _, cfg, _ in stages)
+    else:
+        module, cfg = load_recipe_config(str(path))
+        assert module.__name__ == RECIPES[cfg.recipe][0] and cfg.run.name
+    if k in ("recipe", "pipeline"):
+        plan = dry_run(str(path))
+        assert plan["stages"] and all(s["out"].startswith("runs/") for s in plan["stages"])
+
+
+def test_dry_run_estimates_real_configs_offline(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cli_main(["train", "configs/qwen2.5-0.5b/r1_zero.yaml", "--dry-run"]) == 0
+    out = yaml.safe_load(capsys.readouterr().out)  # JSON is YAML
+    est = out["stages"][0]["estimate"]
+    # 6N per trained token + 2N per generated token, N from the model card table
+    assert est["flops_upper_bound"] == 6 * est["parameters"] * est["train_tokens"] + 2 * est["parameters"] * est["forward_tokens"]
+    assert not (REPO / "runs" / "qwen0.5b-grpo-zero-gsm8k").exists()  # trains nothing, writes nothing
+
+
+def test_config_mistakes_name_the_culprit(tmp_path):
+    path = CONFIGS / "micro" / "r1_zero.yaml"
+    with pytest.raises(UserError, match="unknown key 'lerning_rate'; did you mean 'learning_rate'"):
+        load_recipe_config(str(path), ["optim.lerning_rate=1e-4"])
+    with pytest.raises(UserError, match="num_generations: expected int"):
+        load_recipe_config(str(path), ["grpo.num_generations=many"])
+    with pytest.raises(UserError, match="recipe must be one of"):
+        load_recipe_config(str(path), ["recipe=ppo"])
+    with pytest.raises(UserError, match="config file not found"):
+        load_recipe_config(str(tmp_path / "nope.yaml"))
+
+
+def test_cli_reports_a_bad_config_on_one_line(capsys):
+    assert cli_main(["train", str(CONFIGS / "micro" / "r1_zero.yaml"), "grpo.rewardz={accuracy: 1}", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown key 'rewardz'; did you mean 'rewards'" in err

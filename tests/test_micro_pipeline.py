@@ -1,0 +1,67 @@
+"""The micro pipeline end to end at toy size: corpus -> tokenizer -> model -> it learns."""
+
+import json
+from collections import Counter
+
+from recipes.io import to_jsonl
+from recipes.micro.pretrain import ModelShape, PretrainConfig, main
+from recipes.micro.tokenizer import TAGS, train_tokenizer
+from recipes.micro.world import ArithConfig, CorpusConfig, corpus_rows, generate_problems
+from recipes.models import load_tokenizer
+from recipes.tasks import build_prompt
+
+TEXTS = [
+    "<think> First, 12 + 7 = 19. So the answer is 19. </think> <answer>19</answer>",
+    "<think> 先算 12 加 7 等于 19。 所以答案是 19。 </think> <answer>19</answer>",
+    "<think> First, 3 * 4 = 12. 再算 12 减 5 等于 7。 So the answer is 7. </think> <answer>7</answer>",
+]
+
+
+def test_tokenizer_round_trips_through_the_recipes_loading_path(tmp_path):
+    rows = corpus_rows(400, seed=0)
+    tok = train_tokenizer([build_prompt(r["question"]) + r["completion"] for r in rows], vocab_size=400)
+    tok.save_pretrained(tmp_path)
+    # a qwen2 model type beside it: the case where AutoTokenizer could swap in Qwen2's pre-tokenizer
+    (tmp_path / "config.json").write_text('{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}')
+    loaded = load_tokenizer(str(tmp_path))  # the loader every recipe uses
+    # the very tokenizer that was saved: no pre-tokenizer or normaliser swapped in by a model-type mapping
+    assert json.loads(loaded.backend_tokenizer.to_str())["pre_tokenizer"] == json.loads(tok.backend_tokenizer.to_str())["pre_tokenizer"]
+    for text in TEXTS + [r["completion"] for r in rows[:50]]:
+        ids = loaded(text, add_special_tokens=False)["input_ids"]
+        assert ids == tok(text, add_special_tokens=False)["input_ids"]  # same pre-tokenizer after loading
+        assert loaded.decode(ids, skip_special_tokens=True) == text
+    for tag in TAGS:  # one id each, never split
+        assert len(loaded(tag, add_special_tokens=False)["input_ids"]) == 1
+    for r in rows[:50]:  # prompt and completion tokenise apart as they do together (no merge across "Assistant:<think>")
+        prompt = build_prompt(r["question"])
+        enc = lambda t: loaded(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+        assert enc(prompt + r["completion"]) == enc(prompt) + enc(r["completion"])
+    digits = loaded("123", add_special_tokens=False)["input_ids"]
+    assert len(digits) == 3  # digits are tokenised one by one
+
+
+def test_tiny_pipeline_learns(tmp_path):
+    easy = ArithConfig(min_steps=1, max_steps=1, max_operand=15, operations=("+",), word_share=0.0)
+    cfg = PretrainConfig(
+        name="tiny", out_dir=str(tmp_path / "tiny"), n_documents=3000, countdown_share=0.0, arith=easy,
+        corpus=CorpusConfig(language_shares={"en": 0.8, "zh": 0.2}, error_rate={"en": 0.0, "zh": 0.0}),
+        vocab_size=300, model=ModelShape(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=192, max_positions=128),
+        batch_size=16, learning_rate=5e-3, warmup_steps=10, max_steps=200, eval_n=0, threads=2,
+    )
+    out = main(cfg)
+    card = json.loads((out / "rlsft_card.json").read_text())
+    losses = [loss for _, loss in card["loss_curve"]]
+    assert losses[-1] < 0.5 * losses[0]
+
+    # held-out easy problems: greedy accuracy against the best constant guess
+    from recipes.evaluate import EvalArgs, evaluate
+
+    problems = generate_problems("micro-arith", "test", 40, seed=0, arith=easy)
+    src = tmp_path / "easy.jsonl"
+    src.write_text(to_jsonl([{k: p[k] for k in ("id", "question", "answer")} for p in problems]))
+    res = evaluate(EvalArgs(model=str(out), task="micro-arith", out=str(tmp_path / "eval"), source=str(src), n=40,
+                            temperature=0.0, max_new_tokens=40, batch_size=40))
+    baseline = Counter(p["answer"] for p in problems).most_common(1)[0][1] / len(problems)
+    m = res["metrics"]
+    assert m["format_rate"]["value"] > 0.9
+    assert m["pass@1"]["value"] > baseline + 0.2, (m["pass@1"], baseline)

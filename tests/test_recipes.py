@@ -1,0 +1,113 @@
+"""Every recipe runs end to end on a toy model and writes the run folder a user reads."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, tiny_recipe_overrides
+from recipes.io import UserError
+from recipes.train import load_recipe_config, train_from_config
+
+MICRO = REPO / "configs" / "micro"
+GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.per_device_train_batch_size=8"]
+
+
+def run_recipe(config: Path, overrides: list[str]) -> dict:
+    module, cfg = load_recipe_config(str(config), overrides)
+    return module.main(cfg)
+
+
+def check_run_folder(out: Path, recipe: str):
+    for name in ("config.yaml", "provenance.json", "metrics.jsonl", "run.json", "model/config.json", "eval_after/micro-arith/metrics.json"):
+        assert (out / name).is_file(), name
+    record = json.loads((out / "run.json").read_text())
+    assert record["recipe"] == recipe
+    c = record["compute"]
+    assert c["flops"] > 0 and c["train_tokens"] > 0 and c["wall_seconds"] > 0
+    assert set(record["eval_after"]["micro-arith"]) >= {"pass@1", "pass@2", "format_rate", "mixing_rate"}
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in s for s in steps)
+    return record, steps
+
+
+def test_grpo_run_folder(toy_model, tmp_path):
+    out = tmp_path / "grpo"
+    run_recipe(MICRO / "grpo_langreward.yaml", tiny_recipe_overrides(toy_model, out) + GRPO_TINY + ["eval.before=true"])
+    record, steps = check_run_folder(out, "grpo")
+    logged = {k for s in steps for k in s}
+    # TRL's figures, each reward, and the training completions' mixing rate (zero-weight monitor)
+    assert {"reward", "completions/mean_length", "entropy", "rewards/accuracy_reward/mean",
+            "rewards/language_consistency_reward/mean", "rewards/language_monitor/mean"} <= logged
+    assert (out / "samples_train.jsonl").read_text().strip()
+    assert record["eval_before"]["micro-arith"]["pass@1"] is not None
+    assert record["compute"]["forward_tokens"] == record["compute"]["train_tokens"]  # beta 0: generation only
+
+
+def test_an_existing_run_is_never_overwritten(toy_model, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    with pytest.raises(UserError, match="already exists"):
+        run_recipe(MICRO / "r1_zero.yaml", tiny_recipe_overrides(toy_model, out) + GRPO_TINY)
+    assert (out / "run.json").read_text() == "{}"
+
+
+def test_sft_trains_on_clean_examples(toy_model, tmp_path):
+    out = tmp_path / "sft"
+    record = run_recipe(MICRO / "sft_cold_start.yaml", tiny_recipe_overrides(toy_model, out) + ["sft.n_examples=32"])
+    check_run_folder(out, "sft")
+    assert record["n_examples"] == 32
+
+
+@pytest.mark.parametrize("mode", ["offline", "onpolicy"])
+def test_distill(toy_model, tmp_path, mode):
+    out = tmp_path / mode
+    extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}"]
+    if mode == "offline":
+        # an untrained toy teacher is rarely right: a failing filter is a clear error, never an empty SFT
+        try:
+            record = run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, out) + extra)
+        except UserError as e:
+            assert "no verified-correct trace" in str(e)
+            return
+        assert record["teacher_traces"]["kept"] <= record["teacher_traces"]["prompts_with_a_kept_trace"]
+    else:
+        record = run_recipe(MICRO / "distill_onpolicy.yaml", tiny_recipe_overrides(toy_model, out) + extra + ["optim.per_device_train_batch_size=4"])
+    check_run_folder(out, f"distill-{'offline' if mode == 'offline' else 'on_policy'}")
+    assert record["compute"]["teacher_flops"] > 0
+
+
+def test_pipeline_chains_stages_and_skips_finished_ones(toy_model, tmp_path, capsys):
+    tiny = tiny_recipe_overrides(toy_model, tmp_path / "ignored")
+    tiny = [o for o in tiny if not o.startswith(("run.out_dir", "model.name"))]
+    pipe = {
+        "recipe": "pipeline",
+        "run": {"name": "tiny-r1", "out_dir": str(tmp_path / "pipe")},
+        "stages": [
+            {"config": str(MICRO / "sft_cold_start.yaml"), "overrides": tiny + [f"model.name={toy_model}", "sft.n_examples=16"]},
+            {"config": str(MICRO / "r1_zero.yaml"), "name": "grpo", "overrides": tiny + GRPO_TINY},
+        ],
+    }
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(pipe))
+    record = train_from_config(str(path))
+    stage1, stage2 = tmp_path / "pipe" / "1-sft_cold_start", tmp_path / "pipe" / "2-grpo"
+    assert record["recipe"] == "grpo"
+    assert yaml.safe_load((stage2 / "config.yaml").read_text())["model"]["name"] == str(stage1 / "model")
+    before = (stage2 / "run.json").stat().st_mtime_ns
+    train_from_config(str(path))  # a rerun skips both finished stages
+    assert "stage 2/2 grpo: finished before, skipped" in capsys.readouterr().out
+    assert (stage2 / "run.json").stat().st_mtime_ns == before
+
+
+def test_two_process_launch_under_accelerate(toy_model, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/accelerate/cpu.yaml"),
+           "-m", "recipes.cli", "train", str(MICRO / "r1_zero.yaml"), *tiny_recipe_overrides(toy_model, out), *GRPO_TINY]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    check_run_folder(out, "grpo")
