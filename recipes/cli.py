@@ -3,7 +3,9 @@
     rlsft score    --task T --completions IN.jsonl --out OUT.jsonl [--language L]
     rlsft eval     --model PATH_OR_ID --task T [--n N] [--samples K] [--temperature t] --out DIR
     rlsft pretrain CONFIG [key=value ...]
-    rlsft train    CONFIG [key=value ...]
+    rlsft train    CONFIG [key=value ...] [--dry-run]
+    rlsft study    CONFIG [key=value ...]
+    rlsft report   RUN_OR_STUDY ... --out DIR [--claims STUDY.yaml]
 
 A user mistake (bad flag, missing file, bad JSONL line, unknown name) prints one line and exits 2.
 """
@@ -70,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", help="YAML under configs/ with a recipe: key")
     t.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (optim.max_steps=50)")
     t.add_argument("--dry-run", action="store_true", help="validate; print the resolved config, stages, compute estimate and output folders; train nothing")
+
+    st = sub.add_parser("study", help="run a recipes x seeds matrix, check the claims, write the report", allow_abbrev=False)
+    st.add_argument("config", help="study YAML under configs/studies/")
+    st.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
+    st.add_argument("--report", default=None, help="report folder (default: reports/<study name>/)")
+
+    r = sub.add_parser("report", help="Markdown report with plots from run or study folders", allow_abbrev=False)
+    r.add_argument("runs", nargs="+", help="run folders, or folders holding them (a study, a pipeline)")
+    r.add_argument("--out", required=True, help="report folder, e.g. reports/NAME/")
+    r.add_argument("--task", default="micro-arith", help="held-out task the report reads")
+    r.add_argument("--claims", default=None, help="a study YAML whose claims to check on these runs")
     return p
 
 
@@ -101,6 +114,26 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             record = train_from_config(args.config, args.overrides)
             print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
+        elif args.command == "study":
+            from recipes.report import make_report
+            from recipes.study import run_study, study_root
+
+            cfg = run_study(args.config, args.overrides)
+            out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
+                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results)
+            print(f"report: {out / 'report.md'}")
+        elif args.command == "report":
+            from recipes.report import make_report
+
+            claims, knobs, title = None, None, None
+            if args.claims:
+                from recipes.config import load_config
+                from recipes.study import StudyConfig
+
+                study = load_config(StudyConfig, args.claims)
+                claims, knobs, title = study.claims, study.knobs_changed_after_results, f"Study {study.name}"
+            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs)
+            print(f"report: {out / 'report.md'}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -151,17 +151,20 @@ def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds:
     70000000000
     """
     import torch
+    from accelerate import PartialState
 
-    gpus = torch.cuda.device_count()
+    processes = PartialState().num_processes  # data-parallel workers (accelerate launch)
+    gpu = torch.cuda.is_available()
     return {
         "parameters": params,
         "train_tokens": int(train_tokens),  # tokens through forward + backward
         "forward_tokens": int(forward_tokens),  # tokens generated or scored without backward
         "flops": int(6 * params * train_tokens + 2 * params * forward_tokens + extra_flops),
         "wall_seconds": round(seconds, 1),
-        "gpu_hours": round(gpus * seconds / 3600, 4),
-        "cpu_core_hours": round(torch.get_num_threads() * seconds / 3600, 4) if not gpus else 0.0,
-        "device": torch.cuda.get_device_name(0) if gpus else f"cpu x{torch.get_num_threads()} threads",
+        "processes": processes,
+        "gpu_hours": round(processes * seconds / 3600, 4) if gpu else 0.0,
+        "cpu_core_hours": 0.0 if gpu else round(processes * torch.get_num_threads() * seconds / 3600, 4),
+        "device": torch.cuda.get_device_name(0) if gpu else f"cpu, {torch.get_num_threads()} threads per process",
         "peak_memory_gb": peak_memory_gb(),
     }
 
@@ -186,6 +189,26 @@ def headline(metrics: dict, k: int) -> dict:
     """The few numbers a comparison reads: pass@1, pass@k, format, mixing, length."""
     keys = ("pass@1", f"pass@{k}", "format_rate", "mixing_rate", "mean_consistency", "mean_length")
     return {key: metrics[key]["value"] for key in keys if key in metrics}
+
+
+def finish_run(out: Path, recipe: str, cfg, compute: dict, logs: list[dict], before: dict | None, after: dict, **extra) -> dict:
+    """The run record (`run.json`): config, compute, the logged steps, and headline metrics before
+    and after training; written by the main process. Returns it."""
+    from recipes.config import to_dict
+
+    k = cfg.eval.samples
+    record = {
+        "recipe": recipe,
+        "out": str(out),
+        "config": to_dict(cfg),
+        **extra,
+        "compute": compute,
+        "train_log": [h for h in logs if "loss" in h or "reward" in h],
+        "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
+        "eval_after": {t: headline(m, k) for t, m in after.items()},
+    }
+    write_record(out, record)
+    return record
 
 
 def write_record(out: Path, record: dict) -> None:

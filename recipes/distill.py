@@ -20,10 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recipes.common import (
-    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, headline,
-    metrics_logger, n_params, prompt_dataset, start_run, trainer_args, write_record,
+    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
+    metrics_logger, n_params, prompt_dataset, start_run, trainer_args,
 )
-from recipes.config import to_dict
 from recipes.io import UserError, atomic_write, to_jsonl
 
 
@@ -39,6 +38,7 @@ class DistillSection:
     max_length: int = 256  # SFT sequence length, tokens
     num_train_epochs: float = 2.0  # used when optim.max_steps <= 0
     generation_batch_size: int = 64  # prompts per teacher generate call
+    cache_dir: str | None = "runs/cache/teacher_traces"  # offline traces are cached here and reused (None: off)
     # on-policy
     beta: float = 0.5  # generalised JSD: 0 forward KL, 1 reverse KL, 0.5 JSD
 
@@ -86,6 +86,44 @@ def teacher_traces(teacher, tokenizer, data: DataConfig, d: DistillSection, seed
     return rows, stats
 
 
+def trace_cache_key(d: DistillSection, data: DataConfig, seed: int) -> str:
+    """Everything the teacher's traces depend on, hashed: the teacher (and its weights' size and
+    date when it is a local folder), the prompts and the sampling settings."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from recipes.models import resolve_model
+
+    teacher = resolve_model(d.teacher)
+    weights = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(teacher).glob("*.safetensors")) if Path(teacher).is_dir() else []
+    key = {"teacher": str(Path(teacher).resolve()) if Path(teacher).is_dir() else teacher, "weights": weights,
+           "task": data.task, "source": data.source, "n_train": data.n_train, "template": data.template, "seed": seed,
+           "samples_per_prompt": d.samples_per_prompt, "keep_per_prompt": d.keep_per_prompt,
+           "temperature": d.temperature, "max_new_tokens": d.max_new_tokens}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_teacher_traces(teacher_loader, tokenizer, data: DataConfig, d: DistillSection, seed: int) -> tuple[list[dict], dict]:
+    """`teacher_traces`, read from the cache when the same traces were made before."""
+    import json
+    from pathlib import Path
+
+    from recipes.io import read_jsonl, to_json
+
+    if d.cache_dir is None:
+        return teacher_traces(teacher_loader(), tokenizer, data, d, seed)
+    folder = Path(d.cache_dir) / trace_cache_key(d, data, seed)
+    if (folder / "stats.json").is_file():
+        stats = json.loads((folder / "stats.json").read_text())
+        rows = read_jsonl(folder / "traces.jsonl", required=("prompt", "completion")) if stats["kept"] else []
+        return rows, {**stats, "cache": f"hit: {folder}"}
+    rows, stats = teacher_traces(teacher_loader(), tokenizer, data, d, seed)
+    atomic_write(folder / "traces.jsonl", to_jsonl(rows))
+    atomic_write(folder / "stats.json", to_json(stats))  # written last: its presence marks a complete entry
+    return rows, {**stats, "cache": f"written: {folder}"}
+
+
 def main(cfg: DistillRecipeConfig) -> dict:
     import torch
     from datasets import Dataset
@@ -106,14 +144,15 @@ def main(cfg: DistillRecipeConfig) -> dict:
         raise UserError(f"teacher {d.teacher!r} and student {cfg.model.name!r} have different tokenizers; on-policy distillation needs one vocabulary")
     model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code)
     teacher = load_model(d.teacher, cfg.model.dtype, cfg.model.trust_remote_code)
-    params, teacher_params = n_params(model), n_params(teacher)
+    params, teacher_params = n_params(model), n_params(teacher)  # (offline: the cache may spare its sampling)
     before = evaluate_model(model, tokenizer, cfg.model.name, cfg.eval, out / "eval_before", cfg.run.seed, cfg.data.template) if cfg.eval.before else None
 
     # ------------------------------------------------------------------ data (+ rewards: the verifier filters offline traces)
     trace_stats = None
     with Timer() as timer:
         if d.mode == "offline":
-            traces, trace_stats = teacher_traces(teacher, teacher_tokenizer, cfg.data, d, cfg.run.seed)  # text: any teacher vocabulary
+            # text traces, so any teacher vocabulary works; cached, and reused by later runs
+            traces, trace_stats = cached_teacher_traces(lambda: teacher, teacher_tokenizer, cfg.data, d, cfg.run.seed)
             if not traces:
                 raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
             atomic_write(out / "teacher_traces.jsonl", to_jsonl(traces))
@@ -144,7 +183,8 @@ def main(cfg: DistillRecipeConfig) -> dict:
     logs = trainer.state.log_history
     tokens = max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])
     if d.mode == "offline":
-        # teacher sampling (forward, teacher-sized) + student SFT (forward + backward)
+        # teacher sampling (forward, teacher-sized) + student SFT (forward + backward); a cache hit
+        # still counts the teacher's sampling: it is part of what the recipe costs
         teacher_flops = 2 * teacher_params * trace_stats["forward_tokens"]
         compute = compute_record(params, tokens, 0, timer.seconds, extra_flops=teacher_flops)
     else:
@@ -160,16 +200,4 @@ def main(cfg: DistillRecipeConfig) -> dict:
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(trainer.model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
-    k = cfg.eval.samples
-    record = {
-        "recipe": f"distill-{d.mode}",
-        "out": str(out),
-        "config": to_dict(cfg),
-        "teacher_traces": trace_stats,
-        "compute": compute,
-        "train_log": [h for h in logs if "loss" in h],
-        "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
-        "eval_after": {t: headline(m, k) for t, m in after.items()},
-    }
-    write_record(out, record)
-    return record
+    return finish_run(out, f"distill-{d.mode}", cfg, compute, logs, before, after, teacher_traces=trace_stats)

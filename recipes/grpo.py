@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 
 from recipes.common import (
     completion_monitor,
-    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, headline,
-    metrics_logger, n_params, prompt_dataset, start_run, trainer_args, write_record,
+    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
+    metrics_logger, n_params, prompt_dataset, start_run, trainer_args,
 )
-from recipes.config import to_dict
 from recipes.io import UserError
 
 
@@ -103,15 +102,4 @@ def main(cfg: GRPORecipeConfig) -> dict:
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(trainer.model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
-    k = cfg.eval.samples
-    record = {
-        "recipe": "grpo",
-        "out": str(out),
-        "config": to_dict(cfg),
-        "compute": compute,
-        "train_log": [h for h in logs if "loss" in h or "reward" in h],
-        "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
-        "eval_after": {t: headline(m, k) for t, m in after.items()},
-    }
-    write_record(out, record)
-    return record
+    return finish_run(out, "grpo", cfg, compute, logs, before, after)

@@ -19,10 +19,9 @@ import re
 from dataclasses import dataclass, field
 
 from recipes.common import (
-    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, headline,
-    metrics_logger, n_params, start_run, trainer_args, write_record,
+    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
+    metrics_logger, n_params, start_run, trainer_args,
 )
-from recipes.config import to_dict
 from recipes.io import UserError, read_jsonl
 from recipes.tasks import build_prompt, get_task
 
@@ -134,16 +133,4 @@ def main(cfg: SFTRecipeConfig) -> dict:
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(trainer.model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
-    k = cfg.eval.samples
-    record = {
-        "recipe": "sft",
-        "out": str(out),
-        "config": to_dict(cfg),
-        "n_examples": len(pairs),
-        "compute": compute,
-        "train_log": [h for h in logs if "loss" in h],
-        "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
-        "eval_after": {t: headline(m, k) for t, m in after.items()},
-    }
-    write_record(out, record)
-    return record
+    return finish_run(out, "sft", cfg, compute, logs, before, after, n_examples=len(pairs))

@@ -11,7 +11,6 @@ like ../shared/data, then the hub id. Hub loading fails with one clear line when
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

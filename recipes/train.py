@@ -51,6 +51,7 @@ class PipelineConfig:
     run: PipelineRun
     stages: list[Stage]
     recipe: str = "pipeline"
+    stage_overrides: list[str] = field(default_factory=list)  # key=value applied to every stage
 
 
 def load_recipe_config(path: str, overrides: list[str] | None = None):
@@ -85,7 +86,7 @@ def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[Pipe
         forced = [f"run.name={pipe.run.name}-{name}", f"run.out_dir={out}", f"run.seed={pipe.run.seed}"]
         if previous is not None:
             forced.append(f"model.name={previous / 'model'}")
-        module, cfg = load_recipe_config(st.config, st.overrides + forced)
+        module, cfg = load_recipe_config(st.config, pipe.stage_overrides + st.overrides + forced)
         stages.append((name, module, cfg, out))
         previous = out
     return pipe, stages
@@ -110,8 +111,11 @@ def train_from_config(path: str, overrides: list[str] | None = None) -> dict:
             print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: finished before, skipped ({done})")
             record = json.loads(done.read_text())
             continue
-        if out.exists():
-            raise UserError(f"stage folder {out} exists but has no run.json (an interrupted stage); delete it to rerun the stage")
+        if out.exists():  # an interrupted stage: it runs again from its start
+            import shutil
+
+            print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: unfinished before (no run.json), starting it again")
+            shutil.rmtree(out)
         print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: {cfg.recipe} -> {out}")
         record = module.main(cfg)
     return record

@@ -27,8 +27,8 @@ def toy_model(tmp_path_factory) -> str:
 
     out = tmp_path_factory.mktemp("toy") / "toy-model"
     cfg = PretrainConfig(
-        name="toy", out_dir=str(out), n_documents=600, vocab_size=300, eval_n=0, max_steps=30, batch_size=8,
-        model=ModelShape(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=192),
+        name="toy", out_dir=str(out), n_documents=600, vocab_size=512, eval_n=0, max_steps=30, batch_size=8,
+        model=ModelShape(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, max_positions=256),
     )
     return str(main(cfg))
 

@@ -1,7 +1,6 @@
 """Every YAML under configs/ (subfolders included) parses into its typed config, dry-runs
 without network, and config mistakes fail loudly."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,15 @@ def kind(path: Path) -> str:
     data = yaml.safe_load(path.read_text())
     if path.parent.name == "accelerate":
         return "accelerate"
+    if path.parent.name == "studies":
+        return "study"
     if "recipe" in data:
         return "pipeline" if data["recipe"] == "pipeline" else "recipe"
     return "pretrain"
 
 
 def test_configs_are_found():
-    assert {kind(p) for p in ALL} == {"accelerate", "pipeline", "recipe", "pretrain"}
+    assert {kind(p) for p in ALL} == {"accelerate", "pipeline", "recipe", "pretrain", "study"}
     assert len(ALL) >= 20
 
 
@@ -42,6 +43,13 @@ def test_every_config_parses(path, monkeypatch):
     if k == "accelerate":
         data = yaml.safe_load(text)
         assert data["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED", "MULTI_CPU"} and data["num_processes"] >= 1
+    elif k == "study":
+        from recipes.study import StudyConfig
+
+        study = load_config(StudyConfig, path)
+        assert len(study.seeds) >= 3 and study.claims
+        assert all(c.arm in study.recipes or c.arm == "base" for c in study.claims)
+        assert all(Path(REPO / p).is_file() for p in study.recipes.values())
     elif k == "pretrain":
         assert load_config(PretrainConfig, path).name.startswith("micro-")
     elif k == "pipeline":

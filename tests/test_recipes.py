@@ -66,7 +66,7 @@ def test_sft_trains_on_clean_examples(toy_model, tmp_path):
 @pytest.mark.parametrize("mode", ["offline", "onpolicy"])
 def test_distill(toy_model, tmp_path, mode):
     out = tmp_path / mode
-    extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}"]
+    extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}", f"distill.cache_dir={tmp_path / 'cache'}"]
     if mode == "offline":
         # an untrained toy teacher is rarely right: a failing filter is a clear error, never an empty SFT
         try:
@@ -110,4 +110,25 @@ def test_two_process_launch_under_accelerate(toy_model, tmp_path):
            "-m", "recipes.cli", "train", str(MICRO / "r1_zero.yaml"), *tiny_recipe_overrides(toy_model, out), *GRPO_TINY]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
-    check_run_folder(out, "grpo")
+    record, _ = check_run_folder(out, "grpo")
+    assert record["compute"]["processes"] == 2
+
+
+def test_teacher_traces_are_cached_and_reused(toy_model, tmp_path):
+    from recipes.distill import DataConfig, DistillSection, cached_teacher_traces
+    from recipes.models import load_model, load_tokenizer
+
+    d = DistillSection(teacher=toy_model, samples_per_prompt=2, max_new_tokens=16, cache_dir=str(tmp_path / "cache"))
+    data = DataConfig(task="micro-arith", n_train=6)
+    tok, loads = load_tokenizer(toy_model), []
+
+    def loader():
+        loads.append(1)
+        return load_model(toy_model)
+
+    rows1, stats1 = cached_teacher_traces(loader, tok, data, d, seed=0)
+    rows2, stats2 = cached_teacher_traces(loader, tok, data, d, seed=0)
+    assert len(loads) == 1 and stats1["cache"].startswith("written") and stats2["cache"].startswith("hit")
+    assert rows1 == rows2 and stats1["samples"] == stats2["samples"] == 12
+    cached_teacher_traces(loader, tok, data, DistillSection(**{**d.__dict__, "temperature": 0.5}), seed=0)
+    assert len(loads) == 2  # other sampling settings: other traces

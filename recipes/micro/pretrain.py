@@ -11,7 +11,6 @@ machine-readable `rlsft_card.json` and a human `README.md` model card, both writ
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 import shutil

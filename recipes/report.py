@@ -1,0 +1,281 @@
+"""`rlsft report RUNS_OR_STUDY ... --out reports/NAME/`: a Markdown report with PNG plots,
+read only from run folders, so any runs can be compared.
+
+Inputs: run folders (with run.json), or folders holding them (a study: <arm>/seed<k>/..., a
+pipeline: <i>-<stage>/). A run's *arm* is its recipe-config name without the seed; a pipeline
+run is represented by its last stage. The base model is read from the runs' eval_before.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from recipes.io import UserError, atomic_write
+
+CURVES = (  # (metrics.jsonl key, label)
+    ("rewards/accuracy_reward/mean", "training accuracy (reward)"),
+    ("rewards/language_monitor/mean", "training mixing rate"),
+    ("completions/mean_length", "completion length (tokens)"),
+    ("loss", "loss"),
+)
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Final run folders under `paths`: folders with run.json, a pipeline's last stage only."""
+    runs = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise UserError(f"no such run or study folder: {p}")
+        found = sorted(f.parent for f in p.rglob("run.json")) if not (p / "run.json").is_file() else [p]
+        if not found:
+            raise UserError(f"{p}: no finished run (run.json) inside")
+        for f in found:
+            stage = re.fullmatch(r"(\d+)-.+", f.name)
+            if stage:  # a pipeline stage: keep only the last one of its pipeline
+                siblings = [s for s in f.parent.iterdir() if re.fullmatch(r"\d+-.+", s.name)]
+                if int(stage.group(1)) != max(int(s.name.split("-")[0]) for s in siblings):
+                    continue
+            runs.append(f)
+    return sorted(set(runs))
+
+
+def arm_and_seed(run: Path) -> tuple[str, int]:
+    """(arm, seed) from the run's config and folder names (a study's <arm>/seed<k>/)."""
+    record = json.loads((run / "run.json").read_text())
+    seed = record["config"]["run"]["seed"]
+    parts = run.parts
+    for i, part in enumerate(parts):
+        if re.fullmatch(r"seed\d+", part) and i > 0:
+            return parts[i - 1], seed
+    name = record["config"]["run"]["name"]
+    return re.sub(r"-seed\d+$", "", name), seed
+
+
+def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
+    """{metric: {problem_id: mean over samples}} for correct, mixed, format_ok, length."""
+    path = folder / task / "samples.jsonl"
+    if not path.is_file():
+        return {}
+    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for line in path.read_text(encoding="utf-8").splitlines():
+        s = json.loads(line)
+        for key, name in (("correct", "accuracy"), ("mixed", "mixing"), ("format_ok", "format"), ("length", "length")):
+            if s.get(key) is not None:
+                acc[name][s["id"]].append(float(s[key]))
+    return {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}
+
+
+def load_results(runs: list[Path], task: str) -> dict:
+    """Everything the report and the claims read, per arm and seed."""
+    scores: dict[str, dict[str, dict[int, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
+    pflops: dict[str, dict[int, float]] = defaultdict(dict)
+    curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
+    records: dict[str, dict[int, dict]] = defaultdict(dict)
+    for run in runs:
+        arm, seed = arm_and_seed(run)
+        record = json.loads((run / "run.json").read_text())
+        records[arm][seed] = record
+        for metric, values in per_problem(run / "eval_after", task).items():
+            scores[metric][arm][seed] = values
+        before = per_problem(run / "eval_before", task)
+        for metric, values in before.items():
+            scores[metric].setdefault("base", {}).setdefault(seed, values)
+        pflops[arm][seed] = total_flops(run) / 1e15
+        steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").is_file() else []
+        curves[arm][seed] = steps
+    return {"scores": scores, "pflops": pflops, "curves": curves, "records": records}
+
+
+def total_flops(run: Path) -> float:
+    """FLOPs of a run including the earlier stages of its pipeline (the cost of the recipe)."""
+    flops = json.loads((run / "run.json").read_text())["compute"]["flops"]
+    if re.fullmatch(r"\d+-.+", run.name):
+        n = int(run.name.split("-")[0])
+        for s in run.parent.iterdir():
+            if re.fullmatch(r"\d+-.+", s.name) and int(s.name.split("-")[0]) < n and (s / "run.json").is_file():
+                flops += json.loads((s / "run.json").read_text())["compute"]["flops"]
+    return flops
+
+
+def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):
+    """(x, mean, low, high) over seeds of a logged key, on the steps all seeds logged."""
+    per_seed = {}
+    for seed, steps in curves_by_seed.items():
+        pts = {s["step"]: s[key] for s in steps if key in s and s[key] is not None}
+        if pts:
+            per_seed[seed] = pts
+    if not per_seed:
+        return None
+    common = sorted(set.intersection(*(set(p) for p in per_seed.values())))
+    if not common:
+        return None
+    ys = [[per_seed[s][x] for s in per_seed] for x in common]
+    xs = [x * (sum(x_scale[s] for s in per_seed) / len(per_seed) if x_scale else 1.0) for x in common]
+    return xs, [sum(y) / len(y) for y in ys], [min(y) for y in ys], [max(y) for y in ys]
+
+
+def plot_curves(results: dict, out: Path) -> list[str]:
+    """Training curves against step and against PFLOPs, one line per arm, seed range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    for key, label in CURVES:
+        arms = {arm: c for arm, c in results["curves"].items() if _band(c, key)}
+        if not arms:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        for arm, by_seed in sorted(arms.items()):
+            steps_total = {s: max([x["step"] for x in v] + [1]) for s, v in by_seed.items()}
+            own_pflops = {s: results["records"][arm][s]["compute"]["flops"] / 1e15 / steps_total[s] for s in by_seed}
+            for ax, scale in ((axes[0], None), (axes[1], own_pflops)):
+                xs, mean, lo, hi = _band(by_seed, key, scale)
+                line, = ax.plot(xs, mean, label=arm)
+                ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
+        axes[0].set_xlabel("training step")
+        axes[1].set_xlabel("PFLOPs spent in this stage")
+        for ax in axes:
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{label}: mean over seeds, shaded min-max")
+        fig.tight_layout()
+        name = "curve_" + re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_") + ".png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
+    """Per arm (and base): mean over seeds of held-out accuracy, mixing, format and length, each
+    with a 95% hierarchical bootstrap interval (seeds, then problems), plus mean PFLOPs."""
+    from recipes.claims import hierarchical_bootstrap
+
+    summary: dict[str, dict] = defaultdict(dict)
+    for metric, by_arm in results["scores"].items():
+        for arm, by_seed in by_arm.items():
+            data = {s: list(v.values()) for s, v in by_seed.items() if v}
+            if data:
+                summary[arm][metric] = hierarchical_bootstrap(data, n_boot)
+                summary[arm]["seeds"] = sorted(data)
+    for arm, by_seed in results["pflops"].items():
+        summary[arm]["pflops"] = sum(by_seed.values()) / len(by_seed)
+    return dict(summary)
+
+
+def plot_final(summary: dict, out: Path) -> str:
+    """Held-out accuracy and mixing against PFLOPs per arm, with intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric, label in ((axes[0], "accuracy", "held-out pass@1"), (axes[1], "mixing", "held-out mixing rate")):
+        for arm, s in sorted(summary.items()):
+            if metric not in s:
+                continue
+            est, lo, hi = s[metric]
+            x = s.get("pflops", 0.0)
+            ax.errorbar([x], [est], yerr=[[est - lo], [hi - est]], fmt="o", capsize=3, label=arm)
+            ax.annotate(arm, (x, est), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel("PFLOPs per run (all stages, teacher included)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "final_vs_pflops.png", dpi=110)
+    plt.close(fig)
+    return "final_vs_pflops.png"
+
+
+def sample_completions(runs: list[Path], task: str, per_arm: int = 2) -> dict[str, list[dict]]:
+    """A few held-out completions per arm: mixed ones first, where there are any."""
+    out: dict[str, list[dict]] = {}
+    for run in runs:
+        arm, seed = arm_and_seed(run)
+        if arm in out:
+            continue
+        path = run / "eval_after" / task / "samples.jsonl"
+        if path.is_file():
+            rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+            rows.sort(key=lambda r: (not r["mixed"], not r["correct"]))
+            out[arm] = rows[:per_arm]
+    return out
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if isinstance(v, (tuple, list)) else f"{v:.3g}"
+
+
+def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
+                knobs_changed: list[str] | None = None) -> Path:
+    """Write report.md and its PNGs to `out` (through a temporary folder: never half a report)."""
+    import os
+    import shutil
+    import tempfile
+
+    from recipes.claims import evaluate_claim
+    from recipes.provenance import provenance
+
+    runs = find_runs(paths)
+    results = load_results(runs, task)
+    final = Path(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".report-", dir=final.parent))
+    try:
+        curve_files = plot_curves(results, work)
+        summary = arm_summary(results)
+        final_png = plot_final(summary, work)
+        verdicts = [evaluate_claim(c, results["scores"], results["pflops"]) for c in (claims or [])]
+        lines = [f"# {title or 'rlsft report'}", "",
+                 f"{len(runs)} runs, task `{task}` (held-out test split). Generated by `rlsft report` from the run folders below; "
+                 "every number here comes from them.", ""]
+        if verdicts:
+            lines += ["## Claims", "", "| claim | verdict | estimate [95% CI] | seeds | problems | claim text |", "|---|---|---|---|---|---|"]
+            by_id = {c.id: c for c in claims}
+            for v in verdicts:
+                c = by_id[v.claim]
+                est = "n/a" if v.estimate is None else f"{v.estimate:+.4g} [{v.ci_low:+.4g}, {v.ci_high:+.4g}]"
+                lines.append(f"| {v.claim} | **{v.verdict}** | {est} | {v.n_seeds} | {v.n_problems} | {c.text} |")
+            lines += ["", "Each estimate is the paired difference (arm minus comparison, same problems per seed) "
+                      "averaged over seeds; intervals are hierarchical bootstraps over seeds and problems. "
+                      "Per-PFLOP claims compare gains over the base model divided by each arm's PFLOPs.", ""]
+            for v in verdicts:
+                lines.append(f"- **{v.claim}** ({by_id[v.claim].metric}, {by_id[v.claim].arm} vs {by_id[v.claim].against}, "
+                             f"{by_id[v.claim].direction} than {by_id[v.claim].threshold}): {json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
+            lines.append("")
+        lines += ["## Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled).", "",
+                  "| arm | seeds | pass@1 | mixing rate | format rate | length (tokens) | PFLOPs |", "|---|---|---|---|---|---|---|"]
+        for arm, s in sorted(summary.items(), key=lambda kv: (kv[0] != "base", kv[0])):
+            lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('mixing'))} | "
+                         f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} |")
+        lines += ["", f"![final]({final_png})", "", "## Training curves", ""]
+        lines += [f"![{f}]({f})" for f in curve_files] + [""]
+        lines += ["## Sample completions (held-out, mixed ones first)", ""]
+        for arm, rows in sorted(sample_completions(runs, task).items()):
+            for r in rows:
+                lines.append(f"- **{arm}** (correct={r['correct']}, mixed={r['mixed']}): `{r['question'][:90]}` → `{r['completion'][:300]}`")
+        lines += ["", "## Knobs changed after seeing results", ""]
+        lines += [f"- {k}" for k in (knobs_changed or [])] or ["- none"]
+        prov = provenance()
+        lines += ["", "## Provenance", "", f"- report written {prov['time_utc']} at commit `{prov['git_commit']}`",
+                  f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}", "- runs:"]
+        for run in runs:
+            rec = json.loads((run / "run.json").read_text())
+            lines.append(f"  - `{run}`: recipe {rec['recipe']}, commit `{rec['provenance']['git_commit']}`, "
+                         f"{rec['compute']['flops'] / 1e15:.4g} PFLOPs, {rec['compute']['wall_seconds']:.0f} s on {rec['compute']['device']}")
+        atomic_write(work / "report.md", "\n".join(lines) + "\n")
+        atomic_write(work / "verdicts.json", json.dumps([v.__dict__ for v in verdicts], indent=2, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(work, final)
+        final.chmod(0o755)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
