@@ -194,6 +194,7 @@ def main(cfg: DistillRecipeConfig) -> dict:
     compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, teacher_flops
 
     # ------------------------------------------------------------------ save
+    trainer.model.config.use_cache = True  # the Trainer turns it off; generation needs the KV cache
     trainer.save_model(str(out / "model"))
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(str(out / "model"))

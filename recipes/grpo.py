@@ -97,6 +97,7 @@ def main(cfg: GRPORecipeConfig) -> dict:
     compute = compute_record(params, tokens * cfg.grpo.num_iterations, forward, timer.seconds)
 
     # ------------------------------------------------------------------ save
+    trainer.model.config.use_cache = True  # the Trainer turns it off; generation needs the KV cache
     trainer.save_model(str(out / "model"))
     tokenizer.save_pretrained(str(out / "model"))
 

@@ -91,6 +91,10 @@ def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool =
     if torch_dtype is None:
         raise UserError(f"unknown dtype {dtype!r}; valid: auto, float32, bfloat16, float16")
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
     except Exception as e:
         raise _load_error("model", name_or_path, e) from None
+    # The HF Trainer saves `use_cache: false` into config.json; generation without the KV cache
+    # recomputes every prefix (about 8x slower here, and what TRL's generate falls back to).
+    model.config.use_cache = True
+    return model

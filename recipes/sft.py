@@ -127,6 +127,7 @@ def main(cfg: SFTRecipeConfig) -> dict:
     compute = compute_record(params, tokens, 0, timer.seconds)
 
     # ------------------------------------------------------------------ save
+    trainer.model.config.use_cache = True  # the Trainer turns it off; generation needs the KV cache
     trainer.save_model(str(out / "model"))
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(str(out / "model"))

@@ -164,6 +164,7 @@ def main(cfg: PretrainConfig) -> Path:
 
     # ------------------------------------------------------------------ save (bf16 safetensors, written to a temp folder then moved)
     staging = Path(tempfile.mkdtemp(prefix=f".{cfg.name}-", dir=out.parent if out.parent.exists() else None))
+    model.config.use_cache = True  # the Trainer turned it off; generation needs the KV cache
     model.to(torch.bfloat16).save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     shutil.rmtree(work, ignore_errors=True)
