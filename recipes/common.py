@@ -37,6 +37,10 @@ class ModelConfig:
     name: str = "micro-student"  # micro model name, local folder or hub id
     dtype: str = "auto"  # auto: bf16 on GPU, float32 on CPU
     trust_remote_code: bool = False
+    lora_r: int = 0  # LoRA rank through peft (0: full fine-tuning); the saved model is merged, so stages chain
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
 
 
 @dataclass
@@ -151,9 +155,8 @@ def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds:
     70000000000
     """
     import torch
-    from accelerate import PartialState
 
-    processes = PartialState().num_processes  # data-parallel workers (accelerate launch)
+    processes = distributed_state().num_processes  # data-parallel workers (accelerate launch)
     gpu = torch.cuda.is_available()
     return {
         "parameters": params,
@@ -284,23 +287,64 @@ def completion_monitor(path: Path, every: int, language: str = "en"):
     return language_monitor
 
 
-def is_main_process() -> bool:
-    """True on the process that writes files and evaluates (rank 0 under `accelerate launch`)."""
+def distributed_state():
+    """This process's place in the launch: one process per data-parallel worker under `accelerate launch`.
+
+    Without a GPU the workers are CPU processes joined over gloo, which accelerate sets up only when
+    asked (`cpu=True`); otherwise each of them would think it ran alone. The state is shared, so the
+    first call decides it for the Trainer too.
+    """
+    import torch
     from accelerate import PartialState
 
-    return PartialState().is_main_process
+    accelerator = torch.cuda.is_available() or torch.backends.mps.is_available()
+    return PartialState(cpu=not accelerator)
+
+
+def lora_config(model: ModelConfig):
+    """The peft LoraConfig the trainers take as `peft_config`, or None for full fine-tuning."""
+    if model.lora_r <= 0:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise UserError(f"model.lora_r={model.lora_r} needs peft: pip install 'rlsft[lora]' (or set model.lora_r=0)") from None
+    return LoraConfig(r=model.lora_r, lora_alpha=model.lora_alpha, lora_dropout=model.lora_dropout,
+                      target_modules=model.lora_target_modules, task_type="CAUSAL_LM")
+
+
+def save_trained(trainer, tokenizer, path: Path):
+    """Save the trained model and its tokenizer to `path` and return the model to evaluate.
+
+    LoRA adapters are merged first, so every stage writes a plain model the next stage can load.
+    The Trainer turns `use_cache` off; generation needs the KV cache (about 8x faster here).
+    """
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):  # a peft model
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    if is_main_process():
+        model.save_pretrained(str(path), safe_serialization=True)
+        tokenizer.padding_side = "left"  # generation pads on the left
+        tokenizer.save_pretrained(str(path))
+    distributed_state().wait_for_everyone()
+    return model
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files and evaluates (rank 0 under `accelerate launch`)."""
+    return distributed_state().is_main_process
 
 
 def start_run(cfg) -> Path:
     """Create the run folder and write the resolved config and provenance before anything runs
     (on the main process; the others wait for it)."""
     import yaml
-    from accelerate import PartialState
 
     from recipes.config import to_dict
     from recipes.provenance import provenance
 
-    state = PartialState()
+    state = distributed_state()
     if state.is_main_process:
         out = prepare_run_dir(cfg.run)
         atomic_write(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))

@@ -9,7 +9,7 @@
 
     rlsft train configs/micro/distill_offline.yaml
     rlsft train configs/micro/distill_on_policy.yaml
-    accelerate launch -m recipes.cli train configs/real/distill_offline_qwen1.5b_to_0.5b.yaml
+    accelerate launch -m recipes.cli train configs/qwen2.5-0.5b/distill_offline.yaml
 
 Sections: config, data, model, rewards (the verifier filters teacher traces), trainer, train,
 save, evaluate. Compute counts the teacher too: its sampling (offline) or scoring (on-policy).
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from recipes.common import (
     DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
-    metrics_logger, n_params, prompt_dataset, start_run, trainer_args,
+    lora_config, metrics_logger, n_params, prompt_dataset, save_trained, start_run, trainer_args,
 )
 from recipes.io import UserError, atomic_write, to_jsonl
 
@@ -168,14 +168,14 @@ def main(cfg: DistillRecipeConfig) -> dict:
             tokenizer.padding_side = "right"
             args = trainer_args(SFTConfig, cfg.run, cfg.optim, out, completion_only_loss=True, max_length=d.max_length,
                                 num_train_epochs=d.num_train_epochs, eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token)
-            trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+            trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, peft_config=lora_config(cfg.model),
                           callbacks=[metrics_logger(out / "metrics.jsonl")])
         else:
             from trl import DistillationConfig, DistillationTrainer
 
             args = trainer_args(DistillationConfig, cfg.run, cfg.optim, out, beta=d.beta, temperature=d.temperature,
                                 max_completion_length=d.max_new_tokens)
-            trainer = DistillationTrainer(model=model, teacher_model=teacher, args=args, train_dataset=train, processing_class=tokenizer,
+            trainer = DistillationTrainer(model=model, teacher_model=teacher, args=args, train_dataset=train, processing_class=tokenizer, peft_config=lora_config(cfg.model),
                           callbacks=[metrics_logger(out / "metrics.jsonl")])
 
         # -------------------------------------------------------------- train
@@ -194,11 +194,8 @@ def main(cfg: DistillRecipeConfig) -> dict:
     compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, teacher_flops
 
     # ------------------------------------------------------------------ save
-    trainer.model.config.use_cache = True  # the Trainer turns it off; generation needs the KV cache
-    trainer.save_model(str(out / "model"))
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(str(out / "model"))
+    model = save_trained(trainer, tokenizer, out / "model")  # LoRA merged; KV cache back on
 
     # ------------------------------------------------------------------ evaluate
-    after = evaluate_model(trainer.model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
+    after = evaluate_model(model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
     return finish_run(out, f"distill-{d.mode}", cfg, compute, logs, before, after, teacher_traces=trace_stats)

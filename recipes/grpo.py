@@ -1,8 +1,8 @@
 """Pure RL with GRPO (the R1-Zero recipe): rule-based rewards only, no labelled reasoning.
 
-    rlsft train configs/micro/grpo_zero.yaml                       # CPU, minutes
-    rlsft train configs/micro/grpo_zero.yaml grpo.rewards.language=0.2
-    accelerate launch -m recipes.cli train configs/real/grpo_zero_qwen0.5b.yaml   # one GPU
+    rlsft train configs/micro/r1_zero.yaml                                  # CPU, minutes
+    rlsft train configs/micro/r1_zero.yaml "grpo.rewards={accuracy: 1.0, language: 0.2}"
+    accelerate launch -m recipes.cli train configs/qwen2.5-0.5b/r1_zero.yaml  # one GPU
 
 Sections: config, data, model, rewards, trainer, train, save, evaluate.
 Writes <out>/model (weights + tokenizer), <out>/eval_before and <out>/eval_after (per-task
@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from recipes.common import (
-    completion_monitor,
     DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
-    metrics_logger, n_params, prompt_dataset, start_run, trainer_args,
+    completion_monitor, lora_config, metrics_logger, n_params, prompt_dataset, save_trained, start_run, trainer_args,
 )
 from recipes.io import UserError
 
@@ -34,6 +33,7 @@ class GRPOSection:
     scale_rewards: str = "group"  # group (GRPO), batch, or none (Dr. GRPO)
     mask_truncated_completions: bool = False
     sample_every: int = 10  # write 8 training completions to samples_train.jsonl every N generation batches
+    vllm: bool | None = None  # generate with vLLM in colocate mode; None: when vllm is installed and a GPU is present
 
 
 @dataclass
@@ -45,6 +45,23 @@ class GRPORecipeConfig:
     grpo: GRPOSection = field(default_factory=GRPOSection)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def vllm_args(wanted: bool | None) -> dict:
+    """GRPOConfig arguments for generation: vLLM colocated on the training GPU, or HF generate.
+
+    >>> vllm_args(False)
+    {'use_vllm': False}
+    """
+    import importlib.util
+
+    import torch
+
+    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if wanted and not available:
+        raise UserError("grpo.vllm=true needs the vllm package and a GPU; set grpo.vllm=null to fall back to HF generate")
+    use = available if wanted is None else wanted
+    return {"use_vllm": True, "vllm_mode": "colocate"} if use else {"use_vllm": False}
 
 
 def main(cfg: GRPORecipeConfig) -> dict:
@@ -83,8 +100,9 @@ def main(cfg: GRPORecipeConfig) -> dict:
         max_completion_length=cfg.grpo.max_completion_length, temperature=cfg.grpo.temperature,
         epsilon=cfg.grpo.epsilon, num_iterations=cfg.grpo.num_iterations, scale_rewards=cfg.grpo.scale_rewards,
         mask_truncated_completions=cfg.grpo.mask_truncated_completions, reward_weights=reward_weights,
+        **vllm_args(cfg.grpo.vllm),
     )
-    trainer = GRPOTrainer(model=model, args=args, train_dataset=train, reward_funcs=reward_funcs, processing_class=tokenizer,
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=train, reward_funcs=reward_funcs, processing_class=tokenizer, peft_config=lora_config(cfg.model),
                           callbacks=[metrics_logger(out / "metrics.jsonl")])
 
     # ------------------------------------------------------------------ train
@@ -97,10 +115,8 @@ def main(cfg: GRPORecipeConfig) -> dict:
     compute = compute_record(params, tokens * cfg.grpo.num_iterations, forward, timer.seconds)
 
     # ------------------------------------------------------------------ save
-    trainer.model.config.use_cache = True  # the Trainer turns it off; generation needs the KV cache
-    trainer.save_model(str(out / "model"))
-    tokenizer.save_pretrained(str(out / "model"))
+    model = save_trained(trainer, tokenizer, out / "model")  # LoRA merged; KV cache back on
 
     # ------------------------------------------------------------------ evaluate
-    after = evaluate_model(trainer.model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
+    after = evaluate_model(model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
     return finish_run(out, "grpo", cfg, compute, logs, before, after)

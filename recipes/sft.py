@@ -2,8 +2,8 @@
 worked solutions, loss on the completion only.
 
     rlsft train configs/micro/sft_cold_start.yaml                  # CPU, about a minute
-    rlsft train configs/micro/grpo_after_sft.yaml                  # then RL from its output
-    accelerate launch -m recipes.cli train configs/real/sft_cold_start_qwen0.5b.yaml
+    rlsft train configs/micro/r1.yaml                              # SFT, then GRPO from its output
+    accelerate launch -m recipes.cli train configs/qwen2.5-0.5b/sft_cold_start.yaml
 
 Sections: config, data, model, rewards (none), trainer, train, save, evaluate.
 The examples come from `sft.examples`:
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from recipes.common import (
     DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
-    metrics_logger, n_params, start_run, trainer_args,
+    lora_config, metrics_logger, n_params, save_trained, start_run, trainer_args,
 )
 from recipes.io import UserError, read_jsonl
 from recipes.tasks import build_prompt, get_task
@@ -116,7 +116,7 @@ def main(cfg: SFTRecipeConfig) -> dict:
         completion_only_loss=True, max_length=cfg.sft.max_length, num_train_epochs=cfg.sft.num_train_epochs,
         eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, peft_config=lora_config(cfg.model),
                           callbacks=[metrics_logger(out / "metrics.jsonl")])
 
     # ------------------------------------------------------------------ train
@@ -127,11 +127,8 @@ def main(cfg: SFTRecipeConfig) -> dict:
     compute = compute_record(params, tokens, 0, timer.seconds)
 
     # ------------------------------------------------------------------ save
-    trainer.model.config.use_cache = True  # the Trainer turns it off; generation needs the KV cache
-    trainer.save_model(str(out / "model"))
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(str(out / "model"))
+    model = save_trained(trainer, tokenizer, out / "model")  # LoRA merged; KV cache back on
 
     # ------------------------------------------------------------------ evaluate
-    after = evaluate_model(trainer.model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
+    after = evaluate_model(model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
     return finish_run(out, "sft", cfg, compute, logs, before, after, n_examples=len(pairs))
