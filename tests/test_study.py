@@ -1,0 +1,62 @@
+"""`rlsft study` and `rlsft report` end to end: two recipes x two seeds, a few steps each, on CPU."""
+
+import json
+
+import yaml
+from conftest import REPO, tiny_recipe_overrides
+
+from recipes.cli import main as cli_main
+
+MICRO = REPO / "configs" / "micro"
+VERDICTS = {"reproduced", "not reproduced", "inconclusive"}
+
+
+def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/ and reports/ land here
+    common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
+    study = {
+        "name": "tiny-study",
+        "seeds": [0, 1],
+        "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml"), "sft": str(MICRO / "sft_cold_start.yaml")},
+        "overrides": common,
+        "arm_overrides": {
+            "r1_zero": ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.per_device_train_batch_size=8"],
+            "sft": ["sft.n_examples=16"],
+        },
+        "base_arm": "r1_zero",
+        "claims": [
+            {"id": "C1", "text": "RL beats the base", "metric": "accuracy", "arm": "r1_zero", "against": "base",
+             "direction": "greater", "threshold": 0.0},
+            {"id": "M", "text": "SFT mixes less than RL", "metric": "mixing", "arm": "sft", "against": "r1_zero",
+             "direction": "less", "threshold": 0.0},
+        ],
+        "knobs_changed_after_results": ["nothing, this is a test"],
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+
+    assert cli_main(["study", str(path), "--report", "reports/tiny"]) == 0
+    root = tmp_path / "runs" / "studies" / "tiny-study"
+    for arm in ("r1_zero", "sft"):
+        for seed in (0, 1):
+            record = json.loads((root / arm / f"seed{seed}" / "run.json").read_text())
+            assert record["config"]["run"]["seed"] == seed
+
+    report = tmp_path / "reports" / "tiny"
+    text = (report / "report.md").read_text()
+    verdicts = json.loads((report / "verdicts.json").read_text())
+    assert [v["claim"] for v in verdicts] == ["C1", "M"] and {v["verdict"] for v in verdicts} <= VERDICTS
+    for v in verdicts:  # the numbers behind each verdict are in the table
+        assert v["claim"] in text and v["verdict"] in text
+    assert "nothing, this is a test" in text  # knobs changed after results are listed
+    assert {"final_vs_pflops.png", "curve_loss.png"} <= {p.name for p in report.iterdir()}
+    assert all(p.stat().st_size > 10_000 for p in report.glob("*.png"))  # real plots, not empty files
+    for arm in ("r1_zero", "sft"):
+        assert f"| {arm} | 2 |" in text  # both seeds in the final table
+
+    # a rerun skips every finished run and writes the same verdicts
+    capsys.readouterr()
+    assert cli_main(["study", str(path), "--report", "reports/tiny2"]) == 0
+    assert capsys.readouterr().out.count("finished before, skipped") == 4
+    again = json.loads((tmp_path / "reports" / "tiny2" / "verdicts.json").read_text())
+    assert [(v["claim"], v["verdict"]) for v in again] == [(v["claim"], v["verdict"]) for v in verdicts]
