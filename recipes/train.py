@@ -132,6 +132,8 @@ KNOWN_PARAMETERS: dict[str, int] = {
     "Qwen/Qwen2.5-7B-Instruct": 7_610_000_000,
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7_620_000_000,
 }
+# Train-split sizes, for epoch-based SFT and distillation estimates of tasks whose data is not generated.
+KNOWN_TRAIN_SIZES: dict[str, int] = {"gsm8k": 7473}
 
 
 def _param_count(model_name: str) -> int | None:
@@ -152,12 +154,17 @@ def _param_count(model_name: str) -> int | None:
         return KNOWN_PARAMETERS.get(model_name)
 
 
-def estimate(cfg) -> dict:
+def estimate(cfg, params: int | None = None, peak_flops: float = 989e12, mfu: float = 0.3) -> dict:
     """Upper-bound compute of a recipe config: every completion at its maximum length, prompts
-    counted at 128 tokens. FLOPs as in recipes.common (6N per trained token, 2N per forward token)."""
+    counted at 128 tokens. FLOPs as in recipes.common (6N per trained token, 2N per forward token).
+
+    GPU-hours = FLOPs / (peak_flops x mfu) / 3600, by default an H100's dense bf16 peak (989 TFLOP/s)
+    at 30% utilisation: a floor, since generation with HF generate is memory-bound and runs far
+    below it. `params` stands in for a stage whose input model does not exist yet."""
     prompt = 128
-    n = _param_count(cfg.model.name)
+    n = _param_count(cfg.model.name) or params
     steps = cfg.optim.max_steps
+    n_train = cfg.data.n_train or KNOWN_TRAIN_SIZES.get(cfg.data.task)  # prompts (None: unknown)
     batch = cfg.optim.per_device_train_batch_size * cfg.optim.gradient_accumulation_steps
     est = {"parameters": n, "max_steps": steps}
     if cfg.recipe == "grpo":
@@ -165,16 +172,21 @@ def estimate(cfg) -> dict:
         est["train_tokens"] = tokens * cfg.grpo.num_iterations
         est["forward_tokens"] = tokens * (1 + (cfg.grpo.beta > 0))
     elif cfg.recipe == "sft":
-        est["train_tokens"] = steps * batch * cfg.sft.max_length if steps > 0 else None  # epoch-based: depends on the data
+        examples = cfg.sft.n_examples or KNOWN_TRAIN_SIZES.get(cfg.data.task)  # None: the whole train split
+        if steps > 0:
+            est["train_tokens"] = steps * batch * cfg.sft.max_length
+        else:  # epoch-based: every example at its maximum length, each epoch
+            est["train_tokens"] = int(examples * cfg.sft.num_train_epochs * cfg.sft.max_length) if examples else None
         est["forward_tokens"] = 0
     else:
         d = cfg.distill
         nt = _param_count(d.teacher)
         est["teacher_parameters"] = nt
         if d.mode == "offline":
-            teacher_tokens = (cfg.data.n_train or 0) * d.samples_per_prompt * (prompt + d.max_new_tokens)
+            teacher_tokens = (n_train or 0) * d.samples_per_prompt * (prompt + d.max_new_tokens)
             est["teacher_forward_tokens"] = teacher_tokens
-            est["train_tokens"] = steps * batch * d.max_length if steps > 0 else None
+            kept = (n_train or 0) * d.keep_per_prompt  # at most this many traces survive verification
+            est["train_tokens"] = steps * batch * d.max_length if steps > 0 else (int(kept * d.num_train_epochs * d.max_length) or None)
             est["forward_tokens"] = 0
         else:
             tokens = steps * batch * (prompt + d.max_new_tokens)
@@ -184,6 +196,9 @@ def estimate(cfg) -> dict:
         est["flops_upper_bound"] = None  # unknown: model config offline, or an epoch-based length
     else:
         est["flops_upper_bound"] = 6 * n * est["train_tokens"] + 2 * n * est["forward_tokens"] + 2 * (est.get("teacher_parameters") or 0) * est.get("teacher_forward_tokens", 0)
+    flops = est["flops_upper_bound"]
+    est["gpu_hours_floor"] = None if flops is None else round(flops / (peak_flops * mfu) / 3600, 3)
+    est["gpu_hours_assumes"] = f"{peak_flops / 1e12:.0f} TFLOP/s peak at {mfu:.0%} utilisation"
     return est
 
 
@@ -197,8 +212,10 @@ def dry_run(path: str, overrides: list[str] | None = None) -> dict:
         from recipes.common import run_dir
 
         items = [(cfg.recipe, cfg, run_dir(cfg.run))]
-    plan = []
+    plan, previous = [], None
     for name, cfg, out in items:
+        est = estimate(cfg, params=previous)  # a later stage trains the previous stage's model
+        previous = est["parameters"]
         plan.append({"stage": name, "recipe": cfg.recipe, "out": str(out), "finished": (out / "run.json").is_file(),
-                     "estimate": estimate(cfg), "config": to_dict(cfg)})
+                     "estimate": est, "config": to_dict(cfg)})
     return {"config": path, "stages": plan}
