@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="run a training recipe (grpo, sft, distill) from a config", allow_abbrev=False)
     t.add_argument("config", help="YAML under configs/ with a recipe: key")
     t.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (optim.max_steps=50)")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run (a pipeline's folder for a pipeline) from its latest checkpoint")
     t.add_argument("--dry-run", action="store_true", help="validate; print the resolved config, stages, compute estimate and output folders; train nothing")
 
     st = sub.add_parser("study", help="run a recipes x seeds matrix, check the claims, write the report", allow_abbrev=False)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run:
                 print(to_json(dry_run(args.config, args.overrides)), end="")
                 return 0
-            record = train_from_config(args.config, args.overrides)
+            record = train_from_config(args.config, args.overrides, resume=args.resume)
             print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
         elif args.command == "study":
             from recipes.report import make_report

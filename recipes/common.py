@@ -11,6 +11,7 @@ GPU-hours are wall hours times GPUs; on a CPU the record gives CPU core-hours in
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     logging_steps: int = 10
     gradient_checkpointing: bool = False
+    save_steps: int = 50  # checkpoint every N optimizer steps, the latest kept, for --resume (0: none)
 
 
 @dataclass
@@ -136,7 +138,9 @@ def trainer_args(config_cls, run: RunConfig, optim: OptimConfig, out: Path, **ex
         gradient_checkpointing=optim.gradient_checkpointing,
         bf16=gpu and torch.cuda.is_bf16_supported(),
         use_cpu=not gpu,
-        save_strategy="no",
+        save_strategy="steps" if optim.save_steps > 0 else "no",
+        save_steps=optim.save_steps if optim.save_steps > 0 else 500,
+        save_total_limit=1,  # the latest checkpoint is all a resume needs
         dataloader_num_workers=0,
         **extra,
     )
@@ -181,6 +185,10 @@ def evaluate_model(model, tokenizer, name: str, eval_cfg: EvalConfig, out: Path,
     if not is_main_process():
         return results
     for task in eval_cfg.tasks:
+        finished = out / task / "metrics.json"
+        if finished.is_file():  # a resumed run keeps what it evaluated before it stopped
+            results[task] = json.loads(finished.read_text())["metrics"]
+            continue
         args = EvalArgs(model=name, task=task, out=str(out / task), n=eval_cfg.n, samples=eval_cfg.samples,
                         temperature=eval_cfg.temperature, max_new_tokens=eval_cfg.max_new_tokens,
                         batch_size=eval_cfg.batch_size, seed=seed, template=template)
@@ -336,21 +344,68 @@ def is_main_process() -> bool:
     return distributed_state().is_main_process
 
 
-def start_run(cfg) -> Path:
+def start_run(cfg, resume: bool = False) -> Path:
     """Create the run folder and write the resolved config and provenance before anything runs
-    (on the main process; the others wait for it)."""
+    (on the main process; the others wait for it).
+
+    With `resume`, an existing folder is continued instead: its config must match this one, and
+    metrics.jsonl loses the steps logged after the checkpoint the run resumes from (they are
+    logged again), so it has no gap and no duplicate.
+    """
     import yaml
 
     from recipes.config import to_dict
     from recipes.provenance import provenance
 
     state = distributed_state()
-    if state.is_main_process:
+    out = run_dir(cfg.run)
+    resuming = resume and (out / "config.yaml").is_file()
+    if state.is_main_process and resuming:
+        saved = yaml.safe_load((out / "config.yaml").read_text())
+        now = yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
+        changed = sorted(config_differences(saved, now))
+        if changed:
+            raise UserError(f"cannot resume {out}: its config differs at {', '.join(changed[:5])}; resume with the same config and overrides")
+        checkpoint = last_checkpoint(out)
+        step = checkpoint_step(checkpoint) if checkpoint else 0
+        truncate_metrics(out / "metrics.jsonl", step)
+        with open(out / "resumes.jsonl", "a", encoding="utf-8") as f:  # when and from where it went on
+            f.write(json.dumps({"from_step": step, "checkpoint": str(checkpoint) if checkpoint else None, **provenance()}) + "\n")
+    elif state.is_main_process:
         out = prepare_run_dir(cfg.run)
         atomic_write(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
         atomic_write(out / "provenance.json", to_json(provenance()))
     state.wait_for_everyone()
-    return run_dir(cfg.run)
+    return out
+
+
+def config_differences(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested config dicts differ.
+
+    >>> config_differences({"optim": {"lr": 1, "steps": 2}}, {"optim": {"lr": 1, "steps": 3}})
+    ['optim.steps']
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in config_differences(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    """The newest complete Trainer checkpoint of a run (one whose trainer_state.json was written), or None."""
+    folder = out / "checkpoints"
+    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()] if folder.is_dir() else []
+    return max(done, key=checkpoint_step, default=None)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1])
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics.jsonl lines logged at or before `step` (atomically)."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        atomic_write(path, "".join(line + "\n" for line in lines))
 
 
 def peak_memory_gb() -> float | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from recipes.common import (
     DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
-    lora_config, metrics_logger, n_params, prompt_dataset, save_trained, start_run, trainer_args,
+    last_checkpoint, lora_config, metrics_logger, n_params, prompt_dataset, save_trained, start_run, trainer_args,
 )
 from recipes.io import UserError, atomic_write, to_jsonl
 
@@ -124,14 +124,14 @@ def cached_teacher_traces(teacher_loader, tokenizer, data: DataConfig, d: Distil
     return rows, {**stats, "cache": f"written: {folder}"}
 
 
-def main(cfg: DistillRecipeConfig) -> dict:
+def main(cfg: DistillRecipeConfig, resume: bool = False) -> dict:
     import torch
     from datasets import Dataset
 
     from recipes.models import load_model, load_tokenizer
 
     # ------------------------------------------------------------------ config
-    out = start_run(cfg)  # a new folder with config.yaml and provenance.json
+    out = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
     d = cfg.distill
     if d.mode not in ("offline", "on_policy"):
         raise UserError(f"distill.mode must be offline or on_policy, got {d.mode!r}")
@@ -179,7 +179,7 @@ def main(cfg: DistillRecipeConfig) -> dict:
                           callbacks=[metrics_logger(out / "metrics.jsonl")])
 
         # -------------------------------------------------------------- train
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume and last_checkpoint(out) else None)
     logs = trainer.state.log_history
     tokens = max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])
     if d.mode == "offline":

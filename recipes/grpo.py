@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from recipes.common import (
     DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
-    completion_monitor, lora_config, metrics_logger, n_params, prompt_dataset, save_trained, start_run, trainer_args,
+    completion_monitor, last_checkpoint, lora_config, metrics_logger, n_params, prompt_dataset, save_trained, start_run, trainer_args,
 )
 from recipes.io import UserError
 
@@ -64,7 +64,7 @@ def vllm_args(wanted: bool | None) -> dict:
     return {"use_vllm": True, "vllm_mode": "colocate"} if use else {"use_vllm": False}
 
 
-def main(cfg: GRPORecipeConfig) -> dict:
+def main(cfg: GRPORecipeConfig, resume: bool = False) -> dict:
     import torch
     from trl import GRPOConfig, GRPOTrainer
 
@@ -72,7 +72,7 @@ def main(cfg: GRPORecipeConfig) -> dict:
     from recipes.rewards import get_reward
 
     # ------------------------------------------------------------------ config
-    out = start_run(cfg)  # a new folder with config.yaml and provenance.json
+    out = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
     torch.manual_seed(cfg.run.seed)
     rewards = {name: get_reward(name) for name in cfg.grpo.rewards}  # fails early on an unknown name
     if not rewards:
@@ -107,7 +107,7 @@ def main(cfg: GRPORecipeConfig) -> dict:
 
     # ------------------------------------------------------------------ train
     with Timer() as timer:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume and last_checkpoint(out) else None)
     logs = trainer.state.log_history
     tokens = max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])  # prompt + completion
     # generation (forward) + one scoring pass of the reference model when beta > 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from recipes.common import (
     DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
-    lora_config, metrics_logger, n_params, save_trained, start_run, trainer_args,
+    last_checkpoint, lora_config, metrics_logger, n_params, save_trained, start_run, trainer_args,
 )
 from recipes.io import UserError, read_jsonl
 from recipes.tasks import build_prompt, get_task
@@ -82,7 +82,7 @@ def sft_examples(data: DataConfig, sft: SFTSection, seed: int) -> list[dict]:
     return [{"prompt": build_prompt(p["question"], data.template), "completion": c} for p, c in zip(problems, completions)]
 
 
-def main(cfg: SFTRecipeConfig) -> dict:
+def main(cfg: SFTRecipeConfig, resume: bool = False) -> dict:
     import torch
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -90,7 +90,7 @@ def main(cfg: SFTRecipeConfig) -> dict:
     from recipes.models import load_model, load_tokenizer
 
     # ------------------------------------------------------------------ config
-    out = start_run(cfg)  # a new folder with config.yaml and provenance.json
+    out = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
     torch.manual_seed(cfg.run.seed)
 
     # ------------------------------------------------------------------ data
@@ -121,7 +121,7 @@ def main(cfg: SFTRecipeConfig) -> dict:
 
     # ------------------------------------------------------------------ train
     with Timer() as timer:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume and last_checkpoint(out) else None)
     logs = trainer.state.log_history
     tokens = max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])
     compute = compute_record(params, tokens, 0, timer.seconds)

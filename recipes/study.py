@@ -1,7 +1,8 @@
 """`rlsft study CONFIG`: a matrix of recipes x seeds from one YAML, then the claims checked.
 
 Each (recipe, seed) runs in <out_dir>/<recipe>/seed<k>/ with `run.seed=k`; a run whose
-run.json exists is skipped, so an interrupted study resumes where it stopped. Pipelines run
+run.json exists is skipped and an unfinished one resumes from its latest checkpoint, so an
+interrupted study goes on where it stopped. Pipelines run
 their stages under that folder the same way.
 """
 
@@ -75,9 +76,11 @@ def run_study(path: str, overrides: list[str] | None = None) -> StudyConfig:
             if is_pipeline(rpath):
                 train_from_config(rpath, [f"run.out_dir={out}", f"run.seed={seed}", f"stage_overrides={extra}"])
             else:
-                if out.exists():  # an interrupted run: start it again
+                resume = (out / "config.yaml").is_file()  # an interrupted run goes on from its latest checkpoint
+                if out.exists() and not resume:
                     import shutil
 
                     shutil.rmtree(out)
-                train_from_config(rpath, extra + [f"run.out_dir={out}", f"run.seed={seed}", f"run.name={cfg.name}-{arm}-seed{seed}"])
+                train_from_config(rpath, extra + [f"run.out_dir={out}", f"run.seed={seed}", f"run.name={cfg.name}-{arm}-seed{seed}"],
+                                  resume=str(out) if resume else None)
     return cfg

@@ -96,13 +96,23 @@ def is_pipeline(path: str) -> bool:
     return read_yaml(path).get("recipe") == "pipeline"
 
 
-def train_from_config(path: str, overrides: list[str] | None = None) -> dict:
-    """Run a recipe or a pipeline; returns the last stage's run record."""
+def train_from_config(path: str, overrides: list[str] | None = None, resume: str | None = None) -> dict:
+    """Run a recipe or a pipeline; returns the last stage's run record.
+
+    `resume`: a run folder (a pipeline's folder for a pipeline) killed before it finished; the
+    run goes on from its latest checkpoint. Pipelines always resume an unfinished stage.
+    """
     import json
 
+    overrides = list(overrides or []) + ([f"run.out_dir={resume}"] if resume else [])
+    if resume and not Path(resume).is_dir():
+        raise UserError(f"--resume {resume}: no such run folder")
     if not is_pipeline(path):
         module, cfg = load_recipe_config(path, overrides)
-        return module.main(cfg)
+        if resume and (Path(resume) / "run.json").is_file():
+            print(f"{resume}: finished before (run.json), nothing to resume")
+            return json.loads((Path(resume) / "run.json").read_text())
+        return module.main(cfg, resume=bool(resume))
     pipe, stages = pipeline_stages(path, overrides)
     record = None
     for i, (name, module, cfg, out) in enumerate(stages, 1):
@@ -111,13 +121,14 @@ def train_from_config(path: str, overrides: list[str] | None = None) -> dict:
             print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: finished before, skipped ({done})")
             record = json.loads(done.read_text())
             continue
-        if out.exists():  # an interrupted stage: it runs again from its start
+        unfinished = (out / "config.yaml").is_file()
+        if out.exists() and not unfinished:  # killed before it wrote its config: nothing to keep
             import shutil
 
-            print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: unfinished before (no run.json), starting it again")
             shutil.rmtree(out)
-        print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: {cfg.recipe} -> {out}")
-        record = module.main(cfg)
+        verb = "resuming from its latest checkpoint" if unfinished else "starting"
+        print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: {cfg.recipe} -> {out} ({verb})")
+        record = module.main(cfg, resume=unfinished)
     return record
 
 
