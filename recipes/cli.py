@@ -5,6 +5,7 @@
     rlsft pretrain CONFIG [key=value ...]
     rlsft train    CONFIG [key=value ...] [--dry-run]
     rlsft study    CONFIG [key=value ...]
+    rlsft bench    [--model M] [--out DIR]
     rlsft report   RUN_OR_STUDY ... --out DIR [--claims STUDY.yaml]
 
 A user mistake (bad flag, missing file, bad JSONL line, unknown name) prints one line and exits 2.
@@ -84,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="report folder, e.g. reports/NAME/")
     r.add_argument("--task", default="micro-arith", help="held-out task the report reads")
     r.add_argument("--claims", default=None, help="a study YAML whose claims to check on these runs")
+
+    b = sub.add_parser("bench", help="GRPO step split and SFT throughput/MFU, side by side with TRL's defaults", allow_abbrev=False)
+    b.add_argument("--model", default="micro-student", help="micro model name or local folder")
+    b.add_argument("--out", default="reports/bench", help="folder for bench-<device>-<model>.json and .md")
+    b.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
+    b.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    b.add_argument("--max-completion-length", type=int, default=96, help="GRPO completion budget, tokens")
     return p
 
 
@@ -123,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
                               title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results)
             print(f"report: {out / 'report.md'}")
+        elif args.command == "bench":
+            from recipes.bench import BenchArgs, main_bench
+
+            main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
+                                 max_completion_length=args.max_completion_length))
         elif args.command == "report":
             from recipes.report import make_report
 

@@ -1,0 +1,245 @@
+"""`rlsft bench`: what users pay for, measured side by side against plain TRL defaults in one run.
+
+    rlsft bench                                   # micro-student on this machine
+    rlsft bench --model PATH --out reports/bench  # any local model, e.g. a random-init Qwen2.5 folder
+
+For GRPO it splits the step into generation (`GRPOTrainer._generate`), scoring
+(`_calculate_rewards`) and the rest (log-probabilities, loss, backward, optimizer: "update"), and
+gives rollout tokens per second. For SFT it gives training tokens per second and model FLOPs
+utilisation, MFU = 6 N tokens/s / peak, where the peak is this device's own measured matmul rate
+(fp32 on CPU, bf16 on GPU), so MFU is comparable across machines. Each measurement runs twice on the
+same model, data and batch: with the lab's settings (recipes.common.trainer_args, recipes.models)
+and with TRL's defaults (GRPOConfig/SFTConfig with only sizes set, the model from
+AutoModelForCausalLM). Shared machines drift, so read the ratio, not the absolute times. The first
+`warmup` steps of each run are left out of the timings.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recipes.io import atomic_write, to_json
+
+
+@dataclass
+class BenchArgs:
+    model: str = "micro-student"
+    out: str = "reports/bench"
+    steps: int = 6  # timed optimizer steps per measurement, after the warm-up
+    warmup: int = 2
+    prompts_per_step: int = 8
+    num_generations: int = 8
+    max_completion_length: int = 96
+    sft_batch_size: int = 16
+    sft_max_length: int = 256
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> tuple[float, str]:
+    """This device's measured dense matmul rate (FLOP/s, best of `repeats`) and its dtype."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    dtype = torch.bfloat16 if gpu else torch.float32
+    n = 8192 if gpu else n
+    a = torch.randn(n, n, dtype=dtype, device="cuda" if gpu else "cpu")
+    best = float("inf")
+    for _ in range(repeats + 1):
+        if gpu:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ a
+        if gpu:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best, str(dtype).replace("torch.", "")
+
+
+class _Clock:
+    """Accumulates the seconds spent in wrapped methods, per name, from step `warmup` on."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.step, self.seconds = warmup, 0, {}
+
+    def wrap(self, name: str, fn):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                if self.step >= self.warmup:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+        return timed
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class StepClock(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                clock.t0 = time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):
+                if clock.step >= clock.warmup:
+                    clock.seconds["step"] = clock.seconds.get("step", 0.0) + time.perf_counter() - clock.t0
+                clock.step += 1
+
+        return StepClock()
+
+
+def _peak_memory_gb() -> float:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux; process high-water mark
+
+
+def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
+    """One GRPO measurement: `variant` is "lab" or "trl-defaults"."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl import GRPOConfig, GRPOTrainer
+
+    from recipes.common import DataConfig, OptimConfig, RunConfig, prompt_dataset, trainer_args
+    from recipes.models import load_model, load_tokenizer, resolve_model
+    from recipes.rewards import accuracy_reward
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(args.model)  # both variants: the tokenizer as saved (see README)
+    batch = args.prompts_per_step * args.num_generations
+    steps = args.warmup + args.steps
+    train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step), seed=0)
+    sizes = dict(per_device_train_batch_size=batch, num_generations=args.num_generations,
+                 max_completion_length=args.max_completion_length, max_steps=steps, logging_steps=1)
+    if variant == "lab":
+        model = load_model(args.model)
+        optim = OptimConfig(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=batch, logging_steps=1, save_steps=0)
+        config = trainer_args(GRPOConfig, RunConfig(name="bench", report_to="none"), optim, work,
+                              num_generations=args.num_generations, max_completion_length=args.max_completion_length,
+                              loss_type="dapo", beta=0.0)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
+        gpu = torch.cuda.is_available()
+        config = GRPOConfig(output_dir=str(work / "checkpoints"), report_to="none", save_strategy="no",
+                            use_cpu=not gpu, bf16=gpu, learning_rate=1e-4, **sizes)
+    trainer = GRPOTrainer(model=model, args=config, train_dataset=train, reward_funcs=[accuracy_reward], processing_class=tokenizer)
+    clock = _Clock(args.warmup)
+    trainer.add_callback(clock.callback())
+    trainer._generate = clock.wrap("generation", trainer._generate)
+    trainer._calculate_rewards = clock.wrap("scoring", trainer._calculate_rewards)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][args.warmup:]
+    completion_tokens = sum(h["completions/mean_length"] for h in logs) * batch
+    s = clock.seconds
+    update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)
+    return {
+        "variant": variant, "steps_timed": args.steps, "completions_per_step": batch,
+        "step_seconds": s["step"] / args.steps, "generation_seconds": s.get("generation", 0.0) / args.steps,
+        "scoring_seconds": s.get("scoring", 0.0) / args.steps, "update_seconds": update / args.steps,
+        "rollout_tokens_per_second": completion_tokens / s["generation"] if s.get("generation") else None,
+        "mean_completion_tokens": completion_tokens / (batch * len(logs)) if logs else None,
+        "model_use_cache": bool(getattr(model.config, "use_cache", None)),
+        "peak_memory_gb": round(_peak_memory_gb(), 3),
+    }
+
+
+def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
+    """One SFT measurement on clean micro-arith solutions."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from recipes.common import OptimConfig, RunConfig, n_params, trainer_args
+    from recipes.micro.world import clean_solution, generate_problems
+    from recipes.models import load_model, load_tokenizer, resolve_model
+    from recipes.tasks import build_prompt
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(args.model)
+    tokenizer.padding_side = "right"
+    steps = args.warmup + args.steps
+    problems = generate_problems("micro-arith", "train", steps * args.sft_batch_size, seed=0)
+    train = Dataset.from_list([{"prompt": build_prompt(p["question"]), "completion": clean_solution(p, "en")["completion"]} for p in problems])
+    sizes = dict(per_device_train_batch_size=args.sft_batch_size, max_steps=steps, logging_steps=1, max_length=args.sft_max_length)
+    if variant == "lab":
+        model = load_model(args.model)
+        optim = OptimConfig(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=args.sft_batch_size, logging_steps=1, save_steps=0)
+        config = trainer_args(SFTConfig, RunConfig(name="bench", report_to="none"), optim, work, completion_only_loss=True,
+                              max_length=args.sft_max_length, eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
+        gpu = torch.cuda.is_available()
+        config = SFTConfig(output_dir=str(work / "checkpoints"), report_to="none", save_strategy="no", use_cpu=not gpu, bf16=gpu,
+                           learning_rate=1e-4, pad_token=tokenizer.pad_token, eos_token=tokenizer.eos_token, **sizes)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
+    clock = _Clock(args.warmup)
+    trainer.add_callback(clock.callback())
+    trainer.train()
+    tokens_by_step = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # cumulative
+    timed_tokens = tokens_by_step[-1] - tokens_by_step[args.warmup - 1] if args.warmup else tokens_by_step[-1]
+    tps = timed_tokens / clock.seconds["step"]
+    n = n_params(model)
+    return {"variant": variant, "steps_timed": args.steps, "step_seconds": clock.seconds["step"] / args.steps,
+            "train_tokens_per_second": tps, "parameters": n, "mfu": 6 * n * tps / peak,
+            "peak_memory_gb": round(_peak_memory_gb(), 3)}
+
+
+def run_bench(args: BenchArgs) -> Path:
+    import torch
+
+    from recipes.provenance import provenance
+
+    peak, peak_dtype = matmul_peak_flops()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    results = {"model": args.model, "device": device, "matmul_peak_tflops": peak / 1e12, "matmul_dtype": peak_dtype,
+               "settings": vars(args), "grpo": [], "sft": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in ("trl-defaults", "lab"):  # the baseline first, so the lab never benefits from a warm cache
+            results["grpo"].append(bench_grpo(args, variant, Path(tmp) / f"grpo-{variant}"))
+            results["sft"].append(bench_sft(args, variant, Path(tmp) / f"sft-{variant}", peak))
+    base, lab = results["grpo"]
+    results["ratios"] = {  # > 1: the lab is faster than TRL's defaults
+        "grpo_step_speedup": base["step_seconds"] / lab["step_seconds"],
+        "sft_tokens_per_second_ratio": results["sft"][1]["train_tokens_per_second"] / results["sft"][0]["train_tokens_per_second"],
+    }
+    results["provenance"] = provenance()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "bench-" + ("gpu" if torch.cuda.is_available() else "cpu") + "-" + Path(args.model).name
+    atomic_write(out / f"{stem}.json", to_json(results))
+    atomic_write(out / f"{stem}.md", bench_table(results))
+    return out / f"{stem}.md"
+
+
+def bench_table(r: dict) -> str:
+    """The Markdown table of a bench result."""
+    lines = [f"# rlsft bench: {r['model']} on {r['device']}", "",
+             f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). "
+             f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", "",
+             "## GRPO step (per step, after warm-up)", "",
+             "| variant | step s | generation s | scoring s | update s | rollout tokens/s | peak memory GB* |", "|---|---|---|---|---|---|---|"]
+    for g in r["grpo"]:
+        lines.append(f"| {g['variant']} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
+                     f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g['peak_memory_gb']} |")
+    lines += ["", "## SFT", "", "| variant | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|"]
+    for s in r["sft"]:
+        lines.append(f"| {s['variant']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")
+    ra = r["ratios"]
+    lines += ["", "*On a GPU, torch's peak allocation; on a CPU, the process's resident high-water mark so far, "
+              "so later rows include earlier ones.", f"GRPO step speed-up of the lab over TRL's defaults: **{ra['grpo_step_speedup']:.2f}x**; "
+              f"SFT tokens/s ratio: **{ra['sft_tokens_per_second_ratio']:.2f}x** (same run, same model, data and batch).", ""]
+    return "\n".join(lines)
+
+
+def main_bench(args: BenchArgs) -> None:
+    path = run_bench(args)
+    print(Path(path).read_text())
+    print(json.dumps({"report": str(path)}))
