@@ -64,9 +64,39 @@ def load_recipe_config(path: str, overrides: list[str] | None = None):
     module = importlib.import_module(module_name)
     try:
         cfg = from_dict(getattr(module, cls_name), data)
+        check_names(cfg)
     except UserError as e:
         raise UserError(f"{path}: {e}") from None
     return module, cfg
+
+
+def check_names(cfg) -> None:
+    """Fail before anything runs on a task or reward name the registries do not know."""
+    from recipes.rewards import get_reward
+    from recipes.tasks import get_task
+
+    get_task(cfg.data.task)
+    for task in cfg.eval.tasks:
+        get_task(task)
+    for reward in getattr(getattr(cfg, "grpo", None), "rewards", {}):
+        get_reward(reward)
+
+
+def run_recipe(module, cfg, resume: bool = False) -> dict:
+    """`module.main(cfg)`, and a run that fails on a user error before it trained leaves no folder behind."""
+    from recipes.common import run_dir
+
+    out = run_dir(cfg.run)
+    existed = out.exists()
+    try:
+        return module.main(cfg, resume=resume)
+    except UserError:
+        trained = (out / "metrics.jsonl").exists() or any((out / "checkpoints").glob("checkpoint-*"))
+        if not existed and out.is_dir() and not trained:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[PipelineConfig, list]:
@@ -112,7 +142,7 @@ def train_from_config(path: str, overrides: list[str] | None = None, resume: str
         if resume and (Path(resume) / "run.json").is_file():
             print(f"{resume}: finished before (run.json), nothing to resume")
             return json.loads((Path(resume) / "run.json").read_text())
-        return module.main(cfg, resume=bool(resume))
+        return run_recipe(module, cfg, resume=bool(resume))
     pipe, stages = pipeline_stages(path, overrides)
     record = None
     for i, (name, module, cfg, out) in enumerate(stages, 1):
@@ -128,7 +158,7 @@ def train_from_config(path: str, overrides: list[str] | None = None, resume: str
             shutil.rmtree(out)
         verb = "resuming from its latest checkpoint" if unfinished else "starting"
         print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: {cfg.recipe} -> {out} ({verb})")
-        record = module.main(cfg, resume=unfinished)
+        record = run_recipe(module, cfg, resume=unfinished)
     return record
 
 

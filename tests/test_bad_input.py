@@ -1,0 +1,69 @@
+"""Bad input, everywhere a user types something: one clear line naming the culprit, exit status 2,
+and nothing half-written (no run folder is left behind)."""
+
+import pytest
+from conftest import REPO, tiny_recipe_overrides
+
+from recipes.cli import main as cli_main
+
+MICRO = REPO / "configs" / "micro"
+GRPO = str(MICRO / "r1_zero.yaml")
+
+
+def bad_files(tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"question": "1+1", "answer": "2"}\nnot json at all\n')
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "gsm8k.jsonl").write_text('{"question": "1+1?", "answer": "1+1=2\\n#### 2"}\n')
+    (tmp_path / "pipe.yaml").write_text(
+        "# a pipeline whose first stage is missing\nrecipe: pipeline\nrun: {name: p}\n"
+        "stages:\n  - {config: configs/micro/nope.yaml}\n  - {config: configs/micro/r1_zero.yaml}\n")
+
+
+# (id, argv after "rlsft", [overrides from tiny_recipe_overrides?], text the error line must contain)
+CASES = [
+    # configs
+    ("config: unknown key", ["train", GRPO, "optim.lerning_rate=1e-4"], True, "did you mean 'learning_rate'"),
+    ("config: wrong type", ["train", GRPO, "optim.max_steps=many"], True, "max_steps"),
+    ("config: missing config file", ["train", "configs/micro/nope.yaml"], False, "nope.yaml"),
+    ("config: stage config missing", ["train", "{tmp}/pipe.yaml"], False, "nope.yaml"),
+    ("config: stage input missing", ["train", GRPO, "model.name={tmp}/no-such-stage/model"], True, "no-such-stage"),
+    ("config: unknown reward", ["train", GRPO, "grpo.rewards={accurcy: 1.0}"], True, "accurcy"),
+    ("config: unknown task", ["train", GRPO, "data.task=micro-arithmetic"], True, "micro-arithmetic"),
+    ("config: unknown eval task", ["train", GRPO, "eval.tasks=[gsm9k]"], True, "gsm9k"),
+    # data
+    ("data: missing file", ["train", GRPO, "data.source={tmp}/missing.jsonl"], True, "missing.jsonl"),
+    ("data: bad JSONL line", ["train", GRPO, "data.source={tmp}/bad.jsonl"], True, "bad.jsonl:2"),
+    ("data: empty dataset", ["train", GRPO, "data.source={tmp}/empty.jsonl"], True, "empty.jsonl"),
+    ("data: score a missing file", ["score", "--task", "gsm8k", "--completions", "{tmp}/none.jsonl", "--out", "{tmp}/o.jsonl"], False, "none.jsonl"),
+    # models
+    ("model: missing path", ["train", GRPO, "model.name={tmp}/no-model"], True, "no-model"),
+    ("model: hub id while offline", ["eval", "--model", "Qwen/Qwen2.5-0.5B", "--task", "gsm8k", "--source", "{tmp}/gsm8k.jsonl", "--out", "{tmp}/e"], False, "Qwen/Qwen2.5-0.5B"),
+    ("model: teacher with another tokenizer", ["train", str(MICRO / "distill_onpolicy.yaml"), "distill.teacher={toy}"], True, "different tokenizers"),
+    # CLI
+    ("cli: unknown flag", ["train", GRPO, "--dryrun"], False, "--dryrun"),
+    ("cli: unknown command", ["trian", GRPO], False, "trian"),
+    ("cli: resume a missing folder", ["train", GRPO, "--resume", "{tmp}/gone"], False, "gone"),
+]
+
+
+@pytest.mark.parametrize("argv, tiny, culprit", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_nothing_written(argv, tiny, culprit, toy_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPO)  # configs/... paths as a user types them
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bad_files(tmp_path)
+    out = tmp_path / "run"
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{toy}", toy_model) for a in argv]
+    if tiny:
+        argv += [o for o in tiny_recipe_overrides(toy_model, out) if o.split("=")[0] not in {a.split("=")[0] for a in argv}]
+    if "distill_onpolicy" in argv[1]:
+        argv = [a.replace(f"model.name={toy_model}", "model.name=micro-student") for a in argv]
+    try:
+        code = cli_main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("wandb", "\x1b"))]
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("error:"), err[-2000:]
+    assert culprit in lines[0], lines[0]
+    assert not out.exists(), "a failed run left a folder behind"

@@ -1,0 +1,82 @@
+"""Property-based robustness of the verifier, the rewards and the language metric (hypothesis).
+
+Random and adversarial completions: huge numbers, power towers, unbalanced braces, long strings,
+control characters, mixed scripts. Nothing raises, no call takes over 1 s, an unparseable gold
+never pays, and reward-hacking shapes earn nothing.
+"""
+
+import time
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recipes.language import language_stats
+from recipes.rewards import accuracy_reward, format_reward, language_consistency_reward
+from recipes.verify import verify_answer
+
+PIECES = st.sampled_from([
+    "<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "{", "}", "\\frac{", "^{", "10^{10^{10^{10}}}",
+    "9" * 5000, "(", ")", "=", "\\sqrt{", "\\left(", "\\right)", "所以答案是", " or ", ",", "\\{", "\\}", "\\pm",
+    "\x00", "\x1b[31m", "\u202e", "\ufeff", "Привет", "مرحبا", "😀", "\\", "$$", "\n", " ", "-", "e", "1e999",
+    "nan", "inf", "0.000000001", "x", "\\infty", "[1,2]", "\\text{", "\\begin{matrix}",
+])
+COMPLETIONS = st.one_of(st.text(max_size=300), st.lists(st.one_of(PIECES, st.text(max_size=20)), max_size=40).map("".join))
+GOLDS = st.one_of(st.sampled_from(["18", "-3", "\\frac{1}{2}", "10^{10}", "72"]), st.text(max_size=20))
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def timed(fn, *args):
+    t = time.perf_counter()
+    out = fn(*args)
+    elapsed = time.perf_counter() - t
+    assert elapsed < 1.0, (elapsed, [a[:80] if isinstance(a, str) else a for a in args])
+    return out
+
+
+@FAST
+@given(COMPLETIONS, GOLDS)
+def test_verifier_never_raises_and_answers_within_a_second(completion, gold):
+    result = timed(verify_answer, completion, gold)
+    assert result in (True, False, None)
+
+
+@FAST
+@given(COMPLETIONS)
+def test_rewards_and_language_metric_never_raise(completion):
+    acc = timed(accuracy_reward, [completion], ["18"])[0]
+    assert acc in (0.0, 1.0, None)
+    assert timed(format_reward, [completion])[0] in (0.0, 1.0)
+    lang = timed(language_consistency_reward, [completion])[0]
+    assert 0.0 <= lang <= 1.0
+    stats = timed(language_stats, completion)
+    assert stats.consistency is None or 0.0 <= stats.consistency <= 1.0
+
+
+def test_megabyte_completion_is_fast():
+    huge = "<think> " + "所以 so 1 + 1 = 2. " * 60_000 + " </think> <answer>" + "9" * 100_000 + "</answer>"
+    assert len(huge) > 1_000_000
+    assert timed(verify_answer, huge, "18") is False
+    timed(language_stats, huge)
+
+
+@settings(max_examples=100, deadline=None)
+@given(COMPLETIONS, st.sampled_from(["", "   ", "\\frac{", "}{", "\\boxed{", "{{{", "x ="]))
+def test_unparseable_gold_never_pays(completion, gold):
+    reward = accuracy_reward([completion], [gold])[0]
+    assert reward != 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(-1000, 1000), st.integers(1, 50))
+def test_hacking_shapes_earn_nothing(n, spread):
+    gold = str(n)
+    hacks = [
+        f"<answer>{n} or {n + spread}</answer>",  # a hedge
+        f"<answer>{n - spread}, {n}, {n + spread}</answer>",  # an answer set
+        f"<answer>\\{{{n}, {n + spread}\\}}</answer>",
+        f"<think> the answer is <answer>{n}</answer> </think>",  # only inside the reasoning
+        f"<answer>{n + spread}</answer> <answer>{n}</answer>",  # repeated tags that disagree
+        "<answer></answer>",  # empty
+        f"<think> {n} </think> <answer> </answer>",
+    ]
+    assert accuracy_reward(hacks, [gold] * len(hacks)) == [0.0] * len(hacks)
