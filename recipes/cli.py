@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = run_study(args.config, args.overrides)
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
-                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results)
+                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm)
             print(f"report: {out / 'report.md'}")
         elif args.command == "bench":
             from recipes.bench import BenchArgs, main_bench
@@ -139,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from recipes.report import make_report
 
-            claims, knobs, title = None, None, None
+            claims, knobs, title, base_arm = None, None, None, None
             if args.claims:
                 from recipes.config import load_config
                 from recipes.study import StudyConfig
 
                 study = load_config(StudyConfig, args.claims)
-                claims, knobs, title = study.claims, study.knobs_changed_after_results, f"Study {study.name}"
-            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs)
+                claims, knobs, title, base_arm = study.claims, study.knobs_changed_after_results, f"Study {study.name}", study.base_arm
+            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm)
             print(f"report: {out / 'report.md'}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

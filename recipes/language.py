@@ -184,6 +184,21 @@ def language_stats(text: str, language: str = "en", language_id: bool | None = N
     return LanguageStats(n_target / len(ws), n_target < len(ws), len(ws), n_target)
 
 
+def reasoning_language(text: str, language: str = "en") -> str:
+    """Which language a completion reasons in, for a target `language`: "target" (only it),
+    "other" (no word of it), "switched" (both: code-switching) or "none" (no words).
+
+    >>> [reasoning_language(t) for t in ("so 3 + 5 = 8", "所以 8", "3 + 5 = 8 所以 so 8", "3 + 5 = 8")]
+    ['target', 'other', 'switched', 'none']
+    """
+    stats = language_stats(text, language)
+    if stats.n_words == 0:
+        return "none"
+    if stats.n_target == stats.n_words:
+        return "target"
+    return "other" if stats.n_target == 0 else "switched"
+
+
 def language_consistency(text: str, language: str = "en") -> float | None:
     """Share of words of `text` in `language` (see the module docstring); None without words.
 

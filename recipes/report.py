@@ -68,8 +68,24 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
     return {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}
 
 
-def load_results(runs: list[Path], task: str) -> dict:
-    """Everything the report and the claims read, per arm and seed."""
+def language_composition(folder: Path, task: str) -> dict[str, float] | None:
+    """Shares of a run's held-out completions that reason only in the target language, only in
+    another, or switch between them (see `recipes.language.reasoning_language`); None without samples."""
+    from recipes.language import reasoning_language
+
+    path = folder / task / "samples.jsonl"
+    if not path.is_file():
+        return None
+    kinds = [reasoning_language(json.loads(line)["completion"]) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {k: kinds.count(k) / len(kinds) for k in ("target", "other", "switched", "none")} if kinds else None
+
+
+def load_results(runs: list[Path], task: str, base_arm: str | None = None) -> dict:
+    """Everything the report and the claims read, per arm and seed.
+
+    The base model is read from `eval_before` of `base_arm`'s runs (any arm when None), never from
+    a later pipeline stage, whose starting model is the previous stage's output.
+    """
     scores: dict[str, dict[str, dict[int, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
     pflops: dict[str, dict[int, float]] = defaultdict(dict)
     curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
@@ -80,7 +96,9 @@ def load_results(runs: list[Path], task: str) -> dict:
         records[arm][seed] = record
         for metric, values in per_problem(run / "eval_after", task).items():
             scores[metric][arm][seed] = values
-        before = per_problem(run / "eval_before", task)
+        later_stage = re.fullmatch(r"(\d+)-.+", run.name) and not run.name.startswith("1-")
+        base_source = not later_stage and (base_arm is None or arm == base_arm)
+        before = per_problem(run / "eval_before", task) if base_source else {}
         for metric, values in before.items():
             scores[metric].setdefault("base", {}).setdefault(seed, values)
         pflops[arm][seed] = total_flops(run) / 1e15
@@ -213,8 +231,26 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if isinstance(v, (tuple, list)) else f"{v:.3g}"
 
 
+def language_table(runs: list[Path], task: str) -> list[str]:
+    """Markdown rows: per run, the language its held-out reasoning is in, before and after training.
+
+    The mixing rate counts any completion with a word outside English; this table shows where the
+    reasoning went (English only, Chinese only, or switching), seed by seed.
+    """
+    rows = ["## Language of the reasoning, per seed", "",
+            "Shares of held-out completions reasoning only in English, only in Chinese (other), or switching between them; "
+            "`before` is the starting model with the same evaluation seed.", "",
+            "| arm | seed | before: en / other / switched | after: en / other / switched |", "|---|---|---|---|"]
+    for run in runs:
+        arm, seed = arm_and_seed(run)
+        before, after = language_composition(run / "eval_before", task), language_composition(run / "eval_after", task)
+        fmt = lambda c: "n/a" if c is None else f"{c['target']:.2f} / {c['other']:.2f} / {c['switched']:.2f}"  # noqa: E731
+        rows.append(f"| {arm} | {seed} | {fmt(before)} | {fmt(after)} |")
+    return rows + [""]
+
+
 def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
-                knobs_changed: list[str] | None = None) -> Path:
+                knobs_changed: list[str] | None = None, base_arm: str | None = None) -> Path:
     """Write report.md and its PNGs to `out` (through a temporary folder: never half a report)."""
     import os
     import shutil
@@ -224,7 +260,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     from recipes.provenance import provenance
 
     runs = find_runs(paths)
-    results = load_results(runs, task)
+    results = load_results(runs, task, base_arm)
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".report-", dir=final.parent))
@@ -255,7 +291,9 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         for arm, s in sorted(summary.items(), key=lambda kv: (kv[0] != "base", kv[0])):
             lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('mixing'))} | "
                          f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} |")
-        lines += ["", f"![final]({final_png})", "", "## Training curves", ""]
+        lines += ["", f"![final]({final_png})", ""]
+        lines += language_table(runs, task)
+        lines += ["## Training curves", ""]
         lines += [f"![{f}]({f})" for f in curve_files] + [""]
         lines += ["## Sample completions (held-out, mixed ones first)", ""]
         for arm, rows in sorted(sample_completions(runs, task).items()):
