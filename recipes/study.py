@@ -25,6 +25,7 @@ class StudyConfig:
     overrides: list[str] = field(default_factory=list)  # applied to every run (and every pipeline stage)
     arm_overrides: dict[str, list[str]] = field(default_factory=dict)  # per arm
     base_arm: str = "r1_zero"  # whose eval_before is the base model
+    prerequisites: list[str] = field(default_factory=list)  # configs trained once before the matrix (e.g. an RL-trained teacher)
     claims: list[Claim] = field(default_factory=list)
     knobs_changed_after_results: list[str] = field(default_factory=list)  # listed in the report, honestly
 
@@ -50,6 +51,7 @@ def final_run_dirs(cfg: StudyConfig, arm: str, seed: int) -> Path:
 
 
 def run_study(path: str, overrides: list[str] | None = None) -> StudyConfig:
+    from recipes.common import run_dir
     from recipes.train import is_pipeline, load_recipe_config, train_from_config
 
     cfg = load_config(StudyConfig, path, overrides)
@@ -61,6 +63,16 @@ def run_study(path: str, overrides: list[str] | None = None) -> StudyConfig:
             raise UserError(f"{path}: recipe config for arm {arm!r} not found: {rpath}")
         if not is_pipeline(rpath):
             load_recipe_config(rpath, cfg.overrides + cfg.arm_overrides.get(arm, []))
+    for pre in cfg.prerequisites:  # once, before any arm; finished ones are skipped, unfinished ones resume
+        if not Path(pre).is_file():
+            raise UserError(f"{path}: prerequisite config not found: {pre}")
+        _, pre_cfg = load_recipe_config(pre)
+        done = run_dir(pre_cfg.run)
+        if (done / "run.json").is_file():
+            print(f"[study {cfg.name}] prerequisite {pre}: finished before, skipped ({done})")
+            continue
+        print(f"[study {cfg.name}] prerequisite {pre} -> {done}")
+        train_from_config(pre, resume=str(done) if (done / "config.yaml").is_file() else None)
     total = len(cfg.recipes) * len(cfg.seeds)
     i = 0
     for seed in cfg.seeds:

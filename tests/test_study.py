@@ -32,6 +32,13 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
         ],
         "knobs_changed_after_results": ["nothing, this is a test"],
     }
+    pre = yaml.safe_load((MICRO / "sft_cold_start.yaml").read_text())  # a prerequisite, trained once
+    pre.update(run={"name": "pre", "out_dir": str(tmp_path / "pre"), "report_to": "none"}, model={"name": toy_model})
+    pre["optim"].update(max_steps=1)
+    pre["eval"].update(n=2, samples=1, max_new_tokens=8, tasks=["micro-arith"])
+    pre["sft"].update(n_examples=8)
+    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
+    study["prerequisites"] = [str(tmp_path / "pre.yaml")]
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
 
@@ -42,6 +49,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
             record = json.loads((root / arm / f"seed{seed}" / "run.json").read_text())
             assert record["config"]["run"]["seed"] == seed
 
+    assert (tmp_path / "pre" / "run.json").is_file()
     report = tmp_path / "reports" / "tiny"
     text = (report / "report.md").read_text()
     verdicts = json.loads((report / "verdicts.json").read_text())
@@ -57,6 +65,6 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
     # a rerun skips every finished run and writes the same verdicts
     capsys.readouterr()
     assert cli_main(["study", str(path), "--report", "reports/tiny2"]) == 0
-    assert capsys.readouterr().out.count("finished before, skipped") == 4
+    assert capsys.readouterr().out.count("finished before, skipped") == 5  # 4 runs and the prerequisite
     again = json.loads((tmp_path / "reports" / "tiny2" / "verdicts.json").read_text())
     assert [(v["claim"], v["verdict"]) for v in again] == [(v["claim"], v["verdict"]) for v in verdicts]
