@@ -146,6 +146,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
         "rollout_tokens_per_second": completion_tokens / s["generation"] if s.get("generation") else None,
         "mean_completion_tokens": completion_tokens / (batch * len(logs)) if logs else None,
         "model_use_cache": bool(getattr(model.config, "use_cache", None)),
+        "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "peak_memory_gb": round(_peak_memory_gb(), 3),
     }
 
@@ -189,6 +190,7 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     n = n_params(model)
     return {"variant": variant, "steps_timed": args.steps, "step_seconds": clock.seconds["step"] / args.steps,
             "train_tokens_per_second": tps, "parameters": n, "mfu": 6 * n * tps / peak,
+            "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
             "peak_memory_gb": round(_peak_memory_gb(), 3)}
 
 
@@ -225,13 +227,13 @@ def bench_table(r: dict) -> str:
              f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). "
              f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", "",
              "## GRPO step (per step, after warm-up)", "",
-             "| variant | step s | generation s | scoring s | update s | rollout tokens/s | peak memory GB* |", "|---|---|---|---|---|---|---|"]
+             "| variant | dtype | step s | generation s | scoring s | update s | rollout tokens/s | peak memory GB* |", "|---|---|---|---|---|---|---|---|"]
     for g in r["grpo"]:
-        lines.append(f"| {g['variant']} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
+        lines.append(f"| {g['variant']} | {g['model_dtype']} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
                      f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g['peak_memory_gb']} |")
-    lines += ["", "## SFT", "", "| variant | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|"]
+    lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"]
     for s in r["sft"]:
-        lines.append(f"| {s['variant']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")
+        lines.append(f"| {s['variant']} | {s['model_dtype']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")
     ra = r["ratios"]
     lines += ["", "*On a GPU, torch's peak allocation; on a CPU, the process's resident high-water mark so far, "
               "so later rows include earlier ones.", f"GRPO step speed-up of the lab over TRL's defaults: **{ra['grpo_step_speedup']:.2f}x**; "
