@@ -4,7 +4,7 @@
     rlsft eval     --model PATH_OR_ID --task T [--n N] [--samples K] [--temperature t] --out DIR
     rlsft pretrain CONFIG [key=value ...]
     rlsft train    CONFIG [key=value ...] [--dry-run]
-    rlsft study    CONFIG [key=value ...]
+    rlsft study    CONFIG [key=value ...] [--jobs N]
     rlsft bench    [--model M] [--out DIR]
     rlsft report   RUN_OR_STUDY ... --out DIR [--claims STUDY.yaml]
 
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("config", help="study YAML under configs/studies/")
     st.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
     st.add_argument("--report", default=None, help="report folder (default: reports/<study name>/)")
+    st.add_argument("--jobs", type=_positive_int, default=1,
+                    help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
 
     r = sub.add_parser("report", help="Markdown report with plots from run or study folders", allow_abbrev=False)
     r.add_argument("runs", nargs="+", help="run folders, or folders holding them (a study, a pipeline)")
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             from recipes.report import make_report
             from recipes.study import run_study, study_root
 
-            cfg = run_study(args.config, args.overrides)
+            cfg = run_study(args.config, args.overrides, jobs=args.jobs)
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
                               title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm)
             print(f"report: {out / 'report.md'}")

@@ -88,6 +88,7 @@ def load_results(runs: list[Path], task: str, base_arm: str | None = None) -> di
     """
     scores: dict[str, dict[str, dict[int, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
     pflops: dict[str, dict[int, float]] = defaultdict(dict)
+    minutes: dict[str, dict[int, float]] = defaultdict(dict)  # training wall minutes, all stages
     curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
     records: dict[str, dict[int, dict]] = defaultdict(dict)
     for run in runs:
@@ -102,20 +103,22 @@ def load_results(runs: list[Path], task: str, base_arm: str | None = None) -> di
         for metric, values in before.items():
             scores[metric].setdefault("base", {}).setdefault(seed, values)
         pflops[arm][seed] = total_flops(run) / 1e15
+        minutes[arm][seed] = total_flops(run, "wall_seconds") / 60
         steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").is_file() else []
         curves[arm][seed] = steps
-    return {"scores": scores, "pflops": pflops, "curves": curves, "records": records}
+    return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records}
 
 
-def total_flops(run: Path) -> float:
-    """FLOPs of a run including the earlier stages of its pipeline (the cost of the recipe)."""
-    flops = json.loads((run / "run.json").read_text())["compute"]["flops"]
+def total_flops(run: Path, key: str = "flops") -> float:
+    """FLOPs (or another `compute` figure, e.g. wall_seconds) of a run including the earlier
+    stages of its pipeline (the cost of the recipe)."""
+    total = json.loads((run / "run.json").read_text())["compute"][key]
     if re.fullmatch(r"\d+-.+", run.name):
         n = int(run.name.split("-")[0])
         for s in run.parent.iterdir():
             if re.fullmatch(r"\d+-.+", s.name) and int(s.name.split("-")[0]) < n and (s / "run.json").is_file():
-                flops += json.loads((s / "run.json").read_text())["compute"]["flops"]
-    return flops
+                total += json.loads((s / "run.json").read_text())["compute"][key]
+    return total
 
 
 def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):
@@ -172,7 +175,8 @@ def plot_curves(results: dict, out: Path) -> list[str]:
 
 def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     """Per arm (and base): mean over seeds of held-out accuracy, mixing, format and length, each
-    with a 95% hierarchical bootstrap interval (seeds, then problems), plus mean PFLOPs."""
+    with a 95% hierarchical bootstrap interval (seeds, then problems), plus mean PFLOPs and training
+    wall minutes per run."""
     from recipes.claims import hierarchical_bootstrap
 
     summary: dict[str, dict] = defaultdict(dict)
@@ -184,6 +188,8 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
                 summary[arm]["seeds"] = sorted(data)
     for arm, by_seed in results["pflops"].items():
         summary[arm]["pflops"] = sum(by_seed.values()) / len(by_seed)
+    for arm, by_seed in results.get("minutes", {}).items():
+        summary[arm]["minutes"] = sum(by_seed.values()) / len(by_seed)
     return dict(summary)
 
 
@@ -249,6 +255,20 @@ def language_table(runs: list[Path], task: str) -> list[str]:
     return rows + [""]
 
 
+def study_sessions(paths: list[str]) -> list[str]:
+    """The wall time of each `rlsft study` invocation that trained runs here (sessions.jsonl)."""
+    rows = [json.loads(x) for p in paths if (Path(p) / "sessions.jsonl").is_file()
+            for x in (Path(p) / "sessions.jsonl").read_text().splitlines() if x.strip()]
+    if not rows:
+        return []
+    lines = ["## Study wall time", "", "Each `rlsft study` invocation that trained runs (finished runs are skipped, so a resumed "
+             "study has several).", "", "| started (UTC) | --jobs | torch threads per run | runs trained | runs skipped | wall min |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['started_utc']} | {r['jobs']} | {r['torch_threads_per_run']} | {r['runs_trained']} | {r['runs_skipped']} | "
+              f"{r['wall_seconds'] / 60:.1f} |" for r in rows]
+    return lines + [""]
+
+
 def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
                 knobs_changed: list[str] | None = None, base_arm: str | None = None) -> Path:
     """Write report.md and its PNGs to `out` (through a temporary folder: never half a report)."""
@@ -286,12 +306,15 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
                 lines.append(f"- **{v.claim}** ({by_id[v.claim].metric}, {by_id[v.claim].arm} vs {by_id[v.claim].against}, "
                              f"{by_id[v.claim].direction} than {by_id[v.claim].threshold}): {json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
             lines.append("")
-        lines += ["## Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled).", "",
-                  "| arm | seeds | pass@1 | mixing rate | format rate | length (tokens) | PFLOPs |", "|---|---|---|---|---|---|---|"]
+        lines += ["## Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "
+                  "time of all stages, evaluation excluded; runs of one study share a machine, but a shared machine drifts.", "",
+                  "| arm | seeds | pass@1 | mixing rate | format rate | length (tokens) | PFLOPs | train min/run |", "|---|---|---|---|---|---|---|---|"]
         for arm, s in sorted(summary.items(), key=lambda kv: (kv[0] != "base", kv[0])):
+            minutes = f"{s['minutes']:.1f}" if "minutes" in s else "-"
             lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('mixing'))} | "
-                         f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} |")
+                         f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} | {minutes} |")
         lines += ["", f"![final]({final_png})", ""]
+        lines += study_sessions(paths)
         lines += language_table(runs, task)
         lines += ["## Training curves", ""]
         lines += [f"![{f}]({f})" for f in curve_files] + [""]

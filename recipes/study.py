@@ -8,6 +8,9 @@ their stages under that folder the same way.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +53,8 @@ def final_run_dirs(cfg: StudyConfig, arm: str, seed: int) -> Path:
     return out
 
 
-def run_study(path: str, overrides: list[str] | None = None) -> StudyConfig:
+def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1) -> StudyConfig:
+    """Run the study's prerequisites, then its runs: in this process, or `jobs` at a time in subprocesses."""
     from recipes.common import run_dir
     from recipes.train import is_pipeline, load_recipe_config, train_from_config
 
@@ -73,26 +77,75 @@ def run_study(path: str, overrides: list[str] | None = None) -> StudyConfig:
             continue
         print(f"[study {cfg.name}] prerequisite {pre} -> {done}")
         train_from_config(pre, resume=str(done) if (done / "config.yaml").is_file() else None)
-    total = len(cfg.recipes) * len(cfg.seeds)
-    i = 0
+    todo = []  # (label, config path, overrides, resume folder or None, run folder), seed-major order
+    total, i = len(cfg.recipes) * len(cfg.seeds), 0
     for seed in cfg.seeds:
         for arm, rpath in cfg.recipes.items():
             i += 1
+            label = f"{i}/{total} {arm} seed {seed}"
             out = run_folder(cfg, arm, seed)
-            final = final_run_dirs(cfg, arm, seed)
-            if (final / "run.json").is_file():
-                print(f"[study {cfg.name}] {i}/{total} {arm} seed {seed}: finished before, skipped")
+            if (final_run_dirs(cfg, arm, seed) / "run.json").is_file():
+                print(f"[study {cfg.name}] {label}: finished before, skipped")
                 continue
-            print(f"[study {cfg.name}] {i}/{total} {arm} seed {seed} -> {out}")
             extra = cfg.overrides + cfg.arm_overrides.get(arm, [])
-            if is_pipeline(rpath):
-                train_from_config(rpath, [f"run.out_dir={out}", f"run.seed={seed}", f"stage_overrides={extra}"])
-            else:
-                resume = (out / "config.yaml").is_file()  # an interrupted run goes on from its latest checkpoint
-                if out.exists() and not resume:
-                    import shutil
+            if is_pipeline(rpath):  # a pipeline resumes its unfinished stage by itself
+                todo.append((label, rpath, [f"run.out_dir={out}", f"run.seed={seed}", f"stage_overrides={extra}"], None, out))
+                continue
+            resume = (out / "config.yaml").is_file()  # an interrupted run goes on from its latest checkpoint
+            if out.exists() and not resume:
+                import shutil
 
-                    shutil.rmtree(out)
-                train_from_config(rpath, extra + [f"run.out_dir={out}", f"run.seed={seed}", f"run.name={cfg.name}-{arm}-seed{seed}"],
-                                  resume=str(out) if resume else None)
+                shutil.rmtree(out)
+            todo.append((label, rpath, extra + [f"run.out_dir={out}", f"run.seed={seed}", f"run.name={cfg.name}-{arm}-seed{seed}"],
+                         str(out) if resume else None, out))
+    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.time()
+    if jobs <= 1:
+        for label, rpath, overrides, resume, out in todo:
+            print(f"[study {cfg.name}] {label} -> {out}")
+            train_from_config(rpath, overrides, resume=resume)
+    else:
+        run_parallel(cfg.name, todo, jobs, study_root(cfg) / "logs")
+    if todo:  # how long this invocation took, for the report (skipped runs cost nothing)
+        session = {"started_utc": started, "jobs": jobs, "torch_threads_per_run": threads_per_run(jobs),
+                   "runs_trained": len(todo), "runs_skipped": total - len(todo), "wall_seconds": round(time.time() - t0, 1)}
+        with open(study_root(cfg) / "sessions.jsonl", "a") as f:
+            f.write(json.dumps(session) + "\n")
     return cfg
+
+
+def run_parallel(name: str, todo: list[tuple], jobs: int, logs: Path) -> None:
+    """Run `rlsft train` for each job, `jobs` at a time, each with cores // jobs torch threads.
+
+    On a CPU the micro models are too small for two threads to halve a step, so two one-thread
+    runs side by side finish a study sooner than one two-thread run after another. Each run's output
+    goes to logs/<arm>-seed<k>.log. A failed run stops the study after the runs in flight end.
+    """
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_run(jobs)))
+
+    def one(job):
+        label, rpath, overrides, resume, out = job
+        log = logs / f"{out.parent.name}-{out.name}.log"
+        print(f"[study {name}] {label} -> {out} (log: {log})", flush=True)
+        cmd = [sys.executable, "-m", "recipes.cli", "train", rpath, *overrides] + (["--resume", resume] if resume else [])
+        with open(log, "w") as f:
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        print(f"[study {name}] {label}: {'done' if rc == 0 else f'failed (exit {rc})'}", flush=True)
+        return label, rc, log
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        failed = [(label, rc, log) for label, rc, log in pool.map(one, todo) if rc != 0]
+    if failed:
+        label, rc, log = failed[0]
+        raise UserError(f"{len(failed)} study run(s) failed, first {label} (exit {rc}); see {log}")
+
+
+def threads_per_run(jobs: int) -> int:
+    """Torch threads of each run: all cores for one run in this process, cores // jobs otherwise."""
+    import torch
+
+    return torch.get_num_threads() if jobs <= 1 else max(1, (os.cpu_count() or 1) // jobs)

@@ -8,7 +8,7 @@ from recipes.report import find_runs, language_composition, load_results
 def fake_run(folder, seed, before_correct, after_correct, completion="<think> so 1 + 1 = 2 </think> <answer>2</answer>"):
     """A hand-made run folder: run.json, metrics.jsonl, eval_before/ and eval_after/ samples for one problem."""
     folder.mkdir(parents=True)
-    (folder / "run.json").write_text(json.dumps({"config": {"run": {"seed": seed, "name": folder.name}}, "compute": {"flops": 1e12}}))
+    (folder / "run.json").write_text(json.dumps({"config": {"run": {"seed": seed, "name": folder.name}}, "compute": {"flops": 1e12, "wall_seconds": 60.0}}))
     (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.1}) + "\n")
     for which, correct in (("eval_before", before_correct), ("eval_after", after_correct)):
         (folder / which / "t").mkdir(parents=True)
@@ -26,6 +26,9 @@ def test_base_comes_from_the_base_arm_never_from_a_later_pipeline_stage(tmp_path
         scores = load_results(runs, "t", base_arm)["scores"]
         assert scores["accuracy"]["base"][0] == {"p1": 0.0}  # not the 2-grpo stage's eval_before (1.0)
         assert set(scores["accuracy"]) == {"base", "zero", "pipe"}
+    results = load_results(runs, "t", "zero")  # a pipeline's cost is all its stages
+    assert results["minutes"] == {"zero": {0: 1.0}, "pipe": {0: 2.0}}
+    assert results["pflops"] == {"zero": {0: 0.001}, "pipe": {0: 0.002}}
 
 
 def test_language_composition(tmp_path):

@@ -1,7 +1,9 @@
 """`rlsft study` and `rlsft report` end to end: two recipes x two seeds, a few steps each, on CPU."""
 
 import json
+import os
 
+import pytest
 import yaml
 from conftest import REPO, tiny_recipe_overrides
 
@@ -68,3 +70,30 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
     assert capsys.readouterr().out.count("finished before, skipped") == 5  # 4 runs and the prerequisite
     again = json.loads((tmp_path / "reports" / "tiny2" / "verdicts.json").read_text())
     assert [(v["claim"], v["verdict"]) for v in again] == [(v["claim"], v["verdict"]) for v in verdicts]
+
+
+def test_study_with_two_jobs_runs_each_seed_in_its_own_one_thread_process(toy_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
+    study = {"name": "jobs-study", "seeds": [0, 1], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")},
+             "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.per_device_train_batch_size=8"]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert cli_main(["study", str(path), "--jobs", "2", "--report", "reports/jobs"]) == 0
+    root = tmp_path / "runs" / "studies" / "jobs-study"
+    cores = os.cpu_count()
+    for seed in (0, 1):
+        record = json.loads((root / "r1_zero" / f"seed{seed}" / "run.json").read_text())
+        assert record["config"]["run"]["seed"] == seed
+        assert record["compute"]["device"] == f"cpu, {max(1, cores // 2)} threads per process"
+        assert "eval_after" in (root / "logs" / f"r1_zero-seed{seed}.log").read_text()  # the run's own output
+    session = json.loads((root / "sessions.jsonl").read_text())
+    assert session["jobs"] == 2 and session["runs_trained"] == 2 and session["wall_seconds"] > 0
+    text = (tmp_path / "reports" / "jobs" / "report.md").read_text()
+    assert "| r1_zero | 2 |" in text and "## Study wall time" in text
+
+
+def test_study_jobs_must_be_positive(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["study", str(tmp_path / "x.yaml"), "--jobs", "0"])
+    assert e.value.code == 2
