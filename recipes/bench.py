@@ -36,6 +36,7 @@ class BenchArgs:
     max_completion_length: int = 96
     sft_batch_size: int = 16
     sft_max_length: int = 256
+    reuse: int = 4  # GRPO "lab-reuse" variant: optimizer steps per generate call (1: no such variant)
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> tuple[float, str]:
@@ -112,39 +113,42 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     from recipes.rewards import accuracy_reward
 
     torch.manual_seed(0)
-    tokenizer = load_tokenizer(args.model)  # both variants: the tokenizer as saved (see README)
+    tokenizer = load_tokenizer(args.model)  # every variant: the tokenizer as saved (see README)
     batch = args.prompts_per_step * args.num_generations
-    steps = args.warmup + args.steps
+    reuse = args.reuse if variant == "lab-reuse" else 1
+    warmup, timed = -(-args.warmup // reuse) * reuse, -(-args.steps // reuse) * reuse  # whole generate cycles
+    steps = warmup + timed
     train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step), seed=0)
     sizes = dict(per_device_train_batch_size=batch, num_generations=args.num_generations,
                  max_completion_length=args.max_completion_length, max_steps=steps, logging_steps=1)
-    if variant == "lab":
+    if variant.startswith("lab"):
         model = load_model(args.model)
         optim = OptimConfig(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=batch, logging_steps=1, save_steps=0)
         config = trainer_args(GRPOConfig, RunConfig(name="bench", report_to="none"), optim, work,
                               num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-                              loss_type="dapo", beta=0.0)
+                              loss_type="dapo", beta=0.0, steps_per_generation=reuse)
     else:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
         gpu = torch.cuda.is_available()
         config = GRPOConfig(output_dir=str(work / "checkpoints"), report_to="none", save_strategy="no",
                             use_cpu=not gpu, bf16=gpu, learning_rate=1e-4, **sizes)
     trainer = GRPOTrainer(model=model, args=config, train_dataset=train, reward_funcs=[accuracy_reward], processing_class=tokenizer)
-    clock = _Clock(args.warmup)
+    clock = _Clock(warmup)
     trainer.add_callback(clock.callback())
     trainer._generate = clock.wrap("generation", trainer._generate)
     trainer._calculate_rewards = clock.wrap("scoring", trainer._calculate_rewards)
     trainer.train()
-    logs = [h for h in trainer.state.log_history if "completions/mean_length" in h][args.warmup:]
-    completion_tokens = sum(h["completions/mean_length"] for h in logs) * batch
+    # one log per generate call (of reuse x batch completions), at the step that made it (1-based)
+    logs = [h for h in trainer.state.log_history if "completions/mean_length" in h and h["step"] > warmup]
+    completion_tokens = sum(h["completions/mean_length"] for h in logs) * batch * reuse
     s = clock.seconds
-    update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)
+    update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)  # includes the old-log-prob pass
     return {
-        "variant": variant, "steps_timed": args.steps, "completions_per_step": batch,
-        "step_seconds": s["step"] / args.steps, "generation_seconds": s.get("generation", 0.0) / args.steps,
-        "scoring_seconds": s.get("scoring", 0.0) / args.steps, "update_seconds": update / args.steps,
+        "variant": variant, "steps_timed": timed, "steps_per_generation": reuse, "completions_per_step": batch,
+        "step_seconds": s["step"] / timed, "generation_seconds": s.get("generation", 0.0) / timed,
+        "scoring_seconds": s.get("scoring", 0.0) / timed, "update_seconds": update / timed,
         "rollout_tokens_per_second": completion_tokens / s["generation"] if s.get("generation") else None,
-        "mean_completion_tokens": completion_tokens / (batch * len(logs)) if logs else None,
+        "mean_completion_tokens": completion_tokens / (batch * reuse * len(logs)) if logs else None,
         "model_use_cache": bool(getattr(model.config, "use_cache", None)),
         "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "peak_memory_gb": round(_peak_memory_gb(), 3),
@@ -207,11 +211,15 @@ def run_bench(args: BenchArgs) -> Path:
         for variant in ("trl-defaults", "lab"):  # the baseline first, so the lab never benefits from a warm cache
             results["grpo"].append(bench_grpo(args, variant, Path(tmp) / f"grpo-{variant}"))
             results["sft"].append(bench_sft(args, variant, Path(tmp) / f"sft-{variant}", peak))
-    base, lab = results["grpo"]
+        if args.reuse > 1:
+            results["grpo"].append(bench_grpo(args, "lab-reuse", Path(tmp) / "grpo-lab-reuse"))
+    base, lab = results["grpo"][:2]
     results["ratios"] = {  # > 1: the lab is faster than TRL's defaults
         "grpo_step_speedup": base["step_seconds"] / lab["step_seconds"],
         "sft_tokens_per_second_ratio": results["sft"][1]["train_tokens_per_second"] / results["sft"][0]["train_tokens_per_second"],
     }
+    if args.reuse > 1:
+        results["ratios"]["grpo_reuse_step_speedup"] = base["step_seconds"] / results["grpo"][2]["step_seconds"]
     results["provenance"] = provenance()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,9 +235,10 @@ def bench_table(r: dict) -> str:
              f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). "
              f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", "",
              "## GRPO step (per step, after warm-up)", "",
-             "| variant | dtype | step s | generation s | scoring s | update s | rollout tokens/s | peak memory GB* |", "|---|---|---|---|---|---|---|---|"]
+             "| variant | steps per generate | dtype | step s | generation s | scoring s | update s | rollout tokens/s | peak memory GB* |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for g in r["grpo"]:
-        lines.append(f"| {g['variant']} | {g['model_dtype']} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
+        lines.append(f"| {g['variant']} | {g.get('steps_per_generation', 1)} | {g['model_dtype']} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
                      f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g['peak_memory_gb']} |")
     lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"]
     for s in r["sft"]:
@@ -237,7 +246,12 @@ def bench_table(r: dict) -> str:
     ra = r["ratios"]
     lines += ["", "*On a GPU, torch's peak allocation; on a CPU, the process's resident high-water mark so far, "
               "so later rows include earlier ones.", f"GRPO step speed-up of the lab over TRL's defaults: **{ra['grpo_step_speedup']:.2f}x**; "
-              f"SFT tokens/s ratio: **{ra['sft_tokens_per_second_ratio']:.2f}x** (same run, same model, data and batch).", ""]
+              f"SFT tokens/s ratio: **{ra['sft_tokens_per_second_ratio']:.2f}x** (same run, same model, data and batch)."]
+    if "grpo_reuse_step_speedup" in ra:
+        lines.append(f"With one generate call per {r['grpo'][2]['steps_per_generation']} steps (lab-reuse): **{ra['grpo_reuse_step_speedup']:.2f}x** "
+                     "over TRL's defaults; its update includes TRL's extra scoring pass for importance sampling, and the "
+                     "samples of later steps are up to that many steps stale.")
+    lines.append("")
     return "\n".join(lines)
 
 

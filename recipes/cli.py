@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     b.add_argument("--max-completion-length", type=int, default=96, help="GRPO completion budget, tokens")
+    b.add_argument("--reuse", type=_positive_int, default=4, help="also time GRPO with one generate call per N steps (1: skip)")
     return p
 
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             from recipes.bench import BenchArgs, main_bench
 
             main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
-                                 max_completion_length=args.max_completion_length))
+                                 max_completion_length=args.max_completion_length, reuse=args.reuse))
         elif args.command == "report":
             from recipes.report import make_report
 

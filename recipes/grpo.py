@@ -30,10 +30,23 @@ class GRPOSection:
     temperature: float = 1.0
     epsilon: float = 0.2  # PPO clip
     num_iterations: int = 1  # optimisation passes per generation batch
+    steps_per_generation: int = 1  # optimizer steps fed by one generate call (TRL: generation batch = batch x this)
     scale_rewards: str = "group"  # group (GRPO), batch, or none (Dr. GRPO)
     mask_truncated_completions: bool = False
     sample_every: int = 10  # write 8 training completions to samples_train.jsonl every N generation batches
     vllm: bool | None = None  # generate with vLLM in colocate mode; None: when vllm is installed and a GPU is present
+
+
+def forward_passes(grpo: GRPOSection, gradient_accumulation_steps: int) -> int:
+    """Forward-only passes over each rollout token: generation, plus the reference model's scoring
+    when beta > 0, plus the sampling policy's scoring (TRL's "old" log-probs for importance
+    sampling) when a generation batch serves more than one optimizer step.
+
+    >>> forward_passes(GRPOSection(), 1), forward_passes(GRPOSection(beta=0.04, steps_per_generation=4), 1)
+    (1, 3)
+    """
+    reused = gradient_accumulation_steps % (grpo.steps_per_generation * grpo.num_iterations) != 0
+    return 1 + (grpo.beta > 0) + reused
 
 
 @dataclass
@@ -99,7 +112,7 @@ def main(cfg: GRPORecipeConfig, resume: bool = False) -> dict:
         loss_type=cfg.grpo.loss_type, beta=cfg.grpo.beta, num_generations=cfg.grpo.num_generations,
         max_completion_length=cfg.grpo.max_completion_length, temperature=cfg.grpo.temperature,
         epsilon=cfg.grpo.epsilon, num_iterations=cfg.grpo.num_iterations, scale_rewards=cfg.grpo.scale_rewards,
-        mask_truncated_completions=cfg.grpo.mask_truncated_completions, reward_weights=reward_weights,
+        steps_per_generation=cfg.grpo.steps_per_generation, mask_truncated_completions=cfg.grpo.mask_truncated_completions, reward_weights=reward_weights,
         **vllm_args(cfg.grpo.vllm),
     )
     trainer = GRPOTrainer(model=model, args=args, train_dataset=train, reward_funcs=reward_funcs, processing_class=tokenizer, peft_config=lora_config(cfg.model),
@@ -110,8 +123,7 @@ def main(cfg: GRPORecipeConfig, resume: bool = False) -> dict:
         trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume and last_checkpoint(out) else None)
     logs = trainer.state.log_history
     tokens = max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])  # prompt + completion
-    # generation (forward) + one scoring pass of the reference model when beta > 0
-    forward = tokens * (1 + (cfg.grpo.beta > 0))
+    forward = tokens * forward_passes(cfg.grpo, cfg.optim.gradient_accumulation_steps)
     compute = compute_record(params, tokens * cfg.grpo.num_iterations, forward, timer.seconds)
 
     # ------------------------------------------------------------------ save

@@ -130,11 +130,13 @@ def run_parallel(name: str, todo: list[tuple], jobs: int, logs: Path) -> None:
     def one(job):
         label, rpath, overrides, resume, out = job
         log = logs / f"{out.parent.name}-{out.name}.log"
-        print(f"[study {name}] {label} -> {out} (log: {log})", flush=True)
+        sys.stdout.write(f"[study {name}] {label} -> {out} (log: {log})\n")  # one write: jobs print side by side
+        sys.stdout.flush()
         cmd = [sys.executable, "-m", "recipes.cli", "train", rpath, *overrides] + (["--resume", resume] if resume else [])
         with open(log, "w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-        print(f"[study {name}] {label}: {'done' if rc == 0 else f'failed (exit {rc})'}", flush=True)
+        sys.stdout.write(f"[study {name}] {label}: {'done' if rc == 0 else f'failed (exit {rc})'}\n")
+        sys.stdout.flush()
         return label, rc, log
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:

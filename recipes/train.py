@@ -209,9 +209,11 @@ def estimate(cfg, params: int | None = None, peak_flops: float = 989e12, mfu: fl
     batch = cfg.optim.per_device_train_batch_size * cfg.optim.gradient_accumulation_steps
     est = {"parameters": n, "max_steps": steps}
     if cfg.recipe == "grpo":
+        from recipes.grpo import forward_passes
+
         tokens = steps * batch * (prompt + cfg.grpo.max_completion_length)
         est["train_tokens"] = tokens * cfg.grpo.num_iterations
-        est["forward_tokens"] = tokens * (1 + (cfg.grpo.beta > 0))
+        est["forward_tokens"] = tokens * forward_passes(cfg.grpo, cfg.optim.gradient_accumulation_steps)
     elif cfg.recipe == "sft":
         examples = cfg.sft.n_examples or KNOWN_TRAIN_SIZES.get(cfg.data.task)  # None: the whole train split
         if steps > 0:
