@@ -97,3 +97,20 @@ def test_study_jobs_must_be_positive(tmp_path):
     with pytest.raises(SystemExit) as e:
         cli_main(["study", str(tmp_path / "x.yaml"), "--jobs", "0"])
     assert e.value.code == 2
+
+
+def test_a_failed_run_under_jobs_stops_the_study_with_one_line_naming_its_log(toy_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "1 + 1?", "answer": "#### 2"}\nnot json\n')  # found at validation, broken when read
+    common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
+    study = {"name": "bad-study", "seeds": [0, 1], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")},
+             "overrides": common + ["data.task=gsm8k", f"data.source={bad}", "eval.before=false"]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert cli_main(["study", str(path), "--jobs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "2 study run(s) failed" in err and "bad-study/logs/r1_zero-seed" in err
+    log = tmp_path / "runs" / "studies" / "bad-study" / "logs" / "r1_zero-seed0.log"
+    assert "bad.jsonl" in log.read_text()  # the run's own one-line error, kept in its log
+    assert not (tmp_path / "reports" / "bad-study").exists()  # no report from a failed study
