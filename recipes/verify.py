@@ -44,8 +44,9 @@ _RISKY = re.compile(
 )
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """A BaseException, so that the `except Exception` inside parsers (latex2sympy, math-verify)
+    cannot swallow it and parse on past the deadline."""
 
 
 @contextmanager
@@ -60,7 +61,7 @@ def _time_limit(seconds: float):
         raise _Timeout()
 
     old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 0.02)  # and again every 20 ms until the block ends
     try:
         yield
     finally:
@@ -203,7 +204,7 @@ def verify_answer(completion: str, gold: str) -> bool | None:
         try:
             with _time_limit(TIME_LIMIT_S / 2):
                 gold_parsed = _parse(gold)
-        except Exception:  # math-verify/sympy raise many kinds; a gold we cannot read is unverifiable
+        except (Exception, _Timeout):  # math-verify/sympy raise many kinds; a gold we cannot read is unverifiable
             return None
         if not any(not isinstance(x, str) for x in gold_parsed):  # only the raw-string fallback
             return None
@@ -223,7 +224,7 @@ def verify_answer(completion: str, gold: str) -> bool | None:
             if not answer_parsed:
                 return normalise(answer) == normalise(gold)
             return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
-    except Exception:  # a timeout or a sympy failure on the prediction: it earns nothing
+    except (Exception, _Timeout):  # a timeout or a sympy failure on the prediction: it earns nothing
         return False
 
 

@@ -26,9 +26,11 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 
 def timed(fn, *args):
-    t = time.perf_counter()
+    """`fn(*args)`, checking it spent under a second of this process's CPU time: the verifier's
+    budget, measured so that other jobs on a shared machine cannot make the check fail."""
+    t = time.process_time()
     out = fn(*args)
-    elapsed = time.perf_counter() - t
+    elapsed = time.process_time() - t
     assert elapsed < 1.0, (elapsed, [a[:80] if isinstance(a, str) else a for a in args])
     return out
 

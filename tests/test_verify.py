@@ -78,9 +78,9 @@ def test_hedge_rules():
 )
 def test_adversarial_answers_are_fast(answer):
     for gold in ("19", answer):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time: other jobs on a shared machine cannot stretch it
         result = verify_answer(f"<think> hm </think> <answer>{answer}</answer>", gold)
-        assert time.perf_counter() - t < 1.0
+        assert time.process_time() - t < 1.0
         assert result in (True, False, None)
     assert verify_answer(f"<answer>{answer}</answer>", "19") is False
 
