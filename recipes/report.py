@@ -102,23 +102,24 @@ def load_results(runs: list[Path], task: str, base_arm: str | None = None) -> di
         before = per_problem(run / "eval_before", task) if base_source else {}
         for metric, values in before.items():
             scores[metric].setdefault("base", {}).setdefault(seed, values)
-        pflops[arm][seed] = total_flops(run) / 1e15
-        minutes[arm][seed] = total_flops(run, "wall_seconds") / 60
+        cost = total_compute(run)
+        pflops[arm][seed] = cost["flops"] / 1e15
+        minutes[arm][seed] = cost["wall_seconds"] / 60
         steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").is_file() else []
         curves[arm][seed] = steps
     return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records}
 
 
-def total_flops(run: Path, key: str = "flops") -> float:
-    """FLOPs (or another `compute` figure, e.g. wall_seconds) of a run including the earlier
-    stages of its pipeline (the cost of the recipe)."""
-    total = json.loads((run / "run.json").read_text())["compute"][key]
+def total_compute(run: Path, keys: tuple[str, ...] = ("flops", "wall_seconds")) -> dict[str, float]:
+    """FLOPs and training wall seconds of a run including the earlier stages of its pipeline
+    (the cost of the recipe)."""
+    stages = [run]
     if re.fullmatch(r"\d+-.+", run.name):
         n = int(run.name.split("-")[0])
-        for s in run.parent.iterdir():
-            if re.fullmatch(r"\d+-.+", s.name) and int(s.name.split("-")[0]) < n and (s / "run.json").is_file():
-                total += json.loads((s / "run.json").read_text())["compute"][key]
-    return total
+        stages += [s for s in run.parent.iterdir()
+                   if re.fullmatch(r"\d+-.+", s.name) and int(s.name.split("-")[0]) < n and (s / "run.json").is_file()]
+    computes = [json.loads((s / "run.json").read_text())["compute"] for s in stages]
+    return {k: sum(c[k] for c in computes) for k in keys}
 
 
 def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):

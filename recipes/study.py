@@ -118,7 +118,8 @@ def run_parallel(name: str, todo: list[tuple], jobs: int, logs: Path) -> None:
 
     On a CPU the micro models are too small for two threads to halve a step, so two one-thread
     runs side by side finish a study sooner than one two-thread run after another. Each run's output
-    goes to logs/<arm>-seed<k>.log. A failed run stops the study after the runs in flight end.
+    goes to logs/<arm>-seed<k>.log. A failed run does not stop the others; once all have ended,
+    the study fails with one line naming the first failed run's log.
     """
     import subprocess
     import sys
