@@ -1,3 +1,6 @@
-"""rlsft: an RL-versus-SFT training-recipe lab for small models' math reasoning."""
+"""The recipes, one file each: `grpo.py`, `sft.py`, `distill.py`.
 
-__version__ = "0.1.0"
+Each exports `Config` (its YAML's typed form), `main(cfg, resume=False)`, `training_args(cfg)`
+(TRL's config object it trains with) and `estimate(cfg, params=None)` (upper-bound compute).
+`rlsft.launch.RECIPES` registers them by the name a config's `recipe:` key gives.
+"""

@@ -1,134 +1,153 @@
 """Pure RL with GRPO (the R1-Zero recipe): rule-based rewards only, no labelled reasoning.
 
-    rlsft train configs/micro/r1_zero.yaml                                  # CPU, minutes
-    rlsft train configs/micro/r1_zero.yaml "grpo.rewards={accuracy: 1.0, language: 0.2}"
-    accelerate launch -m recipes.cli train configs/qwen2.5-0.5b/r1_zero.yaml  # one GPU
+    rlsft train configs/micro/r1_zero.yaml                                       # CPU, minutes
+    rlsft train configs/micro/r1_zero.yaml "rewards={accuracy: 1.0, language: 0.2}" grpo.epsilon_high=0.28
+    accelerate launch -m rlsft.cli train configs/qwen2.5-0.5b/r1_zero.yaml       # one GPU
 
-Sections: config, data, model, rewards, trainer, train, save, evaluate.
-Writes <out>/model (weights + tokenizer), <out>/eval_before and <out>/eval_after (per-task
-metrics.json and samples.jsonl), and <out>/run.json (config, compute, headline metrics, provenance).
+Config: `rewards` (name -> weight, from `rlsft.scoring.rewards.REWARDS`), `monitor`, and the
+sections every recipe has; `training:` and `grpo:` go unchanged into TRL's `GRPOConfig` (any of
+its fields). vLLM: `grpo.use_vllm` unset means on (colocated) when vllm is installed and a GPU is
+present, HF generate otherwise.
+
+Writes <out>/model, <out>/eval_before and <out>/eval_after (per-task metrics.json and
+samples.jsonl), <out>/metrics.jsonl, <out>/samples_train.jsonl and <out>/run.json.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recipes.common import (
-    DataConfig, EvalConfig, ModelConfig, OptimConfig, RunConfig, Timer, compute_record, evaluate_model, finish_run,
-    completion_monitor, last_checkpoint, lora_config, metrics_logger, n_params, prompt_dataset, save_trained, start_run, trainer_args,
+from rlsft.io import UserError
+from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, n_params, param_count, trained_tokens
+from rlsft.runs.folder import RunFolder
+from rlsft.trainer import (
+    DataConfig, EvalConfig, ModelConfig, RunConfig, evaluate_model, finish_run, load_model_and_tokenizer, lora_config,
+    metrics_logger, prompt_dataset, save_trained, start_run, train, training_section, trl_args, trl_section,
 )
-from recipes.io import UserError
 
 
 @dataclass
-class GRPOSection:
-    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})  # reward name -> weight
-    loss_type: str = "dapo"  # TRL's: grpo, dr_grpo, dapo, bnpo, ...
-    beta: float = 0.0  # KL coefficient to the starting model (0: no reference model, as in DAPO / Dr. GRPO)
-    num_generations: int = 8  # completions per prompt (the group)
-    max_completion_length: int = 128  # tokens
-    temperature: float = 1.0
-    epsilon: float = 0.2  # PPO clip
-    num_iterations: int = 1  # optimisation passes per generation batch
-    steps_per_generation: int = 1  # optimizer steps fed by one generate call (TRL: generation batch = batch x this)
-    scale_rewards: str = "group"  # group (GRPO), batch, or none (Dr. GRPO)
-    mask_truncated_completions: bool = False
-    sample_every: int = 10  # write 8 training completions to samples_train.jsonl every N generation batches
-    vllm: bool | None = None  # generate with vLLM in colocate mode; None: when vllm is installed and a GPU is present
-
-
-def forward_passes(grpo: GRPOSection, gradient_accumulation_steps: int) -> int:
-    """Forward-only passes over each rollout token: generation, plus the reference model's scoring
-    when beta > 0, plus the sampling policy's scoring (TRL's "old" log-probs for importance
-    sampling) when a generation batch serves more than one optimizer step.
-
-    >>> forward_passes(GRPOSection(), 1), forward_passes(GRPOSection(beta=0.04, steps_per_generation=4), 1)
-    (1, 3)
-    """
-    reused = gradient_accumulation_steps % (grpo.steps_per_generation * grpo.num_iterations) != 0
-    return 1 + (grpo.beta > 0) + reused
+class MonitorConfig:
+    every: int = 10  # write 8 training completions to samples_train.jsonl every N generation batches
+    language: str = "en"  # the language whose mixing rate the monitor logs
 
 
 @dataclass
-class GRPORecipeConfig:
+class Config:
     run: RunConfig
     recipe: str = "grpo"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    grpo: GRPOSection = field(default_factory=GRPOSection)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})  # reward name -> weight
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    training: dict = training_section(max_steps=100)
+    grpo: dict = trl_section("trl:GRPOConfig")  # any GRPOConfig field, e.g. loss_type, beta, num_generations, epsilon_high
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def vllm_args(wanted: bool | None) -> dict:
-    """GRPOConfig arguments for generation: vLLM colocated on the training GPU, or HF generate.
-
-    >>> vllm_args(False)
-    {'use_vllm': False}
-    """
+def training_args(cfg: Config):
+    """TRL's GRPOConfig for this run; the reward weights follow `cfg.rewards`, plus 0 for the monitor."""
     import importlib.util
 
     import torch
 
-    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-    if wanted and not available:
-        raise UserError("grpo.vllm=true needs the vllm package and a GPU; set grpo.vllm=null to fall back to HF generate")
-    use = available if wanted is None else wanted
-    return {"use_vllm": True, "vllm_mode": "colocate"} if use else {"use_vllm": False}
+    grpo = dict(cfg.grpo)
+    if "use_vllm" not in grpo:  # the auto switch: colocated vLLM where it can run
+        grpo["use_vllm"] = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+        if grpo["use_vllm"]:
+            grpo.setdefault("vllm_mode", "colocate")
+    elif grpo["use_vllm"] and importlib.util.find_spec("vllm") is None:
+        raise UserError("grpo.use_vllm=true needs the vllm package (pip install 'rlsft[vllm]'); leave it unset to fall back to HF generate")
+    return trl_args("trl:GRPOConfig", cfg, grpo, reward_weights=[*cfg.rewards.values(), 0.0])
 
 
-def main(cfg: GRPORecipeConfig, resume: bool = False) -> dict:
+def forward_passes(beta: float, steps_per_generation: int, num_iterations: int, gradient_accumulation_steps: int) -> int:
+    """Forward-only passes over each rollout token: generation, plus the reference model's scoring
+    when beta > 0, plus the sampling policy's scoring (TRL's "old" log-probs for importance
+    sampling) when a generation batch serves more than one optimizer step.
+
+    >>> forward_passes(0.0, 1, 1, 1), forward_passes(0.04, 4, 1, 1)
+    (1, 3)
+    """
+    reused = gradient_accumulation_steps % (steps_per_generation * num_iterations) != 0
+    return 1 + (beta > 0) + reused
+
+
+def estimate(cfg: Config, params: int | None = None) -> dict:
+    """Upper-bound compute: every completion at its maximum length (see rlsft.runs.compute)."""
+    a = training_args(cfg)
+    n = param_count(cfg.model.name) or params
+    tokens = a.max_steps * a.per_device_train_batch_size * a.gradient_accumulation_steps * (PROMPT_TOKENS + a.max_completion_length)
+    passes = forward_passes(a.beta, a.steps_per_generation, a.num_iterations, a.gradient_accumulation_steps)
+    return estimate_record(n, tokens * a.num_iterations, tokens * passes)
+
+
+def completion_monitor(folder: RunFolder, monitor: MonitorConfig):
+    """A zero-weight GRPO "reward" that measures instead of rewarding: it returns 1.0 for each
+    training completion that mixes languages (TRL then logs the mixing rate of the training
+    completions as `rewards/language_monitor/mean`) and writes 8 completions to
+    samples_train.jsonl every `monitor.every` calls. With weight 0 it never changes the gradient."""
+    import json
+
+    from rlsft.runs.compute import is_main_process
+    from rlsft.scoring.language import language_stats
+    from rlsft.scoring.rewards import completion_text
+
+    calls = [0]
+    main = is_main_process()
+
+    def language_monitor(completions, prompts=None, answer=None, **kwargs):
+        texts = [completion_text(c) for c in completions]
+        stats = [language_stats(t, monitor.language) for t in texts]
+        if main and calls[0] % monitor.every == 0:
+            with open(folder.samples_train_file, "a", encoding="utf-8") as f:
+                for i, t in enumerate(texts[:8]):
+                    f.write(json.dumps({"call": calls[0], "answer": answer[i] if answer else None, "completion": t,
+                                        "mixed": stats[i].mixed}, ensure_ascii=False) + "\n")
+        calls[0] += 1
+        return [1.0 if s.mixed else 0.0 for s in stats]
+
+    return language_monitor
+
+
+def main(cfg: Config, resume: bool = False) -> dict:
     import torch
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    from recipes.models import load_model, load_tokenizer
-    from recipes.rewards import get_reward
+    from rlsft.scoring.rewards import get_reward
 
     # ------------------------------------------------------------------ config
-    out = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
+    folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
     torch.manual_seed(cfg.run.seed)
-    rewards = {name: get_reward(name) for name in cfg.grpo.rewards}  # fails early on an unknown name
-    if not rewards:
-        raise UserError("grpo.rewards is empty; give at least one reward name with a weight")
+    if not cfg.rewards:
+        raise UserError("rewards is empty; give at least one reward name with a weight")
+    args = training_args(cfg)
 
     # ------------------------------------------------------------------ data
-    train = prompt_dataset(cfg.data, cfg.run.seed)
+    train_set = prompt_dataset(cfg.data, cfg.run.seed)
 
     # ------------------------------------------------------------------ model
-    tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
-    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
     params = n_params(model)
-    before = evaluate_model(model, tokenizer, cfg.model.name, cfg.eval, out / "eval_before", cfg.run.seed, cfg.data.template) if cfg.eval.before else None
+    before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 
     # ------------------------------------------------------------------ rewards
-    reward_funcs, reward_weights = list(rewards.values()), list(cfg.grpo.rewards.values())
-    # a zero-weight monitor: logs the training completions' mixing rate and writes samples
-    reward_funcs.append(completion_monitor(out / "samples_train.jsonl", every=cfg.grpo.sample_every))
-    reward_weights.append(0.0)
+    # the config's rewards, then a zero-weight monitor: the training completions' mixing rate, and samples
+    reward_funcs = [get_reward(name) for name in cfg.rewards] + [completion_monitor(folder, cfg.monitor)]
 
     # ------------------------------------------------------------------ trainer
-    args = trainer_args(
-        GRPOConfig, cfg.run, cfg.optim, out,
-        loss_type=cfg.grpo.loss_type, beta=cfg.grpo.beta, num_generations=cfg.grpo.num_generations,
-        max_completion_length=cfg.grpo.max_completion_length, temperature=cfg.grpo.temperature,
-        epsilon=cfg.grpo.epsilon, num_iterations=cfg.grpo.num_iterations, scale_rewards=cfg.grpo.scale_rewards,
-        steps_per_generation=cfg.grpo.steps_per_generation, mask_truncated_completions=cfg.grpo.mask_truncated_completions, reward_weights=reward_weights,
-        **vllm_args(cfg.grpo.vllm),
-    )
-    trainer = GRPOTrainer(model=model, args=args, train_dataset=train, reward_funcs=reward_funcs, processing_class=tokenizer, peft_config=lora_config(cfg.model),
-                          callbacks=[metrics_logger(out / "metrics.jsonl")])
+    trainer = GRPOTrainer(model=model, args=args, train_dataset=train_set, reward_funcs=reward_funcs, processing_class=tokenizer,
+                          peft_config=lora_config(cfg.model), callbacks=[metrics_logger(folder)])
 
     # ------------------------------------------------------------------ train
-    with Timer() as timer:
-        trainer.train(resume_from_checkpoint=str(last_checkpoint(out)) if resume and last_checkpoint(out) else None)
-    logs = trainer.state.log_history
-    tokens = max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])  # prompt + completion
-    forward = tokens * forward_passes(cfg.grpo, cfg.optim.gradient_accumulation_steps)
-    compute = compute_record(params, tokens * cfg.grpo.num_iterations, forward, timer.seconds)
+    seconds = train(trainer, folder, resume)
+    tokens = trained_tokens(trainer)  # prompt + completion
+    passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
+    compute = compute_record(params, tokens * args.num_iterations, tokens * passes, seconds)
 
     # ------------------------------------------------------------------ save
-    model = save_trained(trainer, tokenizer, out / "model")  # LoRA merged; KV cache back on
+    model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on
 
     # ------------------------------------------------------------------ evaluate
-    after = evaluate_model(model, tokenizer, str(out / "model"), cfg.eval, out / "eval_after", cfg.run.seed, cfg.data.template)
-    return finish_run(out, "grpo", cfg, compute, logs, before, after)
+    after = evaluate_model(model, tokenizer, str(folder.model_dir), cfg, folder, "after")
+    return finish_run(folder, "grpo", cfg, compute, before, after)

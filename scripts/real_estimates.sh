@@ -7,8 +7,8 @@ echo "| config | stages | FLOPs (upper bound) | GPU-hours (floor) |"
 echo "|---|---|---|---|"
 for f in configs/qwen2.5-0.5b/*.yaml configs/qwen2.5-1.5b/*.yaml; do
   .venv/bin/rlsft train "$f" --dry-run | .venv/bin/python -c "
-import json, sys
-st = json.load(sys.stdin)['stages']
+import yaml, sys
+st = yaml.safe_load(sys.stdin)['stages']
 flops = sum(s['estimate']['flops_upper_bound'] for s in st)
 hours = sum(s['estimate']['gpu_hours_floor'] for s in st)
 print(f'| \`$f\` | ' + ' + '.join(s['stage'] for s in st) + f' | {flops:.2g} | {hours:.2f} |')"

@@ -23,7 +23,7 @@ def shared_data() -> Path:
 def toy_model(tmp_path_factory) -> str:
     """A toy micro model (about 60k parameters, ~10 s to build) for running recipes in tests.
     Built by the lab's own pretraining code, so it has the real tokenizer and card."""
-    from recipes.micro.pretrain import ModelShape, PretrainConfig, main
+    from rlsft.micro.pretrain import ModelShape, PretrainConfig, main
 
     out = tmp_path_factory.mktemp("toy") / "toy-model"
     cfg = PretrainConfig(
@@ -36,6 +36,6 @@ def toy_model(tmp_path_factory) -> str:
 def tiny_recipe_overrides(model: str, out: Path) -> list[str]:
     """Overrides that shrink any micro recipe config to seconds on a CPU."""
     return [
-        f"model.name={model}", f"run.out_dir={out}", "run.report_to=none", "optim.max_steps=2", "optim.logging_steps=1",
+        f"model.name={model}", f"run.out_dir={out}", "run.report_to=none", "training.max_steps=2", "training.logging_steps=1",
         "data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=24", "eval.tasks=[micro-arith]",
     ]

@@ -4,7 +4,7 @@ and nothing half-written (no run folder is left behind)."""
 import pytest
 from conftest import REPO, tiny_recipe_overrides
 
-from recipes.cli import main as cli_main
+from rlsft.cli import main as cli_main
 
 MICRO = REPO / "configs" / "micro"
 GRPO = str(MICRO / "r1_zero.yaml")
@@ -22,12 +22,12 @@ def bad_files(tmp_path):
 # (id, argv after "rlsft", [overrides from tiny_recipe_overrides?], text the error line must contain)
 CASES = [
     # configs
-    ("config: unknown key", ["train", GRPO, "optim.lerning_rate=1e-4"], True, "did you mean 'learning_rate'"),
-    ("config: wrong type", ["train", GRPO, "optim.max_steps=many"], True, "max_steps"),
+    ("config: unknown key", ["train", GRPO, "training.lerning_rate=1e-4"], True, "did you mean 'learning_rate'"),
+    ("config: wrong type", ["train", GRPO, "training.max_steps=many"], True, "max_steps"),
     ("config: missing config file", ["train", "configs/micro/nope.yaml"], False, "nope.yaml"),
     ("config: stage config missing", ["train", "{tmp}/pipe.yaml"], False, "nope.yaml"),
     ("config: stage input missing", ["train", GRPO, "model.name={tmp}/no-such-stage/model"], True, "no-such-stage"),
-    ("config: unknown reward", ["train", GRPO, "grpo.rewards={accurcy: 1.0}"], True, "accurcy"),
+    ("config: unknown reward", ["train", GRPO, "rewards={accurcy: 1.0}"], True, "accurcy"),
     ("config: unknown task", ["train", GRPO, "data.task=micro-arithmetic"], True, "micro-arithmetic"),
     ("config: unknown eval task", ["train", GRPO, "eval.tasks=[gsm9k]"], True, "gsm9k"),
     # data

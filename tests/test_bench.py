@@ -2,7 +2,7 @@
 
 import json
 
-from recipes.cli import main as cli_main
+from rlsft.cli import main as cli_main
 
 
 def test_bench_writes_both_variants_and_ratios(toy_model, tmp_path):

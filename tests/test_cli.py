@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-RLSFT = [sys.executable, "-m", "recipes.cli"]
+RLSFT = [sys.executable, "-m", "rlsft.cli"]
 
 
 def run(*args, **kw):

@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from recipes.config import apply_overrides, from_dict, load_config
-from recipes.io import UserError
+from rlsft.config import apply_overrides, from_dict, load_config
+from rlsft.io import UserError
 
 
 @dataclasses.dataclass

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.cli import main as cli_main
-from recipes.config import load_config
-from recipes.io import UserError
-from recipes.micro.pretrain import PretrainConfig
-from recipes.train import RECIPES, dry_run, load_recipe_config, pipeline_stages
+from rlsft.cli import main as cli_main
+from rlsft.config import load_config
+from rlsft.io import UserError
+from rlsft.micro.pretrain import PretrainConfig
+from rlsft.launch import RECIPES, dry_run, load_recipe_config, pipeline_stages
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -44,7 +44,7 @@ def test_every_config_parses(path, monkeypatch):
         data = yaml.safe_load(text)
         assert data["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED", "MULTI_CPU"} and data["num_processes"] >= 1
     elif k == "study":
-        from recipes.study import StudyConfig
+        from rlsft.analysis.study import StudyConfig
 
         study = load_config(StudyConfig, path)
         if study.claims:  # a claims study has 3+ seeds; a settings sweep may have one
@@ -60,7 +60,7 @@ def test_every_config_parses(path, monkeypatch):
         assert all(cfg.recipe in RECIPES for _, _, cfg, _ in stages)
     else:
         module, cfg = load_recipe_config(str(path))
-        assert module.__name__ == RECIPES[cfg.recipe][0] and cfg.run.name
+        assert module is RECIPES[cfg.recipe] and cfg.run.name
     if k in ("recipe", "pipeline"):
         plan = dry_run(str(path))
         assert plan["stages"] and all(s["out"].startswith("runs/") for s in plan["stages"])
@@ -80,7 +80,7 @@ def test_dry_run_estimates_real_configs_offline(monkeypatch, capsys):
 def test_config_mistakes_name_the_culprit(tmp_path):
     path = CONFIGS / "micro" / "r1_zero.yaml"
     with pytest.raises(UserError, match="unknown key 'lerning_rate'; did you mean 'learning_rate'"):
-        load_recipe_config(str(path), ["optim.lerning_rate=1e-4"])
+        load_recipe_config(str(path), ["training.lerning_rate=1e-4"])
     with pytest.raises(UserError, match="num_generations: expected int"):
         load_recipe_config(str(path), ["grpo.num_generations=many"])
     with pytest.raises(UserError, match="recipe must be one of"):
@@ -90,6 +90,6 @@ def test_config_mistakes_name_the_culprit(tmp_path):
 
 
 def test_cli_reports_a_bad_config_on_one_line(capsys):
-    assert cli_main(["train", str(CONFIGS / "micro" / "r1_zero.yaml"), "grpo.rewardz={accuracy: 1}", "--dry-run"]) == 2
+    assert cli_main(["train", str(CONFIGS / "micro" / "r1_zero.yaml"), "rewardz={accuracy: 1}", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown key 'rewardz'; did you mean 'rewards'" in err

@@ -2,7 +2,7 @@
 
 import pytest
 
-from recipes.language import is_mixed, language_consistency, language_stats, words
+from rlsft.scoring.language import is_mixed, language_consistency, language_stats, words
 
 
 def test_pure_english_and_pure_chinese():

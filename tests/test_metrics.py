@@ -5,7 +5,7 @@ from itertools import combinations
 
 import pytest
 
-from recipes.metrics import bootstrap_ci, majority_vote, pass_at_k, summarise, wilson_interval
+from rlsft.scoring.metrics import bootstrap_ci, majority_vote, pass_at_k, summarise, wilson_interval
 
 
 @pytest.mark.parametrize("n, c, k", [(8, 3, 1), (8, 3, 2), (8, 3, 5), (5, 1, 3), (10, 0, 4), (6, 6, 2)])

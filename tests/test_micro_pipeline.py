@@ -5,12 +5,12 @@ from collections import Counter
 
 import pytest
 
-from recipes.io import to_jsonl
-from recipes.micro.pretrain import ModelShape, PretrainConfig, main
-from recipes.micro.tokenizer import TAGS, train_tokenizer
-from recipes.micro.world import ArithConfig, CorpusConfig, corpus_rows, generate_problems
-from recipes.models import load_tokenizer
-from recipes.tasks import build_prompt
+from rlsft.io import to_jsonl
+from rlsft.micro.pretrain import ModelShape, PretrainConfig, main
+from rlsft.micro.tokenizer import TAGS, train_tokenizer
+from rlsft.micro.world import ArithConfig, CorpusConfig, corpus_rows, generate_problems
+from rlsft.models import load_tokenizer
+from rlsft.scoring.tasks import build_prompt
 
 TEXTS = [
     "<think> First, 12 + 7 = 19. So the answer is 19. </think> <answer>19</answer>",
@@ -56,7 +56,7 @@ def tiny_pretrain_and_eval(tmp_path, max_steps: int) -> tuple[dict, float]:
     losses = [loss for _, loss in card["loss_curve"]]
     assert losses[-1] < 0.5 * losses[0]
 
-    from recipes.evaluate import EvalArgs, evaluate
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
 
     problems = generate_problems("micro-arith", "test", 24, seed=0, arith=easy)  # all 24 distinct held-out sums
     src = tmp_path / "easy.jsonl"

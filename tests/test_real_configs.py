@@ -13,9 +13,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from recipes.io import to_jsonl
-from recipes.micro.world import generate_problems
-from recipes.train import load_recipe_config, pipeline_stages
+from rlsft.io import to_jsonl
+from rlsft.micro.world import generate_problems
+from rlsft.launch import load_recipe_config, pipeline_stages
 
 REAL = sorted(p for d in ("qwen2.5-0.5b", "qwen2.5-1.5b") for p in (REPO / "configs" / d).glob("*.yaml"))
 RECIPE_CONFIGS = [p for p in REAL if yaml.safe_load(p.read_text())["recipe"] != "pipeline"]
@@ -42,15 +42,16 @@ def tiny(recipe: str, model: str, out: Path) -> list[str]:
     """Shrink a real config to seconds; the code path stays the config's own."""
     common = [
         f"model.name={model}", "model.dtype=float32", f"run.out_dir={out}", "run.report_to=none",
-        "optim.max_steps=2", "optim.logging_steps=1", "optim.per_device_train_batch_size=8",
+        "training.max_steps=2", "training.logging_steps=1", "training.per_device_train_batch_size=8",
         "data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=24", "eval.batch_size=8",
     ]
     return common + {
-        "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.gradient_accumulation_steps=1"],
-        "sft": ["sft.n_examples=16", "sft.max_length=256"],
+        "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.gradient_accumulation_steps=1"],
+        "sft": ["examples.n=16", "sft.max_length=256"],
         # micro-student solves micro-arith, so rejection sampling keeps traces
         "distill": ["distill.teacher=micro-student", "distill.samples_per_prompt=2", "distill.max_new_tokens=48",
-                    "distill.max_length=256", "distill.generation_batch_size=16", "distill.cache_dir=null"],
+                    "sft.max_length=256", "distillation.max_completion_length=48", "distill.generation_batch_size=16",
+                    "distill.cache_dir=null"],
     }[recipe]
 
 
@@ -77,16 +78,16 @@ def test_real_pipelines_resolve_their_stages(path):
     pipe, stages = pipeline_stages(str(path))
     (first, _, sft_cfg, sft_out), (_, _, grpo_cfg, _) = stages
     assert sft_cfg.recipe == "sft" and grpo_cfg.recipe == "grpo"
-    assert grpo_cfg.model.name == str(sft_out / "model")  # stage 2 starts from stage 1's output
+    assert grpo_cfg.model.name == str(sft_out.model_dir)  # stage 2 starts from stage 1's output
     if path.stem == "r1":
-        assert grpo_cfg.grpo.rewards.get("language", 0) > 0  # R1 adds the language-consistency reward
+        assert grpo_cfg.rewards.get("language", 0) > 0  # R1 adds the language-consistency reward
     else:
-        assert sft_cfg.sft.n_examples is None  # hybrid: the whole SFT set
+        assert sft_cfg.examples.n is None  # hybrid: the whole SFT set
 
 
 def test_lora_trains_and_saves_a_merged_model(toy_model, tmp_path):
     pytest.importorskip("peft")
-    from recipes.models import load_model
+    from rlsft.models import load_model
 
     path = REPO / "configs" / "micro" / "sft_cold_start.yaml"
     overrides = tiny("sft", toy_model, tmp_path / "lora") + ["model.lora_r=4", "eval.tasks=[micro-arith]"]

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from conftest import REPO, tiny_recipe_overrides
-from recipes.io import UserError
-from recipes.train import load_recipe_config, train_from_config
+from rlsft.io import UserError
+from rlsft.launch import load_recipe_config, train_from_config
 
 MICRO = REPO / "configs" / "micro"
-GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.per_device_train_batch_size=8"]
+GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]
 
 
 def run_recipe(config: Path, overrides: list[str]) -> dict:
@@ -58,7 +58,7 @@ def test_an_existing_run_is_never_overwritten(toy_model, tmp_path):
 
 def test_sft_trains_on_clean_examples(toy_model, tmp_path):
     out = tmp_path / "sft"
-    record = run_recipe(MICRO / "sft_cold_start.yaml", tiny_recipe_overrides(toy_model, out) + ["sft.n_examples=32"])
+    record = run_recipe(MICRO / "sft_cold_start.yaml", tiny_recipe_overrides(toy_model, out) + ["examples.n=32"])
     check_run_folder(out, "sft")
     assert record["n_examples"] == 32
 
@@ -76,7 +76,7 @@ def test_distill(toy_model, tmp_path, mode):
             return
         assert record["teacher_traces"]["kept"] <= record["teacher_traces"]["prompts_with_a_kept_trace"]
     else:
-        record = run_recipe(MICRO / "distill_onpolicy.yaml", tiny_recipe_overrides(toy_model, out) + extra + ["optim.per_device_train_batch_size=4"])
+        record = run_recipe(MICRO / "distill_onpolicy.yaml", tiny_recipe_overrides(toy_model, out) + extra + ["training.per_device_train_batch_size=4"])
     check_run_folder(out, f"distill-{'offline' if mode == 'offline' else 'on_policy'}")
     assert record["compute"]["teacher_flops"] > 0
 
@@ -88,7 +88,7 @@ def test_pipeline_chains_stages_and_skips_finished_ones(toy_model, tmp_path, cap
         "recipe": "pipeline",
         "run": {"name": "tiny-r1", "out_dir": str(tmp_path / "pipe")},
         "stages": [
-            {"config": str(MICRO / "sft_cold_start.yaml"), "overrides": tiny + [f"model.name={toy_model}", "sft.n_examples=16"]},
+            {"config": str(MICRO / "sft_cold_start.yaml"), "overrides": tiny + [f"model.name={toy_model}", "examples.n=16"]},
             {"config": str(MICRO / "r1_zero.yaml"), "name": "grpo", "overrides": tiny + GRPO_TINY},
         ],
     }
@@ -107,7 +107,7 @@ def test_pipeline_chains_stages_and_skips_finished_ones(toy_model, tmp_path, cap
 def test_two_process_launch_under_accelerate(toy_model, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/accelerate/cpu.yaml"),
-           "-m", "recipes.cli", "train", str(MICRO / "r1_zero.yaml"), *tiny_recipe_overrides(toy_model, out), *GRPO_TINY]
+           "-m", "rlsft.cli", "train", str(MICRO / "r1_zero.yaml"), *tiny_recipe_overrides(toy_model, out), *GRPO_TINY]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     record, _ = check_run_folder(out, "grpo")
@@ -115,20 +115,22 @@ def test_two_process_launch_under_accelerate(toy_model, tmp_path):
 
 
 def test_teacher_traces_are_cached_and_reused(toy_model, tmp_path):
-    from recipes.distill import DataConfig, DistillSection, cached_teacher_traces
-    from recipes.models import load_model, load_tokenizer
+    from recipes.distill import Config, DistillConfig, cached_teacher_traces
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.trainer import DataConfig, RunConfig
 
-    d = DistillSection(teacher=toy_model, samples_per_prompt=2, max_new_tokens=16, cache_dir=str(tmp_path / "cache"))
-    data = DataConfig(task="micro-arith", n_train=6)
+    d = DistillConfig(teacher=toy_model, samples_per_prompt=2, max_new_tokens=16, cache_dir=str(tmp_path / "cache"))
+    cfg = Config(run=RunConfig(name="t"), data=DataConfig(task="micro-arith", n_train=6), distill=d)
     tok, loads = load_tokenizer(toy_model), []
 
     def loader():
         loads.append(1)
         return load_model(toy_model)
 
-    rows1, stats1 = cached_teacher_traces(loader, tok, data, d, seed=0)
-    rows2, stats2 = cached_teacher_traces(loader, tok, data, d, seed=0)
+    rows1, stats1 = cached_teacher_traces(loader, tok, cfg)
+    rows2, stats2 = cached_teacher_traces(loader, tok, cfg)
     assert len(loads) == 1 and stats1["cache"].startswith("written") and stats2["cache"].startswith("hit")
     assert rows1 == rows2 and stats1["samples"] == stats2["samples"] == 12
-    cached_teacher_traces(loader, tok, data, DistillSection(**{**d.__dict__, "temperature": 0.5}), seed=0)
+    cfg.distill = DistillConfig(**{**d.__dict__, "temperature": 0.5})
+    cached_teacher_traces(loader, tok, cfg)
     assert len(loads) == 2  # other sampling settings: other traces

@@ -2,7 +2,8 @@
 
 import json
 
-from recipes.report import find_runs, language_composition, load_results
+from rlsft.analysis.report import language_composition, load_results
+from rlsft.runs.folder import RunFolder
 
 
 def fake_run(folder, seed, before_correct, after_correct, completion="<think> so 1 + 1 = 2 </think> <answer>2</answer>"):
@@ -20,8 +21,8 @@ def test_base_comes_from_the_base_arm_never_from_a_later_pipeline_stage(tmp_path
     fake_run(tmp_path / "zero" / "seed0", 0, before_correct=False, after_correct=True)  # base: wrong
     fake_run(tmp_path / "pipe" / "seed0" / "1-sft", 0, before_correct=False, after_correct=True)
     fake_run(tmp_path / "pipe" / "seed0" / "2-grpo", 0, before_correct=True, after_correct=True)  # starts from the SFT model
-    runs = find_runs([str(tmp_path)])
-    assert sorted(r.name for r in runs) == ["2-grpo", "seed0"]  # a pipeline is its last stage
+    runs = RunFolder.find([str(tmp_path)])
+    assert sorted(r.path.name for r in runs) == ["2-grpo", "seed0"]  # a pipeline is its last stage
     for base_arm in (None, "zero"):
         scores = load_results(runs, "t", base_arm)["scores"]
         assert scores["accuracy"]["base"][0] == {"p1": 0.0}  # not the 2-grpo stage's eval_before (1.0)

@@ -11,15 +11,15 @@ import time
 import pytest
 from conftest import REPO, tiny_recipe_overrides
 
-from recipes.cli import main as cli_main
+from rlsft.cli import main as cli_main
 
 CONFIG = str(REPO / "configs" / "micro" / "r1_zero.yaml")
-GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.per_device_train_batch_size=8"]
+GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]
 COMPARED = ("learning_rate", "loss", "reward", "rewards/accuracy_reward/mean", "completions/mean_length", "entropy", "grad_norm")
 
 
 def overrides(model, out, steps=12):
-    return tiny_recipe_overrides(model, out) + GRPO_TINY + [f"optim.max_steps={steps}", "optim.save_steps=4"]
+    return tiny_recipe_overrides(model, out) + GRPO_TINY + [f"training.max_steps={steps}", "training.save_steps=4"]
 
 
 def step_metrics(out) -> list[dict]:
@@ -42,7 +42,7 @@ def test_sigkilled_grpo_run_resumes_to_the_same_result(toy_model, tmp_path):
     assert cli_main(["train", CONFIG, *overrides(toy_model, whole)]) == 0
 
     # the same run in a real subprocess, killed (SIGKILL) once its step-8 checkpoint is on disk
-    cmd = [sys.executable, "-m", "recipes.cli", "train", CONFIG, *overrides(toy_model, killed)]
+    cmd = [sys.executable, "-m", "rlsft.cli", "train", CONFIG, *overrides(toy_model, killed)]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
     marker = killed / "checkpoints" / "checkpoint-8" / "trainer_state.json"
     deadline = time.time() + 300
@@ -71,4 +71,4 @@ def test_resume_refuses_a_changed_config(toy_model, tmp_path):
     out = tmp_path / "run"
     assert cli_main(["train", CONFIG, *overrides(toy_model, out, steps=2)]) == 0
     (out / "run.json").unlink()  # pretend it was killed
-    assert cli_main(["train", CONFIG, *overrides(toy_model, out, steps=2), "optim.learning_rate=0.5", "--resume", str(out)]) == 2
+    assert cli_main(["train", CONFIG, *overrides(toy_model, out, steps=2), "training.learning_rate=0.5", "--resume", str(out)]) == 2

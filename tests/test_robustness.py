@@ -10,9 +10,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recipes.language import language_stats
-from recipes.rewards import accuracy_reward, format_reward, language_consistency_reward
-from recipes.verify import verify_answer
+from rlsft.scoring.language import language_stats
+from rlsft.scoring.rewards import accuracy_reward, format_reward, language_consistency_reward
+from rlsft.scoring.verify import verify_answer
 
 PIECES = st.sampled_from([
     "<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "{", "}", "\\frac{", "^{", "10^{10^{10^{10}}}",

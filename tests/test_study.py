@@ -7,7 +7,7 @@ import pytest
 import yaml
 from conftest import REPO, tiny_recipe_overrides
 
-from recipes.cli import main as cli_main
+from rlsft.cli import main as cli_main
 
 MICRO = REPO / "configs" / "micro"
 VERDICTS = {"reproduced", "not reproduced", "inconclusive"}
@@ -22,8 +22,8 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
         "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml"), "sft": str(MICRO / "sft_cold_start.yaml")},
         "overrides": common,
         "arm_overrides": {
-            "r1_zero": ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.per_device_train_batch_size=8"],
-            "sft": ["sft.n_examples=16"],
+            "r1_zero": ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"],
+            "sft": ["examples.n=16"],
         },
         "base_arm": "r1_zero",
         "claims": [
@@ -36,9 +36,9 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
     }
     pre = yaml.safe_load((MICRO / "sft_cold_start.yaml").read_text())  # a prerequisite, trained once
     pre.update(run={"name": "pre", "out_dir": str(tmp_path / "pre"), "report_to": "none"}, model={"name": toy_model})
-    pre["optim"].update(max_steps=1)
+    pre["training"].update(max_steps=1)
     pre["eval"].update(n=2, samples=1, max_new_tokens=8, tasks=["micro-arith"])
-    pre["sft"].update(n_examples=8)
+    pre["examples"].update(n=8)
     (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
     study["prerequisites"] = [str(tmp_path / "pre.yaml")]
     path = tmp_path / "study.yaml"
@@ -50,6 +50,8 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
         for seed in (0, 1):
             record = json.loads((root / arm / f"seed{seed}" / "run.json").read_text())
             assert record["config"]["run"]["seed"] == seed
+            # wandb: the study is the group, arm/seed the run's name, so the arms sit side by side
+            assert record["config"]["run"]["group"] == "tiny-study" and record["config"]["run"]["name"] == f"{arm}/seed{seed}"
 
     assert (tmp_path / "pre" / "run.json").is_file()
     report = tmp_path / "reports" / "tiny"
@@ -76,7 +78,7 @@ def test_study_with_two_jobs_runs_each_seed_in_its_own_one_thread_process(toy_mo
     monkeypatch.chdir(tmp_path)
     common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
     study = {"name": "jobs-study", "seeds": [0, 1], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")},
-             "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "optim.per_device_train_batch_size=8"]}
+             "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     assert cli_main(["study", str(path), "--jobs", "2", "--report", "reports/jobs"]) == 0

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from recipes.io import UserError
-from recipes.tasks import TASKS, build_prompt, get_task, gsm8k_gold, load_gsm8k, load_math500
+from rlsft.io import UserError
+from rlsft.scoring.tasks import TASKS, build_prompt, get_task, gsm8k_gold, load_gsm8k, load_math500
 
 
 def test_registry_and_unknown_name():

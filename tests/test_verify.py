@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from recipes.verify import extract_answer, format_ok, is_hedged, verify_answer
+from rlsft.scoring.verify import extract_answer, format_ok, is_hedged, verify_answer
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_format(completion, ok):
 
 
 def test_every_gsm8k_gold_verifies_against_itself(shared_data):
-    from recipes.tasks import load_gsm8k
+    from rlsft.scoring.tasks import load_gsm8k
 
     rows = load_gsm8k("test", source=str(shared_data / "gsm8k" / "test.jsonl"))
     assert len(rows) == 1319
@@ -125,7 +125,7 @@ def test_every_gsm8k_gold_verifies_against_itself(shared_data):
 
 
 def test_every_math500_gold_verifies_against_itself(shared_data):
-    from recipes.tasks import load_math500
+    from rlsft.scoring.tasks import load_math500
 
     rows = load_math500("test", source=str(shared_data / "math500" / "test.jsonl"))
     assert len(rows) == 500

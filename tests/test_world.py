@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from recipes.language import is_mixed
-from recipes.micro.world import (
+from rlsft.scoring.language import is_mixed
+from rlsft.micro.world import (
     ArithConfig,
     CorpusConfig,
     CountdownConfig,
@@ -14,7 +14,7 @@ from recipes.micro.world import (
     make_arith_problem,
     split_of,
 )
-from recipes.tasks import get_task
+from rlsft.scoring.tasks import get_task
 
 
 @pytest.mark.parametrize("task", ["micro-arith", "micro-countdown"])

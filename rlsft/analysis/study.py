@@ -1,9 +1,9 @@
 """`rlsft study CONFIG`: a matrix of recipes x seeds from one YAML, then the claims checked.
 
-Each (recipe, seed) runs in <out_dir>/<recipe>/seed<k>/ with `run.seed=k`; a run whose
-run.json exists is skipped and an unfinished one resumes from its latest checkpoint, so an
-interrupted study goes on where it stopped. Pipelines run
-their stages under that folder the same way.
+Each (arm, seed) runs in `RunFolder.in_study(root, arm, seed)` with `run.seed=k`; a finished run
+is skipped and an unfinished one resumes from its latest checkpoint, so an interrupted study goes
+on where it stopped. Pipelines run their stages under that folder the same way. Every run logs to
+wandb with the study's name as its group and `<arm>/seed<k>` as its name.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recipes.claims import Claim
-from recipes.config import load_config
-from recipes.io import UserError
+from rlsft.analysis.claims import Claim
+from rlsft.config import load_config
+from rlsft.io import UserError
+from rlsft.runs.folder import RunFolder
 
 
 @dataclass
@@ -37,26 +38,22 @@ def study_root(cfg: StudyConfig) -> Path:
     return Path(cfg.out_dir) if cfg.out_dir else Path("runs") / "studies" / cfg.name
 
 
-def run_folder(cfg: StudyConfig, arm: str, seed: int) -> Path:
-    return study_root(cfg) / arm / f"seed{seed}"
+def run_overrides(cfg: StudyConfig, arm: str, seed: int) -> list[str]:
+    """What the study sets on one run: its folder, seed, wandb group and name, and the study's overrides."""
+    from rlsft.launch import is_pipeline
 
-
-def final_run_dirs(cfg: StudyConfig, arm: str, seed: int) -> Path:
-    """The folder whose run.json holds the arm's final result (a pipeline's last stage)."""
-    from recipes.train import is_pipeline, pipeline_stages
-
-    path = cfg.recipes[arm]
-    out = run_folder(cfg, arm, seed)
-    if is_pipeline(path):
-        _, stages = pipeline_stages(path, [f"run.out_dir={out}", f"run.seed={seed}"])
-        return stages[-1][3]
-    return out
+    folder = RunFolder.in_study(study_root(cfg), arm, seed)
+    placed = [f"run.out_dir={folder.path}", f"run.seed={seed}", f"run.group={cfg.name}", f"run.name={arm}/seed{seed}"]
+    extra = cfg.overrides + cfg.arm_overrides.get(arm, [])
+    if is_pipeline(cfg.recipes[arm]):  # a pipeline hands the study's overrides to each stage
+        return placed + [f"stage_overrides={extra}"]
+    return extra + placed
 
 
 def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1) -> StudyConfig:
     """Run the study's prerequisites, then its runs: in this process, or `jobs` at a time in subprocesses."""
-    from recipes.common import run_dir
-    from recipes.train import is_pipeline, load_recipe_config, train_from_config
+    from rlsft.launch import final_run, is_pipeline, load_recipe_config, train_from_config
+    from rlsft.trainer import run_folder
 
     cfg = load_config(StudyConfig, path, overrides)
     unknown = set(cfg.arm_overrides) - set(cfg.recipes)
@@ -71,37 +68,35 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1) -> S
         if not Path(pre).is_file():
             raise UserError(f"{path}: prerequisite config not found: {pre}")
         _, pre_cfg = load_recipe_config(pre)
-        done = run_dir(pre_cfg.run)
-        if (done / "run.json").is_file():
-            print(f"[study {cfg.name}] prerequisite {pre}: finished before, skipped ({done})")
+        done = run_folder(pre_cfg.run)
+        if done.finished:
+            print(f"[study {cfg.name}] prerequisite {pre}: finished before, skipped ({done.path})")
             continue
-        print(f"[study {cfg.name}] prerequisite {pre} -> {done}")
-        train_from_config(pre, resume=str(done) if (done / "config.yaml").is_file() else None)
+        print(f"[study {cfg.name}] prerequisite {pre} -> {done.path}")
+        train_from_config(pre, resume=str(done.path) if done.started else None)
     todo = []  # (label, config path, overrides, resume folder or None, run folder), seed-major order
     total, i = len(cfg.recipes) * len(cfg.seeds), 0
     for seed in cfg.seeds:
         for arm, rpath in cfg.recipes.items():
             i += 1
             label = f"{i}/{total} {arm} seed {seed}"
-            out = run_folder(cfg, arm, seed)
-            if (final_run_dirs(cfg, arm, seed) / "run.json").is_file():
+            folder, overrides = RunFolder.in_study(study_root(cfg), arm, seed), run_overrides(cfg, arm, seed)
+            if final_run(rpath, overrides).finished:
                 print(f"[study {cfg.name}] {label}: finished before, skipped")
                 continue
-            extra = cfg.overrides + cfg.arm_overrides.get(arm, [])
             if is_pipeline(rpath):  # a pipeline resumes its unfinished stage by itself
-                todo.append((label, rpath, [f"run.out_dir={out}", f"run.seed={seed}", f"stage_overrides={extra}"], None, out))
+                todo.append((label, rpath, overrides, None, folder))
                 continue
-            resume = (out / "config.yaml").is_file()  # an interrupted run goes on from its latest checkpoint
-            if out.exists() and not resume:
+            if folder.path.exists() and not folder.started:  # killed before it wrote its config: nothing to keep
                 import shutil
 
-                shutil.rmtree(out)
-            todo.append((label, rpath, extra + [f"run.out_dir={out}", f"run.seed={seed}", f"run.name={cfg.name}-{arm}-seed{seed}"],
-                         str(out) if resume else None, out))
+                shutil.rmtree(folder.path)
+            # an interrupted run goes on from its latest checkpoint
+            todo.append((label, rpath, overrides, str(folder.path) if folder.started else None, folder))
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.time()
     if jobs <= 1:
-        for label, rpath, overrides, resume, out in todo:
-            print(f"[study {cfg.name}] {label} -> {out}")
+        for label, rpath, overrides, resume, folder in todo:
+            print(f"[study {cfg.name}] {label} -> {folder.path}")
             train_from_config(rpath, overrides, resume=resume)
     else:
         run_parallel(cfg.name, todo, jobs, study_root(cfg) / "logs")
@@ -129,11 +124,12 @@ def run_parallel(name: str, todo: list[tuple], jobs: int, logs: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_run(jobs)))
 
     def one(job):
-        label, rpath, overrides, resume, out = job
-        log = logs / f"{out.parent.name}-{out.name}.log"
-        sys.stdout.write(f"[study {name}] {label} -> {out} (log: {log})\n")  # one write: jobs print side by side
+        label, rpath, overrides, resume, folder = job
+        arm, seed = folder.arm_and_seed()
+        log = logs / f"{arm}-seed{seed}.log"
+        sys.stdout.write(f"[study {name}] {label} -> {folder.path} (log: {log})\n")  # one write: jobs print side by side
         sys.stdout.flush()
-        cmd = [sys.executable, "-m", "recipes.cli", "train", rpath, *overrides] + (["--resume", resume] if resume else [])
+        cmd = [sys.executable, "-m", "rlsft.cli", "train", rpath, *overrides] + (["--resume", resume] if resume else [])
         with open(log, "w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
         sys.stdout.write(f"[study {name}] {label}: {'done' if rc == 0 else f'failed (exit {rc})'}\n")

@@ -11,18 +11,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recipes.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
-from recipes.language import LANGUAGE_SCRIPTS, language_stats
-from recipes.metrics import mean, summarise
-from recipes.provenance import provenance
-from recipes.tasks import Task, build_prompt, get_task
-from recipes.verify import extract_answer, format_ok
+from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
+from rlsft.scoring.language import LANGUAGE_SCRIPTS, language_stats
+from rlsft.scoring.metrics import mean, summarise
+from rlsft.runs.provenance import provenance
+from rlsft.scoring.tasks import Task, build_prompt, get_task
+from rlsft.scoring.verify import extract_answer, format_ok
 
 
 def score_sample(task: Task, completion: str, gold: str, language: str) -> dict:
     """The four per-sample scores.
 
-    >>> from recipes.tasks import get_task
+    >>> from rlsft.scoring.tasks import get_task
     >>> score_sample(get_task("gsm8k"), "<think> six times twelve is 72 </think> <answer>72</answer>", "72", "en")
     {'correct': True, 'format_ok': True, 'language_consistency': 1.0, 'mixed': False}
     """
@@ -140,7 +140,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     `samples.jsonl` under `args.out`, and return the metrics dict."""
     import torch
 
-    from recipes.models import load_model, load_tokenizer
+    from rlsft.models import load_model, load_tokenizer
 
     task = get_task(args.task)
     language = check_language(args.language or task.language)

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 
-from recipes.io import UserError, to_json
+from rlsft.io import UserError, to_json
 
 
 def _positive_int(text: str) -> int:
@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("score", help="score completions from a JSONL file (no model needed)", allow_abbrev=False)
-    s.add_argument("--task", required=True, help="task whose verifier to use (gsm8k, math500, micro-arith, micro-countdown)")
+    from rlsft.scoring.tasks import TASKS
+
+    s.add_argument("--task", required=True, help=f"task whose verifier to use ({', '.join(TASKS)})")
     s.add_argument("--completions", required=True, help="JSONL with completion and answer per line (prompt, language optional)")
     s.add_argument("--out", required=True, help="output JSONL: the input rows plus correct, format_ok, language_consistency, mixed")
     s.add_argument("--language", default=None, help="target language when a row has none (default: the task's, en)")
@@ -69,11 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("config", help="YAML under configs/micro/")
     pt.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
 
-    t = sub.add_parser("train", help="run a training recipe (grpo, sft, distill) from a config", allow_abbrev=False)
+    from rlsft.launch import RECIPES
+
+    t = sub.add_parser("train", help=f"run a training recipe ({', '.join(RECIPES)}) or a pipeline of them from a config", allow_abbrev=False)
     t.add_argument("config", help="YAML under configs/ with a recipe: key")
     t.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (optim.max_steps=50)")
     t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run (a pipeline's folder for a pipeline) from its latest checkpoint")
-    t.add_argument("--dry-run", action="store_true", help="validate; print the resolved config, stages, compute estimate and output folders; train nothing")
+    t.add_argument("--dry-run", action="store_true", help="validate; print (YAML) each stage's folder, compute estimate, TRL config fields that differ from TRL's defaults, and resolved config; train nothing")
 
     st = sub.add_parser("study", help="run a recipes x seeds matrix, check the claims, write the report", allow_abbrev=False)
     st.add_argument("config", help="study YAML under configs/studies/")
@@ -102,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "score":
-            from recipes.evaluate import score_file
+            from rlsft.scoring.evaluate import score_file
 
             summary = score_file(args.task, args.completions, args.out, args.language)
             print(to_json(summary), end="")
         elif args.command == "eval":
-            from recipes.evaluate import EvalArgs, evaluate
+            from rlsft.scoring.evaluate import EvalArgs, evaluate
 
             kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
             if "max_new_tokens" not in kwargs:
@@ -115,37 +119,39 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate(EvalArgs(**kwargs))
             print(to_json({"out": args.out, **{k: v["value"] for k, v in result["metrics"].items() if isinstance(v, dict)}}), end="")
         elif args.command == "pretrain":
-            from recipes.micro.pretrain import pretrain_from_config
+            from rlsft.micro.pretrain import pretrain_from_config
 
             pretrain_from_config(args.config, args.overrides)
         elif args.command == "train":
-            from recipes.train import dry_run, train_from_config
+            from rlsft.launch import dry_run, train_from_config
 
             if args.dry_run:
-                print(to_json(dry_run(args.config, args.overrides)), end="")
+                import yaml
+
+                print(yaml.safe_dump(json.loads(to_json(dry_run(args.config, args.overrides))), sort_keys=False, allow_unicode=True), end="")
                 return 0
             record = train_from_config(args.config, args.overrides, resume=args.resume)
             print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
         elif args.command == "study":
-            from recipes.report import make_report
-            from recipes.study import run_study, study_root
+            from rlsft.analysis.report import make_report
+            from rlsft.analysis.study import run_study, study_root
 
             cfg = run_study(args.config, args.overrides, jobs=args.jobs)
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
                               title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm)
             print(f"report: {out / 'report.md'}")
         elif args.command == "bench":
-            from recipes.bench import BenchArgs, main_bench
+            from rlsft.analysis.bench import BenchArgs, main_bench
 
             main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
                                  max_completion_length=args.max_completion_length, reuse=args.reuse))
         elif args.command == "report":
-            from recipes.report import make_report
+            from rlsft.analysis.report import make_report
 
             claims, knobs, title, base_arm = None, None, None, None
             if args.claims:
-                from recipes.config import load_config
-                from recipes.study import StudyConfig
+                from rlsft.config import load_config
+                from rlsft.analysis.study import StudyConfig
 
                 study = load_config(StudyConfig, args.claims)
                 claims, knobs, title, base_arm = study.claims, study.knobs_changed_after_results, f"Study {study.name}", study.base_arm
@@ -164,7 +170,7 @@ def _default_max_new_tokens(model: str) -> int:
     """512 for real models; a micro model's card gives the budget its context allows."""
     from pathlib import Path
 
-    from recipes.models import MICRO_MODELS_DIR
+    from rlsft.models import MICRO_MODELS_DIR
 
     card = MICRO_MODELS_DIR / model / "rlsft_card.json"
     if not card.is_file() and (Path(model) / "rlsft_card.json").is_file():

@@ -1,8 +1,12 @@
 """Typed configuration: YAML files parsed into dataclasses, with `key=value` overrides.
 
 - Every field is typed; a wrong type fails naming the field, the value and the type wanted.
-- An unknown or misspelt key fails naming the key, the closest valid one, and all valid keys
-  (TRL's parser ignores unknown keys silently; we don't).
+- An unknown or misspelt key fails naming the key and the closest valid one.
+- A *TRL section* (`trl_section`) is not declared here at all: its keys are the fields of TRL's
+  own config class (`GRPOConfig`, `SFTConfig`, `DistillationConfig`, or transformers'
+  `TrainingArguments` for the shared `training:` section), read from that class when the config is
+  loaded, typed by its annotations, and handed to it unchanged. A field a new TRL release adds
+  works with no edit here.
 - Overrides on the command line are `key=value`, dotted for nested sections
   (`model.hidden_size=128`), with values read as YAML (`lr=1e-4`, `ops=[+,-]`).
 - YAML is read with `yaml.safe_load`: no object construction from files.
@@ -19,7 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from recipes.io import UserError
+from rlsft.io import UserError
 
 T = TypeVar("T")
 
@@ -71,9 +75,63 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return float(value)
         except ValueError:
             pass
-    if isinstance(tp, type) and not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool)):
+    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp in (int, float) and isinstance(value, bool))):
         raise UserError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     return value
+
+
+# Fields of TRL's config classes that the lab sets from its own sections: where to set them instead.
+OWNED_BY_THE_LAB = {"output_dir": "run.out_dir", "logging_dir": "run.out_dir", "run_name": "run.name", "seed": "run.seed",
+                    "report_to": "run.report_to", "reward_weights": "rewards"}
+
+
+def trl_section(config_class: str, **defaults: Any):
+    """A dataclass field holding a section passed unchanged to TRL's `config_class`, given as
+    "module:Class" (imported when a config is loaded). `defaults` are the recipe's own defaults;
+    a YAML section is merged over them.
+
+    >>> @dataclasses.dataclass
+    ... class C:
+    ...     training: dict = trl_section("transformers:TrainingArguments", learning_rate=1e-4)
+    >>> from_dict(C, {"training": {"max_steps": 5}}).training
+    {'learning_rate': 0.0001, 'max_steps': 5}
+    >>> from_dict(C, {"training": {"max_step": 5}})
+    Traceback (most recent call last):
+    ...
+    rlsft.io.UserError: training: unknown key 'max_step'; did you mean 'max_steps'? (the fields of transformers TrainingArguments)
+    """
+    return dataclasses.field(default_factory=lambda: dict(defaults), metadata={"trl": config_class})
+
+
+def trl_class(config_class: str) -> type:
+    """The class named "module:Class"."""
+    import importlib
+
+    module, name = config_class.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def trl_fields(cls: type) -> dict[str, Any]:
+    """{field name: annotation} of a TRL/transformers config class (the fields its __init__ takes)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+
+def check_trl_section(config_class: str, data: Any, defaults: dict, where: str) -> dict:
+    """`defaults` updated with `data`, each key a field of `config_class` with a value of its type."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of {config_class.replace(':', ' ')} fields, got {data!r}")
+    fields = trl_fields(trl_class(config_class))
+    out = dict(defaults)
+    for key, value in data.items():
+        if key in OWNED_BY_THE_LAB:
+            raise UserError(f"{where}.{key} is set by the lab; set {OWNED_BY_THE_LAB[key]} instead")
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ";"
+            raise UserError(f"{where}: unknown key {key!r}{hint} (the fields of {config_class.replace(':', ' ')})")
+        out[key] = _coerce(value, fields[key], f"{where}.{key}")
+    return out
 
 
 def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
@@ -88,7 +146,7 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     >>> from_dict(C, {"lerning_rate": 3e-4})
     Traceback (most recent call last):
     ...
-    recipes.io.UserError: config: unknown key 'lerning_rate'; did you mean 'learning_rate'? (valid: learning_rate, steps)
+    rlsft.io.UserError: config: unknown key 'lerning_rate'; did you mean 'learning_rate'? (valid: learning_rate, steps)
     """
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     hints = typing.get_type_hints(cls)
@@ -98,7 +156,12 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f"; did you mean {close[0]!r}?" if close else ";"
             raise UserError(f"{where}: unknown key {key!r}{hint} (valid: {', '.join(fields)})")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where != "config" else key)
+        here = f"{where}.{key}" if where != "config" else key
+        trl = fields[key].metadata.get("trl")
+        if trl:
+            kwargs[key] = check_trl_section(trl, value, fields[key].default_factory(), here)
+        else:
+            kwargs[key] = _coerce(value, hints[key], here)
     missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise UserError(f"{where}: missing required key(s) {', '.join(missing)}")

@@ -11,12 +11,13 @@ like ../shared/data, then the hub id. Hub loading fails with one clear line when
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from recipes.io import UserError, read_jsonl
-from recipes.verify import extract_answer, last_boxed, verify_answer
+from rlsft.io import UserError, read_jsonl
+from rlsft.scoring.verify import last_boxed, verify_answer
 
 # DeepSeek-R1-Zero's template (DeepSeek-R1 paper, Table 1), with the question in place of `prompt`.
 R1_ZERO_TEMPLATE = (
@@ -126,66 +127,48 @@ def _take(rows: list[dict], n: int | None, src: str) -> list[dict]:
     return rows if n is None else rows[:n]
 
 
-# --------------------------------------------------------------------------- micro world
-
-
-def load_micro_arith(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
-    from recipes.micro.world import generate_problems
-
-    if source:  # a saved set of micro problems
-        return _take(read_jsonl(source, required=("question", "answer")), n, source)
-    return generate_problems("micro-arith", split, n or 500, seed)
-
-
-def load_micro_countdown(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
-    from recipes.micro.world import generate_problems
-
-    if source:
-        return _take(read_jsonl(source, required=("question", "answer")), n, source)
-    return generate_problems("micro-countdown", split, n or 500, seed)
-
-
-def verify_countdown(completion: str, gold: str) -> bool | None:
-    """Countdown verifier: the answer is an expression over the given numbers that hits the target.
-
-    `gold` reads `target: T; numbers: a b c`; None when it cannot be parsed. Nothing is executed:
-    the expression is checked by a whitelist AST evaluator.
-
-    >>> verify_countdown("<think> 3 + 5 = 8 </think> <answer>(3 + 5) * 2</answer>", "target: 16; numbers: 2 3 5")
-    True
-    >>> verify_countdown("<answer>5 * 5</answer>", "target: 25; numbers: 2 3 5")
-    False
-    """
-    from recipes.micro.world import check_countdown, parse_countdown_gold
-
-    parsed = parse_countdown_gold(gold)
-    if parsed is None:
-        return None
-    target, numbers = parsed
-    answer = extract_answer(completion)
-    return bool(answer) and check_countdown(answer, numbers, target)
-
-
 # --------------------------------------------------------------------------- registry
+
+
+def gsm8k_solution_as_template(solution: str) -> str:
+    """An upstream GSM8K solution rewritten in the R1-Zero template.
+
+    >>> gsm8k_solution_as_template("He has 3+4=<<3+4=7>>7 apples.\\n#### 7")
+    '<think> He has 3+4=7 apples. </think> <answer>7</answer>'
+    """
+    reasoning, _, answer = solution.rpartition("####")
+    reasoning = re.sub(r"<<[^>]*>>", "", reasoning)  # calculator annotations
+    return f"<think> {' '.join(reasoning.split())} </think> <answer>{answer.strip().replace(',', '')}</answer>"
+
+
+def gsm8k_clean_solutions(problems: list[dict], language: str = "en") -> list[str]:
+    """GSM8K's own worked solutions as SFT completions (English only)."""
+    if language != "en":
+        raise UserError(f"gsm8k's clean solutions are in English, not {language!r}")
+    return [gsm8k_solution_as_template(p["solution"]) for p in problems]
 
 
 @dataclass(frozen=True)
 class Task:
+    """A task keeps together its data, its verifier, its clean solutions for SFT and its size."""
+
     name: str
     load: Callable[..., list[dict]]  # (split, source, n, seed) -> rows {"id", "question", "answer"}
     verify: Callable[[str, str], bool | None]  # (completion, gold) -> correct; None = unverifiable gold
+    clean_solutions: Callable[[list[dict], str], list[str]] | None = None  # (train rows, language) -> SFT completions
+    train_size: int | None = None  # train-split size, for epoch-based estimates (None: generated or unknown)
     language: str = "en"  # language the reasoning is meant to be in
     eval_split: str = "test"
     train_split: str = "train"
     description: str = ""
-    notes: dict = field(default_factory=dict)
 
 
+# The registry of tasks. The micro world adds its own (rlsft/micro/tasks.py); so can any module.
 TASKS: dict[str, Task] = {
-    "gsm8k": Task("gsm8k", load_gsm8k, verify_answer, description="grade-school math word problems (openai/gsm8k)"),
-    "math500": Task("math500", load_math500, verify_answer, train_split="test", description="500 MATH competition problems (HuggingFaceH4/MATH-500), test only"),
-    "micro-arith": Task("micro-arith", load_micro_arith, verify_answer, description="micro world: 2-5 step arithmetic, expressions and word problems"),
-    "micro-countdown": Task("micro-countdown", load_micro_countdown, verify_countdown, description="micro world: reach a target from given numbers"),
+    "gsm8k": Task("gsm8k", load_gsm8k, verify_answer, gsm8k_clean_solutions, train_size=7473,
+                  description="grade-school math word problems (openai/gsm8k)"),
+    "math500": Task("math500", load_math500, verify_answer, train_split="test",
+                    description="500 MATH competition problems (HuggingFaceH4/MATH-500), test only"),
 }
 
 
@@ -197,7 +180,7 @@ def get_task(name: str) -> Task:
     >>> get_task("gsm9k")
     Traceback (most recent call last):
     ...
-    recipes.io.UserError: unknown task 'gsm9k'; valid: gsm8k, math500, micro-arith, micro-countdown
+    rlsft.io.UserError: unknown task 'gsm9k'; valid: gsm8k, math500, micro-arith, micro-countdown
     """
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")

@@ -7,7 +7,7 @@ Design, and why:
 - `<think>`, `</think>`, `<answer>`, `</answer>` are added tokens: always one id each, never
   split, and kept by `decode(..., skip_special_tokens=True)` (they are not "special").
 - Saved as a plain `PreTrainedTokenizerFast` (tokenizer_class in tokenizer_config.json);
-  `recipes.models.load_tokenizer` loads that class directly, so no model-type mapping in
+  `rlsft.models.load_tokenizer` loads that class directly, so no model-type mapping in
   `AutoTokenizer` can swap in another pre-tokenizer.
 """
 

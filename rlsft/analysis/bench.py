@@ -8,7 +8,7 @@ For GRPO it splits the step into generation (`GRPOTrainer._generate`), scoring
 gives rollout tokens per second. For SFT it gives training tokens per second and model FLOPs
 utilisation, MFU = 6 N tokens/s / peak, where the peak is this device's own measured matmul rate
 (fp32 on CPU, bf16 on GPU), so MFU is comparable across machines. Each measurement runs twice on the
-same model, data and batch: with the lab's settings (recipes.common.trainer_args, recipes.models)
+same model, data and batch: with the lab's settings (rlsft.trainer.trainer_args, rlsft.models)
 and with TRL's defaults (GRPOConfig/SFTConfig with only sizes set, the model from
 AutoModelForCausalLM). Shared machines drift, so read the ratio, not the absolute times. The first
 `warmup` steps of each run are left out of the timings.
@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from recipes.io import atomic_write, to_json
+from rlsft.io import atomic_write, to_json
+from rlsft.runs.compute import peak_memory_gb
 
 
 @dataclass
@@ -92,25 +93,16 @@ class _Clock:
         return StepClock()
 
 
-def _peak_memory_gb() -> float:
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux; process high-water mark
-
-
 def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     """One GRPO measurement: `variant` is "lab" or "trl-defaults"."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    from recipes.common import DataConfig, OptimConfig, RunConfig, prompt_dataset, trainer_args
-    from recipes.models import load_model, load_tokenizer, resolve_model
-    from recipes.rewards import accuracy_reward
+    import recipes.grpo
+    from rlsft.models import load_model, load_tokenizer, resolve_model
+    from rlsft.scoring.rewards import accuracy_reward
+    from rlsft.trainer import DataConfig, RunConfig, prompt_dataset
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)  # every variant: the tokenizer as saved (see README)
@@ -123,10 +115,13 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
                  max_completion_length=args.max_completion_length, max_steps=steps, logging_steps=1)
     if variant.startswith("lab"):
         model = load_model(args.model)
-        optim = OptimConfig(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=batch, logging_steps=1, save_steps=0)
-        config = trainer_args(GRPOConfig, RunConfig(name="bench", report_to="none"), optim, work,
-                              num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-                              loss_type="dapo", beta=0.0, steps_per_generation=reuse)
+        cfg = recipes.grpo.Config(
+            run=RunConfig(name="bench", out_dir=str(work), report_to="none"), rewards={"accuracy": 1.0},
+            training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=batch, logging_steps=1, save_strategy="no"),
+            grpo=dict(num_generations=args.num_generations, max_completion_length=args.max_completion_length,
+                      loss_type="dapo", beta=0.0, steps_per_generation=reuse))
+        config = recipes.grpo.training_args(cfg)  # the recipe's own TRL config
+        config.reward_weights = [1.0]  # no monitor here
     else:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
         gpu = torch.cuda.is_available()
@@ -151,7 +146,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
         "mean_completion_tokens": completion_tokens / (batch * reuse * len(logs)) if logs else None,
         "model_use_cache": bool(getattr(model.config, "use_cache", None)),
         "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-        "peak_memory_gb": round(_peak_memory_gb(), 3),
+        "peak_memory_gb": peak_memory_gb(),
     }
 
 
@@ -162,28 +157,31 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from recipes.common import OptimConfig, RunConfig, n_params, trainer_args
-    from recipes.micro.world import clean_solution, generate_problems
-    from recipes.models import load_model, load_tokenizer, resolve_model
-    from recipes.tasks import build_prompt
+    import recipes.sft
+    from rlsft.micro.world import clean_solution, generate_problems
+    from rlsft.models import load_model, load_tokenizer, resolve_model
+    from rlsft.runs.compute import n_params
+    from rlsft.scoring.tasks import build_prompt
+    from rlsft.trainer import RunConfig
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)
-    tokenizer.padding_side = "right"
     steps = args.warmup + args.steps
     problems = generate_problems("micro-arith", "train", steps * args.sft_batch_size, seed=0)
     train = Dataset.from_list([{"prompt": build_prompt(p["question"]), "completion": clean_solution(p, "en")["completion"]} for p in problems])
     sizes = dict(per_device_train_batch_size=args.sft_batch_size, max_steps=steps, logging_steps=1, max_length=args.sft_max_length)
     if variant == "lab":
         model = load_model(args.model)
-        optim = OptimConfig(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=args.sft_batch_size, logging_steps=1, save_steps=0)
-        config = trainer_args(SFTConfig, RunConfig(name="bench", report_to="none"), optim, work, completion_only_loss=True,
-                              max_length=args.sft_max_length, eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token)
+        cfg = recipes.sft.Config(
+            run=RunConfig(name="bench", out_dir=str(work), report_to="none"),
+            training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=args.sft_batch_size, logging_steps=1, save_strategy="no"),
+            sft=dict(completion_only_loss=True, max_length=args.sft_max_length))
+        config = recipes.sft.training_args(cfg)  # the recipe's own TRL config
     else:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
         gpu = torch.cuda.is_available()
         config = SFTConfig(output_dir=str(work / "checkpoints"), report_to="none", save_strategy="no", use_cpu=not gpu, bf16=gpu,
-                           learning_rate=1e-4, pad_token=tokenizer.pad_token, eos_token=tokenizer.eos_token, **sizes)
+                           learning_rate=1e-4, **sizes)
     trainer = SFTTrainer(model=model, args=config, train_dataset=train, processing_class=tokenizer)
     clock = _Clock(args.warmup)
     trainer.add_callback(clock.callback())
@@ -195,13 +193,13 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     return {"variant": variant, "steps_timed": args.steps, "step_seconds": clock.seconds["step"] / args.steps,
             "train_tokens_per_second": tps, "parameters": n, "mfu": 6 * n * tps / peak,
             "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
-            "peak_memory_gb": round(_peak_memory_gb(), 3)}
+            "peak_memory_gb": peak_memory_gb()}
 
 
 def run_bench(args: BenchArgs) -> Path:
     import torch
 
-    from recipes.provenance import provenance
+    from rlsft.runs.provenance import provenance
 
     peak, peak_dtype = matmul_peak_flops()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recipes.config import load_config, to_dict
-from recipes.io import UserError, atomic_write, to_json
-from recipes.micro.world import ArithConfig, CorpusConfig, CountdownConfig, corpus_rows
-from recipes.tasks import build_prompt
+from rlsft.config import load_config, to_dict
+from rlsft.io import UserError, atomic_write, to_json
+from rlsft.micro.world import ArithConfig, CorpusConfig, CountdownConfig, corpus_rows
+from rlsft.scoring.tasks import build_prompt
 
 
 @dataclass
@@ -69,9 +69,9 @@ def main(cfg: PretrainConfig) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from recipes.evaluate import EvalArgs, evaluate
-    from recipes.models import MICRO_MODELS_DIR, load_model, load_tokenizer
-    from recipes.provenance import provenance
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
+    from rlsft.models import MICRO_MODELS_DIR, load_model, load_tokenizer
+    from rlsft.runs.provenance import provenance
 
     t_start = time.time()
     out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name
@@ -87,7 +87,7 @@ def main(cfg: PretrainConfig) -> Path:
     texts = [build_prompt(r["question"]) + r["completion"] for r in rows]
 
     # ------------------------------------------------------------------ tokenizer
-    from recipes.micro.tokenizer import train_tokenizer
+    from rlsft.micro.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     eos = tokenizer.eos_token_id

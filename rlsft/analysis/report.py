@@ -1,9 +1,9 @@
 """`rlsft report RUNS_OR_STUDY ... --out reports/NAME/`: a Markdown report with PNG plots,
 read only from run folders, so any runs can be compared.
 
-Inputs: run folders (with run.json), or folders holding them (a study: <arm>/seed<k>/..., a
-pipeline: <i>-<stage>/). A run's *arm* is its recipe-config name without the seed; a pipeline
-run is represented by its last stage. The base model is read from the runs' eval_before.
+Inputs: run folders, or folders holding them (a study, a pipeline), read through `RunFolder`
+(which also gives each run's arm and seed); a pipeline is represented by its last stage. The base
+model is read from the runs' eval_before.
 """
 
 from __future__ import annotations
@@ -13,45 +13,17 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from recipes.io import UserError, atomic_write
+from rlsft.io import atomic_write
+from rlsft.runs.folder import RunFolder
 
-CURVES = (  # (metrics.jsonl key, label)
-    ("rewards/accuracy_reward/mean", "training accuracy (reward)"),
-    ("rewards/language_monitor/mean", "training mixing rate"),
-    ("completions/mean_length", "completion length (tokens)"),
-    ("loss", "loss"),
-)
+def curve_keys() -> list[tuple[str, str]]:
+    """(metrics.jsonl key, label) of the training curves: one per registered reward (TRL logs
+    `rewards/<function name>/mean`), the monitor's mixing rate, length and loss."""
+    from rlsft.scoring.rewards import REWARDS
 
-
-def find_runs(paths: list[str]) -> list[Path]:
-    """Final run folders under `paths`: folders with run.json, a pipeline's last stage only."""
-    runs = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise UserError(f"no such run or study folder: {p}")
-        found = sorted(f.parent for f in p.rglob("run.json")) if not (p / "run.json").is_file() else [p]
-        if not found:
-            raise UserError(f"{p}: no finished run (run.json) inside")
-        for f in found:
-            stage = re.fullmatch(r"(\d+)-.+", f.name)
-            if stage:  # a pipeline stage: keep only the last one of its pipeline
-                siblings = [s for s in f.parent.iterdir() if re.fullmatch(r"\d+-.+", s.name)]
-                if int(stage.group(1)) != max(int(s.name.split("-")[0]) for s in siblings):
-                    continue
-            runs.append(f)
-    return sorted(set(runs))
-
-
-def arm_and_seed(run: Path) -> tuple[str, int]:
-    """(arm, seed) from the run's config and folder names (a study's <arm>/seed<k>/)."""
-    record = json.loads((run / "run.json").read_text())
-    seed = record["config"]["run"]["seed"]
-    parts = run.parts
-    for i, part in enumerate(parts):
-        if re.fullmatch(r"seed\d+", part) and i > 0:
-            return parts[i - 1], seed
-    name = record["config"]["run"]["name"]
-    return re.sub(r"-seed\d+$", "", name), seed
+    rewards = [(f"rewards/{fn.__name__}/mean", f"training reward: {name}") for name, fn in REWARDS.items()]
+    return rewards + [("rewards/language_monitor/mean", "training mixing rate"),
+                      ("completions/mean_length", "completion length (tokens)"), ("loss", "loss")]
 
 
 def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
@@ -70,8 +42,8 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
 
 def language_composition(folder: Path, task: str) -> dict[str, float] | None:
     """Shares of a run's held-out completions that reason only in the target language, only in
-    another, or switch between them (see `recipes.language.reasoning_language`); None without samples."""
-    from recipes.language import reasoning_language
+    another, or switch between them (see `rlsft.scoring.language.reasoning_language`); None without samples."""
+    from rlsft.scoring.language import reasoning_language
 
     path = folder / task / "samples.jsonl"
     if not path.is_file():
@@ -80,7 +52,7 @@ def language_composition(folder: Path, task: str) -> dict[str, float] | None:
     return {k: kinds.count(k) / len(kinds) for k in ("target", "other", "switched", "none")} if kinds else None
 
 
-def load_results(runs: list[Path], task: str, base_arm: str | None = None) -> dict:
+def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) -> dict:
     """Everything the report and the claims read, per arm and seed.
 
     The base model is read from `eval_before` of `base_arm`'s runs (any arm when None), never from
@@ -92,34 +64,19 @@ def load_results(runs: list[Path], task: str, base_arm: str | None = None) -> di
     curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
     records: dict[str, dict[int, dict]] = defaultdict(dict)
     for run in runs:
-        arm, seed = arm_and_seed(run)
-        record = json.loads((run / "run.json").read_text())
-        records[arm][seed] = record
-        for metric, values in per_problem(run / "eval_after", task).items():
+        arm, seed = run.arm_and_seed()
+        records[arm][seed] = run.record
+        for metric, values in per_problem(run.eval_dir("after"), task).items():
             scores[metric][arm][seed] = values
-        later_stage = re.fullmatch(r"(\d+)-.+", run.name) and not run.name.startswith("1-")
-        base_source = not later_stage and (base_arm is None or arm == base_arm)
-        before = per_problem(run / "eval_before", task) if base_source else {}
+        base_source = run.is_first_stage_or_run and (base_arm is None or arm == base_arm)
+        before = per_problem(run.eval_dir("before"), task) if base_source else {}
         for metric, values in before.items():
             scores[metric].setdefault("base", {}).setdefault(seed, values)
-        cost = total_compute(run)
+        cost = run.total_compute()
         pflops[arm][seed] = cost["flops"] / 1e15
         minutes[arm][seed] = cost["wall_seconds"] / 60
-        steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").is_file() else []
-        curves[arm][seed] = steps
+        curves[arm][seed] = run.metrics
     return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records}
-
-
-def total_compute(run: Path, keys: tuple[str, ...] = ("flops", "wall_seconds")) -> dict[str, float]:
-    """FLOPs and training wall seconds of a run including the earlier stages of its pipeline
-    (the cost of the recipe)."""
-    stages = [run]
-    if re.fullmatch(r"\d+-.+", run.name):
-        n = int(run.name.split("-")[0])
-        stages += [s for s in run.parent.iterdir()
-                   if re.fullmatch(r"\d+-.+", s.name) and int(s.name.split("-")[0]) < n and (s / "run.json").is_file()]
-    computes = [json.loads((s / "run.json").read_text())["compute"] for s in stages]
-    return {k: sum(c[k] for c in computes) for k in keys}
 
 
 def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):
@@ -147,7 +104,7 @@ def plot_curves(results: dict, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     files = []
-    for key, label in CURVES:
+    for key, label in curve_keys():
         arms = {arm: c for arm, c in results["curves"].items() if _band(c, key)}
         if not arms:
             continue
@@ -178,7 +135,7 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     """Per arm (and base): mean over seeds of held-out accuracy, mixing, format and length, each
     with a 95% hierarchical bootstrap interval (seeds, then problems), plus mean PFLOPs and training
     wall minutes per run."""
-    from recipes.claims import hierarchical_bootstrap
+    from rlsft.analysis.claims import hierarchical_bootstrap
 
     summary: dict[str, dict] = defaultdict(dict)
     for metric, by_arm in results["scores"].items():
@@ -219,14 +176,14 @@ def plot_final(summary: dict, out: Path) -> str:
     return "final_vs_pflops.png"
 
 
-def sample_completions(runs: list[Path], task: str, per_arm: int = 2) -> dict[str, list[dict]]:
+def sample_completions(runs: list[RunFolder], task: str, per_arm: int = 2) -> dict[str, list[dict]]:
     """A few held-out completions per arm: mixed ones first, where there are any."""
     out: dict[str, list[dict]] = {}
     for run in runs:
-        arm, seed = arm_and_seed(run)
+        arm, seed = run.arm_and_seed()
         if arm in out:
             continue
-        path = run / "eval_after" / task / "samples.jsonl"
+        path = run.eval_dir("after", task) / "samples.jsonl"
         if path.is_file():
             rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
             rows.sort(key=lambda r: (not r["mixed"], not r["correct"]))
@@ -238,7 +195,7 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if isinstance(v, (tuple, list)) else f"{v:.3g}"
 
 
-def language_table(runs: list[Path], task: str) -> list[str]:
+def language_table(runs: list[RunFolder], task: str) -> list[str]:
     """Markdown rows: per run, the language its held-out reasoning is in, before and after training.
 
     The mixing rate counts any completion with a word outside English; this table shows where the
@@ -249,8 +206,8 @@ def language_table(runs: list[Path], task: str) -> list[str]:
             "`before` is the starting model with the same evaluation seed.", "",
             "| arm | seed | before: en / other / switched | after: en / other / switched |", "|---|---|---|---|"]
     for run in runs:
-        arm, seed = arm_and_seed(run)
-        before, after = language_composition(run / "eval_before", task), language_composition(run / "eval_after", task)
+        arm, seed = run.arm_and_seed()
+        before, after = language_composition(run.eval_dir("before"), task), language_composition(run.eval_dir("after"), task)
         fmt = lambda c: "n/a" if c is None else f"{c['target']:.2f} / {c['other']:.2f} / {c['switched']:.2f}"  # noqa: E731
         rows.append(f"| {arm} | {seed} | {fmt(before)} | {fmt(after)} |")
     return rows + [""]
@@ -277,10 +234,10 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     import shutil
     import tempfile
 
-    from recipes.claims import evaluate_claim
-    from recipes.provenance import provenance
+    from rlsft.analysis.claims import evaluate_claim
+    from rlsft.runs.provenance import provenance
 
-    runs = find_runs(paths)
+    runs = RunFolder.find(paths)
     results = load_results(runs, task, base_arm)
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -329,8 +286,8 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         lines += ["", "## Provenance", "", f"- report written {prov['time_utc']} at commit `{prov['git_commit']}`",
                   f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}", "- runs:"]
         for run in runs:
-            rec = json.loads((run / "run.json").read_text())
-            lines.append(f"  - `{run}`: recipe {rec['recipe']}, commit `{rec['provenance']['git_commit']}`, "
+            rec = run.record
+            lines.append(f"  - `{run.path}`: recipe {rec['recipe']}, commit `{rec['provenance']['git_commit']}`, "
                          f"{rec['compute']['flops'] / 1e15:.4g} PFLOPs, {rec['compute']['wall_seconds']:.0f} s on {rec['compute']['device']}")
         atomic_write(work / "report.md", "\n".join(lines) + "\n")
         atomic_write(work / "verdicts.json", json.dumps([v.__dict__ for v in verdicts], indent=2, default=str))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from recipes.io import UserError
+from rlsft.io import UserError
 
 MICRO_MODELS_DIR = Path(__file__).parent / "micro" / "models"  # shipped with the package
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from recipes.io import UserError
-from recipes.language import language_stats
-from recipes.tasks import get_task
-from recipes.verify import format_ok, reasoning_text, verify_answer
+from rlsft.io import UserError
+from rlsft.scoring.language import language_stats
+from rlsft.scoring.tasks import get_task
+from rlsft.scoring.verify import format_ok, reasoning_text, verify_answer
 
 
 def completion_text(completion: Any) -> str:

@@ -1,0 +1,187 @@
+"""`rlsft train CONFIG [key=value ...] [--dry-run] [--resume RUN_DIR]`: run the recipe named by the
+config's `recipe:` key, or a pipeline of recipes.
+
+`RECIPES` is the registry of recipes: name -> module exporting `Config`, `main`, `training_args`
+and `estimate` (see recipes/__init__.py). Adding a recipe is one file and one entry here.
+
+A pipeline config chains stages (SFT -> GRPO, distill -> GRPO):
+
+    recipe: pipeline
+    run: {name: micro-r1}
+    stages:
+      - {config: configs/micro/sft_cold_start.yaml}
+      - {config: configs/micro/r1_zero.yaml, name: grpo, overrides: ["rewards={accuracy: 1.0, language: 0.2}"]}
+
+Stage i runs in `RunFolder.stage(i, name)` of the pipeline's folder; from stage 2 on, `model.name`
+is the previous stage's model. A finished stage is skipped and an unfinished one resumes, so an
+interrupted pipeline goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import recipes.distill
+import recipes.grpo
+import recipes.sft
+from rlsft.config import apply_overrides, from_dict, read_yaml, to_dict
+from rlsft.io import UserError
+from rlsft.runs.folder import RunFolder
+from rlsft.trainer import run_folder
+
+RECIPES: dict[str, ModuleType] = {
+    "grpo": recipes.grpo,
+    "sft": recipes.sft,
+    "distill": recipes.distill,
+}
+
+
+@dataclass
+class Stage:
+    config: str  # path of a recipe YAML (relative to the working directory)
+    overrides: list[str] = field(default_factory=list)  # key=value, applied to that stage
+    name: str | None = None  # default: the config file's stem
+
+
+@dataclass
+class PipelineRun:
+    name: str
+    out_dir: str | None = None
+    seed: int = 0
+    group: str | None = None  # wandb group (a study's name)
+
+
+@dataclass
+class PipelineConfig:
+    run: PipelineRun
+    stages: list[Stage]
+    recipe: str = "pipeline"
+    stage_overrides: list[str] = field(default_factory=list)  # key=value applied to every stage
+
+
+def load_recipe_config(path: str, overrides: list[str] | None = None) -> tuple[ModuleType, object]:
+    """(recipe module, typed config) from a YAML file plus overrides; errors name the file."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    name = data.get("recipe")
+    if name not in RECIPES:
+        raise UserError(f"{path}: recipe must be one of {', '.join(RECIPES)} or pipeline, got {name!r}")
+    module = RECIPES[name]
+    try:
+        cfg = from_dict(module.Config, data)
+        check_names(cfg)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    return module, cfg
+
+
+def check_names(cfg) -> None:
+    """Fail before anything runs on a task or reward name the registries do not know."""
+    from rlsft.scoring.rewards import get_reward
+    from rlsft.scoring.tasks import get_task
+
+    get_task(cfg.data.task)
+    for task in cfg.eval.tasks:
+        get_task(task)
+    for reward in getattr(cfg, "rewards", {}):
+        get_reward(reward)
+
+
+def run_recipe(module: ModuleType, cfg, resume: bool = False) -> dict:
+    """`module.main(cfg)`; a run that fails on a user error before it trained leaves no folder behind."""
+    folder = run_folder(cfg.run)
+    existed = folder.path.exists()
+    try:
+        return module.main(cfg, resume=resume)
+    except UserError:
+        if not existed and folder.path.is_dir() and not folder.trained:
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
+
+
+def is_pipeline(path: str) -> bool:
+    return read_yaml(path).get("recipe") == "pipeline"
+
+
+def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[PipelineConfig, list]:
+    """The pipeline config and, per stage, (name, module, typed config, RunFolder)."""
+    data = apply_overrides(read_yaml(path), overrides or [])
+    try:
+        pipe = from_dict(PipelineConfig, data)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    if not pipe.stages:
+        raise UserError(f"{path}: a pipeline needs at least one stage")
+    root = RunFolder(pipe.run.out_dir or f"runs/{pipe.run.name}")
+    stages, previous = [], None
+    for i, st in enumerate(pipe.stages, 1):
+        name = st.name or st.config.rsplit("/", 1)[-1].removesuffix(".yaml")
+        folder = root.stage(i, name)
+        forced = [f"run.name={pipe.run.name}-{name}", f"run.out_dir={folder.path}", f"run.seed={pipe.run.seed}"]
+        forced += [f"run.group={pipe.run.group}"] if pipe.run.group else []
+        if previous is not None:
+            forced.append(f"model.name={previous.model_dir}")
+        module, cfg = load_recipe_config(st.config, pipe.stage_overrides + st.overrides + forced)
+        stages.append((name, module, cfg, folder))
+        previous = folder
+    return pipe, stages
+
+
+def final_run(path: str, overrides: list[str] | None = None) -> RunFolder:
+    """The folder whose run.json holds a config's final result (a pipeline's last stage)."""
+    if is_pipeline(path):
+        return pipeline_stages(path, overrides)[1][-1][3]
+    return run_folder(load_recipe_config(path, overrides)[1].run)
+
+
+def train_from_config(path: str, overrides: list[str] | None = None, resume: str | None = None) -> dict:
+    """Run a recipe or a pipeline; returns the last stage's run record.
+
+    `resume`: a run folder (a pipeline's folder for a pipeline) killed before it finished; the
+    run goes on from its latest checkpoint. Pipelines always resume an unfinished stage.
+    """
+    overrides = list(overrides or []) + ([f"run.out_dir={resume}"] if resume else [])
+    if resume and not RunFolder(resume).path.is_dir():
+        raise UserError(f"--resume {resume}: no such run folder")
+    if not is_pipeline(path):
+        module, cfg = load_recipe_config(path, overrides)
+        if resume and RunFolder(resume).finished:
+            print(f"{resume}: finished before (run.json), nothing to resume")
+            return RunFolder(resume).record
+        return run_recipe(module, cfg, resume=bool(resume))
+    pipe, stages = pipeline_stages(path, overrides)
+    record = None
+    for i, (name, module, cfg, folder) in enumerate(stages, 1):
+        if folder.finished:
+            print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: finished before, skipped ({folder.record_file})")
+            record = folder.record
+            continue
+        if folder.path.exists() and not folder.started:  # killed before it wrote its config: nothing to keep
+            shutil.rmtree(folder.path)
+        verb = "resuming from its latest checkpoint" if folder.started else "starting"
+        print(f"[{pipe.run.name}] stage {i}/{len(stages)} {name}: {cfg.recipe} -> {folder.path} ({verb})")
+        record = run_recipe(module, cfg, resume=folder.started)
+    return record
+
+
+def dry_run(path: str, overrides: list[str] | None = None) -> dict:
+    """Validate a config and describe what `train` would do, training nothing: per stage, the run
+    folder, a compute estimate, the resolved config, and TRL's config fields that differ from TRL's
+    defaults."""
+    from rlsft.trainer import differs_from_defaults
+
+    if is_pipeline(path):
+        items = [(name, module, cfg, folder) for name, module, cfg, folder in pipeline_stages(path, overrides)[1]]
+    else:
+        module, cfg = load_recipe_config(path, overrides)
+        items = [(cfg.recipe, module, cfg, run_folder(cfg.run))]
+    plan, previous = [], None
+    for name, module, cfg, folder in items:
+        est = module.estimate(cfg, params=previous)  # a later stage trains the previous stage's model
+        previous = est["parameters"]
+        args = module.training_args(cfg)
+        plan.append({"stage": name, "recipe": cfg.recipe, "out": str(folder.path), "finished": folder.finished, "estimate": est,
+                     "trl_config": {"class": type(args).__name__, "differs_from_trl_defaults": differs_from_defaults(args)},
+                     "config": to_dict(cfg)})
+    return {"config": path, "stages": plan}

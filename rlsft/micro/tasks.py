@@ -1,0 +1,56 @@
+"""The micro world's tasks, added to the task registry (`rlsft.scoring.tasks.TASKS`) when `rlsft`
+is imported. Problems are generated (seeded, split by a hash of the question), so a
+`source` JSONL of saved problems is optional.
+"""
+
+from __future__ import annotations
+
+from rlsft.io import read_jsonl
+from rlsft.scoring.tasks import TASKS, Task, _take
+from rlsft.scoring.verify import extract_answer, verify_answer
+
+
+def _loader(task: str):
+    def load(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+        from rlsft.micro.world import generate_problems
+
+        if source:  # a saved set of micro problems
+            return _take(read_jsonl(source, required=("question", "answer")), n, source)
+        return generate_problems(task, split, n or 500, seed)
+
+    load.__name__ = f"load_{task.replace('-', '_')}"
+    return load
+
+
+def clean_solutions(problems: list[dict], language: str = "en") -> list[str]:
+    """Error-free solutions in one language (the cold-start SFT data of SFT-then-RL)."""
+    from rlsft.micro.world import clean_solution
+
+    return [clean_solution(p, language)["completion"] for p in problems]
+
+
+def verify_countdown(completion: str, gold: str) -> bool | None:
+    """Countdown verifier: the answer is an expression over the given numbers that hits the target.
+
+    `gold` reads `target: T; numbers: a b c`; None when it cannot be parsed. Nothing is executed:
+    the expression is checked by a whitelist AST evaluator.
+
+    >>> verify_countdown("<think> 3 + 5 = 8 </think> <answer>(3 + 5) * 2</answer>", "target: 16; numbers: 2 3 5")
+    True
+    >>> verify_countdown("<answer>5 * 5</answer>", "target: 25; numbers: 2 3 5")
+    False
+    """
+    from rlsft.micro.world import check_countdown, parse_countdown_gold
+
+    parsed = parse_countdown_gold(gold)
+    if parsed is None:
+        return None
+    target, numbers = parsed
+    answer = extract_answer(completion)
+    return bool(answer) and check_countdown(answer, numbers, target)
+
+
+TASKS["micro-arith"] = Task("micro-arith", _loader("micro-arith"), verify_answer, clean_solutions,
+                            description="micro world: 2-5 step arithmetic, expressions and word problems")
+TASKS["micro-countdown"] = Task("micro-countdown", _loader("micro-countdown"), verify_countdown, clean_solutions,
+                                description="micro world: reach a target from given numbers")

@@ -1,0 +1,134 @@
+"""Compute accounting and the process's place in a launch.
+
+FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020):
+- a training token (forward + backward) costs 6 * N FLOPs, N = all parameters (embeddings included);
+- a generated or scored token (forward only) costs 2 * N FLOPs;
+- attention's extra FLOPs are ignored (contexts here are short next to the model width).
+GPU-hours are wall hours times GPUs; on a CPU the record gives CPU core-hours instead.
+Estimates (`rlsft train --dry-run`) count every completion at its maximum length and every
+prompt at `PROMPT_TOKENS`.
+"""
+
+from __future__ import annotations
+
+PROMPT_TOKENS = 128  # prompt length assumed by the estimates, tokens
+H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, for the GPU-hour floor of an estimate
+ASSUMED_MFU = 0.3
+
+
+def distributed_state():
+    """This process's place in the launch: one process per data-parallel worker under `accelerate launch`.
+
+    Without a GPU the workers are CPU processes joined over gloo, which accelerate sets up only when
+    asked (`cpu=True`); otherwise each of them would think it ran alone. The state is shared, so the
+    first call decides it for the Trainer too.
+    """
+    import torch
+    from accelerate import PartialState
+
+    accelerator = torch.cuda.is_available() or torch.backends.mps.is_available()
+    return PartialState(cpu=not accelerator)
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files and evaluates (rank 0 under `accelerate launch`)."""
+    return distributed_state().is_main_process
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int = 0) -> int:
+    """6N per trained token, 2N per forward-only token, plus another model's work (a teacher's).
+
+    >>> flops(1_000_000, 10_000, 5_000)
+    70000000000
+    """
+    return int(6 * params * train_tokens + 2 * params * forward_tokens + extra_flops)
+
+
+def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds: float, extra_flops: int = 0) -> dict:
+    """FLOPs and device-hours of a run. `seconds` is the Trainer's own `train_runtime` (plus any
+    teacher sampling before it)."""
+    import torch
+
+    processes = distributed_state().num_processes  # data-parallel workers (accelerate launch)
+    gpu = torch.cuda.is_available()
+    return {
+        "parameters": params,
+        "train_tokens": int(train_tokens),  # tokens through forward + backward
+        "forward_tokens": int(forward_tokens),  # tokens generated or scored without backward
+        "flops": flops(params, train_tokens, forward_tokens, extra_flops),
+        "wall_seconds": round(seconds, 1),
+        "processes": processes,
+        "gpu_hours": round(processes * seconds / 3600, 4) if gpu else 0.0,
+        "cpu_core_hours": 0.0 if gpu else round(processes * torch.get_num_threads() * seconds / 3600, 4),
+        "device": torch.cuda.get_device_name(0) if gpu else f"cpu, {torch.get_num_threads()} threads per process",
+        "peak_memory_gb": peak_memory_gb(),
+    }
+
+
+def trained_tokens(trainer) -> int:
+    """Tokens the Trainer consumed (prompt + completion), from its own counters."""
+    logs = trainer.state.log_history
+    return max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])
+
+
+def peak_memory_gb() -> float | None:
+    """Peak accelerator memory (GB) on GPU; peak resident memory of the process on CPU."""
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return round(torch.cuda.max_memory_allocated() / 1e9, 3)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)  # KB on Linux
+
+
+# Parameter counts from the models' cards, for dry runs of hub models that are not cached.
+KNOWN_PARAMETERS: dict[str, int] = {
+    "Qwen/Qwen2.5-0.5B": 494_000_000,
+    "Qwen/Qwen2.5-1.5B": 1_540_000_000,
+    "Qwen/Qwen2.5-1.5B-Instruct": 1_540_000_000,
+    "Qwen/Qwen2.5-7B-Instruct": 7_610_000_000,
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7_620_000_000,
+}
+
+
+def param_count(model_name: str) -> int | None:
+    """Parameters of a model from its config alone (no weights loaded, no network: cached or
+    local configs only, then the model-card table); None when unknown (for example a stage
+    whose input model does not exist yet)."""
+    try:
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        from rlsft.models import resolve_model
+
+        config = AutoConfig.from_pretrained(resolve_model(model_name), local_files_only=True)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        return n_params(model)
+    except Exception:  # a hub id not in the cache, or a model not built yet
+        return KNOWN_PARAMETERS.get(model_name)
+
+
+def estimate_record(params: int | None, train_tokens: int | None, forward_tokens: int,
+                    teacher_params: int | None = None, teacher_tokens: int = 0) -> dict:
+    """An upper-bound compute estimate, with a GPU-hour floor: FLOPs at `ASSUMED_MFU` of an H100's
+    dense bf16 peak (a floor: generation is memory-bound and runs far below it). None where a count
+    is unknown (a model config offline, an epoch-based length).
+
+    >>> estimate_record(1_000_000, 10_000, 0)["flops_upper_bound"]
+    60000000000
+    """
+    est = {"parameters": params, "train_tokens": train_tokens, "forward_tokens": forward_tokens}
+    if teacher_tokens:
+        est.update(teacher_parameters=teacher_params, teacher_forward_tokens=teacher_tokens)
+    known = params is not None and train_tokens is not None and (teacher_params is not None or not teacher_tokens)
+    total = flops(params, train_tokens, forward_tokens, 2 * (teacher_params or 0) * teacher_tokens) if known else None
+    est["flops_upper_bound"] = total
+    est["gpu_hours_floor"] = None if total is None else round(total / (H100_BF16_PEAK * ASSUMED_MFU) / 3600, 3)
+    est["gpu_hours_assumes"] = f"{H100_BF16_PEAK / 1e12:.0f} TFLOP/s peak at {ASSUMED_MFU:.0%} utilisation"
+    return est

@@ -1,0 +1,301 @@
+"""What every recipe shares around a TRL trainer: the lab's config sections, TRL's config built
+from a recipe's sections, the prompt dataset, callbacks, saving and held-out evaluation.
+
+Each recipe's `main` reads top to bottom in the same sections (config, data, model, rewards,
+trainer, train, save, evaluate) and calls these small functions; TRL's trainer owns the loop.
+
+TRL's config for a run is built in one order (`trl_args`), later entries winning:
+1. `TRAINING_DEFAULTS` below, where the lab departs from TRL's defaults, and the device's precision;
+2. the recipe's `training:` section (any `transformers.TrainingArguments` field: learning rate,
+   steps, batch, schedule), shared by every trainer, so a study or pipeline sets it once;
+3. the trainer's own section (`grpo:`, `sft:`, `distillation:`: any field of its TRL config class);
+4. what the lab owns: the output folder, run name, seed, reporting (and GRPO's reward weights).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlsft.config import trl_class, trl_section
+from rlsft.io import UserError
+from rlsft.runs.compute import distributed_state, is_main_process
+from rlsft.runs.folder import RunFolder
+
+# Where the lab departs from TRL's defaults; each can be overridden in a recipe's `training:`.
+TRAINING_DEFAULTS = {
+    "gradient_checkpointing": False,  # TRL turns it on; for models this small it only costs time (reports/micro-speed)
+    "lr_scheduler_type": "constant_with_warmup",
+    "learning_rate": 1e-5,
+    "logging_steps": 10,
+    "save_strategy": "steps",  # a checkpoint every save_steps optimizer steps, for --resume
+    "save_steps": 50,
+    "save_total_limit": 1,  # the latest checkpoint is all a resume needs
+    "dataloader_num_workers": 0,
+}
+
+
+# --------------------------------------------------------------------------- the lab's sections
+
+
+@dataclass
+class RunConfig:
+    name: str  # run name: wandb's run name, and the default folder runs/<name>
+    out_dir: str | None = None
+    seed: int = 0
+    report_to: str = "wandb"  # wandb (offline when there is no key) or none
+    wandb_project: str = "rlsft"
+    group: str | None = None  # wandb group: a study's runs share their study's name
+
+    def __post_init__(self):
+        if self.report_to not in ("wandb", "none"):
+            raise ValueError(f"report_to must be wandb or none, got {self.report_to!r}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "micro-student"  # micro model name, local folder or hub id
+    dtype: str = "auto"  # auto: bf16 on GPU, float32 on CPU
+    trust_remote_code: bool = False
+    lora_r: int = 0  # LoRA rank through peft (0: full fine-tuning); the saved model is merged, so stages chain
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+
+
+@dataclass
+class DataConfig:
+    task: str = "micro-arith"
+    n_train: int | None = 2000  # training prompts (None: the whole train split)
+    source: str | None = None  # local JSONL or hub id replacing the task's default data
+    template: str = "r1-zero"  # r1-zero (plain prompt) or chat (system prompt + chat template)
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=lambda: ["micro-arith"])  # held-out evaluation after training
+    n: int | None = 256  # problems per task (None: whole split)
+    samples: int = 8  # K of pass@K
+    temperature: float = 1.0
+    max_new_tokens: int = 128
+    batch_size: int = 32
+    before: bool = True  # also evaluate the starting model, with the same settings
+
+
+def training_section(**recipe_defaults):
+    """The shared `training:` section: fields of transformers' `TrainingArguments`."""
+    return trl_section("transformers:TrainingArguments", **recipe_defaults)
+
+
+# --------------------------------------------------------------------------- TRL's config
+
+
+def run_folder(run: RunConfig) -> RunFolder:
+    return RunFolder(run.out_dir if run.out_dir else Path("runs") / run.name)
+
+
+def trl_args(config_class: str, cfg, section: dict, **owned):
+    """TRL's config object for this run, built in the order of the module docstring."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    cls = trl_class(config_class)
+    kwargs = {
+        "bf16": gpu and torch.cuda.is_bf16_supported(), "use_cpu": not gpu,
+        **TRAINING_DEFAULTS, **cfg.training, **section, **owned,
+        "output_dir": str(run_folder(cfg.run).checkpoints_dir), "run_name": cfg.run.name, "seed": cfg.run.seed,
+        "report_to": [] if cfg.run.report_to == "none" else [cfg.run.report_to],
+    }
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # TRL's own validation of the combination
+        raise UserError(f"{cls.__name__}: {str(e).splitlines()[0]}") from None
+
+
+def differs_from_defaults(args) -> dict:
+    """The fields of a TRL config object that differ from that class's defaults (on this device)."""
+    cls = type(args)
+    mine = args.to_dict()
+    try:
+        theirs = cls(output_dir=args.output_dir, use_cpu=args.use_cpu, bf16=args.bf16).to_dict()
+    except (ValueError, TypeError):
+        theirs = {}
+    skip = {"output_dir", "logging_dir", "use_cpu"}
+    return {k: v for k, v in mine.items() if k not in skip and (k not in theirs or theirs[k] != v)}
+
+
+def setup_reporting(run: RunConfig) -> None:
+    """wandb runs offline without a key (sync later with `wandb sync runs/wandb/offline-run-*`);
+    a study's runs share a group, so its arms sit side by side in wandb's UI."""
+    if run.report_to == "none":
+        return
+    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("online", "disabled"):
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_PROJECT", run.wandb_project)
+    os.environ.setdefault("WANDB_DIR", str(Path("runs").resolve()))
+    if run.group:
+        os.environ["WANDB_RUN_GROUP"] = run.group  # read by transformers' WandbCallback
+    Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def lora_config(model: ModelConfig):
+    """The peft LoraConfig the trainers take as `peft_config`, or None for full fine-tuning."""
+    if model.lora_r <= 0:
+        return None
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise UserError(f"model.lora_r={model.lora_r} needs peft: pip install 'rlsft[lora]' (or set model.lora_r=0)") from None
+    return LoraConfig(r=model.lora_r, lora_alpha=model.lora_alpha, lora_dropout=model.lora_dropout,
+                      target_modules=model.lora_target_modules, task_type="CAUSAL_LM")
+
+
+# --------------------------------------------------------------------------- run lifecycle
+
+
+def start_run(cfg, resume: bool = False) -> RunFolder:
+    """Create the run folder with the resolved config and provenance before anything runs, or
+    reopen a killed one (`resume`); on the main process, the others wait for it."""
+    from rlsft.config import to_dict
+
+    folder = run_folder(cfg.run)
+    setup_reporting(cfg.run)
+    if is_main_process():
+        if resume and folder.started:
+            folder.reopen(to_dict(cfg))
+        else:
+            folder.create(to_dict(cfg))
+    distributed_state().wait_for_everyone()
+    return folder
+
+
+def prompt_dataset(data: DataConfig, seed: int):
+    """The training prompts as a `datasets.Dataset` with columns prompt, answer, task, language.
+
+    `answer`, `task` and `language` reach the reward functions as keyword arguments (TRL passes extra columns).
+    """
+    from datasets import Dataset
+
+    from rlsft.scoring.tasks import build_prompt, get_task
+
+    task = get_task(data.task)
+    if task.train_split == task.eval_split:
+        raise UserError(f"task {task.name!r} has no train split (it is an evaluation set)")
+    rows = task.load(task.train_split, source=data.source, n=data.n_train, seed=seed)
+    return Dataset.from_list([
+        {"prompt": build_prompt(r["question"], data.template), "answer": str(r["answer"]), "task": task.name, "language": task.language}
+        for r in rows
+    ])
+
+
+def sft_pair(prompt: str | list[dict], completion: str) -> dict:
+    """One SFT example in TRL's prompt-completion format: with a chat prompt, the completion is the
+    assistant's message (TRL's conversational form), so both sides go through the chat template.
+
+    >>> sft_pair("User: 2 + 2? Assistant:", " <answer>4</answer>")
+    {'prompt': 'User: 2 + 2? Assistant:', 'completion': '<answer>4</answer>'}
+    >>> sft_pair([{"role": "user", "content": "2 + 2?"}], "<answer>4</answer>")["completion"]
+    [{'role': 'assistant', 'content': '<answer>4</answer>'}]
+    """
+    completion = completion.lstrip()
+    if isinstance(prompt, list):
+        return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
+    return {"prompt": prompt, "completion": completion}
+
+
+def load_model_and_tokenizer(model: ModelConfig):
+    """(model, tokenizer) of the config's model, with its dtype and trust setting (tokenizer first:
+    it fails sooner on a bad name)."""
+    from rlsft.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model.name, model.trust_remote_code)
+    return load_model(model.name, model.dtype, model.trust_remote_code), tokenizer
+
+
+def metrics_logger(folder: RunFolder):
+    """A TrainerCallback appending every logged step (TRL's loss, reward, length, clip, KL,
+    entropy, ... figures) to the run's metrics.jsonl, flushed as it goes."""
+    from transformers import TrainerCallback
+
+    class MetricsLogger(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and state.is_world_process_zero:
+                folder.append_metrics({"step": state.global_step, **logs})
+
+    return MetricsLogger()
+
+
+def train(trainer, folder: RunFolder, resume: bool) -> float:
+    """Train (from the run's latest checkpoint when resuming); returns the Trainer's own runtime, seconds."""
+    checkpoint = folder.last_checkpoint() if resume else None
+    output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return output.metrics["train_runtime"]
+
+
+def save_trained(trainer, tokenizer, folder: RunFolder):
+    """Save the trained model and its tokenizer to the run's model/ and return the model to evaluate.
+
+    LoRA adapters are merged first, so every stage writes a plain model the next stage can load.
+    The Trainer turns `use_cache` off; generation needs the KV cache (about 8x faster here).
+    """
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):  # a peft model
+        model = model.merge_and_unload()
+    model.config.use_cache = True
+    if is_main_process():
+        model.save_pretrained(str(folder.model_dir), safe_serialization=True)
+        tokenizer.save_pretrained(str(folder.model_dir))
+    distributed_state().wait_for_everyone()
+    return model
+
+
+def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: str) -> dict | None:
+    """Held-out evaluation of an in-memory model on each of `cfg.eval.tasks`, into the run's
+    eval_before/ or eval_after/; returns {task: metrics} on the main process ({} elsewhere), None
+    for `before` when the config skips it. A resumed run keeps what it evaluated before it stopped."""
+    import json
+
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
+
+    if when == "before" and not cfg.eval.before:
+        return None
+    results = {}
+    if not is_main_process():
+        return results
+    e = cfg.eval
+    for task in e.tasks:
+        out = folder.eval_dir(when, task)
+        if (out / "metrics.json").is_file():
+            results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
+            continue
+        args = EvalArgs(model=name, task=task, out=str(out), n=e.n, samples=e.samples, temperature=e.temperature,
+                        max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, seed=cfg.run.seed, template=cfg.data.template)
+        results[task] = evaluate(args, model=model, tokenizer=tokenizer)["metrics"]
+    return results
+
+
+def headline(metrics: dict, k: int) -> dict:
+    """The few numbers a comparison reads: pass@1, pass@k, format, mixing, length."""
+    keys = ("pass@1", f"pass@{k}", "format_rate", "mixing_rate", "mean_consistency", "mean_length")
+    return {key: metrics[key]["value"] for key in keys if key in metrics}
+
+
+def finish_run(folder: RunFolder, recipe: str, cfg, compute: dict, before: dict | None, after: dict, **extra) -> dict:
+    """The run record (`run.json`): config, compute and headline metrics before and after training,
+    written by the main process. The training log stays in metrics.jsonl alone. Returns it."""
+    from rlsft.config import to_dict
+
+    k = cfg.eval.samples
+    record = {
+        "recipe": recipe,
+        "out": str(folder.path),
+        "config": to_dict(cfg),
+        **extra,
+        "compute": compute,
+        "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
+        "eval_after": {t: headline(m, k) for t, m in after.items()},
+    }
+    if is_main_process():
+        folder.write_record(record)
+    return record
