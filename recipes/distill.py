@@ -19,11 +19,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_jsonl
 from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, n_params, param_count, trained_tokens
 from rlsft.trainer import (
-    DataConfig, EvalConfig, ModelConfig, RunConfig, evaluate_model, finish_run, lora_config,
-    metrics_logger, prompt_dataset, save_trained, sft_pair, start_run, train, training_section, trl_args, trl_section,
+    evaluate_model,
+    finish_run,
+    lora_config,
+    metrics_logger,
+    prompt_dataset,
+    save_trained,
+    sft_pair,
+    start_run,
+    train,
+    trl_args,
 )
 
 MODES = ("offline", "on_policy")
@@ -43,16 +52,12 @@ class DistillConfig:
 
 
 @dataclass
-class Config:
-    run: RunConfig
+class Config(RecipeConfig):
     recipe: str = "distill"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     training: dict = training_section(learning_rate=1e-4, max_steps=-1, num_train_epochs=2.0, per_device_train_batch_size=16, logging_steps=5)
     sft: dict = trl_section("trl:SFTConfig", completion_only_loss=True, max_length=256)  # offline: any SFTConfig field
     distillation: dict = trl_section("trl:DistillationConfig", beta=0.5, max_completion_length=128)  # on_policy: any DistillationConfig field
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def training_args(cfg: Config):

@@ -17,12 +17,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError
 from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, n_params, param_count, trained_tokens
 from rlsft.runs.folder import RunFolder
 from rlsft.trainer import (
-    DataConfig, EvalConfig, ModelConfig, RunConfig, evaluate_model, finish_run, load_model_and_tokenizer, lora_config,
-    metrics_logger, prompt_dataset, save_trained, start_run, train, training_section, trl_args, trl_section,
+    evaluate_model,
+    finish_run,
+    load_model_and_tokenizer,
+    lora_config,
+    metrics_logger,
+    prompt_dataset,
+    save_trained,
+    start_run,
+    train,
+    trl_args,
 )
 
 
@@ -33,16 +42,12 @@ class MonitorConfig:
 
 
 @dataclass
-class Config:
-    run: RunConfig
+class Config(RecipeConfig):
     recipe: str = "grpo"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})  # reward name -> weight
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     training: dict = training_section(max_steps=100)
     grpo: dict = trl_section("trl:GRPOConfig")  # any GRPOConfig field, e.g. loss_type, beta, num_generations, epsilon_high
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def training_args(cfg: Config):

@@ -19,11 +19,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
 from rlsft.runs.compute import compute_record, estimate_record, n_params, param_count, trained_tokens
 from rlsft.trainer import (
-    DataConfig, EvalConfig, ModelConfig, RunConfig, evaluate_model, finish_run, load_model_and_tokenizer, lora_config,
-    metrics_logger, save_trained, sft_pair, start_run, train, training_section, trl_args, trl_section,
+    evaluate_model,
+    finish_run,
+    load_model_and_tokenizer,
+    lora_config,
+    metrics_logger,
+    save_trained,
+    sft_pair,
+    start_run,
+    train,
+    trl_args,
 )
 
 
@@ -35,15 +44,11 @@ class ExamplesConfig:
 
 
 @dataclass
-class Config:
-    run: RunConfig
+class Config(RecipeConfig):
     recipe: str = "sft"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
     examples: ExamplesConfig = field(default_factory=ExamplesConfig)
     training: dict = training_section(learning_rate=1e-4, max_steps=-1, num_train_epochs=3.0, per_device_train_batch_size=16, logging_steps=5)
     sft: dict = trl_section("trl:SFTConfig", completion_only_loss=True, max_length=256)  # any SFTConfig field
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def training_args(cfg: Config):

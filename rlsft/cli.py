@@ -126,9 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             from rlsft.launch import dry_run, train_from_config
 
             if args.dry_run:
+                import contextlib
+
                 import yaml
 
-                print(yaml.safe_dump(json.loads(to_json(dry_run(args.config, args.overrides))), sort_keys=False, allow_unicode=True), end="")
+                with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time prints stay out of the YAML
+                    plan = json.loads(to_json(dry_run(args.config, args.overrides)))
+                print(yaml.safe_dump(plan, sort_keys=False, allow_unicode=True), end="")
                 return 0
             record = train_from_config(args.config, args.overrides, resume=args.resume)
             print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
@@ -150,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
             claims, knobs, title, base_arm = None, None, None, None
             if args.claims:
-                from rlsft.config import load_config
                 from rlsft.analysis.study import StudyConfig
+                from rlsft.config import load_config
 
                 study = load_config(StudyConfig, args.claims)
                 claims, knobs, title, base_arm = study.claims, study.knobs_changed_after_results, f"Study {study.name}", study.base_arm

@@ -10,6 +10,9 @@
 - Overrides on the command line are `key=value`, dotted for nested sections
   (`model.hidden_size=128`), with values read as YAML (`lr=1e-4`, `ops=[+,-]`).
 - YAML is read with `yaml.safe_load`: no object construction from files.
+
+The sections every recipe shares (`run`, `model`, `data`, `eval`, and `training:` for
+TrainingArguments) are declared at the end; each recipe's `Config` adds its own.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -229,3 +233,65 @@ def _plain(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     return x
+
+
+# --------------------------------------------------------------------------- the sections every recipe shares
+
+
+@dataclass
+class RunConfig:
+    name: str  # run name: wandb's run name, and the default folder runs/<name>
+    out_dir: str | None = None
+    seed: int = 0
+    report_to: str = "wandb"  # wandb (offline when there is no key) or none
+    wandb_project: str = "rlsft"
+    group: str | None = None  # wandb group: a study's runs share their study's name
+
+    def __post_init__(self):
+        if self.report_to not in ("wandb", "none"):
+            raise ValueError(f"report_to must be wandb or none, got {self.report_to!r}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "micro-student"  # micro model name, local folder or hub id
+    dtype: str = "auto"  # auto: bf16 on GPU, float32 on CPU
+    trust_remote_code: bool = False
+    lora_r: int = 0  # LoRA rank through peft (0: full fine-tuning); the saved model is merged, so stages chain
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: str = "all-linear"
+
+
+@dataclass
+class DataConfig:
+    task: str = "micro-arith"
+    n_train: int | None = 2000  # training prompts (None: the whole train split)
+    source: str | None = None  # local JSONL or hub id replacing the task's default data
+    template: str = "r1-zero"  # r1-zero (plain prompt) or chat (system prompt + chat template)
+
+
+@dataclass
+class EvalConfig:
+    tasks: list[str] = field(default_factory=lambda: ["micro-arith"])  # held-out evaluation after training
+    n: int | None = 256  # problems per task (None: whole split)
+    samples: int = 8  # K of pass@K
+    temperature: float = 1.0
+    max_new_tokens: int = 128
+    batch_size: int = 32
+    before: bool = True  # also evaluate the starting model, with the same settings
+
+
+@dataclass
+class RecipeConfig:
+    """The sections every recipe's config has; a recipe's `Config` adds its own and its TRL sections."""
+
+    run: RunConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def training_section(**recipe_defaults):
+    """The shared `training:` section: fields of transformers' `TrainingArguments`."""
+    return trl_section("transformers:TrainingArguments", **recipe_defaults)

@@ -15,10 +15,9 @@ TRL's config for a run is built in one order (`trl_args`), later entries winning
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlsft.config import trl_class, trl_section
+from rlsft.config import DataConfig, ModelConfig, RunConfig, trl_class
 from rlsft.io import UserError
 from rlsft.runs.compute import distributed_state, is_main_process
 from rlsft.runs.folder import RunFolder
@@ -34,58 +33,6 @@ TRAINING_DEFAULTS = {
     "save_total_limit": 1,  # the latest checkpoint is all a resume needs
     "dataloader_num_workers": 0,
 }
-
-
-# --------------------------------------------------------------------------- the lab's sections
-
-
-@dataclass
-class RunConfig:
-    name: str  # run name: wandb's run name, and the default folder runs/<name>
-    out_dir: str | None = None
-    seed: int = 0
-    report_to: str = "wandb"  # wandb (offline when there is no key) or none
-    wandb_project: str = "rlsft"
-    group: str | None = None  # wandb group: a study's runs share their study's name
-
-    def __post_init__(self):
-        if self.report_to not in ("wandb", "none"):
-            raise ValueError(f"report_to must be wandb or none, got {self.report_to!r}")
-
-
-@dataclass
-class ModelConfig:
-    name: str = "micro-student"  # micro model name, local folder or hub id
-    dtype: str = "auto"  # auto: bf16 on GPU, float32 on CPU
-    trust_remote_code: bool = False
-    lora_r: int = 0  # LoRA rank through peft (0: full fine-tuning); the saved model is merged, so stages chain
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: str = "all-linear"
-
-
-@dataclass
-class DataConfig:
-    task: str = "micro-arith"
-    n_train: int | None = 2000  # training prompts (None: the whole train split)
-    source: str | None = None  # local JSONL or hub id replacing the task's default data
-    template: str = "r1-zero"  # r1-zero (plain prompt) or chat (system prompt + chat template)
-
-
-@dataclass
-class EvalConfig:
-    tasks: list[str] = field(default_factory=lambda: ["micro-arith"])  # held-out evaluation after training
-    n: int | None = 256  # problems per task (None: whole split)
-    samples: int = 8  # K of pass@K
-    temperature: float = 1.0
-    max_new_tokens: int = 128
-    batch_size: int = 32
-    before: bool = True  # also evaluate the starting model, with the same settings
-
-
-def training_section(**recipe_defaults):
-    """The shared `training:` section: fields of transformers' `TrainingArguments`."""
-    return trl_section("transformers:TrainingArguments", **recipe_defaults)
 
 
 # --------------------------------------------------------------------------- TRL's config
@@ -125,18 +72,25 @@ def differs_from_defaults(args) -> dict:
     return {k: v for k, v in mine.items() if k not in skip and (k not in theirs or theirs[k] != v)}
 
 
-def setup_reporting(run: RunConfig) -> None:
-    """wandb runs offline without a key (sync later with `wandb sync runs/wandb/offline-run-*`);
-    a study's runs share a group, so its arms sit side by side in wandb's UI."""
-    if run.report_to == "none":
+def setup_reporting(cfg) -> None:
+    """Open the run's wandb run (on the main process), which TRL's wandb callback then logs into:
+    named `run.name`, grouped by `run.group` (a study's runs share their study's name, so its arms
+    sit side by side in wandb's UI), with the lab's resolved config (TRL adds its own). Offline
+    without a key: sync later with `wandb sync runs/wandb/offline-run-*`."""
+    from rlsft.config import to_dict
+
+    run = cfg.run
+    if run.report_to == "none" or not is_main_process():
         return
     if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("online", "disabled"):
         os.environ["WANDB_MODE"] = "offline"
     os.environ.setdefault("WANDB_PROJECT", run.wandb_project)
     os.environ.setdefault("WANDB_DIR", str(Path("runs").resolve()))
-    if run.group:
-        os.environ["WANDB_RUN_GROUP"] = run.group  # read by transformers' WandbCallback
     Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
+    import wandb
+
+    wandb.init(project=os.environ["WANDB_PROJECT"], name=run.name, group=run.group, config={"rlsft": to_dict(cfg)},
+               dir=os.environ["WANDB_DIR"], reinit="finish_previous")
 
 
 def lora_config(model: ModelConfig):
@@ -160,12 +114,12 @@ def start_run(cfg, resume: bool = False) -> RunFolder:
     from rlsft.config import to_dict
 
     folder = run_folder(cfg.run)
-    setup_reporting(cfg.run)
     if is_main_process():
         if resume and folder.started:
             folder.reopen(to_dict(cfg))
         else:
             folder.create(to_dict(cfg))
+    setup_reporting(cfg)
     distributed_state().wait_for_everyone()
     return folder
 
@@ -298,4 +252,8 @@ def finish_run(folder: RunFolder, recipe: str, cfg, compute: dict, before: dict 
     }
     if is_main_process():
         folder.write_record(record)
+        if cfg.run.report_to == "wandb":
+            import wandb
+
+            wandb.finish()  # the next run in this process (a study's) opens its own
     return record

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job of the README: pure RL (GRPO, the R1-Zero recipe) on the shipped micro-student,
 # offline on a CPU, with held-out evaluation before and after training, in a new run folder.
-# Extra arguments are config overrides, e.g.:  bash scripts/main.sh optim.max_steps=50
+# Extra arguments are config overrides, e.g.:  bash scripts/main.sh training.max_steps=50
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 out=runs/main-$(date -u +%Y%m%d-%H%M%S)

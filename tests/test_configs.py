@@ -9,8 +9,8 @@ import yaml
 from rlsft.cli import main as cli_main
 from rlsft.config import load_config
 from rlsft.io import UserError
-from rlsft.micro.pretrain import PretrainConfig
 from rlsft.launch import RECIPES, dry_run, load_recipe_config, pipeline_stages
+from rlsft.micro.pretrain import PretrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"

@@ -14,8 +14,8 @@ import yaml
 from conftest import REPO
 
 from rlsft.io import to_jsonl
-from rlsft.micro.world import generate_problems
 from rlsft.launch import load_recipe_config, pipeline_stages
+from rlsft.micro.world import generate_problems
 
 REAL = sorted(p for d in ("qwen2.5-0.5b", "qwen2.5-1.5b") for p in (REPO / "configs" / d).glob("*.yaml"))
 RECIPE_CONFIGS = [p for p in REAL if yaml.safe_load(p.read_text())["recipe"] != "pipeline"]

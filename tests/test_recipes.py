@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, tiny_recipe_overrides
+
 from rlsft.io import UserError
 from rlsft.launch import load_recipe_config, train_from_config
 
@@ -116,8 +116,8 @@ def test_two_process_launch_under_accelerate(toy_model, tmp_path):
 
 def test_teacher_traces_are_cached_and_reused(toy_model, tmp_path):
     from recipes.distill import Config, DistillConfig, cached_teacher_traces
+    from rlsft.config import DataConfig, RunConfig
     from rlsft.models import load_model, load_tokenizer
-    from rlsft.trainer import DataConfig, RunConfig
 
     d = DistillConfig(teacher=toy_model, samples_per_prompt=2, max_new_tokens=16, cache_dir=str(tmp_path / "cache"))
     cfg = Config(run=RunConfig(name="t"), data=DataConfig(task="micro-arith", n_train=6), distill=d)
@@ -134,3 +134,21 @@ def test_teacher_traces_are_cached_and_reused(toy_model, tmp_path):
     cfg.distill = DistillConfig(**{**d.__dict__, "temperature": 0.5})
     cached_teacher_traces(loader, tok, cfg)
     assert len(loads) == 2  # other sampling settings: other traces
+
+
+def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, tmp_path, monkeypatch):
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    seen = []  # the real wandb.init runs; this records what the run was opened with
+    real_init = wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kw: seen.append(kw) or real_init(**kw))
+    overrides = [o for o in tiny_recipe_overrides(toy_model, tmp_path / "run") if o != "run.report_to=none"]
+    run_recipe(MICRO / "r1_zero.yaml", overrides + GRPO_TINY + ["run.report_to=wandb", "run.group=my-study", "run.name=r1_zero/seed0"])
+    # the study is the group, arm/seed the name, and the lab's own config travels with TRL's
+    (kw,) = seen
+    assert kw["group"] == "my-study" and kw["name"] == "r1_zero/seed0" and kw["config"]["rlsft"]["data"]["task"] == "micro-arith"
+    (log,) = (tmp_path / "wandb").rglob("offline-run-*/run-*.wandb")
+    data = log.read_bytes()
+    assert b"my-study" in data and b"train/loss" in data  # TRL's callback logged into the same run

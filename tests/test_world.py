@@ -2,7 +2,6 @@ import random
 
 import pytest
 
-from rlsft.scoring.language import is_mixed
 from rlsft.micro.world import (
     ArithConfig,
     CorpusConfig,
@@ -14,6 +13,7 @@ from rlsft.micro.world import (
     make_arith_problem,
     split_of,
 )
+from rlsft.scoring.language import is_mixed
 from rlsft.scoring.tasks import get_task
 
 

@@ -100,9 +100,10 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     import recipes.grpo
+    from rlsft.config import DataConfig, RunConfig
     from rlsft.models import load_model, load_tokenizer, resolve_model
     from rlsft.scoring.rewards import accuracy_reward
-    from rlsft.trainer import DataConfig, RunConfig, prompt_dataset
+    from rlsft.trainer import prompt_dataset
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)  # every variant: the tokenizer as saved (see README)
@@ -158,11 +159,11 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from trl import SFTConfig, SFTTrainer
 
     import recipes.sft
+    from rlsft.config import RunConfig
     from rlsft.micro.world import clean_solution, generate_problems
     from rlsft.models import load_model, load_tokenizer, resolve_model
     from rlsft.runs.compute import n_params
     from rlsft.scoring.tasks import build_prompt
-    from rlsft.trainer import RunConfig
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from rlsft.scoring.metrics import percentile_interval
+
 VERDICTS = ("reproduced", "not reproduced", "inconclusive")
 
 
@@ -72,21 +74,24 @@ def hierarchical_bootstrap(diffs: dict[int, list[float]], n_boot: int = 2000, se
     >>> round(est, 3), lo <= est <= hi
     (0.2, True)
     """
-    rng = random.Random(seed)
     seeds = sorted(diffs)
     sc = scale or {s: 1.0 for s in seeds}
 
-    def stat(chosen: list[int], resample: bool) -> float:
+    def stat(chosen: list[int], rng: random.Random | None) -> float:
         means = []
         for s in chosen:
             d = diffs[s]
-            sample = [d[rng.randrange(len(d))] for _ in d] if resample else d
+            sample = [d[rng.randrange(len(d))] for _ in d] if rng else d
             means.append(sc[s] * sum(sample) / len(sample))
         return sum(means) / len(means)
 
-    est = stat(seeds, resample=False)
-    boots = sorted(stat([seeds[rng.randrange(len(seeds))] for _ in seeds] if len(seeds) > 1 else seeds, resample=True) for _ in range(n_boot))
-    return est, boots[int(0.025 * n_boot)], boots[min(n_boot - 1, int(0.975 * n_boot))]
+    lo, hi = percentile_interval(lambda rng: stat(resample_seeds(seeds, rng), rng), n_boot, seed)
+    return stat(seeds, None), lo, hi
+
+
+def resample_seeds(seeds: list[int], rng: random.Random) -> list[int]:
+    """Seeds drawn with replacement (one seed is kept as it is)."""
+    return [seeds[rng.randrange(len(seeds))] for _ in seeds] if len(seeds) > 1 else seeds
 
 
 def decide(direction: str, threshold: float, lo: float, hi: float) -> str:
@@ -131,16 +136,15 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         gb = {s: b[s] for s in seeds}
         ea, la, ha = hierarchical_bootstrap(ga, n_boot, scale={s: 1 / pflops[claim.arm][s] for s in seeds})
         eb, lb, hb = hierarchical_bootstrap(gb, n_boot, scale={s: 1 / pflops[claim.against][s] for s in seeds})
-        rng = random.Random(1)
         # difference of the two per-PFLOP gains: bootstrap both arms independently and subtract
-        boots = []
-        for _ in range(n_boot):
-            chosen = [seeds[rng.randrange(len(seeds))] for _ in seeds] if len(seeds) > 1 else seeds
+
+        def draw(rng: random.Random) -> float:
+            chosen = resample_seeds(seeds, rng)
             va = [pflop_gain(ga[s], pflops[claim.arm][s], rng) for s in chosen]
             vb = [pflop_gain(gb[s], pflops[claim.against][s], rng) for s in chosen]
-            boots.append(sum(va) / len(va) - sum(vb) / len(vb))
-        boots.sort()
-        est, lo, hi = ea - eb, boots[int(0.025 * n_boot)], boots[min(n_boot - 1, int(0.975 * n_boot))]
+            return sum(va) / len(va) - sum(vb) / len(vb)
+
+        est, (lo, hi) = ea - eb, percentile_interval(draw, n_boot, seed=1)
         detail = {"arm_gain_per_pflop": [ea, la, ha], "against_gain_per_pflop": [eb, lb, hb],
                   "arm_pflops": _mean_list(pflops[claim.arm][s] for s in seeds), "against_pflops": _mean_list(pflops[claim.against][s] for s in seeds)}
         diffs = a

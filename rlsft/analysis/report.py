@@ -16,6 +16,7 @@ from pathlib import Path
 from rlsft.io import atomic_write
 from rlsft.runs.folder import RunFolder
 
+
 def curve_keys() -> list[tuple[str, str]]:
     """(metrics.jsonl key, label) of the training curves: one per registered reward (TRL logs
     `rewards/<function name>/mean`), the monitor's mixing rate, length and loss."""

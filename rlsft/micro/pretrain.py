@@ -69,9 +69,9 @@ def main(cfg: PretrainConfig) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from rlsft.scoring.evaluate import EvalArgs, evaluate
     from rlsft.models import MICRO_MODELS_DIR, load_model, load_tokenizer
     from rlsft.runs.provenance import provenance
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
 
     t_start = time.time()
     out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name

@@ -13,6 +13,9 @@ The pretraining corpus pairs train-split problems with worked solutions in the t
 reasoning is in English, in Chinese, or code-switched mid-solution, as in web data. Each step
 can be wrong with a per-language probability (the error propagates, so the final answer is
 wrong too). These are the knobs of `CorpusConfig`; the model card records them.
+
+One module, over 300 lines on purpose: the problem generator, the worked solutions and the
+countdown checker share one problem format and are read together.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
+from rlsft.runs.provenance import provenance
 from rlsft.scoring.language import LANGUAGE_SCRIPTS, language_stats
 from rlsft.scoring.metrics import mean, summarise
-from rlsft.runs.provenance import provenance
 from rlsft.scoring.tasks import Task, build_prompt, get_task
 from rlsft.scoring.verify import extract_answer, format_ok
 

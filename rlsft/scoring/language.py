@@ -23,6 +23,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import regex
+
 # Scripts of each supported target language; keys are the valid `language` values.
 LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
     "en": frozenset({"Latin"}),
@@ -55,37 +57,23 @@ _STRIP = re.compile(
 )
 
 
-def script_of(ch: str) -> str | None:
-    """Unicode script of a letter, from its code point; None for non-letters.
+# One alternative per script the languages above use, matched by the `regex` module's Unicode
+# script-extension property, so the code-point tables are Unicode's own (ー counts as kana, 々 as Han).
+_KNOWN_SCRIPTS = ("Latin", "Han", "Hiragana", "Katakana", "Hangul", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Thai")
+_SCRIPT = regex.compile("|".join(f"(?P<{s}>\\p{{scx={s}}})" for s in _KNOWN_SCRIPTS))
 
-    >>> script_of("a"), script_of("所"), script_of("я"), script_of("7")
-    ('Latin', 'Han', 'Cyrillic', None)
+
+def script_of(ch: str) -> str | None:
+    """Unicode script of a letter; None for non-letters.
+
+    >>> script_of("a"), script_of("所"), script_of("я"), script_of("7"), script_of("ー")
+    ('Latin', 'Han', 'Cyrillic', None, 'Hiragana')
     """
     if not ch.isalpha():
         return None
-    o = ord(ch)
-    if o < 0x250 or 0x1E00 <= o <= 0x1EFF or 0xFF21 <= o <= 0xFF5A:
-        return "Latin"
-    if 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x3134F or o == 0x3007:
-        return "Han"
-    if 0x3040 <= o <= 0x309F:
-        return "Hiragana"
-    if 0x30A0 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF:
-        return "Katakana"
-    if 0xAC00 <= o <= 0xD7AF or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F:
-        return "Hangul"
-    if 0x0400 <= o <= 0x052F:
-        return "Cyrillic"
-    if 0x0370 <= o <= 0x03FF or 0x1F00 <= o <= 0x1FFF:
-        return "Greek"
-    if 0x0600 <= o <= 0x06FF or 0x0750 <= o <= 0x077F:
-        return "Arabic"
-    if 0x0590 <= o <= 0x05FF:
-        return "Hebrew"
-    if 0x0900 <= o <= 0x097F:
-        return "Devanagari"
-    if 0x0E00 <= o <= 0x0E7F:
-        return "Thai"
+    m = _SCRIPT.match(ch)
+    if m:
+        return m.lastgroup
     # Any other letter: name its script by the first word of its Unicode name (e.g. "ARMENIAN").
     return unicodedata.name(ch, "OTHER").split(" ")[0].title()
 

@@ -46,21 +46,16 @@ def majority_vote(answers: Sequence[str | None], correct: Sequence[bool | None])
     return bool(next(c for a, c in zip(answers, correct) if a == winner))
 
 
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a proportion (95% by default).
+def percentile_interval(draw: Callable[[random.Random], float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """The lab's one bootstrap: the (alpha/2, 1 - alpha/2) percentiles of `n_boot` statistics, each
+    `draw(rng)` computed on a resample that `draw` makes with the shared, seeded `rng`.
 
-    >>> [round(x, 4) for x in wilson_interval(50, 100)]
-    [0.4038, 0.5962]
-    >>> wilson_interval(0, 0)
-    (0.0, 1.0)
+    >>> percentile_interval(lambda rng: rng.random(), n_boot=1000)[1] > 0.9
+    True
     """
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    rng = random.Random(seed)
+    stats = sorted(draw(rng) for _ in range(n_boot))
+    return stats[int(alpha / 2 * n_boot)], stats[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
 
 
 def bootstrap_ci(
@@ -77,12 +72,8 @@ def bootstrap_ci(
     if not values:
         return (float("nan"), float("nan"))
     stat = stat or (lambda v: sum(v) / len(v))
-    rng = random.Random(seed)
     n = len(values)
-    stats = sorted(stat([values[rng.randrange(n)] for _ in range(n)]) for _ in range(n_boot))
-    lo = stats[int(alpha / 2 * n_boot)]
-    hi = stats[min(n_boot - 1, int((1 - alpha / 2) * n_boot))]
-    return (lo, hi)
+    return percentile_interval(lambda rng: stat([values[rng.randrange(n)] for _ in range(n)]), n_boot, seed, alpha)
 
 
 def mean(values: Sequence[float]) -> float:
