@@ -104,12 +104,13 @@ def teacher_traces(teacher, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     groups = generate(teacher, tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
                       d.generation_batch_size, desc="teacher traces")
     prompt_tokens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    checks = iter(task.verify_many([g["text"] for group in groups for g in group], [p["answer"] for p, group in zip(problems, groups) for _ in group]))
     rows, forward_tokens, n_correct = [], 0, 0
     for p, prompt, n_prompt, group in zip(problems, prompts, prompt_tokens, groups):
         kept = []
         for g in group:
             forward_tokens += n_prompt + g["length"]
-            ok = not g["truncated"] and task.verify(g["text"], p["answer"]) is True
+            ok = next(checks) is True and not g["truncated"]
             n_correct += ok
             if ok and g["text"] not in kept and len(kept) < d.keep_per_prompt:
                 kept.append(g["text"])

@@ -4,19 +4,76 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach a hub
+os.environ.pop("RLSFT_DATA", None)  # tests choose their data themselves
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+SHARED_DATA = REPO.parent / "shared" / "data"  # the full GSM8K and MATH-500, where a machine has them
+
+# Small sets in the upstream formats, written for the tests (GSM8K: a worked solution ending in
+# "#### N", with calculator notes, money and thousands separators; MATH-500: problem, solution
+# with \boxed{}, answer), so that a clone of the project alone runs every test.
+GSM8K_ROWS = [
+    {"question": "A baker makes 24 muffins and sells 3 boxes of 6. How many muffins are left?",
+     "answer": "He sells 3*6=<<3*6=18>>18 muffins.\nSo 24-18=<<24-18=6>>6 are left.\n#### 6"},
+    {"question": "Lena buys 4 notebooks at $2.50 each and pays with a $20 bill. How much change does she get?",
+     "answer": "The notebooks cost 4*$2.50=$<<4*2.5=10>>10.\nHer change is $20-$10=$<<20-10=10>>10.\n#### 10"},
+    {"question": "A town has 1,200 houses and builds 350 more. How many houses are there now?",
+     "answer": "There are 1,200+350=<<1200+350=1550>>1,550 houses.\n#### 1,550"},
+    {"question": "Maria earns $1,000 a month and saves 15% of it. How much does she save in a year?",
+     "answer": "She saves 1000*0.15=$<<1000*0.15=150>>150 a month.\nIn a year she saves 150*12=$<<150*12=1800>>1,800.\n#### 1800"},
+    {"question": "A tank holds 50 liters and loses 7.5 liters a day. How many liters are left after 4 days?",
+     "answer": "It loses 7.5*4=<<7.5*4=30>>30 liters.\nSo 50-30=<<50-30=20>>20 liters are left.\n#### 20"},
+    {"question": "Sam reads 15 pages a day for 12 days. How many pages does he read?",
+     "answer": "Sam reads 15*12=<<15*12=180>>180 pages.\n#### 180"},
+]
+MATH500_ROWS = [
+    {"problem": "Compute $\\frac{1}{2} + \\frac{1}{3}$.", "solution": "$\\frac{3}{6} + \\frac{2}{6} = \\boxed{\\frac{5}{6}}$.",
+     "answer": "\\frac{5}{6}", "subject": "Prealgebra", "level": 1, "unique_id": "test/prealgebra/t1.json"},
+    {"problem": "Solve $2x - 4 \\le 0$.", "solution": "So $x \\le 2$, that is $x \\in \\boxed{(-\\infty, 2]}$.",
+     "answer": "(-\\infty, 2]", "subject": "Algebra", "level": 2, "unique_id": "test/algebra/t2.json"},
+    {"problem": "Convert $(\\sqrt{3}, 1)$ to polar coordinates.", "solution": "$r = 2$, $\\theta = \\frac{\\pi}{6}$: $\\boxed{\\left( 2, \\frac{\\pi}{6} \\right)}$.",
+     "answer": "\\left( 2, \\frac{\\pi}{6} \\right)", "subject": "Precalculus", "level": 2, "unique_id": "test/precalculus/t3.json"},
+    {"problem": "Who ran farther, Evelyn (5 km) or Ana (3 km)?", "solution": "$5 > 3$, so $\\boxed{\\text{Evelyn}}$.",
+     "answer": "\\text{Evelyn}", "subject": "Algebra", "level": 1, "unique_id": "test/algebra/t4.json"},
+    {"problem": "Simplify $\\sqrt{12}$.", "solution": "$\\sqrt{12} = \\boxed{2\\sqrt{3}}$.", "answer": "2\\sqrt{3}",
+     "subject": "Algebra", "level": 1, "unique_id": "test/algebra/t5.json"},
+    {"problem": "An angle of a right triangle is $60^\\circ$. What is the other acute angle?", "solution": "$90 - 60 = \\boxed{30^\\circ}$.",
+     "answer": "30^\\circ", "subject": "Geometry", "level": 1, "unique_id": "test/geometry/t6.json"},
+]
+
+
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """../shared/data (or $RLSFT_DATA): GSM8K and MATH-500 in upstream formats; skip when absent."""
-    root = Path(os.environ.get("RLSFT_DATA", REPO.parent / "shared" / "data"))
-    if not (root / "gsm8k" / "test.jsonl").is_file():
-        pytest.skip(f"shared data not found at {root}")
+def upstream_data(tmp_path_factory) -> Path:
+    """A folder laid out like ../shared/data (gsm8k/{train,test}.jsonl, math500/test.jsonl) with the small sets above."""
+    import json
+
+    root = tmp_path_factory.mktemp("data")
+    for rel, rows in (("gsm8k/train.jsonl", GSM8K_ROWS), ("gsm8k/test.jsonl", GSM8K_ROWS), ("math500/test.jsonl", MATH500_ROWS)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+@pytest.fixture(scope="session")
+def full_data() -> Path:
+    """../shared/data, the full sets; only tests marked `full_data` use it (deselected where it is absent)."""
+    return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `full_data` read the full GSM8K/MATH-500 from ../shared/data: where it is absent
+    they are deselected (not skipped), so a clone of the project alone runs everything it selects."""
+    if (SHARED_DATA / "gsm8k" / "test.jsonl").is_file():
+        return
+    kept = [i for i in items if i.get_closest_marker("full_data") is None]
+    deselected = [i for i in items if i.get_closest_marker("full_data") is not None]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

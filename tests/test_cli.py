@@ -13,21 +13,36 @@ def run(*args, **kw):
     return subprocess.run([*RLSFT, *args], capture_output=True, text=True, timeout=120, **kw)
 
 
-def test_score_gsm8k_golds(shared_data, tmp_path):
-    rows = [json.loads(line) for line in (shared_data / "gsm8k" / "test.jsonl").open()]
-    inp = tmp_path / "golds.jsonl"
-    with inp.open("w") as f:
-        for r in rows:
-            gold = r["answer"].split("####")[-1].strip()
-            f.write(json.dumps({"completion": f"<answer>{gold}</answer>", "answer": gold}) + "\n")
-    out = tmp_path / "scored.jsonl"
-    p = run("score", "--task", "gsm8k", "--completions", str(inp), "--out", str(out))
+def score_golds(task: str, rows: list[dict], tmp_path) -> dict:
+    """`rlsft score` on each gold answer given as a completion (the gold audit)."""
+    inp = tmp_path / f"{task}-golds.jsonl"
+    inp.write_text("".join(json.dumps({"completion": f"<answer>{r['answer']}</answer>", "answer": r["answer"]}) + "\n" for r in rows))
+    out = tmp_path / f"{task}-scored.jsonl"
+    p = run("score", "--task", task, "--completions", str(inp), "--out", str(out))
     assert p.returncode == 0, p.stderr
-    summary = json.loads(p.stdout)
-    assert summary["n"] == 1319 and summary["accuracy"] == 1.0 and summary["n_unverifiable"] == 0
-    assert summary["format_rate"] == 0.0  # no <think> block: strict format fails, correctness doesn't
     scored = [json.loads(line) for line in out.open()]
-    assert len(scored) == 1319 and set(scored[0]) == {"completion", "answer", "correct", "format_ok", "language_consistency", "mixed"}
+    assert len(scored) == len(rows) and set(scored[0]) == {"completion", "answer", "correct", "format_ok", "language_consistency", "mixed"}
+    return json.loads(p.stdout)
+
+
+def test_score_golds_upstream_format(upstream_data, tmp_path):
+    from rlsft.scoring.tasks import load_gsm8k, load_math500
+
+    for task, rows in (("gsm8k", load_gsm8k("test", source=str(upstream_data / "gsm8k" / "test.jsonl"))),
+                       ("math500", load_math500("test", source=str(upstream_data / "math500" / "test.jsonl")))):
+        summary = score_golds(task, rows, tmp_path)
+        assert summary["accuracy"] == 1.0 and summary["n_unverifiable"] == 0 and summary["n"] == len(rows)
+        assert summary["format_rate"] == 0.0  # no <think> block: strict format fails, correctness doesn't
+
+
+@pytest.mark.full_data
+def test_score_every_gsm8k_and_math500_gold(full_data, tmp_path):
+    from rlsft.scoring.tasks import load_gsm8k, load_math500
+
+    for task, rows, n in (("gsm8k", load_gsm8k("test", source=str(full_data / "gsm8k" / "test.jsonl")), 1319),
+                          ("math500", load_math500("test", source=str(full_data / "math500" / "test.jsonl")), 500)):
+        summary = score_golds(task, rows, tmp_path)
+        assert summary["n"] == n and summary["accuracy"] == 1.0 and summary["n_unverifiable"] == 0
 
 
 def test_score_fields_and_languages(tmp_path):

@@ -48,3 +48,46 @@ def test_language_id_where_scripts_do_not_tell():
     # English target: scripts alone don't tell; language ID is opt-in
     assert not language_stats(french, "en").mixed
     assert language_stats(french, "en", language_id=True).mixed
+
+
+@pytest.mark.parametrize("text, mixed", [
+    ("The area is πr^2 = 4π since r = 2.", False),  # π is a math symbol
+    ("Let θ be the angle; sin θ = 1/2 so θ = 30°.", False),
+    ("The set ℝ of reals contains x = 2.", False),  # letterlike symbols are not words
+    ("Take 𝑥 and ⁿ as symbols, and ℕ too.", False),  # mathematical alphanumerics, superscripts
+    ("She pays $5 所以 she has $10 left.", True),  # $5 ... $10 is money, not math mode
+    ("We solve $\\text{所以} x = 2$ and stop.", True),  # \text{} holds words
+    ("We solve $x = 2$ and $\\textbf{hence} y = 3$.", False),
+    ("```python\nx = 1  # 所以 the loop\n``` done", True),  # non-Latin prose counts inside code
+    ("```python\nresult = compute_total(items)\n``` done", False),  # Latin identifiers in code do not
+    ("The total is １２３ 。", False),  # full-width digits and punctuation are not words
+    ("Costs $12.50, then $1,000 more; so $3.", False),
+])
+def test_language_metric_on_real_text(text, mixed):
+    assert language_stats(text, "en").mixed is mixed, words(text)
+
+
+def test_dollar_rule():
+    assert words("so $a + b$ is") == [("so", "Latin"), ("is", "Latin")]  # math: removed
+    assert [w for w, _ in words("pay $5 and $10 now")] == ["pay", "and", "now"]  # money: kept as prose
+    assert [w for w, _ in words("price $5$ here")] == ["price", "here"]  # $5$ opens and closes: math
+
+
+def test_greek_counts_for_a_greek_target():
+    assert language_stats("γεια σου κόσμε", "el").consistency == 1.0
+    assert language_stats("γεια σου κόσμε", "en").n_words == 0  # for another target, Greek letters are symbols
+
+
+def test_money_in_gsm8k_style_solutions_is_not_mixed(upstream_data):
+    from conftest import GSM8K_ROWS
+
+    assert not any(language_stats(r["answer"], "en").mixed for r in GSM8K_ROWS)
+
+
+@pytest.mark.full_data
+def test_no_gsm8k_training_solution_comes_out_mixed(full_data):
+    import json
+
+    rows = [json.loads(line) for line in (full_data / "gsm8k" / "train.jsonl").open()]
+    assert len(rows) == 7473
+    assert [r["answer"][:80] for r in rows if language_stats(r["answer"], "en").mixed] == []

@@ -23,8 +23,32 @@ def test_pass_at_k_rejects_k_above_n():
 
 
 def test_majority_vote():
-    assert majority_vote(["3", "4", "4"], [True, False, False]) is False
-    assert majority_vote(["3", None, None], [True, False, False]) is True
+    assert majority_vote(["3", "4", "4"], [True, False, False]) == (False, False)
+    assert majority_vote(["3", None, None], [True, False, False]) == (True, False)
+    assert majority_vote(["3", "4"], [False, True]) == (False, True)  # a tie: the earliest sample's group wins
+
+
+def test_maj_votes_by_equivalence_and_counts_ties():
+    from rlsft.scoring.evaluate import answer_groups
+
+    # 0.5, 1/2 and \frac{1}{2} are one answer: three votes against two for 3
+    answers = ["3", "0.5", "1/2", "3", "\\frac{1}{2}"]
+    assert answer_groups([answers]) == [[0, 1, 1, 0, 1]]
+    correct = [False, True, True, False, True]
+
+    def sample(a, c, g):
+        return {"correct": c, "format_ok": True, "mixed": False, "language_consistency": 1.0, "length": 5, "truncated": False,
+                "extracted": a, "answer_group": g}
+
+    groups = answer_groups([answers, ["3", "4"]])
+    problems = [[sample(a, c, g) for a, c, g in zip(answers, correct, groups[0])],
+                [sample(a, c, g) for a, c, g in zip(["3", "4"], [False, True], groups[1])]]
+    m = summarise(problems, ks=(1,))
+    # uneven sample counts: maj@2 is over each problem's first 2 samples, and says so
+    assert "maj@2" in m and m["maj@2"]["value"] == 0.0 and m["maj_ties"] == 2
+    by_string = summarise([[dict(s, answer_group=s["extracted"]) for s in problems[0]]])
+    full = summarise([problems[0]])
+    assert full["maj@5"]["value"] == 1.0 and by_string["maj@5"]["value"] == 0.0  # strings alone would vote for 3
 
 
 def test_bootstrap():

@@ -1,8 +1,9 @@
 """Property-based robustness of the verifier, the rewards and the language metric (hypothesis).
 
 Random and adversarial completions: huge numbers, power towers, unbalanced braces, long strings,
-control characters, mixed scripts. Nothing raises, no call takes over 1 s, an unparseable gold
-never pays, and reward-hacking shapes earn nothing.
+control characters, mixed scripts. Nothing raises, no call costs the calling process over 1 s of
+CPU (answer checks run in worker processes with their own time limit), an unparseable gold never
+pays, and reward-hacking shapes earn nothing.
 """
 
 import time
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.rewards import accuracy_reward, format_reward, language_consistency_reward
-from rlsft.scoring.verify import verify_answer
+from rlsft.scoring.tasks import get_task
 
 PIECES = st.sampled_from([
     "<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "{", "}", "\\frac{", "^{", "10^{10^{10^{10}}}",
@@ -38,7 +39,7 @@ def timed(fn, *args):
 @FAST
 @given(COMPLETIONS, GOLDS)
 def test_verifier_never_raises_and_answers_within_a_second(completion, gold):
-    result = timed(verify_answer, completion, gold)
+    (result,) = timed(get_task("gsm8k").verify_many, [completion], [gold])
     assert result in (True, False, None)
 
 
@@ -57,7 +58,7 @@ def test_rewards_and_language_metric_never_raise(completion):
 def test_megabyte_completion_is_fast():
     huge = "<think> " + "所以 so 1 + 1 = 2. " * 60_000 + " </think> <answer>" + "9" * 100_000 + "</answer>"
     assert len(huge) > 1_000_000
-    assert timed(verify_answer, huge, "18") is False
+    assert timed(get_task("gsm8k").verify_many, [huge], ["18"]) == [False]
     timed(language_stats, huge)
 
 

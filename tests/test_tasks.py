@@ -25,20 +25,22 @@ def test_prompt_templates():
         build_prompt("q", "alpaca")
 
 
-def test_gsm8k_local(shared_data):
-    rows = load_gsm8k("test", source=str(shared_data / "gsm8k" / "test.jsonl"), n=3)
-    assert rows[0]["answer"] == "18" and rows[0]["question"].startswith("Janet")
+def test_gsm8k_local(upstream_data):
+    rows = load_gsm8k("test", source=str(upstream_data / "gsm8k" / "test.jsonl"), n=3)
+    assert [r["answer"] for r in rows] == ["6", "10", "1550"] and rows[0]["question"].startswith("A baker")
     assert gsm8k_gold("so 1,000\n#### 1,000") == "1000"
 
 
-def test_gsm8k_from_env_dir(shared_data, monkeypatch):
-    monkeypatch.setenv("RLSFT_DATA", str(shared_data))
-    assert len(load_gsm8k("test")) == 1319
+def test_gsm8k_from_env_dir(upstream_data, monkeypatch):
+    from conftest import GSM8K_ROWS
+
+    monkeypatch.setenv("RLSFT_DATA", str(upstream_data))
+    assert len(load_gsm8k("test")) == len(GSM8K_ROWS)
 
 
-def test_math500_local(shared_data):
-    rows = load_math500("test", source=str(shared_data / "math500" / "test.jsonl"))
-    assert len(rows) == 500 and rows[0]["answer"] == "\\left( 3, \\frac{\\pi}{2} \\right)"
+def test_math500_local(upstream_data):
+    rows = load_math500("test", source=str(upstream_data / "math500" / "test.jsonl"))
+    assert len(rows) == 6 and rows[2]["answer"] == "\\left( 2, \\frac{\\pi}{6} \\right)" and rows[0]["id"] == "test/prealgebra/t1.json"
 
 
 def test_math500_answer_from_solution_boxed(tmp_path):

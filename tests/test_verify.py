@@ -1,6 +1,5 @@
 """Verifier: extraction, hedges, unparseable golds, format, and the 1 s bound on nasty input."""
 
-import time
 
 import pytest
 
@@ -62,27 +61,28 @@ def test_hedge_rules():
     assert not is_hedged("\\pm 3", "\\pm 3")
 
 
-@pytest.mark.parametrize(
-    "answer",
-    [
-        "10^{10^{10^{10}}}",
-        "9" * 5000,
-        "2^{99999999}",
-        "99999!",
-        "{" * 200,
-        "}" * 200 + "\\frac{",
-        "\\frac{1}{" * 100,
-        "(" * 500 + "1",
-        "x" * 100_000,
-    ],
-)
-def test_adversarial_answers_are_fast(answer):
-    for gold in ("19", answer):
-        t = time.process_time()  # CPU time: other jobs on a shared machine cannot stretch it
-        result = verify_answer(f"<think> hm </think> <answer>{answer}</answer>", gold)
-        assert time.process_time() - t < 1.0
-        assert result in (True, False, None)
-    assert verify_answer(f"<answer>{answer}</answer>", "19") is False
+ADVERSARIAL = [
+    "10^{10^{10^{10}}}",
+    "9" * 5000,
+    "2^{99999999}",
+    "99999!",
+    "{" * 200,
+    "}" * 200 + "\\frac{",
+    "\\frac{1}{" * 100,
+    "(" * 500 + "1",
+    "x" * 100_000,
+]
+
+
+@pytest.mark.parametrize("answer", ADVERSARIAL)
+def test_adversarial_answers_are_bounded(answer):
+    """Through the worker pool (what the lab calls): an answer, or None when a check ran out of time."""
+    from rlsft.scoring.tasks import get_task
+
+    gsm8k = get_task("gsm8k")
+    results = gsm8k.verify_many([f"<think> hm </think> <answer>{answer}</answer>"] * 2, ["19", answer])
+    assert set(results) <= {True, False, None}
+    assert gsm8k.verify_many([f"<answer>{answer}</answer>"], ["19"]) in ([False], [None])
 
 
 def test_huge_number_equal_to_itself():
@@ -115,19 +115,44 @@ def test_format(completion, ok):
     assert format_ok(completion) is ok
 
 
-def test_every_gsm8k_gold_verifies_against_itself(shared_data):
-    from rlsft.scoring.tasks import load_gsm8k
+@pytest.mark.full_data
+def test_every_gsm8k_gold_verifies_against_itself(full_data):
+    from rlsft.scoring.tasks import TASKS, load_gsm8k
 
-    rows = load_gsm8k("test", source=str(shared_data / "gsm8k" / "test.jsonl"))
+    rows = load_gsm8k("test", source=str(full_data / "gsm8k" / "test.jsonl"))
     assert len(rows) == 1319
-    bad = [r["answer"] for r in rows if verify_answer(f"<answer>{r['answer']}</answer>", r["answer"]) is not True]
-    assert bad == []
+    checks = TASKS["gsm8k"].verify_many([f"<answer>{r['answer']}</answer>" for r in rows], [r["answer"] for r in rows])
+    assert [r["answer"] for r, ok in zip(rows, checks) if ok is not True] == []
 
 
-def test_every_math500_gold_verifies_against_itself(shared_data):
-    from rlsft.scoring.tasks import load_math500
+@pytest.mark.full_data
+def test_every_math500_gold_verifies_against_itself(full_data):
+    from rlsft.scoring.tasks import TASKS, load_math500
 
-    rows = load_math500("test", source=str(shared_data / "math500" / "test.jsonl"))
+    rows = load_math500("test", source=str(full_data / "math500" / "test.jsonl"))
     assert len(rows) == 500
-    bad = [r["answer"] for r in rows if verify_answer(f"<answer>{r['answer']}</answer>", r["answer"]) is not True]
-    assert bad == []
+    checks = TASKS["math500"].verify_many([f"<answer>{r['answer']}</answer>" for r in rows], [r["answer"] for r in rows])
+    assert [r["answer"] for r, ok in zip(rows, checks) if ok is not True] == []
+
+
+@pytest.mark.parametrize("answer, gold, expected", [
+    ("2*8 = 17", "17", False),  # a false statement earns nothing, whatever the gold
+    ("2*8 = 16", "16", True),
+    ("x = 17", "17", True),  # a variable's value still counts
+    ("\\frac{1}{2} = 0.5", "0.5", True),
+    ("3 + 4 = 7 = 8", "8", False),
+])
+def test_equations_as_answers(answer, gold, expected):
+    assert verify_answer(f"<answer>{answer}</answer>", gold) is expected
+
+
+@pytest.mark.parametrize("answer, expected", [
+    ("2*8 = 17", False),  # a false equation: the right side is the target, the statement is not
+    ("2*8 = 16", True), ("(3 - 2) * 8 * 2 = 16", False), ("8 * 2 = 16", True), ("2 * 8", True),
+    ("16 = 2 * 8", False),  # the expression comes first: "16" alone does not use the numbers as the rules say
+    ("2 * 8 = 4 * 4", True), ("2 * 8 = 4 * 5", False),
+])
+def test_countdown_equations(answer, expected):
+    from rlsft.scoring.tasks import get_task
+
+    assert get_task("micro-countdown").verify(f"<answer>{answer}</answer>", "target: 16; numbers: 2 8 3") is expected

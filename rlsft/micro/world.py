@@ -374,23 +374,29 @@ def check_countdown(expr: str, numbers: list[int], target: int) -> bool:
     True
     >>> check_countdown("5 * 5", [2, 3, 5], 25), check_countdown("__import__('os')", [1], 1)
     (False, False)
+    >>> check_countdown("2 * 8 = 16", [2, 8, 3], 16), check_countdown("2 * 8 = 17", [2, 8, 3], 16)
+    (True, False)
     """
     if not isinstance(expr, str) or len(expr) > _MAX_EXPR_CHARS:
         return False
-    expr = expr.replace("×", "*").replace("÷", "/").strip()
-    if "=" in expr:  # "2 * 8 = 16" -> the left side
-        expr = expr.split("=")[0]
+    # An equation "E = F = ..." earns credit only when E follows the number rule and every side
+    # equals the target: "2 * 8 = 16" does, "2 * 8 = 17" (a false statement) does not.
+    sides = [side.strip() for side in expr.replace("×", "*").replace("÷", "/").split("=")]
+    values = []
     try:
-        tree = ast.parse(expr, mode="eval")
-        value, used = _eval_node(tree.body, [64])
+        for side in sides:
+            value, used = _eval_node(ast.parse(side, mode="eval").body, [64])
+            values.append(value)
+            if len(values) == 1:
+                first_used = used
     except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
         return False
     pool = list(numbers)
-    for u in used:
+    for u in first_used:
         if u not in pool:
             return False
         pool.remove(u)
-    return value == target
+    return all(v == target for v in values)
 
 
 def parse_countdown_gold(gold: str) -> tuple[int, list[int]] | None:

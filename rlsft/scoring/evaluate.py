@@ -19,20 +19,19 @@ from rlsft.scoring.tasks import Task, build_prompt, get_task
 from rlsft.scoring.verify import extract_answer, format_ok
 
 
-def score_sample(task: Task, completion: str, gold: str, language: str) -> dict:
-    """The four per-sample scores.
+def score_samples(task: Task, completions: list[str], golds: list[str], languages: list[str]) -> list[dict]:
+    """The four per-sample scores of a batch (answers checked in worker processes).
 
     >>> from rlsft.scoring.tasks import get_task
-    >>> score_sample(get_task("gsm8k"), "<think> six times twelve is 72 </think> <answer>72</answer>", "72", "en")
-    {'correct': True, 'format_ok': True, 'language_consistency': 1.0, 'mixed': False}
+    >>> score_samples(get_task("gsm8k"), ["<think> six times twelve is 72 </think> <answer>72</answer>"], ["72"], ["en"])
+    [{'correct': True, 'format_ok': True, 'language_consistency': 1.0, 'mixed': False}]
     """
-    stats = language_stats(completion, language)
-    return {
-        "correct": task.verify(completion, gold),
-        "format_ok": format_ok(completion),
-        "language_consistency": stats.consistency,
-        "mixed": stats.mixed,
-    }
+    correct = task.verify_many(completions, golds)
+    out = []
+    for completion, ok, language in zip(completions, correct, languages):
+        stats = language_stats(completion, language)
+        out.append({"correct": ok, "format_ok": format_ok(completion), "language_consistency": stats.consistency, "mixed": stats.mixed})
+    return out
 
 
 def check_language(language: str) -> str:
@@ -54,7 +53,9 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
             raise UserError(f"{completions_path}: record {i}: 'completion' must be a string")
         if "language" in r:
             check_language(r["language"])
-    scored = [{**r, **score_sample(task, r["completion"], str(r["answer"]), r.get("language", default_language))} for r in rows]
+    scores = score_samples(task, [r["completion"] for r in rows], [str(r["answer"]) for r in rows],
+                           [r.get("language", default_language) for r in rows])
+    scored = [{**r, **s} for r, s in zip(rows, scores)]
     atomic_write(out_path, to_jsonl(scored))
     verifiable = [s for s in scored if s["correct"] is not None]
     consistency = [s["language_consistency"] for s in scored if s["language_consistency"] is not None]
@@ -71,6 +72,38 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
         "n_format_ok": sum(s["format_ok"] for s in scored),
         "n_mixed": sum(s["mixed"] for s in scored),
     }
+
+
+def answer_groups(per_problem: list[list[str | None]]) -> list[list[int | None]]:
+    """Per problem, each sample's answer group: equivalent answers share one (`same_answer`, checked
+    in worker processes); groups are numbered by first appearance; None for no answer.
+
+    >>> answer_groups([["0.5", "1/2", "3", None, "3"]])
+    [[0, 0, 1, None, 1]]
+    """
+    from rlsft.scoring.pool import check_many
+    from rlsft.scoring.verify import same_answer
+
+    distinct = [list(dict.fromkeys(a for a in answers if a)) for answers in per_problem]
+    pairs = [(p, i, j) for p, ds in enumerate(distinct) for i in range(len(ds)) for j in range(i + 1, len(ds))]
+    same = check_many(same_answer, [(distinct[p][i], distinct[p][j]) for p, i, j in pairs])
+    parent = [list(range(len(ds))) for ds in distinct]  # union-find over each problem's distinct answers
+
+    def root(p: int, i: int) -> int:
+        while parent[p][i] != i:
+            i = parent[p][i]
+        return i
+
+    for (p, i, j), ok in zip(pairs, same):
+        if ok:
+            a, b = root(p, i), root(p, j)
+            parent[p][max(a, b)] = min(a, b)
+    out = []
+    for p, answers in enumerate(per_problem):
+        roots = [root(p, distinct[p].index(a)) if a else None for a in answers]
+        number = {r: n for n, r in enumerate(dict.fromkeys(r for r in roots if r is not None))}
+        out.append([None if r is None else number[r] for r in roots])
+    return out
 
 
 @dataclass
@@ -157,18 +190,15 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens, args.batch_size, desc=f"eval {task.name}")
     seconds = time.time() - t0
 
-    samples, per_problem = [], []
-    for r, group in zip(rows, groups):
-        scored_group = []
-        for j, g in enumerate(group):
-            s = {
-                "id": r["id"], "sample": j, "question": r["question"], "answer": r["answer"], "completion": g["text"],
-                **score_sample(task, g["text"], r["answer"], language),
-                "extracted": extract_answer(g["text"]), "length": g["length"], "truncated": g["truncated"],
-            }
-            scored_group.append(s)
-            samples.append(s)
-        per_problem.append(scored_group)
+    flat = [(r, j, g) for r, group in zip(rows, groups) for j, g in enumerate(group)]
+    scores = score_samples(task, [g["text"] for _, _, g in flat], [r["answer"] for r, _, _ in flat], [language] * len(flat))
+    samples = [{"id": r["id"], "sample": j, "question": r["question"], "answer": r["answer"], "completion": g["text"], **score,
+                "extracted": extract_answer(g["text"]), "length": g["length"], "truncated": g["truncated"]}
+               for (r, j, g), score in zip(flat, scores)]
+    per_problem = [samples[i * args.samples:(i + 1) * args.samples] for i in range(len(rows))]
+    for group, ids in zip(per_problem, answer_groups([[s["extracted"] for s in group] for group in per_problem])):
+        for sample, answer_group in zip(group, ids):
+            sample["answer_group"] = answer_group  # maj@k votes by equivalence
     ks = sorted({1, args.samples} | {k for k in (2, 4, 8, 16, 32, 64) if k <= args.samples})
     result = {
         "model": args.model,

@@ -1,12 +1,24 @@
 """Language mixing: the R1-Zero behaviour where reasoning drifts between languages.
 
-Exact definition (the README repeats it):
-- The text measured is the whole completion, reasoning and answer, after removing template tags
-  (`<think>`, `</think>`, `<answer>`, `</answer>` and any other `<tag>`), code (``` blocks and
-  `inline`), LaTeX math (`$…$`, `$$…$$`, `\\(…\\)`, `\\[…\\]`) and LaTeX commands (`\\frac`, …).
-- A *word* is a maximal run of letters of one Unicode script, except that each CJK ideograph,
-  hiragana or katakana character counts as one word on its own. Numbers, symbols and
-  punctuation are not words. A lone Latin letter (`x`, `n`) is a math variable, not a word.
+Exact definition (docs/scoring.md repeats it, with examples):
+- The text measured is the whole completion, reasoning and answer. Template tags (`<think>`,
+  `<answer>`, any `<tag>`) and LaTeX commands (`\\frac`, ...) are removed.
+- Math and code are not prose: LaTeX math (`$$…$$`, `\\(…\\)`, `\\[…\\]` and `$…$`, see the dollar
+  rule) and code (``` blocks and `inline`) are removed, except for what is prose inside them:
+  the words of `\\text{}`, `\\textbf{}`, `\\mbox{}`, `\\operatorname{}` (and their kin) count as words,
+  and letters of a non-Latin natural-language script (Han, kana, Hangul, Cyrillic, ...) count
+  wherever they stand, code comments included, so nothing can be hidden from the language
+  reward there. Latin identifiers inside code and math do not count.
+- The dollar rule (pandoc's): `$` opens inline math only when the next character is not a space,
+  and the matching `$` closes it only when the character before it is not a space and the one
+  after it is not a digit. So `$x + 1$` is math, while money is not: in `She pays $5 and has $10
+  left` the second `$` cannot close (a space before it), so nothing there is removed.
+- A *word* is a maximal run of letters of one Unicode script (by the `regex` module's script
+  property), except that each CJK ideograph, hiragana or katakana character counts as one word.
+  Numbers (full-width ones too), punctuation and symbols are not words; neither are a lone Latin
+  letter (`x`, `n`: a variable), Greek letters (π, θ: math symbols, unless the target is Greek),
+  letterlike and mathematical alphanumeric symbols (ℝ, ℕ, 𝑥), and modifier letters such as
+  superscripts (ⁿ).
 - A word is *in the target language* when its script is one of the language's scripts
   (`en`: Latin; `zh`: Han; `ja`: Han, hiragana, katakana; `ko`: Hangul; `ru`: Cyrillic; …).
   Where scripts don't tell (a Latin-script target other than English, or `language_id=True`),
@@ -48,18 +60,15 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
 # Scripts whose characters are words one by one (no spaces between words).
 _CHAR_WORD_SCRIPTS = frozenset({"Han", "Hiragana", "Katakana"})
 
-_STRIP = re.compile(
-    r"```.*?```|`[^`\n]*`"  # code
-    r"|\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]"  # LaTeX math
-    r"|</?[A-Za-z][A-Za-z0-9_-]*>"  # template and other tags
-    r"|\\[A-Za-z]+",  # LaTeX commands outside math
-    re.DOTALL,
-)
-
-
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+# Display and inline math; inline `$…$` by the dollar rule of the module docstring.
+_MATH = re.compile(r"\$\$.*?\$\$|\\\(.*?\\\)|\\\[.*?\\\]|\$(?=\S)(?:[^$\\]|\\.)*?(?<=\S)\$(?!\d)", re.DOTALL)
+_TEXT_COMMAND = re.compile(r"\\(?:text(?:bf|it|rm|sf|tt|normal|up)?|mbox|operatorname)\*?\s*\{([^{}]*)\}")
+_TAG_OR_COMMAND = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]*>|\\[A-Za-z]+")
 # One alternative per script the languages above use, matched by the `regex` module's Unicode
 # script-extension property, so the code-point tables are Unicode's own (ー counts as kana, 々 as Han).
 _KNOWN_SCRIPTS = ("Latin", "Han", "Hiragana", "Katakana", "Hangul", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Thai")
+_NAMED_SCRIPT = regex.compile(r"[^\p{Script=Common}\p{Script=Inherited}]")  # letterlike symbols are Common
 _SCRIPT = regex.compile("|".join(f"(?P<{s}>\\p{{scx={s}}})" for s in _KNOWN_SCRIPTS))
 
 
@@ -68,14 +77,30 @@ def script_of(ch: str) -> str | None:
 
     >>> script_of("a"), script_of("所"), script_of("я"), script_of("7"), script_of("ー")
     ('Latin', 'Han', 'Cyrillic', None, 'Hiragana')
+    >>> script_of("ℝ"), script_of("𝑥"), script_of("ⁿ"), script_of("θ")
+    (None, None, None, 'Greek')
     """
     if not ch.isalpha():
         return None
     m = _SCRIPT.match(ch)
+    if unicodedata.category(ch) == "Lm" and not (m and m.lastgroup in _CHAR_WORD_SCRIPTS):
+        return None  # a modifier letter such as a superscript (ⁿ); the kana length mark ー stays kana
     if m:
         return m.lastgroup
+    if not _NAMED_SCRIPT.match(ch):
+        return None  # a letterlike or mathematical symbol (ℝ, 𝑥): Unicode gives it no script
     # Any other letter: name its script by the first word of its Unicode name (e.g. "ARMENIAN").
     return unicodedata.name(ch, "OTHER").split(" ")[0].title()
+
+
+def _hidden_prose(span: str) -> str:
+    """The letters of `span` (code or math) that are prose in any language but Latin-script ones:
+    Han, kana, Hangul, Cyrillic, ... (Latin identifiers and Greek symbols are not prose there).
+
+    >>> _hidden_prose("x = 1  # 所以 y").split()
+    ['所以']
+    """
+    return "".join(ch if script_of(ch) not in (None, "Latin", "Greek") else " " for ch in span)
 
 
 def words(text: str) -> list[tuple[str, str]]:
@@ -83,8 +108,13 @@ def words(text: str) -> list[tuple[str, str]]:
 
     >>> words("<think> First, 3 + 5 = 8。所以 x = 8 </think>")
     [('First', 'Latin'), ('所', 'Han'), ('以', 'Han')]
+    >>> words("We solve $\\\\text{hence} y = 2$ and pay $5 then $10.")
+    [('We', 'Latin'), ('solve', 'Latin'), ('hence', 'Latin'), ('and', 'Latin'), ('pay', 'Latin'), ('then', 'Latin')]
     """
-    text = _STRIP.sub(" ", text)
+    text = _CODE.sub(lambda m: _hidden_prose(m.group()), text)
+    text = _MATH.sub(lambda m: " ".join(_TEXT_COMMAND.findall(m.group())) + " " + _hidden_prose(_TEXT_COMMAND.sub(" ", m.group())), text)
+    text = _TEXT_COMMAND.sub(r" \1 ", text)  # outside math too: \text{...} holds words
+    text = _TAG_OR_COMMAND.sub(" ", text)
     out: list[tuple[str, str]] = []
     run, run_script = [], None
 
@@ -163,7 +193,7 @@ def language_stats(text: str, language: str = "en", language_id: bool | None = N
     if language not in LANGUAGE_SCRIPTS:
         raise ValueError(f"unknown language {language!r}; valid: {', '.join(sorted(LANGUAGE_SCRIPTS))}")
     scripts = LANGUAGE_SCRIPTS[language]
-    ws = words(text)
+    ws = [w for w in words(text) if w[1] != "Greek" or "Greek" in scripts]  # π, θ: math symbols, unless Greek is the target
     if not ws:
         return LanguageStats(None, False, 0, 0)
     use_id = language_id if language_id is not None else (scripts == {"Latin"} and language != "en")

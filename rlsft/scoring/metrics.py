@@ -29,21 +29,28 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def majority_vote(answers: Sequence[str | None], correct: Sequence[bool | None]) -> bool:
-    """maj@k for one problem: is the most frequent extracted answer correct? Ties go to the
-    answer seen first; samples without an answer don't vote.
+def majority_vote(groups: Sequence[object], correct: Sequence[bool | None]) -> tuple[bool, bool]:
+    """maj@k for one problem: (is the most voted answer correct?, was the top vote tied?).
 
-    >>> majority_vote(["12", "13", "12"], [True, False, True])
-    True
+    `groups[i]` is sample i's answer group: samples whose answers are equivalent share a group
+    (`rlsft.scoring.evaluate.answer_groups`: `0.5`, `1/2` and `\\frac{1}{2}` vote together);
+    None means no answer, which does not vote. A tie goes to the group whose first sample came
+    first (sample order), and is reported.
+
+    >>> majority_vote([0, 1, 0], [True, False, True])
+    (True, False)
+    >>> majority_vote([0, 1, None], [False, True, False])
+    (False, True)
     >>> majority_vote([None, None], [False, False])
-    False
+    (False, False)
     """
-    votes = Counter(a for a in answers if a)
+    votes = Counter(g for g in groups if g is not None)
     if not votes:
-        return False
+        return False, False
     top = max(votes.values())
-    winner = next(a for a in answers if a and votes[a] == top)
-    return bool(next(c for a, c in zip(answers, correct) if a == winner))
+    winner = next(g for g in groups if g is not None and votes[g] == top)
+    tied = sum(1 for v in votes.values() if v == top) > 1
+    return bool(next(c for g, c in zip(groups, correct) if g == winner)), tied
 
 
 def percentile_interval(draw: Callable[[random.Random], float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
@@ -109,9 +116,11 @@ def summarise(per_problem: list[list[dict]], ks: Sequence[int] = (1,), seed: int
         if 1 <= k <= k_samples:
             vals = [pass_at_k(len(p), sum(bool(s["correct"]) for s in p), k) for p in verifiable]
             out[f"pass@{k}"] = metric(vals, idx)
-    if k_samples >= 1:
-        maj = [float(majority_vote([s["extracted"] for s in p], [s["correct"] for s in p])) for p in verifiable]
-        out[f"maj@{k_samples}"] = metric(maj, 50)
+    if k_samples >= 1:  # over each problem's first k_samples samples, so the label is what was computed
+        votes = [majority_vote([s.get("answer_group", s["extracted"]) for s in p[:k_samples]], [s["correct"] for s in p[:k_samples]])
+                 for p in verifiable]
+        out[f"maj@{k_samples}"] = metric([float(ok) for ok, _ in votes], 50)
+        out["maj_ties"] = sum(tied for _, tied in votes)  # problems whose top vote was tied (won by the earliest sample)
 
     def per_problem_mean(key: str, skip_none: bool = False) -> list[float]:
         vals = []

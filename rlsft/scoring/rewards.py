@@ -15,7 +15,7 @@ from typing import Any
 from rlsft.io import UserError
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.tasks import get_task
-from rlsft.scoring.verify import format_ok, reasoning_text, verify_answer
+from rlsft.scoring.verify import format_ok, reasoning_text
 
 
 def completion_text(completion: Any) -> str:
@@ -33,18 +33,21 @@ def completion_text(completion: Any) -> str:
 
 def accuracy_reward(completions: list, answer: list[str], task: list[str] | None = None, **kwargs) -> list[float | None]:
     """1.0 when the final answer verifies against the gold, 0.0 otherwise, None when the gold is
-    unverifiable. Uses the row's task verifier when a `task` column is present.
+    unverifiable (or a check runs out of time). Uses the row's task verifier when a `task` column is
+    present; the batch is checked in parallel in worker processes (`Task.verify_many`).
 
     >>> accuracy_reward(["<think> 3 * 4 = 12 </think> <answer>12</answer>", "<answer>13</answer>"], answer=["12", "12"])
     [1.0, 0.0]
     >>> accuracy_reward(["<answer>12 or 13</answer>", "<answer>5</answer>"], answer=["12", "\\\\frac{"])
     [0.0, None]
     """
-    out: list[float | None] = []
-    for i, (c, gold) in enumerate(zip(completions, answer)):
-        verify = get_task(task[i]).verify if task else verify_answer
-        ok = verify(completion_text(c), str(gold))
-        out.append(None if ok is None else float(ok))
+    names = task or ["gsm8k"] * len(completions)  # no task column: the math-verify verifier
+    out: list[float | None] = [None] * len(completions)
+    for name in dict.fromkeys(names):  # one batch per task, in the batch's order
+        idx = [i for i, n in enumerate(names) if n == name]
+        checks = get_task(name).verify_many([completion_text(completions[i]) for i in idx], [answer[i] for i in idx])
+        for i, ok in zip(idx, checks):
+            out[i] = None if ok is None else float(ok)
     return out
 
 

@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from rlsft.io import UserError, read_jsonl
 from rlsft.scoring.verify import last_boxed, verify_answer
@@ -161,6 +161,13 @@ class Task:
     eval_split: str = "test"
     train_split: str = "train"
     description: str = ""
+
+    def verify_many(self, completions: Sequence[str], golds: Sequence[str]) -> list[bool | None]:
+        """`verify` over a batch, in worker processes with a hard time limit per check
+        (`rlsft.scoring.pool`): what every scorer, reward and filter of the lab calls."""
+        from rlsft.scoring.pool import check_many
+
+        return check_many(self.verify, [(c, str(g)) for c, g in zip(completions, golds)])
 
 
 # The registry of tasks. The micro world adds its own (rlsft/micro/tasks.py); so can any module.

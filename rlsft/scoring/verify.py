@@ -8,27 +8,25 @@ Rules (the same for every task that has a math answer):
 - A hedged answer earns nothing: several candidates ("18 or 19", "18, 19", "{18, 19}", "18 19",
   "\\pm 3") when the gold is a single value, or several `<answer>` blocks that disagree.
 - A gold answer that cannot be parsed gives `None` (unverifiable), never a reward.
-- One verification is bounded: a wall-clock timer (0.7 s, main thread) around math-verify, plus
-  guards that keep sympy away from inputs it could hang on in C code (power towers, huge
-  exponents and factorials, very long answers), which are compared as normalised strings instead.
+- Guards keep sympy away from inputs it could hang on in C code (power towers, huge exponents and
+  factorials, very long answers), which are compared as normalised strings instead. The time
+  bound is not here: the lab runs these functions in worker processes with a hard wall-time
+  limit (`rlsft.scoring.pool`, through `Task.verify_many`), so no timer or signal ever runs in
+  the training or evaluation process.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import signal
-import threading
-from contextlib import contextmanager
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-# math-verify warns once that we disable its own signal.alarm timeout (integer seconds only);
-# we run our own sub-second timer instead, so the warning is noise.
+# math-verify warns once that we disable its own signal.alarm timeout (integer seconds, main
+# thread only); the worker pool bounds the time instead, so the warning is noise.
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 MAX_ANSWER_CHARS = 300  # longer answers skip sympy and are compared as normalised strings
-TIME_LIMIT_S = 0.7  # wall-clock budget of one verification: the contract is < 1 s, and 0.3 s is left for the untimed parts on a loaded machine
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -42,31 +40,6 @@ _RISKY = re.compile(
     r"|\d{4,}\s*!|\\(?:de)?frac\{\d{200,}",  # factorial of a big number, giant fractions
     re.DOTALL,
 )
-
-
-class _Timeout(BaseException):
-    """A BaseException, so that the `except Exception` inside parsers (latex2sympy, math-verify)
-    cannot swallow it and parse on past the deadline."""
-
-
-@contextmanager
-def _time_limit(seconds: float):
-    """Raise _Timeout after `seconds` of wall time; a no-op outside the main thread (signals
-    only reach it there), where the _RISKY guards alone bound the work."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise _Timeout()
-
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds, 0.02)  # and again every 20 ms until the block ends
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def strip_reasoning(completion: str) -> str:
@@ -183,6 +156,39 @@ def _parse(text: str) -> list:
     return parsed
 
 
+_EQUALS = re.compile(r"(?<![<>!=:\\])=(?!=)")  # an equals sign, not <=, >=, !=, ==, :=
+_NUMERIC_LATEX = re.compile(r"\\(?:[dt]?frac|cdot|times|div|sqrt|left|right|pi|[,!;:]|\s)")
+
+
+def states_false_equation(answer: str) -> bool:
+    """True when an answer written as equalities has number-only sides that disagree: `2*8 = 17`
+    states something false and earns nothing, whatever the gold. Sides with a variable (`x = 17`)
+    are not checked.
+
+    >>> states_false_equation("2*8 = 17"), states_false_equation("2*8 = 16"), states_false_equation("x = 17")
+    (True, False, False)
+    >>> states_false_equation("\\\\frac{1}{2} = 0.5"), states_false_equation("3")
+    (False, False)
+    """
+    sides = [side.strip() for side in _EQUALS.split(answer)]
+    numeric = [side for side in sides if side and not re.search(r"[A-Za-z]", _NUMERIC_LATEX.sub("", side))]
+    if len(sides) < 2 or len(numeric) < 2:
+        return False
+    parsed = [_parse(side) for side in numeric]
+    if not all(parsed):
+        return False
+    return not all(verify(parsed[0], p, timeout_seconds=None) for p in parsed[1:])
+
+
+def same_answer(a: str, b: str) -> bool:
+    """Do two extracted answers mean the same (math-verify equivalence)? maj@k groups by it.
+
+    >>> same_answer("0.5", "\\\\frac{1}{2}"), same_answer("1/2", "0.5"), same_answer("2", "3")
+    (True, True, False)
+    """
+    return verify_answer(f"<answer>{a}</answer>", b) is True
+
+
 def verify_answer(completion: str, gold: str) -> bool | None:
     """Is the completion's final answer equal to `gold`? None when `gold` cannot be parsed.
 
@@ -194,6 +200,8 @@ def verify_answer(completion: str, gold: str) -> bool | None:
     True
     >>> verify_answer("<answer>3</answer>", "\\\\frac{") is None
     True
+    >>> verify_answer("<answer>2*8 = 17</answer>", "17"), verify_answer("<answer>x = 17</answer>", "17")
+    (False, True)
     """
     gold = str(gold).strip()
     if not gold or len(gold) > 100_000:
@@ -202,9 +210,8 @@ def verify_answer(completion: str, gold: str) -> bool | None:
     gold_parsed: list = []
     if not risky_gold:
         try:
-            with _time_limit(TIME_LIMIT_S / 2):
-                gold_parsed = _parse(gold)
-        except (Exception, _Timeout):  # math-verify/sympy raise many kinds; a gold we cannot read is unverifiable
+            gold_parsed = _parse(gold)
+        except Exception:  # math-verify/sympy raise many kinds; a gold we cannot read is unverifiable
             return None
         if not any(not isinstance(x, str) for x in gold_parsed):  # only the raw-string fallback
             return None
@@ -219,12 +226,13 @@ def verify_answer(completion: str, gold: str) -> bool | None:
     if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer):
         return normalise(answer) == normalise(gold)
     try:
-        with _time_limit(TIME_LIMIT_S / 2):
-            answer_parsed = _parse(answer)
-            if not answer_parsed:
-                return normalise(answer) == normalise(gold)
-            return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
-    except (Exception, _Timeout):  # a timeout or a sympy failure on the prediction: it earns nothing
+        if states_false_equation(answer):
+            return False
+        answer_parsed = _parse(answer)
+        if not answer_parsed:
+            return normalise(answer) == normalise(gold)
+        return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
+    except Exception:  # a sympy failure on the prediction: it earns nothing
         return False
 
 

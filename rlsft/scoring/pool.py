@@ -1,0 +1,80 @@
+"""Answer checking in worker processes, each check bounded in wall time.
+
+sympy (under math-verify) can run for minutes inside C code on an adversarial answer, where no
+Python-level timer can stop it, and a timer's signal or asynchronous exception can fire in the
+wrong place of the training process. So no check runs in the training or evaluation process:
+`check_many` hands a batch to a small pool of worker processes, and a worker that runs past
+`TIME_LIMIT_S` on one check is killed and replaced; that check returns None (unverifiable) and is
+counted in `TIMEOUTS`. Nothing raises, from any thread, under `accelerate launch` (one pool per
+process) and inside TRL's reward call.
+
+The pool is pebble's `ProcessPool` (a kept library whose tasks take a timeout, and which kills and
+replaces a worker that overruns; `concurrent.futures` can only abandon such a worker). Workers
+are forked, so they start in milliseconds with the verifiers already imported and need nothing
+importable by name from the caller's main script (a forkserver or spawn worker re-imports it);
+a forked child holds only the forking thread and never touches torch or a GPU.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable, Sequence
+
+TIME_LIMIT_S = 1.0  # wall seconds one check may run in a worker before the worker is killed
+WORKERS = max(1, min(4, os.cpu_count() or 1))  # a check is short; a few workers keep a batch moving
+TIMEOUTS = {"count": 0}  # checks that ran out of time in this process (each returned None)
+
+_lock = threading.Lock()
+_pool = None
+_pool_pid = None
+
+
+def _get_pool():
+    """This process's pool, started on first use (a forked child starts its own)."""
+    global _pool, _pool_pid
+    with _lock:
+        if _pool is None or _pool_pid != os.getpid():
+            from pebble import ProcessPool
+
+            _pool, _pool_pid = ProcessPool(max_workers=WORKERS, context=multiprocessing.get_context("fork")), os.getpid()
+        return _pool
+
+
+def close() -> None:
+    """Stop the workers (at exit, or to free them)."""
+    global _pool
+    with _lock:
+        if _pool is not None and _pool_pid == os.getpid():
+            _pool.stop()
+            _pool.join()
+        _pool = None
+
+
+atexit.register(close)
+
+
+def check_many(check: Callable[..., bool | None], args: Sequence[tuple], timeout: float = TIME_LIMIT_S) -> list[bool | None]:
+    """`check(*a)` for each `a` in `args`, in the worker processes, in order. A check that runs past
+    `timeout` seconds or fails gives None. `check` must be picklable (a module-level function).
+
+    >>> from rlsft.scoring.verify import verify_answer
+    >>> check_many(verify_answer, [("<answer>4</answer>", "4"), ("<answer>5</answer>", "4")])
+    [True, False]
+    """
+    if not args:
+        return []
+    futures = [_get_pool().schedule(check, args=a, timeout=timeout) for a in args]
+    out: list[bool | None] = []
+    for f in futures:
+        try:
+            out.append(f.result())
+        except FutureTimeout:
+            TIMEOUTS["count"] += 1
+            out.append(None)
+        except Exception:  # a check that crashed its worker: unverifiable, never a reward
+            out.append(None)
+    return out
