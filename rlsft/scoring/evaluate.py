@@ -53,8 +53,12 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
             raise UserError(f"{completions_path}: record {i}: 'completion' must be a string")
         if "language" in r:
             check_language(r["language"])
+    from rlsft.scoring.pool import TIMEOUTS
+
+    t0, timeouts = time.perf_counter(), TIMEOUTS["count"]
     scores = score_samples(task, [r["completion"] for r in rows], [str(r["answer"]) for r in rows],
                            [r.get("language", default_language) for r in rows])
+    seconds = time.perf_counter() - t0
     scored = [{**r, **s} for r, s in zip(rows, scores)]
     atomic_write(out_path, to_jsonl(scored))
     verifiable = [s for s in scored if s["correct"] is not None]
@@ -71,6 +75,8 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
         "n_correct": sum(bool(s["correct"]) for s in scored),
         "n_format_ok": sum(s["format_ok"] for s in scored),
         "n_mixed": sum(s["mixed"] for s in scored),
+        "n_timeouts": TIMEOUTS["count"] - timeouts,  # checks that ran out of time (scored None)
+        "scoring_seconds": round(seconds, 3),  # wall time of the checks and the language metric
     }
 
 
