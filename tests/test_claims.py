@@ -26,7 +26,7 @@ def test_reproduced_not_reproduced_inconclusive():
 def test_estimate_is_the_paired_mean_difference():
     base = {0: {"a": 0.0, "b": 0.5}, 1: {"a": 0.5, "b": 0.5}}
     rl = {0: {"a": 1.0, "b": 0.5}, 1: {"a": 1.0, "b": 1.0}}
-    v = evaluate_claim(C1, {"accuracy": {"rl": rl, "base": base}}, n_boot=200)
+    v = evaluate_claim(C1, {"accuracy": {"rl": rl, "base": base}})
     assert abs(v.estimate - 0.5) < 1e-9
     # seed 0 mean diff = (1.0 + 0.0) / 2 = 0.5; seed 1 = (0.5 + 0.5) / 2 = 0.5
 
@@ -54,3 +54,29 @@ def test_per_pflop_claim():
 def test_missing_arm_is_inconclusive_not_an_error():
     v = evaluate_claim(C1, {"accuracy": {"base": arm(0.3)}})
     assert v.verdict == "inconclusive" and v.detail["missing"] == ["rl"]
+
+
+def test_one_seed_gives_no_interval_and_no_verdict():
+    v = evaluate_claim(C1, {"accuracy": {"rl": arm(0.9, seeds=(0,), rng_seed=2), "base": arm(0.1, seeds=(0,), rng_seed=1)}})
+    assert v.verdict == "inconclusive" and v.ci_low is None and v.estimate > 0.5 and "one seed" in v.detail["why"]
+
+
+def test_the_seed_t_interval_covers_95_percent_at_5_seeds():
+    """Coverage simulation: a true difference of 0, 5 seeds, 256 problems per seed, per-problem
+    paired differences of 8-sample accuracies, and a between-seed spread (sd of the seed's own
+    effect) of 0.05 and 0.10, like the studies' (C2's per-seed differences ranged over 0.17)."""
+    import numpy as np
+
+    from rlsft.analysis.claims import seed_t_interval
+
+    rng = np.random.default_rng(0)
+    for spread in (0.05, 0.10):
+        covered, sims = 0, 2000
+        for _ in range(sims):
+            effect = rng.normal(0.0, spread, size=(5, 1))  # each seed's own true difference; their mean is 0
+            q = rng.uniform(0.35, 0.65, size=(5, 256))  # per-problem accuracy, so +-effect/2 stays inside [0, 1]
+            arm_acc = rng.binomial(8, np.clip(q + effect / 2, 0, 1)) / 8
+            base_acc = rng.binomial(8, np.clip(q - effect / 2, 0, 1)) / 8
+            _, lo, hi = seed_t_interval(list((arm_acc - base_acc).mean(axis=1)))
+            covered += lo <= 0.0 <= hi
+        assert covered / sims >= 0.93, (spread, covered / sims)
