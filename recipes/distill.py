@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_jsonl
-from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, n_params, param_count, trained_tokens
+from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, flops, n_params, param_count, trained_tokens
 from rlsft.trainer import (
+    curve_callback,
     evaluate_model,
     finish_run,
     lora_config,
@@ -196,21 +197,24 @@ def main(cfg: Config, resume: bool = False) -> dict:
         train_set = prompt_dataset(cfg.data, cfg.run.seed)
 
     # ------------------------------------------------------------------ trainer
+    def cost(tokens: int) -> tuple[int, int, int]:
+        """(trained, forward-only, teacher FLOPs) for `tokens` student tokens. Offline: the teacher's
+        sampling (a cache hit still counts it: it is part of what the recipe costs) and student SFT;
+        on-policy: student generation and training, and the teacher scoring every token."""
+        if d.mode == "offline":
+            return tokens, 0, 2 * teacher_params * trace_stats["forward_tokens"]
+        return tokens, tokens, 2 * teacher_params * tokens
+
+    curve: list[dict] = []
+    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, lambda t: flops(params, *cost(t)), curve)]
     common = dict(model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
-                  peft_config=lora_config(cfg.model), callbacks=[metrics_logger(folder)])
+                  peft_config=lora_config(cfg.model), callbacks=callbacks)
     trainer = SFTTrainer(**common) if d.mode == "offline" else DistillationTrainer(teacher_model=teacher, **common)
 
     # ------------------------------------------------------------------ train
-    seconds = train(trainer, folder, resume)
-    tokens = trained_tokens(trainer)
-    if d.mode == "offline":
-        # teacher sampling (forward, teacher-sized) + student SFT (forward + backward)
-        teacher_flops = 2 * teacher_params * trace_stats["forward_tokens"]
-        compute = compute_record(params, tokens, 0, seconds + trace_stats.get("seconds", 0.0), extra_flops=teacher_flops)
-    else:
-        # student generation (forward) + teacher scoring (forward, teacher-sized) + student training
-        teacher_flops = 2 * teacher_params * tokens
-        compute = compute_record(params, tokens, tokens, seconds, extra_flops=teacher_flops)
+    seconds = train(trainer, folder, resume) + (trace_stats.get("seconds", 0.0) if trace_stats else 0.0)
+    train_tokens, forward_tokens, teacher_flops = cost(trained_tokens(trainer))
+    compute = compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=teacher_flops)
     compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, teacher_flops
 
     # ------------------------------------------------------------------ save
@@ -218,4 +222,4 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(model, tokenizer, str(folder.model_dir), cfg, folder, "after")
-    return finish_run(folder, f"distill-{d.mode}", cfg, compute, before, after, teacher_traces=trace_stats)
+    return finish_run(folder, f"distill-{d.mode}", cfg, compute, before, after, curve, teacher_traces=trace_stats)

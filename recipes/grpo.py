@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError
-from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, n_params, param_count, trained_tokens
+from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, flops, n_params, param_count, trained_tokens
 from rlsft.runs.folder import RunFolder
 from rlsft.trainer import (
+    curve_callback,
     evaluate_model,
     finish_run,
     load_model_and_tokenizer,
@@ -141,18 +142,23 @@ def main(cfg: Config, resume: bool = False) -> dict:
     reward_funcs = [get_reward(name) for name in cfg.rewards] + [completion_monitor(folder, cfg.monitor)]
 
     # ------------------------------------------------------------------ trainer
+    passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
+
+    def cost(tokens: int) -> tuple[int, int, int]:  # (trained, forward-only, other models') for `tokens` prompt + completion tokens
+        return tokens * args.num_iterations, tokens * passes, 0
+
+    curve: list[dict] = []
+    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, lambda t: flops(params, *cost(t)), curve)]
     trainer = GRPOTrainer(model=model, args=args, train_dataset=train_set, reward_funcs=reward_funcs, processing_class=tokenizer,
-                          peft_config=lora_config(cfg.model), callbacks=[metrics_logger(folder)])
+                          peft_config=lora_config(cfg.model), callbacks=callbacks)
 
     # ------------------------------------------------------------------ train
     seconds = train(trainer, folder, resume)
-    tokens = trained_tokens(trainer)  # prompt + completion
-    passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
-    compute = compute_record(params, tokens * args.num_iterations, tokens * passes, seconds)
+    compute = compute_record(params, *cost(trained_tokens(trainer)), seconds)
 
     # ------------------------------------------------------------------ save
     model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(model, tokenizer, str(folder.model_dir), cfg, folder, "after")
-    return finish_run(folder, "grpo", cfg, compute, before, after)
+    return finish_run(folder, "grpo", cfg, compute, before, after, curve)

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
-from rlsft.runs.compute import compute_record, estimate_record, n_params, param_count, trained_tokens
+from rlsft.runs.compute import compute_record, estimate_record, flops, n_params, param_count, trained_tokens
 from rlsft.trainer import (
+    curve_callback,
     evaluate_model,
     finish_run,
     load_model_and_tokenizer,
@@ -111,16 +112,21 @@ def main(cfg: Config, resume: bool = False) -> dict:
     # ------------------------------------------------------------------ rewards: none (supervised)
 
     # ------------------------------------------------------------------ trainer
+    def cost(tokens: int) -> tuple[int, int, int]:  # (trained, forward-only, other models') tokens -> all trained
+        return tokens, 0, 0
+
+    curve: list[dict] = []
+    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, lambda t: flops(params, *cost(t)), curve)]
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
-                         peft_config=lora_config(cfg.model), callbacks=[metrics_logger(folder)])
+                         peft_config=lora_config(cfg.model), callbacks=callbacks)
 
     # ------------------------------------------------------------------ train
     seconds = train(trainer, folder, resume)
-    compute = compute_record(params, trained_tokens(trainer), 0, seconds)
+    compute = compute_record(params, *cost(trained_tokens(trainer)), seconds)
 
     # ------------------------------------------------------------------ save
     model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(model, tokenizer, str(folder.model_dir), cfg, folder, "after")
-    return finish_run(folder, "sft", cfg, compute, before, after, n_examples=len(pairs))
+    return finish_run(folder, "sft", cfg, compute, before, after, curve, n_examples=len(pairs))

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("config", help="study YAML under configs/studies/")
     st.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
     st.add_argument("--report", default=None, help="report folder (default: reports/<study name>/)")
+    st.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
     st.add_argument("--jobs", type=_positive_int, default=1,
                     help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="report folder, e.g. reports/NAME/")
     r.add_argument("--task", default="micro-arith", help="held-out task the report reads")
     r.add_argument("--claims", default=None, help="a study YAML whose claims to check on these runs")
+    r.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
 
     b = sub.add_parser("bench", help="GRPO step split and SFT throughput/MFU, side by side with TRL's defaults", allow_abbrev=False)
     b.add_argument("--model", default="micro-student", help="micro model name or local folder")
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = run_study(args.config, args.overrides, jobs=args.jobs)
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
-                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm)
+                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm,
+                              allow_mixed_commits=args.allow_mixed_commits)
             print(f"report: {out / 'report.md'}")
         elif args.command == "bench":
             from rlsft.analysis.bench import BenchArgs, main_bench
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 study = load_config(StudyConfig, args.claims)
                 claims, knobs, title, base_arm = study.claims, study.knobs_changed_after_results, f"Study {study.name}", study.base_arm
-            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm)
+            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm,
+                              allow_mixed_commits=args.allow_mixed_commits)
             print(f"report: {out / 'report.md'}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

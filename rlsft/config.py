@@ -280,6 +280,9 @@ class EvalConfig:
     max_new_tokens: int = 128
     batch_size: int = 32
     before: bool = True  # also evaluate the starting model, with the same settings
+    # training steps at which the first task is evaluated too, with the same settings, for the
+    # accuracy-against-compute curve (multiples of training.logging_steps; [] for none)
+    curve_steps: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -58,7 +58,7 @@ class PipelineConfig:
     run: PipelineRun
     stages: list[Stage]
     recipe: str = "pipeline"
-    stage_overrides: list[str] = field(default_factory=list)  # key=value applied to every stage
+    stage_overrides: list[str] = field(default_factory=list)  # key=value for every stage, or stage:key=value for one
 
 
 def load_recipe_config(path: str, overrides: list[str] | None = None) -> tuple[ModuleType, object]:
@@ -80,10 +80,15 @@ def check_names(cfg) -> None:
     """Fail before anything runs on a task or reward name the registries do not know."""
     from rlsft.scoring.rewards import get_reward
     from rlsft.scoring.tasks import get_task
+    from rlsft.trainer import TRAINING_DEFAULTS
 
     get_task(cfg.data.task)
     for task in cfg.eval.tasks:
         get_task(task)
+    every = cfg.training.get("logging_steps", TRAINING_DEFAULTS["logging_steps"])
+    off = [s for s in cfg.eval.curve_steps if s <= 0 or s % every]
+    if off:
+        raise UserError(f"eval.curve_steps {off} are not positive multiples of training.logging_steps ({every}): the curve is read where TRL logs")
     for reward in getattr(cfg, "rewards", {}):
         get_reward(reward)
 
@@ -122,7 +127,9 @@ def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[Pipe
         forced += [f"run.group={pipe.run.group}"] if pipe.run.group else []
         if previous is not None:
             forced.append(f"model.name={previous.model_dir}")
-        module, cfg = load_recipe_config(st.config, pipe.stage_overrides + st.overrides + forced)
+        mine = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in pipe.stage_overrides
+                if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == name]  # "grpo:key=value" is for stage grpo only
+        module, cfg = load_recipe_config(st.config, mine + st.overrides + forced)
         stages.append((name, module, cfg, folder))
         previous = folder
     return pipe, stages

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from rlsft.config import DataConfig, ModelConfig, RunConfig, trl_class
 from rlsft.io import UserError
@@ -180,6 +181,36 @@ def metrics_logger(folder: RunFolder):
     return MetricsLogger()
 
 
+def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], int], points: list[dict]):
+    """A TrainerCallback that evaluates the model on the first eval task at `cfg.eval.curve_steps`
+    (at logging steps, where TRL has logged the tokens so far) and appends
+    {step, tokens, pflops, pass@1 [CI]} to `points`; `flops_at(tokens)` is the recipe's own compute
+    formula. The global RNG state is restored afterwards, so training goes on exactly as without it."""
+    from transformers import TrainerCallback
+
+    steps, task = set(cfg.eval.curve_steps), cfg.eval.tasks[0]
+
+    class CurveCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, model=None, **kw):
+            if state.global_step not in steps or not logs or "loss" not in logs or any(p["step"] == state.global_step for p in points):
+                return
+            import torch
+
+            tokens = max([h.get("num_tokens", 0) for h in state.log_history] + [state.num_input_tokens_seen or 0])
+            rng = torch.get_rng_state()
+            was_training = model.training
+            metrics = evaluate_model(model, tokenizer, f"{cfg.model.name}@step-{state.global_step}", cfg, folder, "curve",
+                                     step=state.global_step, tasks=[task]).get(task)
+            model.train(was_training)
+            torch.set_rng_state(rng)
+            if metrics is not None:
+                p1 = metrics["pass@1"]
+                points.append({"step": state.global_step, "tokens": int(tokens), "pflops": flops_at(int(tokens)) / 1e15,
+                               "pass@1": p1["value"], "ci_low": p1["ci_low"], "ci_high": p1["ci_high"]})
+
+    return CurveCallback()
+
+
 def train(trainer, folder: RunFolder, resume: bool) -> float:
     """Train (from the run's latest checkpoint when resuming); returns the Trainer's own runtime, seconds."""
     checkpoint = folder.last_checkpoint() if resume else None
@@ -204,10 +235,11 @@ def save_trained(trainer, tokenizer, folder: RunFolder):
     return model
 
 
-def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: str) -> dict | None:
+def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: str, step: int = 0, tasks: list[str] | None = None) -> dict | None:
     """Held-out evaluation of an in-memory model on each of `cfg.eval.tasks`, into the run's
-    eval_before/ or eval_after/; returns {task: metrics} on the main process ({} elsewhere), None
-    for `before` when the config skips it. A resumed run keeps what it evaluated before it stopped."""
+    eval_before/, eval_after/ or (when = "curve") eval_curve/step-N/; returns {task: metrics} on the
+    main process ({} elsewhere), None for `before` when the config skips it. A resumed run keeps
+    what it evaluated before it stopped."""
     import json
 
     from rlsft.scoring.evaluate import EvalArgs, evaluate
@@ -218,8 +250,8 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
     if not is_main_process():
         return results
     e = cfg.eval
-    for task in e.tasks:
-        out = folder.eval_dir(when, task)
+    for task in tasks or e.tasks:
+        out = folder.curve_dir(step, task) if when == "curve" else folder.eval_dir(when, task)
         if (out / "metrics.json").is_file():
             results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
             continue
@@ -229,15 +261,23 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
     return results
 
 
+def _pass1(metrics: dict) -> dict:
+    p1 = metrics["pass@1"]
+    return {"pass@1": p1["value"], "ci_low": p1["ci_low"], "ci_high": p1["ci_high"]}
+
+
 def headline(metrics: dict, k: int) -> dict:
     """The few numbers a comparison reads: pass@1, pass@k, format, mixing, length."""
     keys = ("pass@1", f"pass@{k}", "format_rate", "mixing_rate", "mean_consistency", "mean_length")
     return {key: metrics[key]["value"] for key in keys if key in metrics}
 
 
-def finish_run(folder: RunFolder, recipe: str, cfg, compute: dict, before: dict | None, after: dict, **extra) -> dict:
-    """The run record (`run.json`): config, compute and headline metrics before and after training,
-    written by the main process. The training log stays in metrics.jsonl alone. Returns it."""
+def finish_run(folder: RunFolder, recipe: str, cfg, compute: dict, before: dict | None, after: dict,
+               curve: list[dict] | None = None, **extra) -> dict:
+    """The run record (`run.json`): config, compute, headline metrics before and after training, and
+    the accuracy-against-compute curve (the first eval task at each curve step, then the trained
+    model at the run's whole compute), written by the main process. The training log stays in
+    metrics.jsonl alone. Returns it."""
     from rlsft.config import to_dict
 
     k = cfg.eval.samples
@@ -249,6 +289,8 @@ def finish_run(folder: RunFolder, recipe: str, cfg, compute: dict, before: dict 
         "compute": compute,
         "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
         "eval_after": {t: headline(m, k) for t, m in after.items()},
+        "curve": (curve or []) + ([{"step": "final", "pflops": compute["flops"] / 1e15, **_pass1(after[cfg.eval.tasks[0]])}]
+                                  if after else []),
     }
     if is_main_process():
         folder.write_record(record)

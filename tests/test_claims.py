@@ -80,3 +80,24 @@ def test_the_seed_t_interval_covers_95_percent_at_5_seeds():
             _, lo, hi = seed_t_interval(list((arm_acc - base_acc).mean(axis=1)))
             covered += lo <= 0.0 <= hi
         assert covered / sims >= 0.93, (spread, covered / sims)
+
+
+def test_matched_compute_reads_each_arm_within_the_budget():
+    """At 0.002 PFLOPs, distillation (already at 0.6 there) beats RL (0.4 there), although RL ends higher
+    at its own, larger budget; a budget below an arm's first point is inconclusive, never extrapolated."""
+    claim = Claim(id="C5", text="distill beats RL at matched compute", metric="accuracy", arm="distill", against="rl",
+                  direction="greater", at_pflops=0.002)
+
+    def curve(values: list[tuple[float, float]], seed: int):
+        return [(x, {f"q{i}": v + 0.01 * ((i + seed) % 3 - 1) for i in range(50)}) for x, v in values]
+
+    curves = {"accuracy": {
+        "distill": {s: curve([(0.0, 0.3), (0.001, 0.5), (0.002, 0.6)], s) for s in range(3)},
+        "rl": {s: curve([(0.0, 0.3), (0.0015, 0.4), (0.003, 0.55), (0.009, 0.9)], s) for s in range(3)},
+    }}
+    v = evaluate_claim(claim, {}, None, curves)
+    assert v.verdict == "reproduced" and abs(v.estimate - 0.2) < 1e-9 and v.detail["at_pflops"] == 0.002
+    late = Claim(**{**claim.__dict__, "at_pflops": 0.01})
+    assert evaluate_claim(late, {}, None, curves).verdict == "not reproduced"  # 0.6 (its end) vs 0.9
+    early = Claim(**{**claim.__dict__, "at_pflops": -1.0})
+    assert evaluate_claim(early, {}, None, curves).verdict == "inconclusive"

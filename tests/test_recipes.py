@@ -152,3 +152,20 @@ def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, t
     (log,) = (tmp_path / "wandb").rglob("offline-run-*/run-*.wandb")
     data = log.read_bytes()
     assert b"my-study" in data and b"train/loss" in data  # TRL's callback logged into the same run
+
+
+def test_the_accuracy_curve_leaves_training_unchanged(toy_model, tmp_path):
+    """Evaluating at curve steps restores the RNG, so the logged training steps are the same as without it."""
+    base = tiny_recipe_overrides(toy_model, tmp_path / "plain") + GRPO_TINY + ["training.max_steps=3"]
+    run_recipe(MICRO / "r1_zero.yaml", base)
+    with_curve = [o.replace(str(tmp_path / "plain"), str(tmp_path / "curve")) for o in base] + ["eval.curve_steps=[1, 2]"]
+    record = run_recipe(MICRO / "r1_zero.yaml", with_curve)
+    assert [p["step"] for p in record["curve"]] == [1, 2, "final"]
+    assert record["curve"][0]["pflops"] < record["curve"][1]["pflops"] < record["curve"][2]["pflops"]
+    assert (tmp_path / "curve" / "eval_curve" / "step-1" / "micro-arith" / "samples.jsonl").is_file()
+
+    def steps(out):
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in ("step_time",)} for r in rows if "loss" in r]
+
+    assert steps(tmp_path / "plain") == steps(tmp_path / "curve")

@@ -13,7 +13,7 @@ def fake_run(folder, seed, before_correct, after_correct, completion="<think> so
     (folder / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 0.1}) + "\n")
     for which, correct in (("eval_before", before_correct), ("eval_after", after_correct)):
         (folder / which / "t").mkdir(parents=True)
-        row = {"id": "p1", "completion": completion, "correct": correct, "mixed": False, "format_ok": True, "length": 9}
+        row = {"id": "p1", "question": "q", "completion": completion, "correct": correct, "mixed": False, "format_ok": True, "length": 9}
         (folder / which / "t" / "samples.jsonl").write_text(json.dumps(row) + "\n")
 
 
@@ -36,3 +36,39 @@ def test_language_composition(tmp_path):
     fake_run(tmp_path / "r", 0, True, True, completion="<think> 先算 1 加 1 so 2 </think> <answer>2</answer>")
     assert language_composition(tmp_path / "r" / "eval_after", "t") == {"target": 0.0, "other": 0.0, "switched": 1.0, "none": 0.0}
     assert language_composition(tmp_path / "r" / "eval_after", "missing-task") is None
+
+
+def test_a_report_refuses_runs_from_mixed_or_dirty_commits(tmp_path):
+    import pytest
+
+    from rlsft.analysis.report import make_report
+    from rlsft.io import UserError
+
+    for name, commit in (("a-seed0", "abc123"), ("b-seed0", "def456-dirty")):
+        fake_run(tmp_path / "runs" / name, 0, False, True)
+        record = json.loads((tmp_path / "runs" / name / "run.json").read_text())
+        record.update(recipe="grpo", provenance={"git_commit": commit})
+        record["compute"]["device"] = "cpu"
+        (tmp_path / "runs" / name / "run.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match="not one clean commit"):
+        make_report([str(tmp_path / "runs")], str(tmp_path / "report"), task="t")
+    assert not (tmp_path / "report").exists()
+    out = make_report([str(tmp_path / "runs")], str(tmp_path / "report"), task="t", allow_mixed_commits=True)
+    text = (out / "report.md").read_text()
+    assert "Runs from more than one commit" in text.split("\n## ")[0] and "`def456-dirty` (1 runs)" in text
+
+
+def test_compute_curve_spans_a_pipelines_stages(tmp_path):
+    """The curve of a pipeline starts at its base model (0 PFLOPs) and adds each stage's compute."""
+    sft, grpo = tmp_path / "pipe" / "seed0" / "1-sft", tmp_path / "pipe" / "seed0" / "2-grpo"
+    fake_run(sft, 0, before_correct=False, after_correct=True)
+    fake_run(grpo, 0, before_correct=True, after_correct=True)
+    for stage in (sft, grpo):
+        record = json.loads((stage / "run.json").read_text())
+        record["curve"] = [{"step": "final", "pflops": 0.001, "pass@1": 1.0}]
+        (stage / "run.json").write_text(json.dumps(record))
+    from rlsft.analysis.report import compute_curve
+
+    points = compute_curve(RunFolder(grpo), "t")
+    assert [round(p, 6) for p, _ in points] == [0.0, 0.001, 0.002]
+    assert [p["accuracy"]["p1"] for _, p in points] == [0.0, 1.0, 1.0]

@@ -44,7 +44,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
 
-    assert cli_main(["study", str(path), "--report", "reports/tiny"]) == 0
+    assert cli_main(["study", str(path), "--report", "reports/tiny", "--allow-mixed-commits"]) == 0  # a dev tree may be dirty
     root = tmp_path / "runs" / "studies" / "tiny-study"
     for arm in ("r1_zero", "sft"):
         for seed in (0, 1):
@@ -68,7 +68,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
 
     # a rerun skips every finished run and writes the same verdicts
     capsys.readouterr()
-    assert cli_main(["study", str(path), "--report", "reports/tiny2"]) == 0
+    assert cli_main(["study", str(path), "--report", "reports/tiny2", "--allow-mixed-commits"]) == 0
     assert capsys.readouterr().out.count("finished before, skipped") == 5  # 4 runs and the prerequisite
     again = json.loads((tmp_path / "reports" / "tiny2" / "verdicts.json").read_text())
     assert [(v["claim"], v["verdict"]) for v in again] == [(v["claim"], v["verdict"]) for v in verdicts]
@@ -81,7 +81,7 @@ def test_study_with_two_jobs_runs_each_seed_in_its_own_one_thread_process(toy_mo
              "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
-    assert cli_main(["study", str(path), "--jobs", "2", "--report", "reports/jobs"]) == 0
+    assert cli_main(["study", str(path), "--jobs", "2", "--report", "reports/jobs", "--allow-mixed-commits"]) == 0
     root = tmp_path / "runs" / "studies" / "jobs-study"
     cores = os.cpu_count()
     for seed in (0, 1):

@@ -42,6 +42,7 @@ class Claim:
     direction: str  # greater or less: arm - against is claimed greater (or less) than threshold
     threshold: float = 0.0
     per_pflop: bool = False  # compare (arm - base) / PFLOP of arm against (against - base) / PFLOP of against
+    at_pflops: float | None = None  # compare both arms at this compute, each read at its last evaluated checkpoint within it
     task: str = "micro-arith"
     notes: str = ""
 
@@ -134,12 +135,33 @@ def decide(direction: str, threshold: float, lo: float, hi: float) -> str:
     return "reproduced" if hi < threshold else "not reproduced" if lo >= threshold else "inconclusive"
 
 
-def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str, float]]]], pflops: dict[str, dict[int, float]] | None = None) -> Verdict:
-    """Check `claim` on `scores[metric][arm] = {seed: {problem_id: value}}`.
+def at_budget(points: list[tuple[float, dict[str, float]]], budget: float) -> tuple[float, dict[str, float]] | None:
+    """The evaluated point (PFLOPs, per-problem scores) with the most compute within `budget`; None
+    when even the first is over it. Never extrapolated: an arm that finished under the budget is
+    read at its end.
+
+    >>> at_budget([(0.001, {"a": 0.5}), (0.002, {"a": 0.7}), (0.004, {"a": 0.9})], 0.003)
+    (0.002, {'a': 0.7})
+    """
+    within = [p for p in points if p[0] <= budget * (1 + 1e-9)]
+    return max(within, key=lambda p: p[0]) if within else None
+
+
+def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str, float]]]], pflops: dict[str, dict[int, float]] | None = None,
+                   curves: dict[str, dict[str, dict[int, list]]] | None = None) -> Verdict:
+    """Check `claim` on `scores[metric][arm] = {seed: {problem_id: value}}`; a matched-compute claim
+    (`at_pflops`) reads `curves[metric][arm][seed] = [(pflops, {problem_id: value}), ...]` instead.
 
     For per-PFLOP claims, `pflops[arm][seed]` is the run's compute and the compared quantity is
     (arm - base) / PFLOP of the arm minus (against - base) / PFLOP of the against arm.
     """
+    if claim.at_pflops is not None:
+        by_arm = {}
+        for name in (claim.arm, claim.against):
+            per_seed = {seed: at_budget(points, claim.at_pflops) for seed, points in (curves or {}).get(claim.metric, {}).get(name, {}).items()}
+            if per_seed and all(per_seed.values()):
+                by_arm[name] = {seed: point[1] for seed, point in per_seed.items()}
+        scores = {claim.metric: by_arm}
     by_arm = scores.get(claim.metric, {})
     missing = [a for a in (claim.arm, claim.against, *(["base"] if claim.per_pflop else [])) if a not in by_arm]
     if missing:
@@ -150,6 +172,8 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
             return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": "no shared seeds"})
         est, lo, hi = seed_t_interval([_mean_list(d) for d in diffs.values()])
         detail = {"arm_mean": _mean_of(by_arm[claim.arm]), "against_mean": _mean_of(by_arm[claim.against])}
+        if claim.at_pflops is not None:
+            detail["at_pflops"] = claim.at_pflops
     else:
         base = by_arm["base"]
         a = paired_seed_differences(by_arm[claim.arm], base)

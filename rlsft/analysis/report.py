@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from rlsft.io import atomic_write
+from rlsft.io import UserError, atomic_write
 from rlsft.runs.folder import RunFolder
 
 
@@ -64,6 +64,7 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
     minutes: dict[str, dict[int, float]] = defaultdict(dict)  # training wall minutes, all stages
     curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
     records: dict[str, dict[int, dict]] = defaultdict(dict)
+    compute_curves: dict = defaultdict(lambda: defaultdict(dict))  # metric -> arm -> seed -> [(pflops, {problem: value})]
     for run in runs:
         arm, seed = run.arm_and_seed()
         records[arm][seed] = run.record
@@ -77,7 +78,27 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
         pflops[arm][seed] = cost["flops"] / 1e15
         minutes[arm][seed] = cost["wall_seconds"] / 60
         curves[arm][seed] = run.metrics
-    return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records}
+        for pflop, metric_scores in compute_curve(run, task):
+            for metric, values in metric_scores.items():
+                compute_curves[metric][arm].setdefault(seed, []).append((pflop, values))
+    return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records,
+            "compute_curves": compute_curves}
+
+
+def compute_curve(run: RunFolder, task: str) -> list[tuple[float, dict[str, dict[str, float]]]]:
+    """The held-out scores of a run (and of its pipeline's earlier stages) against the PFLOPs spent
+    to reach them: the starting model at 0, each curve checkpoint, and each stage's trained model.
+    [(pflops, {metric: {problem_id: value}})], read from the folders `rlsft eval` wrote."""
+    points, offset = [], 0.0
+    for i, stage in enumerate(run.with_earlier_stages()):
+        if i == 0 and stage.eval_dir("before", task).is_dir():
+            points.append((0.0, per_problem(stage.eval_dir("before"), task)))
+        for pt in stage.record.get("curve", []):
+            folder = stage.eval_dir("after") if pt["step"] == "final" else stage.curve_dir(pt["step"], task).parent
+            if (folder / task).is_dir():
+                points.append((offset + pt["pflops"], per_problem(folder, task)))
+        offset += stage.record["compute"]["flops"] / 1e15
+    return [p for p in points if p[1]]
 
 
 def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):
@@ -150,6 +171,35 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     for arm, by_seed in results.get("minutes", {}).items():
         summary[arm]["minutes"] = sum(by_seed.values()) / len(by_seed)
     return dict(summary)
+
+
+def plot_accuracy_vs_compute(results: dict, out: Path) -> str | None:
+    """The main figure: held-out pass@1 against PFLOPs spent, every arm, mean over seeds at each
+    evaluated checkpoint, shaded between the seeds' lowest and highest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = results["compute_curves"].get("accuracy", {})
+    if not any(len(points) > 1 for by_seed in arms.values() for points in by_seed.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm, by_seed in sorted(arms.items()):
+        n = min(len(points) for points in by_seed.values())
+        xs = [sum(by_seed[s][i][0] for s in by_seed) / len(by_seed) for i in range(n)]
+        ys = [[sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed] for i in range(n)]
+        line, = ax.plot(xs, [sum(y) / len(y) for y in ys], marker="o", markersize=3, label=f"{arm} ({len(by_seed)} seeds)")
+        ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.15, color=line.get_color())
+    ax.set_xlabel("PFLOPs spent (all stages, teacher included)")
+    ax.set_ylabel("held-out pass@1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("accuracy against compute: mean over seeds, shaded min-max")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_pflops.png", dpi=110)
+    plt.close(fig)
+    return "accuracy_vs_pflops.png"
 
 
 def plot_final(summary: dict, out: Path) -> str:
@@ -228,9 +278,22 @@ def study_sessions(paths: list[str]) -> list[str]:
     return lines + [""]
 
 
+def run_commits(runs: list[RunFolder]) -> dict[str, int]:
+    """{git commit: number of runs (stages included)} of the runs a report reads."""
+    commits: dict[str, int] = {}
+    for run in runs:
+        for stage in run.with_earlier_stages():
+            c = stage.record.get("provenance", {}).get("git_commit", "unknown")
+            commits[c] = commits.get(c, 0) + 1
+    return commits
+
+
 def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
-                knobs_changed: list[str] | None = None, base_arm: str | None = None) -> Path:
-    """Write report.md and its PNGs to `out` (through a temporary folder: never half a report)."""
+                knobs_changed: list[str] | None = None, base_arm: str | None = None, allow_mixed_commits: bool = False) -> Path:
+    """Write report.md and its PNGs to `out` (through a temporary folder: never half a report).
+
+    A report's runs must come from one clean commit; `allow_mixed_commits` writes it anyway, with
+    the mix at the top."""
     import os
     import shutil
     import tempfile
@@ -239,6 +302,11 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     from rlsft.runs.provenance import provenance
 
     runs = RunFolder.find(paths)
+    commits = run_commits(runs)
+    mixed = len(commits) > 1 or any(c.endswith("-dirty") or c == "unknown" for c in commits)
+    if mixed and not allow_mixed_commits:
+        raise UserError(f"the runs come from {len(commits)} commit(s) {sorted(commits)}, not one clean commit; "
+                        "rerun them from one, or pass --allow-mixed-commits to report the mix")
     results = load_results(runs, task, base_arm)
     final = Path(out)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -247,10 +315,14 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         curve_files = plot_curves(results, work)
         summary = arm_summary(results)
         final_png = plot_final(summary, work)
-        verdicts = [evaluate_claim(c, results["scores"], results["pflops"]) for c in (claims or [])]
-        lines = [f"# {title or 'rlsft report'}", "",
-                 f"{len(runs)} runs, task `{task}` (held-out test split). Generated by `rlsft report` from the run folders below; "
-                 "every number here comes from them.", ""]
+        compute_png = plot_accuracy_vs_compute(results, work)
+        verdicts = [evaluate_claim(c, results["scores"], results["pflops"], results["compute_curves"]) for c in (claims or [])]
+        lines = [f"# {title or 'rlsft report'}", ""]
+        if mixed:
+            lines += ["**Runs from more than one commit, or a dirty tree** (written with --allow-mixed-commits): "
+                      + ", ".join(f"`{c}` ({n} runs)" for c, n in sorted(commits.items())), ""]
+        lines += [f"{len(runs)} runs, task `{task}` (held-out test split). Generated by `rlsft report` from the run folders below; "
+                  "every number here comes from them.", ""]
         if verdicts:
             lines += ["## Claims", "", "| claim | verdict | estimate [95% CI] | seeds | problems | method | claim text |", "|---|---|---|---|---|---|---|"]
             by_id = {c.id: c for c in claims}
@@ -261,12 +333,17 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
                 lines.append(f"| {v.claim} | **{v.verdict}** | {est} | {v.n_seeds} | {v.n_problems} | {method} | {c.text} |")
             lines += ["", "Each estimate is the paired difference (arm minus comparison, same problems per seed) "
                       f"averaged over seeds; the interval is a {METHOD}: the seed is the unit of replication, and one seed "
-                      "gives no interval. Per-PFLOP claims compare gains over the base model divided by each arm's PFLOPs, "
-                      "paired by seed.", ""]
+                      "gives no interval. Matched-compute claims (`at_pflops`) read each arm at its last evaluated checkpoint "
+                      "within that compute, never extrapolated. Per-PFLOP claims compare gains over the base model divided by each "
+                      "arm's PFLOPs, paired by seed.", ""]
             for v in verdicts:
                 lines.append(f"- **{v.claim}** ({by_id[v.claim].metric}, {by_id[v.claim].arm} vs {by_id[v.claim].against}, "
                              f"{by_id[v.claim].direction} than {by_id[v.claim].threshold}): {json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
             lines.append("")
+        if compute_png:
+            lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "
+                      "of each stage, against the PFLOPs spent so far (earlier stages and the teacher included); the starting model sits at 0.",
+                      "", f"![accuracy against compute]({compute_png})", ""]
         lines += ["## Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "
                   "time of all stages, evaluation excluded; runs of one study share a machine, but a shared machine drifts.", "",
                   "| arm | seeds | pass@1 | mixing rate | format rate | length (tokens) | PFLOPs | train min/run |", "|---|---|---|---|---|---|---|---|"]

@@ -25,6 +25,7 @@ class StudyConfig:
     name: str
     recipes: dict[str, str]  # arm name -> recipe or pipeline config path
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    arm_seeds: dict[str, list[int]] = field(default_factory=dict)  # arms run with other seeds than `seeds` (e.g. more for pure RL)
     out_dir: str | None = None  # default runs/studies/<name>
     overrides: list[str] = field(default_factory=list)  # applied to every run (and every pipeline stage)
     arm_overrides: dict[str, list[str]] = field(default_factory=dict)  # per arm
@@ -56,9 +57,9 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1) -> S
     from rlsft.trainer import run_folder
 
     cfg = load_config(StudyConfig, path, overrides)
-    unknown = set(cfg.arm_overrides) - set(cfg.recipes)
+    unknown = (set(cfg.arm_overrides) | set(cfg.arm_seeds)) - set(cfg.recipes)
     if unknown:
-        raise UserError(f"{path}: arm_overrides names unknown arm(s) {sorted(unknown)}; arms: {', '.join(cfg.recipes)}")
+        raise UserError(f"{path}: arm_overrides or arm_seeds name unknown arm(s) {sorted(unknown)}; arms: {', '.join(cfg.recipes)}")
     for arm, rpath in cfg.recipes.items():  # validate everything before running anything
         if not Path(rpath).is_file():
             raise UserError(f"{path}: recipe config for arm {arm!r} not found: {rpath}")
@@ -75,24 +76,25 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1) -> S
         print(f"[study {cfg.name}] prerequisite {pre} -> {done.path}")
         train_from_config(pre, resume=str(done.path) if done.started else None)
     todo = []  # (label, config path, overrides, resume folder or None, run folder), seed-major order
-    total, i = len(cfg.recipes) * len(cfg.seeds), 0
-    for seed in cfg.seeds:
-        for arm, rpath in cfg.recipes.items():
-            i += 1
-            label = f"{i}/{total} {arm} seed {seed}"
-            folder, overrides = RunFolder.in_study(study_root(cfg), arm, seed), run_overrides(cfg, arm, seed)
-            if final_run(rpath, overrides).finished:
-                print(f"[study {cfg.name}] {label}: finished before, skipped")
-                continue
-            if is_pipeline(rpath):  # a pipeline resumes its unfinished stage by itself
-                todo.append((label, rpath, overrides, None, folder))
-                continue
-            if folder.path.exists() and not folder.started:  # killed before it wrote its config: nothing to keep
-                import shutil
+    matrix = sorted(((seed, arm) for arm in cfg.recipes for seed in cfg.arm_seeds.get(arm, cfg.seeds)),
+                    key=lambda sa: (sa[0], list(cfg.recipes).index(sa[1])))  # seed-major: a study stopped early has whole seeds
+    total = len(matrix)
+    for i, (seed, arm) in enumerate(matrix, 1):
+        rpath = cfg.recipes[arm]
+        label = f"{i}/{total} {arm} seed {seed}"
+        folder, overrides = RunFolder.in_study(study_root(cfg), arm, seed), run_overrides(cfg, arm, seed)
+        if final_run(rpath, overrides).finished:
+            print(f"[study {cfg.name}] {label}: finished before, skipped")
+            continue
+        if is_pipeline(rpath):  # a pipeline resumes its unfinished stage by itself
+            todo.append((label, rpath, overrides, None, folder))
+            continue
+        if folder.path.exists() and not folder.started:  # killed before it wrote its config: nothing to keep
+            import shutil
 
-                shutil.rmtree(folder.path)
-            # an interrupted run goes on from its latest checkpoint
-            todo.append((label, rpath, overrides, str(folder.path) if folder.started else None, folder))
+            shutil.rmtree(folder.path)
+        # an interrupted run goes on from its latest checkpoint
+        todo.append((label, rpath, overrides, str(folder.path) if folder.started else None, folder))
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.time()
     if jobs <= 1:
         for label, rpath, overrides, resume, folder in todo:

@@ -12,6 +12,7 @@ these paths.
           model/                  the trained model and its tokenizer
           eval_before/<task>/     held-out `rlsft eval` output of the starting model
           eval_after/<task>/      ... of the trained model
+          eval_curve/step-N/<task>/  ... of the model at training step N (the accuracy-against-compute curve)
           run.json                compute and headline metrics; its presence marks a finished run
 
 A pipeline's folder holds one run folder per stage, `<pipeline>/<i>-<stage>/` (i from 1).
@@ -91,6 +92,10 @@ class RunFolder:
             raise ValueError(f"when must be before or after, got {when!r}")
         folder = self.path / f"eval_{when}"
         return folder / task if task else folder
+
+    def curve_dir(self, step: int, task: str) -> Path:
+        """Held-out evaluation of the model at training step `step`, for the curve."""
+        return self.path / "eval_curve" / f"step-{step}" / task
 
     # ------------------------------------------------------------------ state
     @property
