@@ -154,7 +154,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ train
     seconds = train(trainer, folder, resume)
-    compute = compute_record(params, *cost(trained_tokens(trainer)), seconds)
+    train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
+    compute = compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops)
 
     # ------------------------------------------------------------------ save
     model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on
