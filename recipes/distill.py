@@ -99,7 +99,7 @@ def teacher_traces(teacher, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     d, data, seed = cfg.distill, cfg.data, cfg.run.seed
     task = get_task(data.task)
     problems = task.load(task.train_split, source=data.source, n=data.n_train, seed=seed)
-    prompts = [build_prompt(p["question"], data.template) for p in problems]
+    prompts = [build_prompt(p["question"], teacher_template(cfg, tokenizer)) for p in problems]
     torch.manual_seed(seed)
     t0 = time.time()
     groups = generate(teacher, tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
@@ -122,7 +122,16 @@ def teacher_traces(teacher, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     return rows, stats
 
 
-def trace_cache_key(cfg: Config) -> str:
+def teacher_template(cfg: Config, teacher_tokenizer) -> str:
+    """The teacher samples in its own form: the run's, unless that is chat and the teacher has no
+    chat template (a micro teacher for a chat student); its traces are text, so any student can learn them."""
+    from rlsft.scoring.tasks import resolve_template
+
+    template = resolve_template(cfg.data.template, teacher_tokenizer)
+    return template if template != "chat" or getattr(teacher_tokenizer, "chat_template", None) else "r1-zero"
+
+
+def trace_cache_key(cfg: Config, template: str) -> str:
     """Everything the teacher's traces depend on, hashed: the teacher (and its weights' size and
     date when it is a local folder), the prompts and the sampling settings."""
     import hashlib
@@ -135,7 +144,7 @@ def trace_cache_key(cfg: Config) -> str:
     teacher = resolve_model(d.teacher)
     weights = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(teacher).glob("*.safetensors")) if Path(teacher).is_dir() else []
     key = {"teacher": str(Path(teacher).resolve()) if Path(teacher).is_dir() else teacher, "weights": weights,
-           "task": data.task, "source": data.source, "n_train": data.n_train, "template": data.template, "seed": cfg.run.seed,
+           "task": data.task, "source": data.source, "n_train": data.n_train, "template": template, "seed": cfg.run.seed,
            "samples_per_prompt": d.samples_per_prompt, "keep_per_prompt": d.keep_per_prompt,
            "temperature": d.temperature, "max_new_tokens": d.max_new_tokens}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -150,7 +159,7 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
 
     if cfg.distill.cache_dir is None:
         return teacher_traces(teacher_loader(), tokenizer, cfg)
-    folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg)
+    folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, teacher_template(cfg, tokenizer))
     if (folder / "stats.json").is_file():
         stats = json.loads((folder / "stats.json").read_text())
         rows = read_jsonl(folder / "traces.jsonl", required=("prompt", "completion")) if stats["kept"] else []
@@ -165,6 +174,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
     import torch
     from datasets import Dataset
     from trl import DistillationTrainer, SFTTrainer
+
+    from rlsft.scoring.tasks import build_prompt
 
     from rlsft.models import load_model, load_tokenizer
 
@@ -191,7 +202,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
         if not traces:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
         atomic_write(folder.teacher_traces_file, to_jsonl(traces))
-        train_set = Dataset.from_list([sft_pair(r["prompt"], r["completion"]) for r in traces])
+        # the student's own prompt form for each question (the teacher's may differ)
+        train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"]) for r in traces])
         del teacher  # not needed while the student trains
     else:
         train_set = prompt_dataset(cfg.data, cfg.run.seed)

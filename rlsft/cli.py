@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--language", default=None, help="target language when a row has none (default: the task's, en)")
 
     e = sub.add_parser("eval", help="generate with a model on a task's held-out split and score it", allow_abbrev=False)
-    e.add_argument("--model", required=True, help="micro model name, local folder or hub id")
+    e.add_argument("--model", required=True, help="micro model name, smollm2-135m, local folder or hub id")
     e.add_argument("--task", required=True)
     e.add_argument("--out", required=True, help="output folder for metrics.json and samples.jsonl")
     e.add_argument("--n", type=_positive_int, default=None, help="number of problems (default: whole split; 500 for micro tasks)")
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_positive_int, default=16, help="prompts per generate call")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--language", default=None, help="target language of the reasoning (default: the task's)")
-    e.add_argument("--template", default="r1-zero", help="prompt template: r1-zero or chat")
+    e.add_argument("--template", default="auto", help="prompt form: auto (chat when the model has a chat template), r1-zero or chat")
     e.add_argument("--source", default=None, help="local JSONL or hub id replacing the task's default data")
     e.add_argument("--dtype", default="auto")
     e.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")

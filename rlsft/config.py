@@ -268,7 +268,7 @@ class DataConfig:
     task: str = "micro-arith"
     n_train: int | None = 2000  # training prompts (None: the whole train split)
     source: str | None = None  # local JSONL or hub id replacing the task's default data
-    template: str = "r1-zero"  # r1-zero (plain prompt) or chat (system prompt + chat template)
+    template: str = "auto"  # auto (chat when the model has a chat template), r1-zero (plain prompt) or chat
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Model and tokenizer loading for local folders, shipped micro models and hub ids.
 
 `resolve_model` turns a name into something `from_pretrained` accepts: a shipped micro model name
-(`micro-student`, `micro-teacher`) becomes its folder inside the package; an existing folder stays
-as it is; anything else is taken as a hub id. Offline failures become one-line `UserError`s.
+(`micro-student`, `micro-teacher`) becomes its folder inside the package; a packaged real model
+(`smollm2-135m`, see rlsft/packaged.py) its converted folder in the cache; an existing folder
+stays as it is; anything else is taken as a hub id. Offline failures become one-line `UserError`s.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def resolve_model(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> str
     >>> resolve_model("Qwen/Qwen2.5-0.5B")
     'Qwen/Qwen2.5-0.5B'
     """
+    from rlsft.packaged import PACKAGED_MODELS, packaged_model_folder
+
     if (models_dir / name_or_path / "config.json").is_file():
         return str(models_dir / name_or_path)
+    if name_or_path in PACKAGED_MODELS:  # a real model shipped as a Python package (smollm2-135m)
+        return str(packaged_model_folder(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

@@ -120,6 +120,11 @@ def start_run(cfg, resume: bool = False) -> RunFolder:
             folder.reopen(to_dict(cfg))
         else:
             folder.create(to_dict(cfg))
+    if cfg.data.template == "auto":  # config.yaml keeps `auto`; from here on the run uses the resolved form
+        from rlsft.models import load_tokenizer
+        from rlsft.scoring.tasks import resolve_template
+
+        cfg.data.template = resolve_template("auto", load_tokenizer(cfg.model.name, cfg.model.trust_remote_code))
     setup_reporting(cfg)
     distributed_state().wait_for_everyone()
     return folder

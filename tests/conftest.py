@@ -96,3 +96,22 @@ def tiny_recipe_overrides(model: str, out: Path) -> list[str]:
         f"model.name={model}", f"run.out_dir={out}", "run.report_to=none", "training.max_steps=2", "training.logging_steps=1",
         "data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=24", "eval.tasks=[micro-arith]",
     ]
+
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="session")
+def chat_toy_model(toy_model, tmp_path_factory) -> str:
+    """The toy model with a ChatML chat template, like an instruct model (SmolLM2's form)."""
+    import shutil
+
+    from rlsft.models import load_tokenizer
+
+    out = tmp_path_factory.mktemp("chat") / "chat-toy-model"
+    shutil.copytree(toy_model, out)
+    tok = load_tokenizer(str(out))
+    tok.chat_template = CHATML
+    tok.save_pretrained(str(out))
+    return str(out)

@@ -111,7 +111,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     reuse = args.reuse if variant == "lab-reuse" else 1
     warmup, timed = -(-args.warmup // reuse) * reuse, -(-args.steps // reuse) * reuse  # whole generate cycles
     steps = warmup + timed
-    train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step), seed=0)
+    train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step, template="r1-zero"), seed=0)
     sizes = dict(per_device_train_batch_size=batch, num_generations=args.num_generations,
                  max_completion_length=args.max_completion_length, max_steps=steps, logging_steps=1)
     if variant.startswith("lab"):

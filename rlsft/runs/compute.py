@@ -93,6 +93,7 @@ KNOWN_PARAMETERS: dict[str, int] = {
     "Qwen/Qwen2.5-1.5B-Instruct": 1_540_000_000,
     "Qwen/Qwen2.5-7B-Instruct": 7_610_000_000,
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7_620_000_000,
+    "smollm2-135m": 134_515_008,  # before its first use converts it (rlsft/packaged.py)
 }
 
 
@@ -100,6 +101,10 @@ def param_count(model_name: str) -> int | None:
     """Parameters of a model from its config alone (no weights loaded, no network: cached or
     local configs only, then the model-card table); None when unknown (for example a stage
     whose input model does not exist yet)."""
+    from rlsft.packaged import PACKAGED_MODELS, cache_root
+
+    if model_name in PACKAGED_MODELS and not (cache_root() / model_name / "config.json").is_file():
+        return KNOWN_PARAMETERS.get(model_name)  # a dry run never converts a packaged model
     try:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM

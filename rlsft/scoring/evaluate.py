@@ -15,7 +15,7 @@ from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.runs.provenance import provenance
 from rlsft.scoring.language import LANGUAGE_SCRIPTS, language_stats
 from rlsft.scoring.metrics import mean, summarise
-from rlsft.scoring.tasks import Task, build_prompt, get_task
+from rlsft.scoring.tasks import Task, build_prompt, get_task, resolve_template
 from rlsft.scoring.verify import extract_answer, format_ok
 
 
@@ -125,7 +125,7 @@ class EvalArgs:
     batch_size: int = 16  # prompts per generate call
     seed: int = 0
     language: str | None = None
-    template: str = "r1-zero"
+    template: str = "auto"  # auto: chat when the model's tokenizer has a chat template, else r1-zero
     source: str | None = None  # local JSONL or hub id overriding the task's default data
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -192,7 +192,8 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     model = model or load_model(args.model, args.dtype, args.trust_remote_code)
     torch.manual_seed(args.seed)
     t0 = time.time()
-    prompts = [build_prompt(r["question"], args.template) for r in rows]
+    template = resolve_template(args.template, tokenizer)
+    prompts = [build_prompt(r["question"], template) for r in rows]
     groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens, args.batch_size, desc=f"eval {task.name}")
     seconds = time.time() - t0
 
@@ -217,7 +218,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         "top_p": args.top_p,
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
-        "template": args.template,
+        "template": template,  # the form used (auto resolved)
         "generation_seconds": round(seconds, 2),
         "metrics": summarise(per_problem, ks=ks, seed=args.seed),
         "provenance": provenance(),

@@ -33,11 +33,28 @@ R1_SYSTEM_PROMPT = (
     "the answer. Enclose the reasoning in <think> </think> and the answer in <answer> </answer>, i.e., "
     "<think> reasoning process here </think> <answer> answer here </answer>."
 )
-TEMPLATES = ("r1-zero", "chat")
+TEMPLATES = ("auto", "r1-zero", "chat")  # auto: chat when the model's tokenizer has a chat template
+
+
+def resolve_template(template: str, tokenizer) -> str:
+    """`auto` becomes `chat` for a model whose tokenizer has a chat template (an instruct model),
+    `r1-zero` otherwise; `r1-zero` and `chat` stay as they are.
+
+    >>> class Plain: chat_template = None
+    >>> resolve_template("auto", Plain()), resolve_template("chat", Plain())
+    ('r1-zero', 'chat')
+    """
+    if template not in TEMPLATES:
+        raise UserError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
+    if template != "auto":
+        return template
+    return "chat" if getattr(tokenizer, "chat_template", None) else "r1-zero"
 
 
 def build_prompt(question: str, template: str = "r1-zero", system_prompt: str | None = None) -> str | list[dict]:
-    """The prompt for a question: a plain string (`r1-zero`) or chat messages (`chat`).
+    """The prompt for a question: a plain string (`r1-zero`) or chat messages (`chat`, the R1
+    instruction as the system prompt; the chat template then opens the assistant's turn, so the
+    completion itself starts with `<think>`).
 
     >>> build_prompt("What is 2 + 3?").endswith("User: What is 2 + 3? Assistant:")
     True
