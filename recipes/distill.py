@@ -224,7 +224,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     trainer = SFTTrainer(**common) if d.mode == "offline" else DistillationTrainer(teacher_model=teacher, **common)
 
     # ------------------------------------------------------------------ train
-    seconds = train(trainer, folder, resume) + (trace_stats.get("seconds", 0.0) if trace_stats else 0.0)
+    seconds = train(trainer, folder, resume) - sum(p["eval_seconds"] for p in curve) + (trace_stats.get("seconds", 0.0) if trace_stats else 0.0)
     train_tokens, forward_tokens, teacher_flops = cost(trained_tokens(trainer))
     compute = compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=teacher_flops)
     compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, teacher_flops

@@ -121,7 +121,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
                          peft_config=lora_config(cfg.model), callbacks=callbacks)
 
     # ------------------------------------------------------------------ train
-    seconds = train(trainer, folder, resume)
+    seconds = train(trainer, folder, resume) - sum(p["eval_seconds"] for p in curve)  # the Trainer's runtime, curve evaluations left out
     train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
     compute = compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops)
 

@@ -15,6 +15,7 @@ TRL's config for a run is built in one order (`trl_args`), later entries winning
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -202,7 +203,7 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], 
             import torch
 
             tokens = max([h.get("num_tokens", 0) for h in state.log_history] + [state.num_input_tokens_seen or 0])
-            rng = torch.get_rng_state()
+            rng, t0 = torch.get_rng_state(), time.perf_counter()
             was_training = model.training
             metrics = evaluate_model(model, tokenizer, f"{cfg.model.name}@step-{state.global_step}", cfg, folder, "curve",
                                      step=state.global_step, tasks=[task]).get(task)
@@ -211,7 +212,8 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], 
             if metrics is not None:
                 p1 = metrics["pass@1"]
                 points.append({"step": state.global_step, "tokens": int(tokens), "pflops": flops_at(int(tokens)) / 1e15,
-                               "pass@1": p1["value"], "ci_low": p1["ci_low"], "ci_high": p1["ci_high"]})
+                               "pass@1": p1["value"], "ci_low": p1["ci_low"], "ci_high": p1["ci_high"],
+                               "eval_seconds": round(time.perf_counter() - t0, 1)})  # not training time: recipes subtract it
 
     return CurveCallback()
 

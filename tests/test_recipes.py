@@ -162,6 +162,7 @@ def test_the_accuracy_curve_leaves_training_unchanged(toy_model, tmp_path):
     record = run_recipe(MICRO / "r1_zero.yaml", with_curve)
     assert [p["step"] for p in record["curve"]] == [1, 2, "final"]
     assert record["curve"][0]["pflops"] < record["curve"][1]["pflops"] < record["curve"][2]["pflops"]
+    assert record["curve"][0]["eval_seconds"] > 0 and record["compute"]["wall_seconds"] > 0  # evaluation time is not training time
     assert (tmp_path / "curve" / "eval_curve" / "step-1" / "micro-arith" / "samples.jsonl").is_file()
 
     def steps(out):
