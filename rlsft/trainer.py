@@ -213,7 +213,7 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], 
                 p1 = metrics["pass@1"]
                 points.append({"step": state.global_step, "tokens": int(tokens), "pflops": flops_at(int(tokens)) / 1e15,
                                "pass@1": p1["value"], "ci_low": p1["ci_low"], "ci_high": p1["ci_high"],
-                               "eval_seconds": round(time.perf_counter() - t0, 1)})  # not training time: recipes subtract it
+                               "eval_seconds": round(time.perf_counter() - t0, 4)})  # not training time: recipes subtract it
 
     return CurveCallback()
 
