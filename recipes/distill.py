@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_jsonl
-from rlsft.runs.compute import PROMPT_TOKENS, compute_record, estimate_record, flops, n_params, param_count, trained_tokens
+from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, n_params, param_count
 from rlsft.trainer import (
     curve_callback,
     evaluate_model,
@@ -32,7 +32,7 @@ from rlsft.trainer import (
     save_trained,
     sft_pair,
     start_run,
-    train,
+    train_and_count,
     trl_args,
 )
 
@@ -175,9 +175,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
     from datasets import Dataset
     from trl import DistillationTrainer, SFTTrainer
 
-    from rlsft.scoring.tasks import build_prompt
-
     from rlsft.models import load_model, load_tokenizer
+    from rlsft.scoring.tasks import build_prompt
 
     # ------------------------------------------------------------------ config
     folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
@@ -224,10 +223,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
     trainer = SFTTrainer(**common) if d.mode == "offline" else DistillationTrainer(teacher_model=teacher, **common)
 
     # ------------------------------------------------------------------ train
-    seconds = train(trainer, folder, resume) - sum(p["eval_seconds"] for p in curve) + (trace_stats.get("seconds", 0.0) if trace_stats else 0.0)
-    train_tokens, forward_tokens, teacher_flops = cost(trained_tokens(trainer))
-    compute = compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=teacher_flops)
-    compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, teacher_flops
+    compute = train_and_count(trainer, folder, resume, params, cost, curve, other_seconds=(trace_stats or {}).get("seconds", 0.0))
+    compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, cost(compute["train_tokens"])[2]
 
     # ------------------------------------------------------------------ save
     model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on

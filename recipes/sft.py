@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
-from rlsft.runs.compute import compute_record, estimate_record, flops, n_params, param_count, trained_tokens
+from rlsft.runs.compute import estimate_record, flops, n_params, param_count
 from rlsft.trainer import (
     curve_callback,
     evaluate_model,
@@ -32,7 +32,7 @@ from rlsft.trainer import (
     save_trained,
     sft_pair,
     start_run,
-    train,
+    train_and_count,
     trl_args,
 )
 
@@ -121,9 +121,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
                          peft_config=lora_config(cfg.model), callbacks=callbacks)
 
     # ------------------------------------------------------------------ train
-    seconds = train(trainer, folder, resume) - sum(p["eval_seconds"] for p in curve)  # the Trainer's runtime, curve evaluations left out
-    train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
-    compute = compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops)
+    compute = train_and_count(trainer, folder, resume, params, cost, curve)
 
     # ------------------------------------------------------------------ save
     model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on

@@ -225,6 +225,18 @@ def train(trainer, folder: RunFolder, resume: bool) -> float:
     return output.metrics["train_runtime"]
 
 
+def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost: Callable[[int], tuple[int, int, int]],
+                    curve: list[dict], other_seconds: float = 0.0) -> dict:
+    """Train, then the run's compute record. `cost(tokens)` is the recipe's own formula: (trained
+    tokens, forward-only tokens, other models' FLOPs) for the tokens the Trainer consumed. Seconds
+    are the Trainer's runtime without the curve evaluations, plus `other_seconds` (a teacher's sampling)."""
+    from rlsft.runs.compute import compute_record, trained_tokens
+
+    seconds = train(trainer, folder, resume) - sum(p["eval_seconds"] for p in curve) + other_seconds
+    train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
+    return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops)
+
+
 def save_trained(trainer, tokenizer, folder: RunFolder):
     """Save the trained model and its tokenizer to the run's model/ and return the model to evaluate.
 
