@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ def trl_class(config_class: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+@functools.lru_cache(maxsize=None)  # read once per class: a study loads many configs
 def trl_fields(cls: type) -> dict[str, Any]:
     """{field name: annotation} of a TRL/transformers config class (the fields its __init__ takes)."""
     hints = typing.get_type_hints(cls)

@@ -90,7 +90,7 @@ def compute_curve(run: RunFolder, task: str) -> list[tuple[float, dict[str, dict
     to reach them: the starting model at 0, each curve checkpoint, and each stage's trained model.
     [(pflops, {metric: {problem_id: value}})], read from the folders `rlsft eval` wrote."""
     points, offset = [], 0.0
-    for i, stage in enumerate(run.with_earlier_stages()):
+    for i, stage in enumerate(run.with_earlier_stages):
         if i == 0 and stage.eval_dir("before", task).is_dir():
             points.append((0.0, per_problem(stage.eval_dir("before"), task)))
         for pt in stage.record.get("curve", []):
@@ -282,7 +282,7 @@ def run_commits(runs: list[RunFolder]) -> dict[str, int]:
     """{git commit: number of runs (stages included)} of the runs a report reads."""
     commits: dict[str, int] = {}
     for run in runs:
-        for stage in run.with_earlier_stages():
+        for stage in run.with_earlier_stages:
             c = stage.record.get("provenance", {}).get("git_commit", "unknown")
             commits[c] = commits.get(c, 0) + 1
     return commits

@@ -218,15 +218,17 @@ class RunFolder:
         found = [RunFolder(p) for p in self.path.iterdir() if p.is_dir() and _STAGE.fullmatch(p.name)]
         return sorted(found, key=lambda r: r.stage_index)
 
+    @cached_property
     def with_earlier_stages(self) -> list["RunFolder"]:
-        """This run and, for a pipeline stage, the finished stages before it: what the recipe cost."""
+        """This run and, for a pipeline stage, the finished stages before it: what the recipe cost.
+        Cached, so each stage's run.json is read once however many readers ask."""
         if not self.stage_index:
             return [self]
         return [s for s in self.pipeline.stages() if s.stage_index < self.stage_index and s.finished] + [self]
 
     def total_compute(self) -> dict[str, float]:
         """FLOPs and training wall seconds of this run and the earlier stages of its pipeline."""
-        computes = [s.record["compute"] for s in self.with_earlier_stages()]
+        computes = [s.record["compute"] for s in self.with_earlier_stages]
         return {k: sum(c[k] for c in computes) for k in ("flops", "wall_seconds")}
 
     # ------------------------------------------------------------------ studies
