@@ -48,7 +48,8 @@ class DistillConfig:
     keep_per_prompt: int = 1  # verified-correct, distinct samples kept per prompt
     max_new_tokens: int = 128  # teacher completion budget, tokens
     temperature: float = 1.0
-    generation_batch_size: int = 64  # prompts per teacher generate call
+    generation_batch_size: int | None = None  # sequences per teacher generate call (None: sized from generation_memory_gb)
+    generation_memory_gb: float = 2.0
     cache_dir: str | None = "runs/cache/teacher_traces"  # traces are cached here and reused (None: off)
 
 
@@ -103,7 +104,7 @@ def teacher_traces(teacher, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     torch.manual_seed(seed)
     t0 = time.time()
     groups = generate(teacher, tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
-                      d.generation_batch_size, desc="teacher traces")
+                      d.generation_batch_size, d.generation_memory_gb, desc="teacher traces")
     prompt_tokens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     checks = iter(task.verify_many([g["text"] for group in groups for g in group], [p["answer"] for p, group in zip(problems, groups) for _ in group]))
     rows, forward_tokens, n_correct = [], 0, 0

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
     e.add_argument("--top-p", type=float, default=1.0)
     e.add_argument("--max-new-tokens", type=_positive_int, default=None, help="default: 512, or the micro model's context budget")
-    e.add_argument("--batch-size", type=_positive_int, default=16, help="prompts per generate call")
+    e.add_argument("--batch-size", type=_positive_int, default=None, help="sequences (prompts x samples) per generate call (default: sized from --memory-gb)")
+    e.add_argument("--memory-gb", type=float, default=None, help="generation memory budget that sizes the batch (default 2)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--language", default=None, help="target language of the reasoning (default: the task's)")
     e.add_argument("--template", default="auto", help="prompt form: auto (chat when the model has a chat template), r1-zero or chat")
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     b.add_argument("--max-completion-length", type=int, default=96, help="GRPO completion budget, tokens")
     b.add_argument("--reuse", type=_positive_int, default=4, help="also time GRPO with one generate call per N steps (1: skip)")
+    b.add_argument("--prompts-per-step", type=_positive_int, default=8, help="GRPO prompts per step")
+    b.add_argument("--num-generations", type=_positive_int, default=8, help="GRPO completions per prompt")
+    b.add_argument("--micro-batch", type=int, default=0, help="also time GRPO with each step trained in micro-batches of N completions (0: skip)")
+    b.add_argument("--isolate", action="store_true", help="run each measurement in its own process, so each peak memory is its own")
+    b.add_argument("--eval-n", type=_positive_int, default=256, help="held-out problems for the evaluation measurement")
+    b.add_argument("--parts", default="eval,grpo,sft", help="measurements to run, a comma list of eval, grpo and sft")
     return p
 
 
@@ -151,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
             from rlsft.analysis.bench import BenchArgs, main_bench
 
             main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
-                                 max_completion_length=args.max_completion_length, reuse=args.reuse))
+                                 max_completion_length=args.max_completion_length, reuse=args.reuse, eval_n=args.eval_n, parts=args.parts,
+                                 prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
+                                 micro_batch=args.micro_batch, isolate=args.isolate))
         elif args.command == "report":
             from rlsft.analysis.report import make_report
 

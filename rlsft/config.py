@@ -271,6 +271,11 @@ class DataConfig:
     n_train: int | None = 2000  # training prompts (None: the whole train split)
     source: str | None = None  # local JSONL or hub id replacing the task's default data
     template: str = "auto"  # auto (chat when the model has a chat template), r1-zero (plain prompt) or chat
+    zh_prompt_share: float = 0.0  # share of training prompts written in Chinese (tasks that can translate)
+
+    def __post_init__(self):
+        if not 0.0 <= self.zh_prompt_share <= 1.0:
+            raise UserError(f"data.zh_prompt_share must be in [0, 1], got {self.zh_prompt_share}")
 
 
 @dataclass
@@ -280,11 +285,13 @@ class EvalConfig:
     samples: int = 8  # K of pass@K
     temperature: float = 1.0
     max_new_tokens: int = 128
-    batch_size: int = 32
+    batch_size: int | None = None  # sequences per generate call (None: sized from memory_gb)
+    memory_gb: float = 2.0  # generation memory budget that sizes the batch
     before: bool = True  # also evaluate the starting model, with the same settings
     # training steps at which the first task is evaluated too, with the same settings, for the
     # accuracy-against-compute curve (multiples of training.logging_steps; [] for none)
     curve_steps: list[int] = field(default_factory=list)
+    curve_samples: int | None = None  # samples per problem at curve checkpoints (None: `samples`)
 
 
 @dataclass

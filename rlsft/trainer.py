@@ -132,10 +132,15 @@ def start_run(cfg, resume: bool = False) -> RunFolder:
 
 
 def prompt_dataset(data: DataConfig, seed: int):
-    """The training prompts as a `datasets.Dataset` with columns prompt, answer, task, language.
+    """The training prompts as a `datasets.Dataset` with columns prompt, answer, task, language
+    (the language the reasoning is meant to be in) and prompt_language.
 
-    `answer`, `task` and `language` reach the reward functions as keyword arguments (TRL passes extra columns).
+    `answer`, `task` and `language` reach the reward functions as keyword arguments (TRL passes
+    extra columns). With `data.zh_prompt_share`, that share of the prompts, drawn with the seed,
+    is written in Chinese.
     """
+    import random
+
     from datasets import Dataset
 
     from rlsft.scoring.tasks import build_prompt, get_task
@@ -143,10 +148,15 @@ def prompt_dataset(data: DataConfig, seed: int):
     task = get_task(data.task)
     if task.train_split == task.eval_split:
         raise UserError(f"task {task.name!r} has no train split (it is an evaluation set)")
+    if data.zh_prompt_share and task.translate is None:
+        raise UserError(f"data.zh_prompt_share: task {task.name!r} cannot write its problems in Chinese")
     rows = task.load(task.train_split, source=data.source, n=data.n_train, seed=seed)
+    draw = random.Random(f"zh-prompts/{seed}")
+    langs = ["zh" if data.zh_prompt_share and draw.random() < data.zh_prompt_share else "en" for _ in rows]
     return Dataset.from_list([
-        {"prompt": build_prompt(r["question"], data.template), "answer": str(r["answer"]), "task": task.name, "language": task.language}
-        for r in rows
+        {"prompt": build_prompt(task.translate(r, lang) if lang != "en" else r["question"], data.template),
+         "answer": str(r["answer"]), "task": task.name, "language": task.language, "prompt_language": lang}
+        for r, lang in zip(rows, langs)
     ])
 
 
@@ -274,8 +284,9 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         if (out / "metrics.json").is_file():
             results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
             continue
-        args = EvalArgs(model=name, task=task, out=str(out), n=e.n, samples=e.samples, temperature=e.temperature,
-                        max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, seed=cfg.run.seed, template=cfg.data.template)
+        samples = e.curve_samples or e.samples if when == "curve" else e.samples
+        args = EvalArgs(model=name, task=task, out=str(out), n=e.n, samples=samples, temperature=e.temperature,
+                        max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template)
         results[task] = evaluate(args, model=model, tokenizer=tokenizer)["metrics"]
     return results
 

@@ -101,3 +101,46 @@ def test_matched_compute_reads_each_arm_within_the_budget():
     assert evaluate_claim(late, {}, None, curves).verdict == "not reproduced"  # 0.6 (its end) vs 0.9
     early = Claim(**{**claim.__dict__, "at_pflops": -1.0})
     assert evaluate_claim(early, {}, None, curves).verdict == "inconclusive"
+
+
+def test_teacher_training_moves_the_distilled_arm_right_on_the_compute_axis():
+    """Counting a teacher's 0.0025 PFLOPs of training in full moves distillation's trained point
+    (0.001 of its own) past a 0.003 budget, so it is read at its start and loses; amortised over 5
+    students (0.0005 each) it is read trained, at 0.0015, and wins."""
+    curves = {"accuracy": {
+        "distill": {s: [(0.0, {"q": 0.3 + 0.01 * s}), (0.001, {"q": 0.6 + 0.01 * s})] for s in range(3)},
+        "rl": {s: [(0.0, {"q": 0.3 + 0.01 * s}), (0.003, {"q": 0.5 - 0.01 * s})] for s in range(3)},
+    }}
+    claim = Claim(id="C5b", text="t", metric="accuracy", arm="distill", against="rl", direction="greater", at_pflops=0.003)
+    teacher = {"distill": 0.0025}
+    assert evaluate_claim(claim, {}, None, curves, teacher).verdict == "reproduced"  # teacher not counted
+    full = evaluate_claim(Claim(**{**claim.__dict__, "teacher_students": 1}), {}, None, curves, teacher)
+    assert full.verdict == "not reproduced" and abs(full.detail["read_at_pflops"]["distill"] - 0.0025) < 1e-12
+    shared = evaluate_claim(Claim(**{**claim.__dict__, "teacher_students": 5}), {}, None, curves, teacher)
+    assert shared.verdict == "reproduced" and abs(shared.detail["read_at_pflops"]["distill"] - 0.0015) < 1e-12
+    assert shared.detail["read_at_pflops"]["teacher_pflops_counted"] == 0.0005
+
+
+def test_within_claim_and_against_the_arms_own_start():
+    scores = {"mixing": {"rl": arm(0.50, rng_seed=1), "before:rl": arm(0.50, rng_seed=2), "base": arm(0.2, rng_seed=3)}}
+    same = Claim(id="C2a", text="no drift", metric="mixing", arm="rl", against="before", direction="within", threshold=0.05)
+    v = evaluate_claim(same, scores)
+    assert v.verdict == "reproduced" and abs(v.estimate) < 0.05  # read against before:rl, not base (0.3 away)
+    assert evaluate_claim(Claim(**{**same.__dict__, "against": "base"}), scores).verdict == "not reproduced"
+
+
+def test_from_start_compares_changes_not_levels():
+    """Both arms end at 0.6 mixing, but one started at 0.3 and the other at 0.5: the first moved more."""
+    scores = {"mixing": {"adv": arm(0.6, rng_seed=1), "before:adv": arm(0.3, rng_seed=2),
+                         "even": arm(0.6, rng_seed=3), "before:even": arm(0.5, rng_seed=4)}}
+    levels = Claim(id="C2m3", text="t", metric="mixing", arm="adv", against="even", direction="greater", threshold=0.0)
+    assert evaluate_claim(levels, scores).verdict != "reproduced"
+    v = evaluate_claim(Claim(**{**levels.__dict__, "from_start": True}), scores)
+    assert v.verdict == "reproduced" and abs(v.estimate - 0.2) < 0.05
+
+
+def test_a_level_claim_reads_the_arm_alone():
+    scores = {"pass@64": {"base": arm(0.05, rng_seed=5)}}
+    low = Claim(id="S0", text="the base rarely succeeds", metric="pass@64", arm="base", against=None, direction="less", threshold=0.2)
+    v = evaluate_claim(low, scores)
+    assert v.verdict == "reproduced" and abs(v.estimate - 0.05) < 0.02

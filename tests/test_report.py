@@ -26,7 +26,8 @@ def test_base_comes_from_the_base_arm_never_from_a_later_pipeline_stage(tmp_path
     for base_arm in (None, "zero"):
         scores = load_results(runs, "t", base_arm)["scores"]
         assert scores["accuracy"]["base"][0] == {"p1": 0.0}  # not the 2-grpo stage's eval_before (1.0)
-        assert set(scores["accuracy"]) == {"base", "zero", "pipe"}
+        assert set(scores["accuracy"]) == {"base", "zero", "pipe", "before:zero", "before:pipe"}
+        assert scores["accuracy"]["before:pipe"][0] == {"p1": 0.0}  # a pipeline's own start: its first stage's
     results = load_results(runs, "t", "zero")  # a pipeline's cost is all its stages
     assert results["minutes"] == {"zero": {0: 1.0}, "pipe": {0: 2.0}}
     assert results["pflops"] == {"zero": {0: 0.001}, "pipe": {0: 0.002}}
@@ -72,3 +73,15 @@ def test_compute_curve_spans_a_pipelines_stages(tmp_path):
     points = compute_curve(RunFolder(grpo), "t")
     assert [round(p, 6) for p, _ in points] == [0.0, 0.001, 0.002]
     assert [p["accuracy"]["p1"] for _, p in points] == [0.0, 1.0, 1.0]
+
+
+def test_per_problem_reads_pass_at_k_up_to_the_samples_taken(tmp_path):
+    from rlsft.analysis.report import per_problem
+
+    folder = tmp_path / "eval_after" / "t"
+    folder.mkdir(parents=True)
+    rows = [{"id": "p1", "correct": c, "mixed": False, "format_ok": True, "length": 5} for c in (True, False, False, False)]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scores = per_problem(tmp_path / "eval_after", "t")
+    assert scores["accuracy"] == {"p1": 0.25} and scores["pass@2"] == {"p1": 0.5} and scores["pass@4"] == {"p1": 1.0}
+    assert "pass@8" not in scores  # never more than the samples taken

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlsft.io import atomic_write, to_json
+from rlsft.io import UserError, atomic_write, to_json
 from rlsft.runs.compute import peak_memory_gb
 
 
@@ -38,6 +38,11 @@ class BenchArgs:
     sft_batch_size: int = 16
     sft_max_length: int = 256
     reuse: int = 4  # GRPO "lab-reuse" variant: optimizer steps per generate call (1: no such variant)
+    micro_batch: int = 0  # GRPO "lab-micro" variant: completions per forward/backward within a step (0: no such variant)
+    isolate: bool = False  # each measurement in its own process, so each peak memory is its own
+    eval_n: int = 256  # held-out micro-arith problems for the evaluation measurement
+    eval_max_new_tokens: int = 128
+    parts: str = "eval,grpo,sft"  # which measurements to run
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> tuple[float, str]:
@@ -93,8 +98,11 @@ class _Clock:
         return StepClock()
 
 
-def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
-    """One GRPO measurement: `variant` is "lab" or "trl-defaults"."""
+def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
+    """One GRPO measurement: `variant` is "trl-defaults", "lab", "lab-reuse" or "lab-micro".
+
+    Its roofline: the step's model FLOPs, 8N per token of each sequence (prompt and completion:
+    2N to generate or prefill it, 6N to train on it), against the measured matmul `peak`."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
@@ -102,6 +110,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     import recipes.grpo
     from rlsft.config import DataConfig, RunConfig
     from rlsft.models import load_model, load_tokenizer, resolve_model
+    from rlsft.runs.compute import n_params
     from rlsft.scoring.rewards import accuracy_reward
     from rlsft.trainer import prompt_dataset
 
@@ -109,6 +118,8 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     tokenizer = load_tokenizer(args.model)  # every variant: the tokenizer as saved (see README)
     batch = args.prompts_per_step * args.num_generations
     reuse = args.reuse if variant == "lab-reuse" else 1
+    micro = args.micro_batch if variant == "lab-micro" else batch  # completions per forward/backward
+    accumulation = batch // micro  # the step's gradient is accumulated over the micro-batches
     warmup, timed = -(-args.warmup // reuse) * reuse, -(-args.steps // reuse) * reuse  # whole generate cycles
     steps = warmup + timed
     train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step, template="r1-zero"), seed=0)
@@ -118,9 +129,10 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
         model = load_model(args.model)
         cfg = recipes.grpo.Config(
             run=RunConfig(name="bench", out_dir=str(work), report_to="none"), rewards={"accuracy": 1.0},
-            training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=batch, logging_steps=1, save_strategy="no"),
+            training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation,
+                          logging_steps=1, save_strategy="no"),
             grpo=dict(num_generations=args.num_generations, max_completion_length=args.max_completion_length,
-                      loss_type="dapo", beta=0.0, steps_per_generation=reuse))
+                      loss_type="dapo", beta=0.0, steps_per_generation=reuse * accumulation))
         config = recipes.grpo.training_args(cfg)  # the recipe's own TRL config
         config.reward_weights = [1.0]  # no monitor here
     else:
@@ -137,10 +149,15 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     # one log per generate call (of reuse x batch completions), at the step that made it (1-based)
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h and h["step"] > warmup]
     completion_tokens = sum(h["completions/mean_length"] for h in logs) * batch * reuse
+    seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # cumulative prompt + completion tokens
+    tokens_per_step = (seen[-1] - seen[warmup - 1]) / timed if warmup and len(seen) > warmup else seen[-1] / steps
+    step_flops = 8 * n_params(model) * tokens_per_step
     s = clock.seconds
     update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)  # includes the old-log-prob pass
     return {
-        "variant": variant, "steps_timed": timed, "steps_per_generation": reuse, "completions_per_step": batch,
+        "variant": variant, "steps_timed": timed, "steps_per_generation": reuse, "completions_per_step": batch, "micro_batch": micro,
+        "tokens_per_step": tokens_per_step, "model_tflops_per_step": step_flops / 1e12,
+        "fraction_of_peak": step_flops / (s["step"] / timed) / peak,
         "step_seconds": s["step"] / timed, "generation_seconds": s.get("generation", 0.0) / timed,
         "scoring_seconds": s.get("scoring", 0.0) / timed, "update_seconds": update / timed,
         "rollout_tokens_per_second": completion_tokens / s["generation"] if s.get("generation") else None,
@@ -197,6 +214,44 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
             "peak_memory_gb": peak_memory_gb()}
 
 
+def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict:
+    """One evaluation measurement (generation only, as in `rlsft eval`): `variant` "prompts-16" is
+    the lab's former batching, 16 prompts (x samples) per call run to the longest; "sequences" is
+    today's (`rlsft.scoring.evaluate.generate` defaults). Same model, problems and seed."""
+    import torch
+
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.runs.compute import n_params
+    from rlsft.scoring.evaluate import generate
+    from rlsft.scoring.tasks import build_prompt, get_task
+
+    task = get_task("micro-arith")
+    rows = task.load(task.eval_split, n=args.eval_n, seed=0)
+    model, tokenizer = load_model(args.model), load_tokenizer(args.model)
+    prompts = [build_prompt(r["question"], "auto" if tokenizer.chat_template else "r1-zero") for r in rows]
+    kw = dict(batch_size=16 * samples, tokens_per_round=args.eval_max_new_tokens) if variant == "prompts-16" else {}
+    torch.manual_seed(0)
+    stats: dict = {}
+    t = time.perf_counter()
+    groups = generate(model, tokenizer, prompts, samples, 1.0, 1.0, args.eval_max_new_tokens, desc=f"bench eval {variant}", stats=stats, **kw)
+    seconds = time.perf_counter() - t
+    correct = task.verify_many([g["text"] for group in groups for g in group], [r["answer"] for r, group in zip(rows, groups) for _ in group])
+    useful = 2 * n_params(model) * (stats["prompt_tokens"] + stats["generated_tokens"])  # forward FLOPs of real tokens
+    return {"variant": variant, "samples": samples, "problems": len(rows), "seconds": seconds, **stats,
+            "pass@1": sum(bool(c) for c in correct) / len(correct), "useful_tflops": useful / 1e12,
+            "fraction_of_peak": useful / seconds / peak}
+
+
+def _isolated(fn, *args):
+    """fn(*args) in a fresh spawned process: its peak resident memory is its own, not the
+    high-water mark of every measurement before it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
 def run_bench(args: BenchArgs) -> Path:
     import torch
 
@@ -205,20 +260,31 @@ def run_bench(args: BenchArgs) -> Path:
     peak, peak_dtype = matmul_peak_flops()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     results = {"model": args.model, "device": device, "matmul_peak_tflops": peak / 1e12, "matmul_dtype": peak_dtype,
-               "settings": vars(args), "grpo": [], "sft": []}
+               "settings": vars(args), "eval": [], "grpo": [], "sft": []}
+    parts = set(args.parts.split(","))
+    if parts - {"eval", "grpo", "sft"} or not parts:
+        raise UserError(f"--parts takes a comma list of eval, grpo and sft, got {args.parts!r}")
+    if args.micro_batch and (args.prompts_per_step * args.num_generations) % args.micro_batch:
+        raise UserError(f"--micro-batch {args.micro_batch} must divide the step's {args.prompts_per_step * args.num_generations} completions")
+    results["ratios"] = {}  # > 1: the lab is faster than the baseline
+    if "eval" in parts:
+        for samples in (1, 8):
+            before, after = (bench_eval(args, samples, v, peak) for v in ("prompts-16", "sequences"))
+            results["eval"] += [before, after]
+            results["ratios"][f"eval_samples{samples}_speedup"] = before["seconds"] / after["seconds"]
+    measure = _isolated if args.isolate else (lambda fn, *a: fn(*a))
+    grpo_variants = ["trl-defaults", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch)
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in ("trl-defaults", "lab"):  # the baseline first, so the lab never benefits from a warm cache
-            results["grpo"].append(bench_grpo(args, variant, Path(tmp) / f"grpo-{variant}"))
-            results["sft"].append(bench_sft(args, variant, Path(tmp) / f"sft-{variant}", peak))
-        if args.reuse > 1:
-            results["grpo"].append(bench_grpo(args, "lab-reuse", Path(tmp) / "grpo-lab-reuse"))
-    base, lab = results["grpo"][:2]
-    results["ratios"] = {  # > 1: the lab is faster than TRL's defaults
-        "grpo_step_speedup": base["step_seconds"] / lab["step_seconds"],
-        "sft_tokens_per_second_ratio": results["sft"][1]["train_tokens_per_second"] / results["sft"][0]["train_tokens_per_second"],
-    }
-    if args.reuse > 1:
-        results["ratios"]["grpo_reuse_step_speedup"] = base["step_seconds"] / results["grpo"][2]["step_seconds"]
+        for variant in grpo_variants if "grpo" in parts else []:  # the baseline first, so the lab never benefits from a warm cache
+            results["grpo"].append(measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}", peak))
+        for variant in ("trl-defaults", "lab") if "sft" in parts else ():
+            results["sft"].append(measure(bench_sft, args, variant, Path(tmp) / f"sft-{variant}", peak))
+    if results["grpo"]:
+        results["ratios"]["grpo_step_speedup"] = results["grpo"][0]["step_seconds"] / results["grpo"][1]["step_seconds"]
+        for g in results["grpo"][2:]:
+            results["ratios"][f"grpo_{g['variant'].split('-')[1]}_step_speedup"] = results["grpo"][0]["step_seconds"] / g["step_seconds"]
+    if results["sft"]:
+        results["ratios"]["sft_tokens_per_second_ratio"] = results["sft"][1]["train_tokens_per_second"] / results["sft"][0]["train_tokens_per_second"]
     results["provenance"] = provenance()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,20 +298,44 @@ def bench_table(r: dict) -> str:
     """The Markdown table of a bench result."""
     lines = [f"# rlsft bench: {r['model']} on {r['device']}", "",
              f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). "
-             f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", "",
-             "## GRPO step (per step, after warm-up)", "",
-             "| variant | steps per generate | dtype | step s | generation s | scoring s | update s | rollout tokens/s | peak memory GB* |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", ""]
+    ra = r["ratios"]
+    if r["eval"]:
+        lines += ["## Evaluation (generation, `rlsft eval` at temperature 1)", "",
+                  f"{r['eval'][0]['problems']} held-out micro-arith problems, up to {r['settings']['eval_max_new_tokens']} new tokens, seed 0. "
+                  "`prompts-16`: 16 prompts (x samples) per call, each call run until its longest sequence ends; "
+                  "`sequences`: the lab's batching by sequences, sized from memory, with unfinished sequences re-batched. "
+                  "Useful FLOPs count 2N per real prompt and generated token (no padding).", "",
+                  "| samples | variant | sequences per call | calls | seconds | generated tokens | useful TFLOP | fraction of peak | pass@1 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for e in r["eval"]:
+            lines.append(f"| {e['samples']} | {e['variant']} | {e['sequences_per_call']} | {e['calls']} | {e['seconds']:.2f} | {e['generated_tokens']:,} | "
+                         f"{e['useful_tflops']:.4f} | {e['fraction_of_peak']:.1%} | {e['pass@1']:.3f} |")
+        lines += ["", "Speed-up of batching by sequences: " + ", ".join(f"**{ra[f'eval_samples{k}_speedup']:.2f}x** with --samples {k}" for k in (1, 8))
+                  + " (same run, same model and problems; the samples differ, the pass@1 columns show the same distribution).", ""]
+    if not r["grpo"] and not r["sft"]:
+        return "\n".join(lines)
+    lines += ["## GRPO step (per step, after warm-up)", "",
+              "| variant | steps per generate | micro-batch | dtype | step s | generation s | scoring s | update s | rollout tokens/s | "
+              "fraction of peak | peak memory GB* |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in r["grpo"]:
-        lines.append(f"| {g['variant']} | {g.get('steps_per_generation', 1)} | {g['model_dtype']} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
-                     f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g['peak_memory_gb']} |")
+        lines.append(f"| {g['variant']} | {g.get('steps_per_generation', 1)} | {g.get('micro_batch', g['completions_per_step'])} | {g['model_dtype']} | "
+                     f"{g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
+                     f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g.get('fraction_of_peak', 0):.1%} | {g['peak_memory_gb']} |")
+    lines += ["", "Fraction of peak: the step's model FLOPs (8N per prompt and completion token: 2N to generate, 6N to train) "
+              "per second, over the measured matmul peak."]
     lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"]
     for s in r["sft"]:
         lines.append(f"| {s['variant']} | {s['model_dtype']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")
-    ra = r["ratios"]
-    lines += ["", "*On a GPU, torch's peak allocation; on a CPU, the process's resident high-water mark so far, "
-              "so later rows include earlier ones.", f"GRPO step speed-up of the lab over TRL's defaults: **{ra['grpo_step_speedup']:.2f}x**; "
-              f"SFT tokens/s ratio: **{ra['sft_tokens_per_second_ratio']:.2f}x** (same run, same model, data and batch)."]
+    lines += ["", "*On a GPU, torch's peak allocation; on a CPU, the process's resident high-water mark: "
+              + ("each measurement ran in its own process (--isolate)." if r["settings"].get("isolate") else "so far, so later rows include earlier ones.")]
+    if "grpo_step_speedup" in ra:
+        lines.append(f"GRPO step speed-up of the lab over TRL's defaults: **{ra['grpo_step_speedup']:.2f}x** (same run, same model, data and batch).")
+    if "sft_tokens_per_second_ratio" in ra:
+        lines.append(f"SFT tokens/s ratio of the lab over TRL's defaults: **{ra['sft_tokens_per_second_ratio']:.2f}x** (same run, same model, data and batch).")
+    if "grpo_micro_step_speedup" in ra:
+        lines.append(f"With each step's {r['grpo'][0]['completions_per_step']} completions trained in micro-batches of {r['settings']['micro_batch']} "
+                     f"(lab-micro, the same step): **{ra['grpo_micro_step_speedup']:.2f}x** over TRL's defaults.")
     if "grpo_reuse_step_speedup" in ra:
         lines.append(f"With one generate call per {r['grpo'][2]['steps_per_generation']} steps (lab-reuse): **{ra['grpo_reuse_step_speedup']:.2f}x** "
                      "over TRL's defaults; its update includes TRL's extra scoring pass for importance sampling, and the "

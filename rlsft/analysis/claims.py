@@ -13,6 +13,21 @@ verdict compares the interval with the claim's threshold in the claim's directio
 - `not reproduced`: the whole interval lies on the other side of the threshold;
 - `inconclusive`: the interval straddles it.
 
+A `within` claim says the difference is small: `reproduced` when the whole interval lies inside
+(-threshold, +threshold), `not reproduced` when it lies wholly outside, `inconclusive` otherwise.
+
+`against: before` compares an arm with its own starting model (the runs' eval_before), for arms
+that start from different models; `against: base` is the study's base model. `from_start` compares
+two arms' changes from their own starting models, per seed and problem (a difference in differences).
+`against: null` tests the arm's own level (for example the base model's pass@64 below a bar).
+
+Metrics: `accuracy` (pass@1), `mixing`, or `pass@K`, each problem's unbiased pass@K estimate
+from its n >= K samples (Chen et al. 2021).
+
+Matched-compute claims (`at_pflops`) read both arms' accuracy-against-PFLOPs curves at the same
+budget. `teacher_students` adds a distillation arm's teacher training to its curve, divided by the
+number of students it is amortised over (1: unamortised).
+
 Per-compute claims (C5, C6) compare gains over the base per PFLOP, from the runs' FLOP counts,
 paired by seed: per seed, (arm - base) / arm PFLOPs minus (against - base) / against PFLOPs on the
 same problems, then the same t interval over seeds.
@@ -23,6 +38,7 @@ samples of `correct` (accuracy) or `mixed` (mixing rate).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 
@@ -36,13 +52,15 @@ METHOD = "t interval over seeds (df = seeds - 1) of each seed's paired mean diff
 class Claim:
     id: str
     text: str
-    metric: str  # accuracy or mixing
+    metric: str  # accuracy, mixing or pass@K
     arm: str  # recipe whose runs are tested ("base" = the starting model, from eval_before)
-    against: str  # recipe (or base) it is compared with
-    direction: str  # greater or less: arm - against is claimed greater (or less) than threshold
+    against: str | None  # recipe, base (the study's starting model), before (the arm's own starting model) or None (the arm's level)
+    direction: str  # greater or less: arm - against is claimed greater (or less) than threshold; within: |arm - against| < threshold
     threshold: float = 0.0
     per_pflop: bool = False  # compare (arm - base) / PFLOP of arm against (against - base) / PFLOP of against
     at_pflops: float | None = None  # compare both arms at this compute, each read at its last evaluated checkpoint within it
+    teacher_students: int | None = None  # count the arm's teacher training, amortised over this many students (1: unamortised)
+    from_start: bool = False  # compare each arm's change from its own starting model (a difference in differences)
     task: str = "micro-arith"
     notes: str = ""
 
@@ -127,9 +145,13 @@ def decide(direction: str, threshold: float, lo: float, hi: float) -> str:
 
     >>> decide("greater", 0.0, 0.02, 0.10), decide("greater", 0.0, -0.1, -0.01), decide("less", 0.0, -0.05, 0.03)
     ('reproduced', 'not reproduced', 'inconclusive')
+    >>> decide("within", 0.05, -0.02, 0.03), decide("within", 0.05, 0.06, 0.2), decide("within", 0.05, -0.01, 0.08)
+    ('reproduced', 'not reproduced', 'inconclusive')
     """
-    if direction not in ("greater", "less"):
-        raise ValueError(f"direction must be greater or less, got {direction!r}")
+    if direction not in ("greater", "less", "within"):
+        raise ValueError(f"direction must be greater, less or within, got {direction!r}")
+    if direction == "within":  # equivalence: the whole interval inside (-threshold, +threshold)
+        return "reproduced" if -threshold < lo and hi < threshold else "not reproduced" if hi <= -threshold or lo >= threshold else "inconclusive"
     if direction == "greater":
         return "reproduced" if lo > threshold else "not reproduced" if hi <= threshold else "inconclusive"
     return "reproduced" if hi < threshold else "not reproduced" if lo >= threshold else "inconclusive"
@@ -148,21 +170,38 @@ def at_budget(points: list[tuple[float, dict[str, float]]], budget: float) -> tu
 
 
 def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str, float]]]], pflops: dict[str, dict[int, float]] | None = None,
-                   curves: dict[str, dict[str, dict[int, list]]] | None = None) -> Verdict:
+                   curves: dict[str, dict[str, dict[int, list]]] | None = None, teacher_pflops: dict[str, float] | None = None) -> Verdict:
     """Check `claim` on `scores[metric][arm] = {seed: {problem_id: value}}`; a matched-compute claim
     (`at_pflops`) reads `curves[metric][arm][seed] = [(pflops, {problem_id: value}), ...]` instead.
 
     For per-PFLOP claims, `pflops[arm][seed]` is the run's compute and the compared quantity is
     (arm - base) / PFLOP of the arm minus (against - base) / PFLOP of the against arm.
+    `teacher_pflops[arm]` is the training compute of an arm's teacher (for `teacher_students`).
     """
+    read_at: dict[str, float] = {}  # matched-compute claims: mean PFLOPs at which each arm was read
+    against = f"before:{claim.arm}" if claim.against == "before" else claim.against
+    claim = dataclasses.replace(claim, against=against)
     if claim.at_pflops is not None:
         by_arm = {}
         for name in (claim.arm, claim.against):
-            per_seed = {seed: at_budget(points, claim.at_pflops) for seed, points in (curves or {}).get(claim.metric, {}).get(name, {}).items()}
+            shift = (teacher_pflops or {}).get(name, 0.0) / claim.teacher_students if claim.teacher_students and name == claim.arm else 0.0
+            per_seed = {seed: at_budget([(x + shift, v) for x, v in points], claim.at_pflops)
+                        for seed, points in (curves or {}).get(claim.metric, {}).get(name, {}).items()}
             if per_seed and all(per_seed.values()):
                 by_arm[name] = {seed: point[1] for seed, point in per_seed.items()}
-        scores = {claim.metric: by_arm}
+                read_at[name] = _mean_list(point[0] for point in per_seed.values())
+        scores = {claim.metric: {**scores.get(claim.metric, {}), **by_arm}}
+        if claim.teacher_students:
+            read_at["teacher_pflops_counted"] = (teacher_pflops or {}).get(claim.arm, 0.0) / claim.teacher_students
     by_arm = scores.get(claim.metric, {})
+    if claim.from_start:  # each arm minus its own start, on the problems both share
+        starts = [f"before:{claim.arm}", f"before:{claim.against}"]
+        if all(a in by_arm for a in (claim.arm, claim.against, *starts)):
+            by_arm = {a: {s: {i: v - by_arm[f"before:{a}"][s][i] for i, v in per.items() if i in by_arm[f"before:{a}"].get(s, {})}
+                          for s, per in by_arm[a].items() if s in by_arm[f"before:{a}"]}
+                      for a in (claim.arm, claim.against)}
+    if claim.against is None:  # a level, not a difference: the arm's own values against the threshold
+        by_arm = {**by_arm, None: {s: {i: 0.0 for i in per} for s, per in by_arm.get(claim.arm, {}).items()}}
     missing = [a for a in (claim.arm, claim.against, *(["base"] if claim.per_pflop else [])) if a not in by_arm]
     if missing:
         return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": missing})
@@ -173,7 +212,7 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         est, lo, hi = seed_t_interval([_mean_list(d) for d in diffs.values()])
         detail = {"arm_mean": _mean_of(by_arm[claim.arm]), "against_mean": _mean_of(by_arm[claim.against])}
         if claim.at_pflops is not None:
-            detail["at_pflops"] = claim.at_pflops
+            detail.update(at_pflops=claim.at_pflops, read_at_pflops=read_at)
     else:
         base = by_arm["base"]
         a = paired_seed_differences(by_arm[claim.arm], base)

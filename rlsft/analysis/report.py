@@ -27,8 +27,14 @@ def curve_keys() -> list[tuple[str, str]]:
                       ("completions/mean_length", "completion length (tokens)"), ("loss", "loss")]
 
 
+PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
+
+
 def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
-    """{metric: {problem_id: mean over samples}} for correct, mixed, format_ok, length."""
+    """{metric: {problem_id: value}}: the mean over samples of correct (accuracy), mixed (mixing),
+    format_ok and length, and pass@k for each k in `PASS_KS` up to the samples per problem."""
+    from rlsft.scoring.metrics import pass_at_k
+
     path = folder / task / "samples.jsonl"
     if not path.is_file():
         return {}
@@ -38,7 +44,21 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
         for key, name in (("correct", "accuracy"), ("mixed", "mixing"), ("format_ok", "format"), ("length", "length")):
             if s.get(key) is not None:
                 acc[name][s["id"]].append(float(s[key]))
-    return {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}
+    out = {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}
+    n = min((len(v) for v in acc["accuracy"].values()), default=0)
+    for k in (k for k in PASS_KS if k <= n):
+        out[f"pass@{k}"] = {i: pass_at_k(len(v), int(sum(v)), k) for i, v in acc["accuracy"].items()}
+    return out
+
+
+def teacher_run(run: RunFolder) -> RunFolder | None:
+    """The training run of a distillation run's teacher, when the teacher is a model a lab run
+    trained (`<run>/model`); None for shipped or hub teachers, whose training is not the lab's."""
+    for stage in run.with_earlier_stages:
+        teacher = (stage.record.get("config", {}).get("distill") or {}).get("teacher")
+        if teacher and Path(teacher).name == "model" and RunFolder(Path(teacher).parent).finished:
+            return RunFolder(Path(teacher).parent)
+    return None
 
 
 def language_composition(folder: Path, task: str) -> dict[str, float] | None:
@@ -65,15 +85,19 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
     curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
     records: dict[str, dict[int, dict]] = defaultdict(dict)
     compute_curves: dict = defaultdict(lambda: defaultdict(dict))  # metric -> arm -> seed -> [(pflops, {problem: value})]
+    teachers: dict[str, RunFolder] = {}  # arm -> its teacher's training run
     for run in runs:
         arm, seed = run.arm_and_seed()
         records[arm][seed] = run.record
         for metric, values in per_problem(run.eval_dir("after"), task).items():
             scores[metric][arm][seed] = values
-        base_source = run.is_first_stage_or_run and (base_arm is None or arm == base_arm)
-        before = per_problem(run.eval_dir("before"), task) if base_source else {}
+        before = per_problem(run.with_earlier_stages[0].eval_dir("before"), task)
         for metric, values in before.items():
-            scores[metric].setdefault("base", {}).setdefault(seed, values)
+            scores[metric][f"before:{arm}"][seed] = values  # the arm's own starting model
+            if run.is_first_stage_or_run and (base_arm is None or arm == base_arm):
+                scores[metric].setdefault("base", {}).setdefault(seed, values)
+        if teacher_run(run):
+            teachers[arm] = teacher_run(run)
         cost = run.total_compute()
         pflops[arm][seed] = cost["flops"] / 1e15
         minutes[arm][seed] = cost["wall_seconds"] / 60
@@ -82,7 +106,8 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
             for metric, values in metric_scores.items():
                 compute_curves[metric][arm].setdefault(seed, []).append((pflop, values))
     return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records,
-            "compute_curves": compute_curves}
+            "compute_curves": compute_curves, "teachers": teachers,
+            "teacher_pflops": {arm: t.record["compute"]["flops"] / 1e15 for arm, t in teachers.items()}}
 
 
 def compute_curve(run: RunFolder, task: str) -> list[tuple[float, dict[str, dict[str, float]]]]:
@@ -101,56 +126,6 @@ def compute_curve(run: RunFolder, task: str) -> list[tuple[float, dict[str, dict
     return [p for p in points if p[1]]
 
 
-def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):
-    """(x, mean, low, high) over seeds of a logged key, on the steps all seeds logged."""
-    per_seed = {}
-    for seed, steps in curves_by_seed.items():
-        pts = {s["step"]: s[key] for s in steps if key in s and s[key] is not None}
-        if pts:
-            per_seed[seed] = pts
-    if not per_seed:
-        return None
-    common = sorted(set.intersection(*(set(p) for p in per_seed.values())))
-    if not common:
-        return None
-    ys = [[per_seed[s][x] for s in per_seed] for x in common]
-    xs = [x * (sum(x_scale[s] for s in per_seed) / len(per_seed) if x_scale else 1.0) for x in common]
-    return xs, [sum(y) / len(y) for y in ys], [min(y) for y in ys], [max(y) for y in ys]
-
-
-def plot_curves(results: dict, out: Path) -> list[str]:
-    """Training curves against step and against PFLOPs, one line per arm, seed range shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
-    for key, label in curve_keys():
-        arms = {arm: c for arm, c in results["curves"].items() if _band(c, key)}
-        if not arms:
-            continue
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-        for arm, by_seed in sorted(arms.items()):
-            steps_total = {s: max([x["step"] for x in v] + [1]) for s, v in by_seed.items()}
-            own_pflops = {s: results["records"][arm][s]["compute"]["flops"] / 1e15 / steps_total[s] for s in by_seed}
-            for ax, scale in ((axes[0], None), (axes[1], own_pflops)):
-                xs, mean, lo, hi = _band(by_seed, key, scale)
-                line, = ax.plot(xs, mean, label=arm)
-                ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
-        axes[0].set_xlabel("training step")
-        axes[1].set_xlabel("PFLOPs spent in this stage")
-        for ax in axes:
-            ax.set_ylabel(label)
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
-        fig.suptitle(f"{label}: mean over seeds, shaded min-max")
-        fig.tight_layout()
-        name = "curve_" + re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_") + ".png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        files.append(name)
-    return files
 
 
 def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
@@ -160,8 +135,10 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     from rlsft.analysis.claims import hierarchical_bootstrap
 
     summary: dict[str, dict] = defaultdict(dict)
-    for metric, by_arm in results["scores"].items():
-        for arm, by_seed in by_arm.items():
+    for metric in ("accuracy", "mixing", "format", "length"):
+        for arm, by_seed in results["scores"].get(metric, {}).items():
+            if arm.startswith("before:"):
+                continue
             data = {s: list(v.values()) for s, v in by_seed.items() if v}
             if data:
                 summary[arm][metric] = hierarchical_bootstrap(data, n_boot)
@@ -171,61 +148,6 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     for arm, by_seed in results.get("minutes", {}).items():
         summary[arm]["minutes"] = sum(by_seed.values()) / len(by_seed)
     return dict(summary)
-
-
-def plot_accuracy_vs_compute(results: dict, out: Path) -> str | None:
-    """The main figure: held-out pass@1 against PFLOPs spent, every arm, mean over seeds at each
-    evaluated checkpoint, shaded between the seeds' lowest and highest."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    arms = results["compute_curves"].get("accuracy", {})
-    if not any(len(points) > 1 for by_seed in arms.values() for points in by_seed.values()):
-        return None
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for arm, by_seed in sorted(arms.items()):
-        n = min(len(points) for points in by_seed.values())
-        xs = [sum(by_seed[s][i][0] for s in by_seed) / len(by_seed) for i in range(n)]
-        ys = [[sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed] for i in range(n)]
-        line, = ax.plot(xs, [sum(y) / len(y) for y in ys], marker="o", markersize=3, label=f"{arm} ({len(by_seed)} seeds)")
-        ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.15, color=line.get_color())
-    ax.set_xlabel("PFLOPs spent (all stages, teacher included)")
-    ax.set_ylabel("held-out pass@1")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("accuracy against compute: mean over seeds, shaded min-max")
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_pflops.png", dpi=110)
-    plt.close(fig)
-    return "accuracy_vs_pflops.png"
-
-
-def plot_final(summary: dict, out: Path) -> str:
-    """Held-out accuracy and mixing against PFLOPs per arm, with intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for ax, metric, label in ((axes[0], "accuracy", "held-out pass@1"), (axes[1], "mixing", "held-out mixing rate")):
-        for arm, s in sorted(summary.items()):
-            if metric not in s:
-                continue
-            est, lo, hi = s[metric]
-            x = s.get("pflops", 0.0)
-            ax.errorbar([x], [est], yerr=[[est - lo], [hi - est]], fmt="o", capsize=3, label=arm)
-            ax.annotate(arm, (x, est), fontsize=7, xytext=(4, 4), textcoords="offset points")
-        ax.set_xlabel("PFLOPs per run (all stages, teacher included)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "final_vs_pflops.png", dpi=110)
-    plt.close(fig)
-    return "final_vs_pflops.png"
-
 
 def sample_completions(runs: list[RunFolder], task: str, per_arm: int = 2) -> dict[str, list[dict]]:
     """A few held-out completions per arm: mixed ones first, where there are any."""
@@ -246,22 +168,53 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]" if isinstance(v, (tuple, list)) else f"{v:.3g}"
 
 
-def language_table(runs: list[RunFolder], task: str) -> list[str]:
-    """Markdown rows: per run, the language its held-out reasoning is in, before and after training.
+def _composition_cell(c: dict | None) -> str:
+    return "n/a" if c is None else f"{c['target']:.2f} / {c['other']:.2f} / {c['switched']:.2f}"
 
-    The mixing rate counts any completion with a word outside English; this table shows where the
-    reasoning went (English only, Chinese only, or switching), seed by seed.
-    """
-    rows = ["## Language of the reasoning, per seed", "",
-            "Shares of held-out completions reasoning only in English, only in Chinese (other), or switching between them; "
-            "`before` is the starting model with the same evaluation seed.", "",
-            "| arm | seed | before: en / other / switched | after: en / other / switched |", "|---|---|---|---|"]
+
+def language_tables(runs: list[RunFolder], task: str) -> tuple[list[str], list[str]]:
+    """Markdown: the language held-out reasoning is in, before and after training, as (per arm,
+    mean over seeds; per seed). The mixing rate counts any completion with a word outside English;
+    these show where the reasoning went: English only, Chinese only, or switching."""
+    per_seed = ["### Language of the reasoning, per seed", "", "| arm | seed | before: en / other / switched | after: en / other / switched |",
+                "|---|---|---|---|"]
+    by_arm: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for run in runs:
         arm, seed = run.arm_and_seed()
-        before, after = language_composition(run.eval_dir("before"), task), language_composition(run.eval_dir("after"), task)
-        fmt = lambda c: "n/a" if c is None else f"{c['target']:.2f} / {c['other']:.2f} / {c['switched']:.2f}"  # noqa: E731
-        rows.append(f"| {arm} | {seed} | {fmt(before)} | {fmt(after)} |")
-    return rows + [""]
+        before = language_composition(run.with_earlier_stages[0].eval_dir("before"), task)
+        after = language_composition(run.eval_dir("after"), task)
+        per_seed.append(f"| {arm} | {seed} | {_composition_cell(before)} | {_composition_cell(after)} |")
+        if before and after:
+            by_arm[arm].append((before, after))
+    mean = lambda cs: {k: sum(c[k] for c in cs) / len(cs) for k in cs[0]}  # noqa: E731
+    per_arm = ["## Language of the reasoning", "", "Shares of held-out completions reasoning only in English, only in Chinese (other), "
+               "or switching between them, mean over seeds; `before` is each arm's starting model with the same evaluation seeds. "
+               "Per seed: see Details.", "", "| arm | seeds | before: en / other / switched | after: en / other / switched |", "|---|---|---|---|"]
+    per_arm += [f"| {arm} | {len(pairs)} | {_composition_cell(mean([b for b, _ in pairs]))} | {_composition_cell(mean([a for _, a in pairs]))} |"
+                for arm, pairs in sorted(by_arm.items())]
+    return per_arm + [""], per_seed + [""]
+
+
+def cost_table(results: dict, runs: list[RunFolder]) -> list[str]:
+    """Markdown: what each arm's compute includes, with its teacher's training unamortised and
+    amortised over the students trained from that teacher here."""
+    lines = ["### Costs", "", "PFLOPs per run (all stages, teacher sampling included). A distillation arm's teacher was trained by the "
+             "lab once; its training is shown in full (unamortised) and shared among the student runs of this report that use it. "
+             "The micro world's clean SFT solutions (cold starts, hybrid) are generated by code: that data costs no model FLOPs.", "",
+             "| arm | PFLOPs per run | teacher training PFLOPs | with teacher, unamortised | students sharing it | with teacher, amortised |",
+             "|---|---|---|---|---|---|"]
+    students: dict[str, int] = defaultdict(int)
+    for arm, t in results["teachers"].items():
+        students[str(t.path)] += len(results["pflops"][arm])
+    for arm, by_seed in sorted(results["pflops"].items()):
+        own = sum(by_seed.values()) / len(by_seed)
+        t = results["teachers"].get(arm)
+        if t is None:
+            lines.append(f"| {arm} | {own:.4g} | - | {own:.4g} | - | {own:.4g} |")
+            continue
+        tp, n = results["teacher_pflops"][arm], students[str(t.path)]
+        lines.append(f"| {arm} | {own:.4g} | {tp:.4g} (`{t.path}`) | {own + tp:.4g} | {n} | {own + tp / n:.4g} |")
+    return lines + [""]
 
 
 def study_sessions(paths: list[str]) -> list[str]:
@@ -288,6 +241,20 @@ def run_commits(runs: list[RunFolder]) -> dict[str, int]:
     return commits
 
 
+def _method(claim, verdict) -> str:
+    """The headline's method cell: the interval and what was compared."""
+    from rlsft.analysis.claims import METHOD
+
+    how = "t over seeds" if verdict.method == METHOD else verdict.method
+    if claim.at_pflops is not None:
+        how += f", at {claim.at_pflops:g} PFLOPs"
+        if claim.teacher_students:
+            how += ", teacher " + ("unamortised" if claim.teacher_students == 1 else f"amortised over {claim.teacher_students}")
+    if claim.per_pflop:
+        how += ", gain per PFLOP"
+    return how
+
+
 def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
                 knobs_changed: list[str] | None = None, base_arm: str | None = None, allow_mixed_commits: bool = False) -> Path:
     """Write report.md and its PNGs to `out` (through a temporary folder: never half a report).
@@ -298,6 +265,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     import shutil
     import tempfile
 
+    from rlsft.analysis import plots
     from rlsft.analysis.claims import METHOD, evaluate_claim
     from rlsft.runs.provenance import provenance
 
@@ -312,39 +280,53 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".report-", dir=final.parent))
     try:
-        curve_files = plot_curves(results, work)
+        curve_files = plots.plot_curves(results, work)
         summary = arm_summary(results)
-        final_png = plot_final(summary, work)
-        compute_png = plot_accuracy_vs_compute(results, work)
-        verdicts = [evaluate_claim(c, results["scores"], results["pflops"], results["compute_curves"]) for c in (claims or [])]
+        final_png = plots.plot_final(summary, work)
+        compute_png = plots.plot_accuracy_vs_compute(results, work)
+        passk_png = plots.plot_pass_at_k(results, work)
+        verdicts = [evaluate_claim(c, results["scores"], results["pflops"], results["compute_curves"], results["teacher_pflops"])
+                    for c in (claims or [])]
+        by_id = {c.id: c for c in (claims or [])}
+        language_by_arm, language_by_seed = language_tables(runs, task)
         lines = [f"# {title or 'rlsft report'}", ""]
         if mixed:
             lines += ["**Runs from more than one commit, or a dirty tree** (written with --allow-mixed-commits): "
                       + ", ".join(f"`{c}` ({n} runs)" for c, n in sorted(commits.items())), ""]
-        lines += [f"{len(runs)} runs, task `{task}` (held-out test split). Generated by `rlsft report` from the run folders below; "
-                  "every number here comes from them.", ""]
+        lines += [f"{len(runs)} runs, task `{task}` (held-out test split). Generated by `rlsft report` from the run folders listed "
+                  "under Provenance; every number here comes from them.", ""]
+        # 1. the headline: one row per claim
         if verdicts:
-            lines += ["## Claims", "", "| claim | verdict | estimate [95% CI] | seeds | problems | method | claim text |", "|---|---|---|---|---|---|---|"]
-            by_id = {c.id: c for c in claims}
+            lines += ["## Claims", "", "| claim | verdict | estimate [95% CI] | seeds | method | claim text |", "|---|---|---|---|---|---|"]
             for v in verdicts:
-                c = by_id[v.claim]
                 est = "n/a" if v.estimate is None else f"{v.estimate:+.4g}" + ("" if v.ci_low is None else f" [{v.ci_low:+.4g}, {v.ci_high:+.4g}]")
-                method = "t over seeds" if v.method == METHOD else v.method
-                lines.append(f"| {v.claim} | **{v.verdict}** | {est} | {v.n_seeds} | {v.n_problems} | {method} | {c.text} |")
-            lines += ["", "Each estimate is the paired difference (arm minus comparison, same problems per seed) "
-                      f"averaged over seeds; the interval is a {METHOD}: the seed is the unit of replication, and one seed "
-                      "gives no interval. Matched-compute claims (`at_pflops`) read each arm at its last evaluated checkpoint "
-                      "within that compute, never extrapolated. Per-PFLOP claims compare gains over the base model divided by each "
-                      "arm's PFLOPs, paired by seed.", ""]
-            for v in verdicts:
-                lines.append(f"- **{v.claim}** ({by_id[v.claim].metric}, {by_id[v.claim].arm} vs {by_id[v.claim].against}, "
-                             f"{by_id[v.claim].direction} than {by_id[v.claim].threshold}): {json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
-            lines.append("")
+                lines.append(f"| {v.claim} | **{v.verdict}** | {est} | {v.n_seeds} | {_method(by_id[v.claim], v)} | {by_id[v.claim].text} |")
+            lines += ["", "Estimate: arm minus comparison, paired by problem within each seed, averaged over seeds. "
+                      "Decision rules and each claim's detail: see Details.", ""]
+        # 2-4. the figures and the language of the reasoning
         if compute_png:
             lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "
-                      "of each stage, against the PFLOPs spent so far (earlier stages and the teacher included); the starting model sits at 0.",
-                      "", f"![accuracy against compute]({compute_png})", ""]
-        lines += ["## Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "
+                      "of each stage, against the PFLOPs spent so far (earlier stages and teacher sampling included, the teacher's own "
+                      "training not: see Costs); the starting model sits at 0.", "", f"![accuracy against compute]({compute_png})", ""]
+        if passk_png:
+            lines += ["## pass@k", "", "Held-out pass@k (unbiased estimate from each problem's samples) for the arms evaluated with 16 "
+                      "or more samples per problem.", "", f"![pass@k]({passk_png})", ""]
+        lines += language_by_arm
+        # 5. details
+        lines += ["## Details", ""]
+        if verdicts:
+            lines += ["### Claims: decision rules and detail", "", f"Intervals: {METHOD}; the seed is the unit of replication, and one seed "
+                      "gives no interval. `greater`/`less`: reproduced when the whole interval lies beyond the threshold in the claimed "
+                      "direction, not reproduced when wholly on the other side. `within`: reproduced when the whole interval lies inside "
+                      "(-threshold, +threshold). Matched-compute claims (`at_pflops`) read each arm at its last evaluated checkpoint "
+                      "within that compute, never extrapolated; `teacher_students` adds the teacher's training, divided by that many "
+                      "students. `before`: the arm's own starting model.", ""]
+            for v in verdicts:
+                c = by_id[v.claim]
+                lines.append(f"- **{v.claim}** ({c.metric}, {c.arm} vs {c.against}, {c.direction} {c.threshold}; {v.n_problems} problems): "
+                             f"{json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
+            lines.append("")
+        lines += ["### Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "
                   "time of all stages, evaluation excluded; runs of one study share a machine, but a shared machine drifts.", "",
                   "| arm | seeds | pass@1 | mixing rate | format rate | length (tokens) | PFLOPs | train min/run |", "|---|---|---|---|---|---|---|---|"]
         for arm, s in sorted(summary.items(), key=lambda kv: (kv[0] != "base", kv[0])):
@@ -352,19 +334,24 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
             lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('mixing'))} | "
                          f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} | {minutes} |")
         lines += ["", f"![final]({final_png})", ""]
-        lines += study_sessions(paths)
-        lines += language_table(runs, task)
-        lines += ["## Training curves", ""]
+        lines += cost_table(results, runs)
+        lines += [line.replace("## ", "### ", 1) if line.startswith("## ") else line for line in study_sessions(paths)]
+        lines += language_by_seed
+        lines += ["### Training curves", ""]
         lines += [f"![{f}]({f})" for f in curve_files] + [""]
-        lines += ["## Sample completions (held-out, mixed ones first)", ""]
+        lines += ["### Sample completions (held-out, mixed ones first)", ""]
         for arm, rows in sorted(sample_completions(runs, task).items()):
             for r in rows:
                 lines.append(f"- **{arm}** (correct={r['correct']}, mixed={r['mixed']}): `{r['question'][:90]}` → `{r['completion'][:300]}`")
-        lines += ["", "## Knobs changed after seeing results", ""]
+        lines += ["", "### Knobs changed after seeing results", ""]
         lines += [f"- {k}" for k in (knobs_changed or [])] or ["- none"]
         prov = provenance()
-        lines += ["", "## Provenance", "", f"- report written {prov['time_utc']} at commit `{prov['git_commit']}`",
-                  f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}", "- runs:"]
+        lines += ["", "### Provenance", "", f"- report written {prov['time_utc']} at commit `{prov['git_commit']}`",
+                  f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}"]
+        for arm, t in sorted(results["teachers"].items()):
+            lines.append(f"- teacher of {arm}: `{t.path}`, commit `{t.record['provenance']['git_commit']}`, "
+                         f"{t.record['compute']['flops'] / 1e15:.4g} PFLOPs, {t.record['compute']['wall_seconds']:.0f} s")
+        lines.append("- runs:")
         for run in runs:
             rec = run.record
             lines.append(f"  - `{run.path}`: recipe {rec['recipe']}, commit `{rec['provenance']['git_commit']}`, "

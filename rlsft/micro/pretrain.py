@@ -175,7 +175,7 @@ def main(cfg: PretrainConfig) -> Path:
     for task in ("micro-arith", "micro-countdown") if cfg.eval_n > 0 else ():
         res = evaluate(
             EvalArgs(model=str(staging), task=task, out=str(staging / "eval" / task), n=cfg.eval_n, samples=cfg.eval_samples,
-                     temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens, batch_size=32, seed=cfg.seed),
+                     temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed),
             model=eval_model, tokenizer=eval_tok,
         )
         m = res["metrics"]

@@ -29,6 +29,18 @@ def clean_solutions(problems: list[dict], language: str = "en") -> list[str]:
     return [clean_solution(p, language)["completion"] for p in problems]
 
 
+def translate(row: dict, language: str) -> str:
+    """A generated problem's question in `language` (en or zh), for multilingual RL prompts."""
+    from rlsft.io import UserError
+    from rlsft.micro.world import question_zh
+
+    if language == "en":
+        return row["question"]
+    if language != "zh" or "steps" not in row:
+        raise UserError(f"cannot write problem {row.get('id')!r} in {language!r}: micro problems translate to zh, and only as generated (not from a source file)")
+    return question_zh(row)
+
+
 def verify_countdown(completion: str, gold: str) -> bool | None:
     """Countdown verifier: the answer is an expression over the given numbers that hits the target.
 
@@ -50,7 +62,7 @@ def verify_countdown(completion: str, gold: str) -> bool | None:
     return bool(answer) and check_countdown(answer, numbers, target)
 
 
-TASKS["micro-arith"] = Task("micro-arith", _loader("micro-arith"), verify_answer, clean_solutions,
+TASKS["micro-arith"] = Task("micro-arith", _loader("micro-arith"), verify_answer, clean_solutions, translate=translate,
                             description="micro world: 2-5 step arithmetic, expressions and word problems")
-TASKS["micro-countdown"] = Task("micro-countdown", _loader("micro-countdown"), verify_countdown, clean_solutions,
+TASKS["micro-countdown"] = Task("micro-countdown", _loader("micro-countdown"), verify_countdown, clean_solutions, translate=translate,
                                 description="micro world: reach a target from given numbers")

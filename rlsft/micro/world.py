@@ -141,6 +141,7 @@ def make_arith_problem(rng: random.Random, cfg: ArithConfig = ArithConfig()) -> 
         parts += [_WORD_STEP[op].format(name=name, item=item, r=r) for _, op, r, _ in steps]
         parts.append(f"How many {item} does {name} have now?")
         question = " ".join(parts)
+        return {"question": question, "answer": str(value), "steps": steps, "words": [name, item]}
     else:
         expr = str(steps[0][0])
         for i, (_, op, r, _) in enumerate(steps):
@@ -180,6 +181,33 @@ def make_countdown_problem(rng: random.Random, cfg: CountdownConfig = CountdownC
         "steps": steps,
         "solution": expr,
     }
+
+
+_ITEMS_ZH = {"apples": "苹果", "coins": "硬币", "books": "书", "stamps": "邮票", "marbles": "弹珠", "cards": "卡片", "shells": "贝壳", "pens": "笔"}
+_WORD_STEP_ZH = {"+": "{name}又得到{r}个{item}。", "-": "{name}送出{r}个{item}。", "*": "{name}的{item}数量乘以{r}。"}
+
+
+def question_zh(problem: dict) -> str:
+    """The problem's question written in Chinese (the prompts of the multilingual-prompt arm).
+
+    >>> question_zh(make_arith_problem(random.Random(0), ArithConfig(min_steps=2, max_steps=2, word_share=0.0)))
+    '计算 (7 + 5) * 8。'
+    >>> question_zh({"steps": [(3, "+", 2, 5)], "words": ["Mia", "pens"]})
+    'Mia有3个笔。Mia又得到2个笔。Mia现在有多少个笔？'
+    >>> question_zh(make_countdown_problem(random.Random(1)))
+    '用数字 2 3 10（每个最多用一次）和 + - * 以及括号，得到 5。'
+    """
+    if "target" in problem:
+        return f"用数字 {' '.join(map(str, problem['numbers']))}（每个最多用一次）和 + - * 以及括号，得到 {problem['target']}。"
+    steps = problem["steps"]
+    if "words" in problem:
+        name, item = problem["words"][0], _ITEMS_ZH[problem["words"][1]]
+        parts = [f"{name}有{steps[0][0]}个{item}。"] + [_WORD_STEP_ZH[op].format(name=name, item=item, r=r) for _, op, r, _ in steps]
+        return "".join(parts + [f"{name}现在有多少个{item}？"])
+    expr = str(steps[0][0])
+    for i, (_, op, r, _) in enumerate(steps):
+        expr = f"{expr} {op} {r}" if i == 0 else f"({expr}) {op} {r}"
+    return f"计算 {expr}。"
 
 
 MAKERS = {"micro-arith": (make_arith_problem, ArithConfig), "micro-countdown": (make_countdown_problem, CountdownConfig)}

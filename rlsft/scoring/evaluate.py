@@ -122,7 +122,8 @@ class EvalArgs:
     temperature: float = 1.0  # 0 means greedy (then samples must be 1)
     top_p: float = 1.0
     max_new_tokens: int = 512
-    batch_size: int = 16  # prompts per generate call
+    batch_size: int | None = None  # sequences (prompts x samples) per generate call; None: sized from memory_gb
+    memory_gb: float = 2.0  # generation memory budget that sizes the batch (KV cache, logits, activations)
     seed: int = 0
     language: str | None = None
     template: str = "auto"  # auto: chat when the model's tokenizer has a chat template, else r1-zero
@@ -131,23 +132,86 @@ class EvalArgs:
     trust_remote_code: bool = False
 
 
-def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int, batch_size: int, desc: str = "generate"):
+MAX_SEQUENCES = 512  # most sequences per generate call: past this a CPU gains little, and every
+# sequence of a call waits for its longest, so bigger calls waste more steps on finished ones
+
+
+def bytes_per_sequence(config, prompt_tokens: int, max_new_tokens: int, dtype_bytes: int) -> int:
+    """Memory one sequence holds during `generate` (bytes): its KV cache at full length, the
+    last-token logits in float32 with the samplers' copies, and the prefill's activations.
+
+    >>> from transformers import Qwen2Config
+    >>> c = Qwen2Config(hidden_size=128, num_hidden_layers=5, num_attention_heads=4, num_key_value_heads=2,
+    ...                 intermediate_size=384, vocab_size=1024)
+    >>> bytes_per_sequence(c, 64, 128, 4)  # 2 (K, V) x 5 layers x 2 heads x 32 dims x 192 tokens x 4 B + ...
+    999424
+    """
+    c = config.get_text_config() if hasattr(config, "get_text_config") else config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    tokens = prompt_tokens + max_new_tokens
+    kv_cache = 2 * c.num_hidden_layers * kv_heads * head_dim * tokens * dtype_bytes
+    logits = 4 * c.vocab_size * 4  # float32 scores, softmax, top-p sort and its indices
+    prefill = prompt_tokens * (4 * c.hidden_size + 3 * c.intermediate_size) * dtype_bytes \
+        + c.num_attention_heads * prompt_tokens**2 * dtype_bytes  # one layer's activations and attention scores
+    return kv_cache + logits + prefill
+
+
+def sequences_per_call(model, prompt_tokens: int, max_new_tokens: int, memory_gb: float, n_sequences: int) -> int:
+    """Sequences per generate call: as many as `memory_gb` holds (with a 2x margin for the
+    allocator), at most `MAX_SEQUENCES` and the number wanted. A function of the settings and the
+    model alone, never of the memory free right now, so a seed gives the same samples anywhere."""
+    dtype_bytes = next(model.parameters()).element_size()
+    per = bytes_per_sequence(model.config, prompt_tokens, max_new_tokens, dtype_bytes)
+    return max(1, min(n_sequences, MAX_SEQUENCES, int(memory_gb * 1e9 / (2 * per))))
+
+
+def round_tokens(max_new_tokens: int) -> int:
+    """Tokens a sequence generates per call before unfinished ones are re-batched.
+
+    >>> round_tokens(128), round_tokens(1024)
+    (32, 256)
+    """
+    return max(32, max_new_tokens // 4)
+
+
+def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
+             batch_size: int | None = None, memory_gb: float = 2.0, desc: str = "generate", stats: dict | None = None,
+             tokens_per_round: int | None = None):
     """K completions per prompt. Returns, per prompt, K dicts {text, length, truncated}.
 
     `prompts` are strings or chat message lists (rendered with the tokenizer's chat template).
     Lengths count generated tokens up to and including EOS.
+
+    Batching is by *sequences* (prompt x sample), not prompts. A queue holds every sequence,
+    longest prompt first; each `generate` call takes up to `batch_size` of them (default: as many
+    as `memory_gb` holds) and runs `tokens_per_round` steps (default `round_tokens(max_new_tokens)`). Finished sequences leave;
+    unfinished ones go back to the queue with their tokens so far as prefix, so a call never runs
+    long for a few stragglers while the rest of the batch waits. Continuing from a prefix is the
+    same autoregressive sampling, and the queue's order is fixed, so a seed gives the same samples.
+    `stats`, if given, receives the batch size, calls and prompt and generated token counts.
     """
+    from collections import deque
+
     import torch
     from tqdm.auto import tqdm
 
     texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    eos = tokenizer.eos_token_id
-    out: list[list[dict]] = []
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))  # stable: ties keep prompt order
+    queue = deque((i, []) for i in order for _ in range(samples))  # (prompt index, tokens generated so far)
+    longest = max((len(x) for x in ids), default=0)
+    size = batch_size or sequences_per_call(model, longest, max_new_tokens, memory_gb, len(queue))
+    per_round = tokens_per_round or round_tokens(max_new_tokens)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    done: list[tuple[int, list[int], bool]] = []  # (prompt index, tokens, ended with EOS), in finishing order
+    calls = 0
     model.eval()
-    bar = tqdm(total=len(texts), desc=desc, unit="prompt")
-    for start in range(0, len(texts), batch_size):
-        batch = texts[start : start + batch_size]
-        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+    bar = tqdm(total=len(queue), desc=desc, unit="seq")
+    while queue:
+        batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+        steps = min(per_round, max(max_new_tokens - len(g) for _, g in batch))
+        enc = tokenizer.pad({"input_ids": [ids[i] + g for i, g in batch]}, return_tensors="pt").to(model.device)
         with torch.no_grad():
             gen = model.generate(
                 **enc,
@@ -155,22 +219,30 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
                 temperature=temperature if temperature > 0 else None,
                 top_p=top_p if temperature > 0 else None,
                 top_k=0 if temperature > 0 else None,  # plain sampling: no hidden top-k=50 default
-                max_new_tokens=max_new_tokens,
-                num_return_sequences=samples,
-                pad_token_id=tokenizer.pad_token_id,
+                max_new_tokens=steps,
+                pad_token_id=pad,
                 eos_token_id=eos,
             )
-        new = gen[:, enc["input_ids"].shape[1] :]  # [batch * samples, new_tokens]
-        for i in range(len(batch)):
-            group = []
-            for j in range(samples):
-                ids = new[i * samples + j].tolist()
-                ended = eos in ids
-                length = ids.index(eos) + 1 if ended else len([t for t in ids if t != tokenizer.pad_token_id])
-                group.append({"text": tokenizer.decode(ids[: length - 1 if ended else length], skip_special_tokens=True), "length": length, "truncated": not ended})
-            out.append(group)
-        bar.update(len(batch))
+        calls += 1
+        new = gen[:, enc["input_ids"].shape[1] :].tolist()  # [sequences, <= steps]
+        for (i, before), row in zip(batch, new):
+            tokens = before + row[: max_new_tokens - len(before)]  # a sequence never passes its own budget
+            if eos in tokens:
+                done.append((i, tokens[: tokens.index(eos) + 1], True))
+            elif len(tokens) >= max_new_tokens:
+                done.append((i, tokens, False))
+            else:
+                queue.append((i, tokens))
+                continue
+            bar.update(1)
     bar.close()
+    out: list[list[dict]] = [[] for _ in texts]
+    for i, tokens, ended in sorted(done, key=lambda d: order.index(d[0])):  # stable: a prompt's samples keep finishing order
+        out[i].append({"text": tokenizer.decode(tokens[:-1] if ended else tokens, skip_special_tokens=True),
+                       "length": len(tokens), "truncated": not ended})
+    if stats is not None:
+        stats.update(sequences_per_call=size, calls=calls, sequences=len(done), round_tokens=per_round,
+                     prompt_tokens=samples * sum(len(x) for x in ids), generated_tokens=sum(len(t) for _, t, _ in done))
     return out
 
 
@@ -194,7 +266,9 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     t0 = time.time()
     template = resolve_template(args.template, tokenizer)
     prompts = [build_prompt(r["question"], template) for r in rows]
-    groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens, args.batch_size, desc=f"eval {task.name}")
+    stats: dict = {}
+    groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens,
+                      args.batch_size, args.memory_gb, desc=f"eval {task.name}", stats=stats)
     seconds = time.time() - t0
 
     flat = [(r, j, g) for r, group in zip(rows, groups) for j, g in enumerate(group)]
@@ -220,6 +294,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         "seed": args.seed,
         "template": template,  # the form used (auto resolved)
         "generation_seconds": round(seconds, 2),
+        "generation": stats,  # sequences per call, calls, prompt and generated tokens
         "metrics": summarise(per_problem, ks=ks, seed=args.seed),
         "provenance": provenance(),
     }

@@ -178,6 +178,7 @@ class Task:
     eval_split: str = "test"
     train_split: str = "train"
     description: str = ""
+    translate: Callable[[dict, str], str] | None = None  # (row, language) -> its question in that language
 
     def verify_many(self, completions: Sequence[str], golds: Sequence[str]) -> list[bool | None]:
         """`verify` over a batch, in worker processes with a hard time limit per check

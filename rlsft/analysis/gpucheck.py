@@ -1,0 +1,117 @@
+"""The lab's GPU check (`scripts/gpu_check.sh`): `rlsft bench` on a randomly initialised
+Qwen2.5-0.5B architecture, then one micro-claims arm trained on the GPU, in one report.
+
+    python -m rlsft.analysis.gpucheck --out reports/bench        # on a GPU machine, < 10 min on one H100
+    python -m rlsft.analysis.gpucheck --check --out /tmp/check   # CPU, CI-sized: the same code path, tiny
+
+The model is built in code from its architecture (no download: GPU machines have no network)
+with the micro tokenizer, so its token ids stay under 1,024 while its embedding, layers and LM
+head have Qwen2.5-0.5B's shapes: the FLOPs per token are the real model's. MFU is given against
+the measured bf16 matmul peak and against the card's dense bf16 peak from its data sheet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from rlsft.io import atomic_write
+
+# Architectures built in code: Qwen2.5-0.5B's published config, and a tiny one for --check
+# (its vocabulary holds the micro tokenizer's 1,026 tokens).
+ARCHITECTURES = {
+    "qwen2.5-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
+    "tiny": dict(vocab_size=1152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True),
+}
+# Dense bf16 peak FLOP/s from the cards' data sheets (without sparsity), by device-name substring.
+CARD_BF16_PEAK = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def card_peak(device: str) -> float | None:
+    """The data sheet's dense bf16 peak of a device, or None when unknown.
+
+    >>> card_peak("NVIDIA H100 80GB HBM3"), card_peak("cpu, 2 threads")
+    (989000000000000.0, None)
+    """
+    return next((v for k, v in CARD_BF16_PEAK.items() if k in device), None)
+
+
+def random_model(arch: str, out: Path) -> Path:
+    """A randomly initialised model folder of architecture `arch` with the micro tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from rlsft.models import load_tokenizer
+
+    torch.manual_seed(0)
+    config = Qwen2Config(**ARCHITECTURES[arch])
+    model = AutoModelForCausalLM.from_config(config)
+    if torch.cuda.is_available():
+        model = model.to(torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    load_tokenizer("micro-student").save_pretrained(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    import torch
+
+    from rlsft.analysis.bench import BenchArgs, run_bench
+    from rlsft.launch import train_from_config
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="reports/bench")
+    p.add_argument("--check", action="store_true", help="CPU, tiny model, a step each: checks the code path, measures nothing")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    work = out / ".gpu-check-work"
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.time()
+    arch = "tiny" if args.check else "qwen2.5-0.5b"
+    folder = random_model(arch, work / f"random-{arch}")
+    small = args.check
+    bench = BenchArgs(model=str(folder), out=str(work / "bench"), steps=1 if small else 6, warmup=1 if small else 2,
+                      prompts_per_step=2 if small else 8, num_generations=2 if small else 8, max_completion_length=8 if small else 256,
+                      sft_batch_size=2 if small else 16, sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 256,
+                      eval_max_new_tokens=8 if small else 128)
+    bench_md = run_bench(bench)
+    result = json.loads(next((work / "bench").glob("*.json")).read_text())
+    # one micro-claims arm: pure RL on micro-student with the study's settings (100 GRPO steps)
+    steps = 2 if small else 100
+    arm = ["training.max_steps=%d" % steps, f"run.out_dir={work / 'r1_zero'}", "run.report_to=none", "eval.tasks=[micro-arith]"]
+    if small:
+        arm += ["data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=16", "training.logging_steps=1"]
+    t_arm = time.time()
+    train_from_config("configs/micro/r1_zero.yaml", arm)
+    arm_seconds = time.time() - t_arm
+    run = json.loads((work / "r1_zero" / "run.json").read_text())
+    device = result["device"]
+    peak = card_peak(device)
+    lines = [f"# GPU check: {device}", "", f"Written by `scripts/gpu_check.sh{' --check' if small else ''}` in {time.time() - t0:.0f} s. "
+             f"Model: a randomly initialised {arch} architecture (built in code, micro tokenizer).", ""]
+    if peak:
+        lines += [f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
+                  + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"]), ""]
+    lines += [Path(bench_md).read_text().replace("# rlsft bench", "## rlsft bench", 1), "",
+              "## One micro-claims arm on this device", "",
+              f"`rlsft train configs/micro/r1_zero.yaml training.max_steps={steps}` (pure RL on micro-student): "
+              f"{arm_seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
+              f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
+              f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f}).", ""]
+    slug = "cpu-check" if small else "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
+    report = out / f"gpu-{slug}.md"
+    atomic_write(report, "\n".join(lines))
+    atomic_write(out / f"gpu-{slug}.json", json.dumps({"bench": result, "arm": {"seconds": arm_seconds, "run": run["compute"]}}, indent=2, default=str))
+    shutil.rmtree(work, ignore_errors=True)
+    print(report.read_text())
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The report's figures, drawn with matplotlib from `rlsft.analysis.report.load_results`' output
+and `arm_summary`'s. Each function writes one PNG into `out` and returns its file name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):
+    """(x, mean, low, high) over seeds of a logged key, on the steps all seeds logged."""
+    per_seed = {}
+    for seed, steps in curves_by_seed.items():
+        pts = {s["step"]: s[key] for s in steps if key in s and s[key] is not None}
+        if pts:
+            per_seed[seed] = pts
+    if not per_seed:
+        return None
+    common = sorted(set.intersection(*(set(p) for p in per_seed.values())))
+    if not common:
+        return None
+    ys = [[per_seed[s][x] for s in per_seed] for x in common]
+    xs = [x * (sum(x_scale[s] for s in per_seed) / len(per_seed) if x_scale else 1.0) for x in common]
+    return xs, [sum(y) / len(y) for y in ys], [min(y) for y in ys], [max(y) for y in ys]
+
+
+def plot_curves(results: dict, out: Path) -> list[str]:
+    """Training curves against step and against PFLOPs, one line per arm, seed range shaded."""
+    from rlsft.analysis.report import curve_keys
+
+    plt = _pyplot()
+    files = []
+    for key, label in curve_keys():
+        arms = {arm: c for arm, c in results["curves"].items() if _band(c, key)}
+        if not arms:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        for arm, by_seed in sorted(arms.items()):
+            steps_total = {s: max([x["step"] for x in v] + [1]) for s, v in by_seed.items()}
+            own_pflops = {s: results["records"][arm][s]["compute"]["flops"] / 1e15 / steps_total[s] for s in by_seed}
+            for ax, scale in ((axes[0], None), (axes[1], own_pflops)):
+                xs, mean, lo, hi = _band(by_seed, key, scale)
+                line, = ax.plot(xs, mean, label=arm)
+                ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
+        axes[0].set_xlabel("training step")
+        axes[1].set_xlabel("PFLOPs spent in this stage")
+        for ax in axes:
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle(f"{label}: mean over seeds, shaded min-max")
+        fig.tight_layout()
+        name = "curve_" + re.sub(r"[^a-z0-9]+", "_", key.lower()).strip("_") + ".png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def plot_accuracy_vs_compute(results: dict, out: Path) -> str | None:
+    """The main figure: held-out pass@1 against PFLOPs spent, every arm, mean over seeds at each
+    evaluated checkpoint, shaded between the seeds' lowest and highest."""
+    plt = _pyplot()
+    arms = results["compute_curves"].get("accuracy", {})
+    if not any(len(points) > 1 for by_seed in arms.values() for points in by_seed.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for arm, by_seed in sorted(arms.items()):
+        n = min(len(points) for points in by_seed.values())
+        xs = [sum(by_seed[s][i][0] for s in by_seed) / len(by_seed) for i in range(n)]
+        ys = [[sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed] for i in range(n)]
+        line, = ax.plot(xs, [sum(y) / len(y) for y in ys], marker="o", markersize=3, label=f"{arm} ({len(by_seed)} seeds)")
+        ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.15, color=line.get_color())
+    ax.set_xlabel("PFLOPs spent (all stages, teacher included)")
+    ax.set_ylabel("held-out pass@1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("accuracy against compute: mean over seeds, shaded min-max")
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_pflops.png", dpi=110)
+    plt.close(fig)
+    return "accuracy_vs_pflops.png"
+
+
+def plot_final(summary: dict, out: Path) -> str:
+    """Held-out accuracy and mixing against PFLOPs per arm, with intervals."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, metric, label in ((axes[0], "accuracy", "held-out pass@1"), (axes[1], "mixing", "held-out mixing rate")):
+        for arm, s in sorted(summary.items()):
+            if metric not in s:
+                continue
+            est, lo, hi = s[metric]
+            x = s.get("pflops", 0.0)
+            ax.errorbar([x], [est], yerr=[[est - lo], [hi - est]], fmt="o", capsize=3, label=arm)
+            ax.annotate(arm, (x, est), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel("PFLOPs per run (all stages, teacher included)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "final_vs_pflops.png", dpi=110)
+    plt.close(fig)
+    return "final_vs_pflops.png"
+
+
+
+def plot_pass_at_k(results: dict, out: Path) -> str | None:
+    """Held-out pass@k against k (log scale) for every arm evaluated with 16 or more samples per
+    problem (the base model included): mean over seeds, shaded between the seeds' lowest and highest."""
+    scores = results["scores"]
+    ks = sorted(int(m.split("@")[1]) for m in scores if m.startswith("pass@"))
+    arms = sorted({arm for m in scores if m.startswith("pass@") and int(m.split("@")[1]) >= 16 for arm in scores[m]
+                   if not arm.startswith("before:")}, key=lambda a: (a != "base", a))
+    if not arms:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arm in arms:
+        pts = []
+        for k in [1] + ks:
+            by_seed = scores["accuracy" if k == 1 else f"pass@{k}"].get(arm, {})
+            per_seed = [sum(v.values()) / len(v) for v in by_seed.values() if v]
+            if per_seed:
+                pts.append((k, sum(per_seed) / len(per_seed), min(per_seed), max(per_seed)))
+        line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=f"{arm} ({len(per_seed)} seeds)")
+        ax.fill_between([p[0] for p in pts], [p[2] for p in pts], [p[3] for p in pts], alpha=0.15, color=line.get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("held-out pass@k")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("pass@k: mean over seeds, shaded min-max")
+    fig.tight_layout()
+    fig.savefig(out / "pass_at_k.png", dpi=110)
+    plt.close(fig)
+    return "pass_at_k.png"

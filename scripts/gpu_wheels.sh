@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Saves in .whl/ the wheels that scripts/gpu_check.sh installs on a GPU machine with no network
+# (Python 3.12, manylinux x86_64): the lab's needs that its image lacks. Run here, where pip
+# reaches the package registries; .whl/ is git-ignored and travels as a carried path (64 MiB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .whl
+# versions: those the lab's own environment resolved (pip freeze in .venv)
+pins=$(.venv/bin/python -m pip freeze | grep -iE '^(trl|datasets|math-verify|latex2sympy2-extended|antlr4-python3-runtime|pebble|dill|multiprocess|gguf)==' )
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .whl $pins
+ls -la .whl

@@ -1,0 +1,44 @@
+"""Evaluation generation batched by sequences (rlsft.scoring.evaluate.generate)."""
+
+import torch
+
+from rlsft.models import load_model, load_tokenizer
+from rlsft.scoring.evaluate import generate, sequences_per_call
+from rlsft.scoring.tasks import build_prompt, get_task
+
+
+def _prompts(n):
+    return [build_prompt(r["question"], "r1-zero") for r in get_task("micro-arith").load("test", n=n, seed=0)]
+
+
+def test_same_seed_same_samples_and_shape(toy_model):
+    model, tok = load_model(toy_model), load_tokenizer(toy_model)
+    prompts = _prompts(5)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(generate(model, tok, prompts, 3, 1.0, 1.0, 20, batch_size=4, tokens_per_round=8))
+    assert runs[0] == runs[1]
+    assert [len(g) for g in runs[0]] == [3] * 5  # K samples per prompt, in prompt order
+    for g in (g for group in runs[0] for g in group):  # within budget; truncated only at the budget
+        assert 1 <= g["length"] <= 20 and (not g["truncated"] or g["length"] == 20)
+
+
+def test_rounds_and_batch_size_do_not_change_greedy_text(toy_model):
+    """Re-batching an unfinished sequence continues it from its own tokens: greedy decoding in
+    rounds of 5 tokens, 3 sequences per call, equals one call of everything to the end."""
+    model, tok = load_model(toy_model), load_tokenizer(toy_model)
+    prompts = _prompts(7)
+    stats = {}
+    rounds = generate(model, tok, prompts, 1, 0.0, 1.0, 30, batch_size=3, tokens_per_round=5, stats=stats)
+    whole = generate(model, tok, prompts, 1, 0.0, 1.0, 30, batch_size=64, tokens_per_round=30)
+    assert stats["calls"] > 3 and stats["sequences_per_call"] == 3
+    assert [[g["text"] for g in group] for group in rounds] == [[g["text"] for g in group] for group in whole]
+    assert [[g["length"] for g in group] for group in rounds] == [[g["length"] for g in group] for group in whole]
+
+
+def test_batch_is_sized_from_memory(toy_model):
+    model = load_model(toy_model)
+    big, small = (sequences_per_call(model, 100, 128, gb, 10_000) for gb in (2.0, 0.001))
+    assert big > small >= 1
+    assert sequences_per_call(model, 100, 128, 2.0, 7) == 7  # never more than wanted
