@@ -36,3 +36,13 @@ def test_bench_parts_and_bad_parts(toy_model, tmp_path, capsys):
     assert cli_main(["bench", "--model", toy_model, "--out", str(tmp_path / "b2"), "--parts", "eval,rl"]) == 2
     assert "--parts" in capsys.readouterr().err and not (tmp_path / "b2").exists()
 
+
+
+def test_isolated_measurements_each_report_their_own_peak(toy_model, tmp_path):
+    out = tmp_path / "bench"
+    assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "grpo", "--steps", "1", "--warmup", "1", "--reuse", "1",
+                     "--prompts-per-step", "2", "--num-generations", "4", "--max-completion-length", "8", "--micro-batch", "2", "--isolate"]) == 0
+    r = json.loads(next(out.glob("bench-*.json")).read_text())
+    assert [g["variant"] for g in r["grpo"]] == ["trl-defaults", "lab", "lab-micro"] and all(g["peak_memory_gb"] > 0 for g in r["grpo"])
+    assert "its own process" in next(out.glob("bench-*.md")).read_text()
+    assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--micro-batch", "3"]) == 2  # 64 completions: not divisible

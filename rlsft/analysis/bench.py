@@ -242,6 +242,17 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
             "fraction_of_peak": useful / seconds / peak}
 
 
+def _run_and_close(fn, *args):
+    """fn(*args), then the answer-check workers closed: a spawned process joins its children
+    before its atexit handlers run, so open workers would keep it from ever exiting."""
+    from rlsft.scoring import pool
+
+    try:
+        return fn(*args)
+    finally:
+        pool.close()
+
+
 def _isolated(fn, *args):
     """fn(*args) in a fresh spawned process: its peak resident memory is its own, not the
     high-water mark of every measurement before it."""
@@ -249,7 +260,7 @@ def _isolated(fn, *args):
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+        return pool.submit(_run_and_close, fn, *args).result()
 
 
 def run_bench(args: BenchArgs) -> Path:
