@@ -144,3 +144,12 @@ def test_a_level_claim_reads_the_arm_alone():
     low = Claim(id="S0", text="the base rarely succeeds", metric="pass@64", arm="base", against=None, direction="less", threshold=0.2)
     v = evaluate_claim(low, scores)
     assert v.verdict == "reproduced" and abs(v.estimate - 0.05) < 0.02
+
+
+def test_matched_compute_at_a_named_arms_budget():
+    curves = {"accuracy": {a: {s: [(0.0, {"q": 0.3}), (x, {"q": v + 0.01 * s})] for s in range(3)}
+                           for a, x, v in (("distill", 0.002, 0.6), ("rl", 0.004, 0.8))}}
+    claim = Claim(id="S3", text="t", metric="accuracy", arm="distill", against="rl", direction="greater", at_pflops="distill")
+    v = evaluate_claim(claim, {}, {"distill": {0: 0.002, 1: 0.002, 2: 0.002}}, curves)
+    assert v.verdict == "reproduced" and abs(v.estimate - 0.31) < 1e-9  # distill read trained, rl at its start (0.004 is past the budget)
+    assert v.detail["at_pflops"] == 0.002 and v.detail["read_at_pflops"] == {"distill": 0.002, "rl": 0.0}

@@ -247,7 +247,7 @@ def _method(claim, verdict) -> str:
 
     how = "t over seeds" if verdict.method == METHOD else verdict.method
     if claim.at_pflops is not None:
-        how += f", at {claim.at_pflops:g} PFLOPs"
+        how += f", at {claim.at_pflops}'s PFLOPs" if isinstance(claim.at_pflops, str) else f", at {claim.at_pflops:g} PFLOPs"
         if claim.teacher_students:
             how += ", teacher " + ("unamortised" if claim.teacher_students == 1 else f"amortised over {claim.teacher_students}")
     if claim.per_pflop:

@@ -237,7 +237,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
             bar.update(1)
     bar.close()
     out: list[list[dict]] = [[] for _ in texts]
-    for i, tokens, ended in sorted(done, key=lambda d: order.index(d[0])):  # stable: a prompt's samples keep finishing order
+    for i, tokens, ended in done:  # a prompt's samples in the order they finished
         out[i].append({"text": tokenizer.decode(tokens[:-1] if ended else tokens, skip_special_tokens=True),
                        "length": len(tokens), "truncated": not ended})
     if stats is not None:
