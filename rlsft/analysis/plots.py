@@ -134,6 +134,7 @@ def plot_pass_at_k(results: dict, out: Path) -> str | None:
         line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=f"{arm} ({len(per_seed)} seeds)")
         ax.fill_between([p[0] for p in pts], [p[2] for p in pts], [p[3] for p in pts], alpha=0.15, color=line.get_color())
     ax.set_xscale("log", base=2)
+    ax.set_xticks([1] + ks, [str(k) for k in [1] + ks])
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("held-out pass@k")
     ax.grid(alpha=0.3)
