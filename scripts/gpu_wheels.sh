@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .whl
 # versions: those the lab's own environment resolved (pip freeze in .venv)
-pins=$(.venv/bin/python -m pip freeze | grep -iE '^(trl|datasets|math-verify|latex2sympy2-extended|antlr4-python3-runtime|pebble|dill|multiprocess|gguf)==' )
+pins=$(.venv/bin/python -m pip freeze | grep -iE '^(trl|datasets|math-verify|latex2sympy2[-_]extended|antlr4-python3-runtime|pebble|dill|multiprocess|gguf)==' )
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .whl $pins
