@@ -178,15 +178,15 @@ def language_tables(runs: list[RunFolder], task: str) -> tuple[list[str], list[s
     these show where the reasoning went: English only, Chinese only, or switching."""
     per_seed = ["### Language of the reasoning, per seed", "", "| arm | seed | before: en / other / switched | after: en / other / switched |",
                 "|---|---|---|---|"]
-    by_arm: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    by_arm: dict[str, list[tuple[dict | None, dict]]] = defaultdict(list)
     for run in runs:
         arm, seed = run.arm_and_seed()
         before = language_composition(run.with_earlier_stages[0].eval_dir("before"), task)
         after = language_composition(run.eval_dir("after"), task)
         per_seed.append(f"| {arm} | {seed} | {_composition_cell(before)} | {_composition_cell(after)} |")
-        if before and after:
+        if after:
             by_arm[arm].append((before, after))
-    mean = lambda cs: {k: sum(c[k] for c in cs) / len(cs) for k in cs[0]}  # noqa: E731
+    mean = lambda cs: {k: sum(c[k] for c in cs) / len(cs) for k in cs[0]} if cs and None not in cs else None  # noqa: E731
     per_arm = ["## Language of the reasoning", "", "Shares of held-out completions reasoning only in English, only in Chinese (other), "
                "or switching between them, mean over seeds; `before` is each arm's starting model with the same evaluation seeds. "
                "Per seed: see Details.", "", "| arm | seeds | before: en / other / switched | after: en / other / switched |", "|---|---|---|---|"]
