@@ -16,6 +16,19 @@ def _pyplot():
     return plt
 
 
+def _save(fig, ax, out: Path, name: str, xlabel: str, ylabel: str, title: str) -> str:
+    """Label, grid, legend and title one axis, write the figure to `out/name`, close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    _pyplot().close(fig)
+    return name
+
+
 def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, float] | None = None):
     """(x, mean, low, high) over seeds of a logged key, on the steps all seeds logged."""
     per_seed = {}
@@ -80,15 +93,8 @@ def plot_accuracy_vs_compute(results: dict, out: Path) -> str | None:
         ys = [[sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed] for i in range(n)]
         line, = ax.plot(xs, [sum(y) / len(y) for y in ys], marker="o", markersize=3, label=f"{arm} ({len(by_seed)} seeds)")
         ax.fill_between(xs, [min(y) for y in ys], [max(y) for y in ys], alpha=0.15, color=line.get_color())
-    ax.set_xlabel("PFLOPs spent (all stages, teacher included)")
-    ax.set_ylabel("held-out pass@1")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("accuracy against compute: mean over seeds, shaded min-max")
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_pflops.png", dpi=110)
-    plt.close(fig)
-    return "accuracy_vs_pflops.png"
+    return _save(fig, ax, out, "accuracy_vs_pflops.png", "PFLOPs spent (all stages, teacher included)", "held-out pass@1",
+                 "accuracy against compute: mean over seeds, shaded min-max")
 
 
 def plot_final(summary: dict, out: Path) -> str:
@@ -110,7 +116,6 @@ def plot_final(summary: dict, out: Path) -> str:
     fig.savefig(out / "final_vs_pflops.png", dpi=110)
     plt.close(fig)
     return "final_vs_pflops.png"
-
 
 
 def plot_pass_at_k(results: dict, out: Path) -> str | None:
@@ -135,12 +140,4 @@ def plot_pass_at_k(results: dict, out: Path) -> str | None:
         ax.fill_between([p[0] for p in pts], [p[2] for p in pts], [p[3] for p in pts], alpha=0.15, color=line.get_color())
     ax.set_xscale("log", base=2)
     ax.set_xticks([1] + ks, [str(k) for k in [1] + ks])
-    ax.set_xlabel("k (samples per problem)")
-    ax.set_ylabel("held-out pass@k")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title("pass@k: mean over seeds, shaded min-max")
-    fig.tight_layout()
-    fig.savefig(out / "pass_at_k.png", dpi=110)
-    plt.close(fig)
-    return "pass_at_k.png"
+    return _save(fig, ax, out, "pass_at_k.png", "k (samples per problem)", "held-out pass@k", "pass@k: mean over seeds, shaded min-max")

@@ -96,8 +96,9 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
             scores[metric][f"before:{arm}"][seed] = values  # the arm's own starting model
             if run.is_first_stage_or_run and (base_arm is None or arm == base_arm):
                 scores[metric].setdefault("base", {}).setdefault(seed, values)
-        if teacher_run(run):
-            teachers[arm] = teacher_run(run)
+        teacher = teacher_run(run)
+        if teacher:
+            teachers[arm] = teacher
         cost = run.total_compute()
         pflops[arm][seed] = cost["flops"] / 1e15
         minutes[arm][seed] = cost["wall_seconds"] / 60
@@ -195,7 +196,7 @@ def language_tables(runs: list[RunFolder], task: str) -> tuple[list[str], list[s
     return per_arm + [""], per_seed + [""]
 
 
-def cost_table(results: dict, runs: list[RunFolder]) -> list[str]:
+def cost_table(results: dict) -> list[str]:
     """Markdown: what each arm's compute includes, with its teacher's training unamortised and
     amortised over the students trained from that teacher here."""
     lines = ["### Costs", "", "PFLOPs per run (all stages, teacher sampling included). A distillation arm's teacher was trained by the "
@@ -334,7 +335,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
             lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('mixing'))} | "
                          f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} | {minutes} |")
         lines += ["", f"![final]({final_png})", ""]
-        lines += cost_table(results, runs)
+        lines += cost_table(results)
         lines += [line.replace("## ", "### ", 1) if line.startswith("## ") else line for line in study_sessions(paths)]
         lines += language_by_seed
         lines += ["### Training curves", ""]
