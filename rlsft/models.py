@@ -102,4 +102,6 @@ def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool =
     # The HF Trainer saves `use_cache: false` into config.json; generation without the KV cache
     # recomputes every prefix (about 8x slower here, and what TRL's generate falls back to).
     model.config.use_cache = True
+    if torch.cuda.is_available():  # evaluation and teachers generate on the GPU; trainers keep it there
+        model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return model

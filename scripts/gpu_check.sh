@@ -3,7 +3,7 @@
 # and MFU, a GRPO step's split, evaluation batching, each beside its baseline), then one
 # micro-claims arm (pure RL, 100 steps) on the GPU. Writes reports/bench/gpu-<device>.md and .json.
 #
-#   bash scripts/gpu_check.sh            # on a GPU machine with no network: under 10 min on one H100
+#   bash scripts/gpu_check.sh            # on a GPU machine with no network: sized for a 15-min lease on one H100
 #   bash scripts/gpu_check.sh --check    # on CPU, CI-sized: the same code path with a tiny model,
 #                                        # written to a temporary folder (run by the test suite)
 #
@@ -20,10 +20,10 @@ if [ "${1:-}" = "--check" ]; then
   rm -rf "$out"
   exit 0
 fi
-if ! python3 -c "import trl, datasets, math_verify" 2>/dev/null; then
+if ! python3 -c "import trl, datasets, math_verify, langdetect" 2>/dev/null; then
   if [ ! -d .whl ]; then echo "gpu_check: trl, datasets or math-verify missing and no .whl/ (run scripts/gpu_wheels.sh where pip can reach the registries)" >&2; exit 2; fi
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 WANDB_MODE=disabled
-python3 -m rlsft.analysis.gpucheck --out reports/bench
+exec python3 -m rlsft.analysis.gpucheck --out reports/bench  # exec: a time limit's SIGTERM reaches the check

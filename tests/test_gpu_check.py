@@ -21,3 +21,52 @@ def test_card_peak_and_architectures():
     assert card_peak("NVIDIA H100 PCIe") == 756e12 and card_peak("NVIDIA H200") == 989e12
     q = ARCHITECTURES["qwen2.5-0.5b"]
     assert (q["hidden_size"], q["num_hidden_layers"], q["vocab_size"]) == (896, 24, 151936)
+
+
+def test_gpu_check_stopped_part_way_keeps_what_it_measured(tmp_path):
+    """A lent GPU's time limit sends SIGTERM: the running part is marked failed, the bench rows
+    finished before it stay in the report, and the exit status is non-zero."""
+    import signal
+    import sys
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.Popen([sys.executable, "-m", "rlsft.analysis.gpucheck", "--check", "--out", str(tmp_path)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / ".gpu-check-work" / "bench" / "bench-cpu-random-tiny.md"
+    deadline = time.time() + 120
+    while not partial.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, err[-2000:]
+    report = (tmp_path / "gpu-cpu-check.md").read_text()
+    assert "**Failed**: Stopped: stopped by SIGTERM" in report
+    assert "## Evaluation" in report  # the first bench measurement, finished before the signal
+
+
+def test_bench_table_marks_partial_results():
+    from rlsft.analysis.bench import bench_table
+
+    row = {"variant": "prompts-16", "samples": 1, "problems": 4, "sequences_per_call": 16, "calls": 1, "seconds": 1.0,
+           "generated_tokens": 10, "useful_tflops": 0.0, "fraction_of_peak": 0.1, "pass@1": 0.0}
+    r = {"model": "m", "device": "cpu", "matmul_peak_tflops": 1.0, "matmul_dtype": "float32", "provenance": {"git_commit": "abc", "time_utc": "t"},
+         "settings": {"eval_max_new_tokens": 8}, "ratios": {}, "eval": [row], "grpo": [], "sft": [], "partial": True}
+    table = bench_table(r)
+    assert "**Partial**" in table and "| 1 | prompts-16 |" in table and "x** with --samples" not in table
+
+
+def test_load_model_puts_the_model_on_the_gpu_when_there_is_one(monkeypatch):
+    """On a GPU machine `rlsft eval` and teachers generate on the GPU (the first H100 check found
+    evaluation running on the CPU beside an idle GPU)."""
+    import torch
+    from transformers import PreTrainedModel
+
+    from rlsft.models import load_model
+
+    moved = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(PreTrainedModel, "to", lambda self, *a, **k: moved.append(a) or self)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    load_model("micro-student", dtype="float32")
+    assert moved == [("cuda:1",)]

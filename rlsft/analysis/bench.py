@@ -278,30 +278,41 @@ def run_bench(args: BenchArgs) -> Path:
     if args.micro_batch and (args.prompts_per_step * args.num_generations) % args.micro_batch:
         raise UserError(f"--micro-batch {args.micro_batch} must divide the step's {args.prompts_per_step * args.num_generations} completions")
     results["ratios"] = {}  # > 1: the lab is faster than the baseline
+    results["provenance"] = provenance()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = "bench-" + ("gpu" if torch.cuda.is_available() else "cpu") + "-" + Path(args.model).name
+
+    def save(done: bool) -> None:
+        """Results so far, rewritten after each measurement: a bench stopped part-way (a time limit
+        on a lent GPU) keeps what it measured, marked partial."""
+        results["partial"] = not done
+        atomic_write(out / f"{stem}.json", to_json(results))
+        atomic_write(out / f"{stem}.md", bench_table(results))
+
     if "eval" in parts:
         for samples in (1, 8):
-            before, after = (bench_eval(args, samples, v, peak) for v in ("prompts-16", "sequences"))
-            results["eval"] += [before, after]
+            for variant in ("prompts-16", "sequences"):
+                results["eval"].append(bench_eval(args, samples, variant, peak))
+                save(False)
+            before, after = results["eval"][-2:]
             results["ratios"][f"eval_samples{samples}_speedup"] = before["seconds"] / after["seconds"]
     measure = _isolated if args.isolate else (lambda fn, *a: fn(*a))
     grpo_variants = ["trl-defaults", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch)
     with tempfile.TemporaryDirectory() as tmp:
         for variant in grpo_variants if "grpo" in parts else []:  # the baseline first, so the lab never benefits from a warm cache
             results["grpo"].append(measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}", peak))
+            if len(results["grpo"]) > 1:
+                g = results["grpo"][-1]
+                name = "grpo_step_speedup" if g["variant"] == "lab" else f"grpo_{g['variant'].split('-')[1]}_step_speedup"
+                results["ratios"][name] = results["grpo"][0]["step_seconds"] / g["step_seconds"]
+            save(False)
         for variant in ("trl-defaults", "lab") if "sft" in parts else ():
             results["sft"].append(measure(bench_sft, args, variant, Path(tmp) / f"sft-{variant}", peak))
-    if results["grpo"]:
-        results["ratios"]["grpo_step_speedup"] = results["grpo"][0]["step_seconds"] / results["grpo"][1]["step_seconds"]
-        for g in results["grpo"][2:]:
-            results["ratios"][f"grpo_{g['variant'].split('-')[1]}_step_speedup"] = results["grpo"][0]["step_seconds"] / g["step_seconds"]
-    if results["sft"]:
+            save(False)
+    if len(results["sft"]) == 2:
         results["ratios"]["sft_tokens_per_second_ratio"] = results["sft"][1]["train_tokens_per_second"] / results["sft"][0]["train_tokens_per_second"]
-    results["provenance"] = provenance()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "bench-" + ("gpu" if torch.cuda.is_available() else "cpu") + "-" + Path(args.model).name
-    atomic_write(out / f"{stem}.json", to_json(results))
-    atomic_write(out / f"{stem}.md", bench_table(results))
+    save(True)
     return out / f"{stem}.md"
 
 
@@ -310,6 +321,8 @@ def bench_table(r: dict) -> str:
     lines = [f"# rlsft bench: {r['model']} on {r['device']}", "",
              f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). "
              f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", ""]
+    if r.get("partial"):
+        lines += ["**Partial**: the bench stopped before its last measurement; the rows below are those it finished.", ""]
     ra = r["ratios"]
     if r["eval"]:
         lines += ["## Evaluation (generation, `rlsft eval` at temperature 1)", "",
@@ -322,8 +335,10 @@ def bench_table(r: dict) -> str:
         for e in r["eval"]:
             lines.append(f"| {e['samples']} | {e['variant']} | {e['sequences_per_call']} | {e['calls']} | {e['seconds']:.2f} | {e['generated_tokens']:,} | "
                          f"{e['useful_tflops']:.4f} | {e['fraction_of_peak']:.1%} | {e['pass@1']:.3f} |")
-        lines += ["", "Speed-up of batching by sequences: " + ", ".join(f"**{ra[f'eval_samples{k}_speedup']:.2f}x** with --samples {k}" for k in (1, 8))
-                  + " (same run, same model and problems; the samples differ, the pass@1 columns show the same distribution).", ""]
+        if any(k.startswith("eval_") for k in ra):
+            lines += ["", "Speed-up of batching by sequences: " + ", ".join(f"**{ra[f'eval_samples{k}_speedup']:.2f}x** with --samples {k}"
+                                                                     for k in (1, 8) if f"eval_samples{k}_speedup" in ra)
+                      + " (same run, same model and problems; the samples differ, the pass@1 columns show the same distribution).", ""]
     if not r["grpo"] and not r["sft"]:
         return "\n".join(lines)
     lines += ["## GRPO step (per step, after warm-up)", "",

@@ -1,7 +1,7 @@
 """The lab's GPU check (`scripts/gpu_check.sh`): `rlsft bench` on a randomly initialised
 Qwen2.5-0.5B architecture, then one micro-claims arm trained on the GPU, in one report.
 
-    python -m rlsft.analysis.gpucheck --out reports/bench        # on a GPU machine, < 10 min on one H100
+    python -m rlsft.analysis.gpucheck --out reports/bench        # on a GPU machine (sized for a 15-min lease)
     python -m rlsft.analysis.gpucheck --check --out /tmp/check   # CPU, CI-sized: the same code path, tiny
 
 The model is built in code from its architecture (no download: GPU machines have no network)
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def random_model(arch: str, out: Path) -> Path:
     return out
 
 
+class Stopped(BaseException):
+    """A time limit's SIGTERM: a BaseException, so no `except Exception` on the way re-labels it."""
+
+
 def main(argv: list[str] | None = None) -> Path:
     import torch
 
@@ -73,43 +78,77 @@ def main(argv: list[str] | None = None) -> Path:
     work = out / ".gpu-check-work"
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.time()
-    arch = "tiny" if args.check else "qwen2.5-0.5b"
-    folder = random_model(arch, work / f"random-{arch}")
     small = args.check
-    bench = BenchArgs(model=str(folder), out=str(work / "bench"), steps=1 if small else 6, warmup=1 if small else 2,
-                      prompts_per_step=2 if small else 8, num_generations=2 if small else 8, max_completion_length=8 if small else 256,
-                      sft_batch_size=2 if small else 16, sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 256,
-                      eval_max_new_tokens=8 if small else 128)
-    bench_md = run_bench(bench)
-    result = json.loads(next((work / "bench").glob("*.json")).read_text())
-    # one micro-claims arm: pure RL on micro-student with the study's settings (100 GRPO steps)
+    arch = "tiny" if small else "qwen2.5-0.5b"
+    device = "cpu-check" if small else (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
+    slug = "cpu-check" if small else "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
+    report, record = out / f"gpu-{slug}.md", {}
+    head = [f"# GPU check: {device}", "", f"Written by `scripts/gpu_check.sh{' --check' if small else ''}`. "
+            f"Model: a randomly initialised {arch} architecture (built in code, micro tokenizer).", ""]
+    bench_lines: list[str] = ["## rlsft bench", "", "Not run yet."]
+    arm_lines: list[str] = ["## One micro-claims arm on this device", "", "Not run yet."]
+    failed: list[str] = []
+    stopped = False
+
+    def write() -> None:
+        """The report so far: each part is written as it ends, so a part that fails or runs out of time
+        leaves the others' results (and its own error line) in place."""
+        tail = [f"Elapsed at this writing: {time.time() - t0:.0f} s." + (f" Failed parts: {', '.join(failed)}." if failed else "")]
+        atomic_write(report, "\n".join(head + bench_lines + [""] + arm_lines + ["", *tail, ""]))
+        atomic_write(out / f"gpu-{slug}.json", json.dumps(record, indent=2, default=str))
+
+    def stop(signum, frame):  # `timeout` and the device's limit send SIGTERM: mark the running part, keep the rest, exit
+        raise Stopped("stopped by SIGTERM (a time limit)")
+
+    signal.signal(signal.SIGTERM, stop)
+    write()
+    # part 1: rlsft bench (SFT, a GRPO step, evaluation batching) on the 0.5B architecture
+    try:
+        folder = random_model(arch, work / f"random-{arch}")
+        bench = BenchArgs(model=str(folder), out=str(work / "bench"), steps=1 if small else 4, warmup=1,
+                          prompts_per_step=2 if small else 8, num_generations=2 if small else 8, max_completion_length=8 if small else 128,
+                          sft_batch_size=2 if small else 16, sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 256,
+                          eval_max_new_tokens=8 if small else 128)
+        bench_md = run_bench(bench)
+        result = record["bench"] = json.loads(next((work / "bench").glob("*.json")).read_text())
+        peak = card_peak(result["device"])
+        bench_lines = [Path(bench_md).read_text().replace("# rlsft bench", "## rlsft bench", 1)]
+        if peak:
+            bench_lines += ["", f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
+                            + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"])]
+    except (Exception, Stopped) as e:  # noqa: BLE001 -- the check reports a failing part and goes on to the next
+        failed.append("bench")
+        stopped = isinstance(e, Stopped)
+        partial = sorted((work / "bench").glob("*.md"))  # what the bench measured before it stopped
+        bench_lines = [partial[0].read_text().replace("# rlsft bench", "## rlsft bench", 1) if partial else "## rlsft bench", "",
+                       f"**Failed**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"]
+    write()
+    if stopped:
+        raise SystemExit(f"gpu_check: stopped by SIGTERM during the bench (see {report})")
+    # part 2: one micro-claims arm, pure RL on micro-student with the study's settings (100 GRPO steps)
     steps = 2 if small else 100
     arm = ["training.max_steps=%d" % steps, f"run.out_dir={work / 'r1_zero'}", "run.report_to=none", "eval.tasks=[micro-arith]"]
     if small:
         arm += ["data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=16", "training.logging_steps=1"]
-    t_arm = time.time()
-    train_from_config("configs/micro/r1_zero.yaml", arm)
-    arm_seconds = time.time() - t_arm
-    run = json.loads((work / "r1_zero" / "run.json").read_text())
-    device = result["device"]
-    peak = card_peak(device)
-    lines = [f"# GPU check: {device}", "", f"Written by `scripts/gpu_check.sh{' --check' if small else ''}` in {time.time() - t0:.0f} s. "
-             f"Model: a randomly initialised {arch} architecture (built in code, micro tokenizer).", ""]
-    if peak:
-        lines += [f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
-                  + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"]), ""]
-    lines += [Path(bench_md).read_text().replace("# rlsft bench", "## rlsft bench", 1), "",
-              "## One micro-claims arm on this device", "",
-              f"`rlsft train configs/micro/r1_zero.yaml training.max_steps={steps}` (pure RL on micro-student): "
-              f"{arm_seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
-              f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
-              f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f}).", ""]
-    slug = "cpu-check" if small else "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
-    report = out / f"gpu-{slug}.md"
-    atomic_write(report, "\n".join(lines))
-    atomic_write(out / f"gpu-{slug}.json", json.dumps({"bench": result, "arm": {"seconds": arm_seconds, "run": run["compute"]}}, indent=2, default=str))
+    try:
+        t_arm = time.time()
+        train_from_config("configs/micro/r1_zero.yaml", arm)
+        arm_seconds = time.time() - t_arm
+        run = json.loads((work / "r1_zero" / "run.json").read_text())
+        record["arm"] = {"seconds": arm_seconds, "run": run["compute"]}
+        arm_lines = ["## One micro-claims arm on this device", "",
+                     f"`rlsft train configs/micro/r1_zero.yaml training.max_steps={steps}` (pure RL on micro-student): "
+                     f"{arm_seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
+                     f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
+                     f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f})."]
+    except (Exception, Stopped) as e:  # noqa: BLE001
+        failed.append("arm")
+        arm_lines = ["## One micro-claims arm on this device", "", f"**Failed**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"]
+    write()
     shutil.rmtree(work, ignore_errors=True)
     print(report.read_text())
+    if failed:
+        raise SystemExit(f"gpu_check: failed parts: {', '.join(failed)} (see {report})")
     return report
 
 
