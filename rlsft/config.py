@@ -288,6 +288,7 @@ class EvalConfig:
     batch_size: int | None = None  # sequences per generate call (None: sized from memory_gb)
     memory_gb: float = 2.0  # generation memory budget that sizes the batch
     before: bool = True  # also evaluate the starting model, with the same settings
+    before_samples: int | None = None  # samples per problem for the starting model (None: `samples`); e.g. the base's pass@64 alone
     # training steps at which the first task is evaluated too, with the same settings, for the
     # accuracy-against-compute curve (multiples of training.logging_steps; [] for none)
     curve_steps: list[int] = field(default_factory=list)

@@ -284,7 +284,7 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         if (out / "metrics.json").is_file():
             results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
             continue
-        samples = e.curve_samples or e.samples if when == "curve" else e.samples
+        samples = {"curve": e.curve_samples, "before": e.before_samples}.get(when) or e.samples
         args = EvalArgs(model=name, task=task, out=str(out), n=e.n, samples=samples, temperature=e.temperature,
                         max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template)
         results[task] = evaluate(args, model=model, tokenizer=tokenizer)["metrics"]
@@ -317,7 +317,7 @@ def finish_run(folder: RunFolder, recipe: str, cfg, compute: dict, before: dict 
         "config": to_dict(cfg),
         **extra,
         "compute": compute,
-        "eval_before": {t: headline(m, k) for t, m in before.items()} if before else None,
+        "eval_before": {t: headline(m, cfg.eval.before_samples or k) for t, m in before.items()} if before else None,
         "eval_after": {t: headline(m, k) for t, m in after.items()},
         "curve": (curve or []) + ([{"step": "final", "pflops": compute["flops"] / 1e15, **_pass1(after[cfg.eval.tasks[0]])}]
                                   if after else []),

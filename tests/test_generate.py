@@ -42,3 +42,14 @@ def test_batch_is_sized_from_memory(toy_model):
     big, small = (sequences_per_call(model, 100, 128, gb, 10_000) for gb in (2.0, 0.001))
     assert big > small >= 1
     assert sequences_per_call(model, 100, 128, 2.0, 7) == 7  # never more than wanted
+
+
+def test_cpu_calls_are_capped_and_run_in_one_round(toy_model):
+    """On a CPU: at most CPU_MAX_SEQUENCES a call, each call run to the end (the measured sweep)."""
+    from rlsft.scoring.evaluate import CPU_MAX_SEQUENCES
+
+    model, tok = load_model(toy_model), load_tokenizer(toy_model)
+    assert sequences_per_call(model, 10, 16, 100.0, 10_000) == CPU_MAX_SEQUENCES
+    stats: dict = {}
+    generate(model, tok, ["1+1=", "2+2="], 40, 1.0, 1.0, 12, stats=stats)
+    assert stats["sequences_per_call"] == CPU_MAX_SEQUENCES and stats["calls"] == 2  # 80 sequences: 64, then 16, no re-batching

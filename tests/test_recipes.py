@@ -36,7 +36,7 @@ def check_run_folder(out: Path, recipe: str):
 
 def test_grpo_run_folder(toy_model, tmp_path):
     out = tmp_path / "grpo"
-    run_recipe(MICRO / "grpo_langreward.yaml", tiny_recipe_overrides(toy_model, out) + GRPO_TINY + ["eval.before=true"])
+    run_recipe(MICRO / "grpo_langreward.yaml", tiny_recipe_overrides(toy_model, out) + GRPO_TINY + ["eval.before=true", "eval.before_samples=4"])
     record, steps = check_run_folder(out, "grpo")
     logged = {k for s in steps for k in s}
     # TRL's figures, each reward, and the training completions' mixing rate (zero-weight monitor)
@@ -44,6 +44,8 @@ def test_grpo_run_folder(toy_model, tmp_path):
             "rewards/language_consistency_reward/mean", "rewards/language_monitor/mean"} <= logged
     assert (out / "samples_train.jsonl").read_text().strip()
     assert record["eval_before"]["micro-arith"]["pass@1"] is not None
+    # the starting model with its own sample count (eval.before_samples), the trained one with eval.samples
+    assert "pass@4" in record["eval_before"]["micro-arith"] and "pass@4" not in record["eval_after"]["micro-arith"]
     assert record["compute"]["forward_tokens"] == record["compute"]["train_tokens"]  # beta 0: generation only
 
 

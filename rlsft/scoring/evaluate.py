@@ -132,8 +132,12 @@ class EvalArgs:
     trust_remote_code: bool = False
 
 
-MAX_SEQUENCES = 512  # most sequences per generate call: past this a CPU gains little, and every
-# sequence of a call waits for its longest, so bigger calls waste more steps on finished ones
+MAX_SEQUENCES = 512  # most sequences per generate call on a GPU: every sequence of a call waits for
+# its longest, so bigger calls waste more steps on finished ones
+# On a CPU, calls past 64 sequences run slower per token, and re-batching unfinished sequences
+# costs more (their re-prefill) than waiting for them: a sweep on micro-student, one thread, 256
+# problems, 128 new tokens (docs/reliability-and-speed.md) ran fastest at 64 sequences in one round.
+CPU_MAX_SEQUENCES = 64
 
 
 def bytes_per_sequence(config, prompt_tokens: int, max_new_tokens: int, dtype_bytes: int) -> int:
@@ -159,15 +163,18 @@ def bytes_per_sequence(config, prompt_tokens: int, max_new_tokens: int, dtype_by
 
 def sequences_per_call(model, prompt_tokens: int, max_new_tokens: int, memory_gb: float, n_sequences: int) -> int:
     """Sequences per generate call: as many as `memory_gb` holds (with a 2x margin for the
-    allocator), at most `MAX_SEQUENCES` and the number wanted. A function of the settings and the
-    model alone, never of the memory free right now, so a seed gives the same samples anywhere."""
+    allocator), at most `MAX_SEQUENCES` (`CPU_MAX_SEQUENCES` on a CPU) and the number wanted. A
+    function of the settings, the model and its device type alone, never of the memory free right
+    now, so a seed gives the same samples on any machine of that type."""
     dtype_bytes = next(model.parameters()).element_size()
     per = bytes_per_sequence(model.config, prompt_tokens, max_new_tokens, dtype_bytes)
-    return max(1, min(n_sequences, MAX_SEQUENCES, int(memory_gb * 1e9 / (2 * per))))
+    most = CPU_MAX_SEQUENCES if model.device.type == "cpu" else MAX_SEQUENCES
+    return max(1, min(n_sequences, most, int(memory_gb * 1e9 / (2 * per))))
 
 
 def round_tokens(max_new_tokens: int) -> int:
-    """Tokens a sequence generates per call before unfinished ones are re-batched.
+    """Tokens a sequence generates per call before unfinished ones are re-batched (on a GPU; a CPU
+    call runs to the end, see `CPU_MAX_SEQUENCES`).
 
     >>> round_tokens(128), round_tokens(1024)
     (32, 256)
@@ -185,7 +192,8 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
 
     Batching is by *sequences* (prompt x sample), not prompts. A queue holds every sequence,
     longest prompt first; each `generate` call takes up to `batch_size` of them (default: as many
-    as `memory_gb` holds) and runs `tokens_per_round` steps (default `round_tokens(max_new_tokens)`). Finished sequences leave;
+    as `memory_gb` holds, see `sequences_per_call`) and runs `tokens_per_round` steps (default: on a
+    GPU `round_tokens(max_new_tokens)`, on a CPU all of them). Finished sequences leave;
     unfinished ones go back to the queue with their tokens so far as prefix, so a call never runs
     long for a few stragglers while the rest of the batch waits. Continuing from a prefix is the
     same autoregressive sampling, and the queue's order is fixed, so a seed gives the same samples.
@@ -202,7 +210,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     queue = deque((i, []) for i in order for _ in range(samples))  # (prompt index, tokens generated so far)
     longest = max((len(x) for x in ids), default=0)
     size = batch_size or sequences_per_call(model, longest, max_new_tokens, memory_gb, len(queue))
-    per_round = tokens_per_round or round_tokens(max_new_tokens)
+    per_round = tokens_per_round or (max_new_tokens if model.device.type == "cpu" else round_tokens(max_new_tokens))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     done: list[tuple[int, list[int], bool]] = []  # (prompt index, tokens, ended with EOS), in finishing order
     calls = 0
