@@ -328,7 +328,8 @@ def bench_table(r: dict) -> str:
         lines += ["## Evaluation (generation, `rlsft eval` at temperature 1)", "",
                   f"{r['eval'][0]['problems']} held-out micro-arith problems, up to {r['settings']['eval_max_new_tokens']} new tokens, seed 0. "
                   "`prompts-16`: 16 prompts (x samples) per call, each call run until its longest sequence ends; "
-                  "`sequences`: the lab's batching by sequences, sized from memory, with unfinished sequences re-batched. "
+                  "`sequences`: the lab's batching by sequences, sized from memory (on a CPU at most 64 a call, each run to the end; "
+                  "on a GPU up to 512, with unfinished sequences re-batched). "
                   "Useful FLOPs count 2N per real prompt and generated token (no padding).", "",
                   "| samples | variant | sequences per call | calls | seconds | generated tokens | useful TFLOP | fraction of peak | pass@1 |",
                   "|---|---|---|---|---|---|---|---|---|"]
