@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> Path:
         folder = random_model(arch, work / f"random-{arch}")
         bench = BenchArgs(model=str(folder), out=str(work / "bench"), steps=1 if small else 4, warmup=1,
                           prompts_per_step=2 if small else 8, num_generations=2 if small else 8, max_completion_length=8 if small else 128,
-                          sft_batch_size=2 if small else 16, sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 256,
+                          sft_batch_size=2 if small else 16, sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 64,
                           eval_max_new_tokens=8 if small else 128)
         bench_md = run_bench(bench)
         result = record["bench"] = json.loads(next((work / "bench").glob("*.json")).read_text())
