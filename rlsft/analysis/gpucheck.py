@@ -64,6 +64,18 @@ class Stopped(BaseException):
     """A time limit's SIGTERM: a BaseException, so no `except Exception` on the way re-labels it."""
 
 
+ARM_HEADING = "## One micro-claims arm on this device"
+
+
+def failure(e: BaseException) -> str:
+    """The report's one line for a part that failed.
+
+    >>> failure(Stopped("stopped by SIGTERM\\nmore"))
+    '**Failed**: Stopped: stopped by SIGTERM'
+    """
+    return f"**Failed**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
 def main(argv: list[str] | None = None) -> Path:
     import torch
 
@@ -86,7 +98,7 @@ def main(argv: list[str] | None = None) -> Path:
     head = [f"# GPU check: {device}", "", f"Written by `scripts/gpu_check.sh{' --check' if small else ''}`. "
             f"Model: a randomly initialised {arch} architecture (built in code, micro tokenizer).", ""]
     bench_lines: list[str] = ["## rlsft bench", "", "Not run yet."]
-    arm_lines: list[str] = ["## One micro-claims arm on this device", "", "Not run yet."]
+    arm_lines: list[str] = [ARM_HEADING, "", "Not run yet."]
     failed: list[str] = []
     stopped = False
 
@@ -121,7 +133,7 @@ def main(argv: list[str] | None = None) -> Path:
         stopped = isinstance(e, Stopped)
         partial = sorted((work / "bench").glob("*.md"))  # what the bench measured before it stopped
         bench_lines = [partial[0].read_text().replace("# rlsft bench", "## rlsft bench", 1) if partial else "## rlsft bench", "",
-                       f"**Failed**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"]
+                       failure(e)]
     write()
     if stopped:
         raise SystemExit(f"gpu_check: stopped by SIGTERM during the bench (see {report})")
@@ -136,14 +148,14 @@ def main(argv: list[str] | None = None) -> Path:
         arm_seconds = time.time() - t_arm
         run = json.loads((work / "r1_zero" / "run.json").read_text())
         record["arm"] = {"seconds": arm_seconds, "run": run["compute"]}
-        arm_lines = ["## One micro-claims arm on this device", "",
+        arm_lines = [ARM_HEADING, "",
                      f"`rlsft train configs/micro/r1_zero.yaml training.max_steps={steps}` (pure RL on micro-student): "
                      f"{arm_seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
                      f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
                      f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f})."]
     except (Exception, Stopped) as e:  # noqa: BLE001
         failed.append("arm")
-        arm_lines = ["## One micro-claims arm on this device", "", f"**Failed**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"]
+        arm_lines = [ARM_HEADING, "", failure(e)]
     write()
     shutil.rmtree(work, ignore_errors=True)
     print(report.read_text())
