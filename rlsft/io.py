@@ -58,9 +58,26 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+# Characters that `str.splitlines` (and other line-based readers) treat as line breaks but that
+# `json.dumps(..., ensure_ascii=False)` leaves raw; real model text does contain them (U+2028).
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
 def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:
-    """Serialise records as JSONL text (UTF-8 kept readable, one object a line)."""
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    """Serialise records as JSONL text: UTF-8 kept readable, one object a line, and every
+    character that some reader takes for a line break escaped, so a line is a record for any reader.
+
+    >>> text = to_jsonl([{"completion": "4" + chr(0x2028) + "所以 4"}])  # U+2028, as a model wrote it
+    >>> len(text.splitlines()), chr(0x2028) in text, json.loads(text)["completion"] == "4" + chr(0x2028) + "所以 4"
+    (1, False, True)
+    """
+    lines = []
+    for r in rows:
+        line = json.dumps(r, ensure_ascii=False)
+        for char, escape in _LINE_BREAKS.items():
+            line = line.replace(char, escape)
+        lines.append(line + "\n")
+    return "".join(lines)
 
 
 def json_safe(obj: Any) -> Any:

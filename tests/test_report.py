@@ -85,3 +85,22 @@ def test_per_problem_reads_pass_at_k_up_to_the_samples_taken(tmp_path):
     scores = per_problem(tmp_path / "eval_after", "t")
     assert scores["accuracy"] == {"p1": 0.25} and scores["pass@2"] == {"p1": 0.5} and scores["pass@4"] == {"p1": 1.0}
     assert "pass@8" not in scores  # never more than the samples taken
+
+
+def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
+    """SmolLM2 wrote a U+2028 in a completion; `json.dumps(ensure_ascii=False)` leaves it raw, and a
+    reader that split lines with `str.splitlines` broke the record in two (a JSONDecodeError traceback)."""
+    from rlsft.analysis.report import per_problem, sample_completions
+    from rlsft.io import to_jsonl
+
+    completion = "1 + 4 = 5" + chr(0x2028) + "so" + chr(0x85) + "<answer>5</answer>"
+    fake_run(tmp_path / "r" / "seed0", 0, True, True, completion="x")
+    for which in ("eval_before", "eval_after"):  # written raw, as the lab's writer did before it escaped them
+        row = {"id": "p1", "question": "q", "completion": completion, "correct": True, "mixed": False, "format_ok": True, "length": 9}
+        (tmp_path / "r" / "seed0" / which / "t" / "samples.jsonl").write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert per_problem(tmp_path / "r" / "seed0" / "eval_after", "t")["accuracy"] == {"p1": 1.0}
+    runs = RunFolder.find([str(tmp_path)])
+    assert load_results(runs, "t")["scores"]["accuracy"]["r"][0] == {"p1": 1.0}
+    assert sample_completions(runs, "t")["r"][0]["completion"] == completion
+    assert language_composition(tmp_path / "r" / "seed0" / "eval_after", "t")["none"] + language_composition(tmp_path / "r" / "seed0" / "eval_after", "t")["target"] == 1.0
+    assert len(to_jsonl([{"completion": completion}]).splitlines()) == 1  # and the writer now escapes them

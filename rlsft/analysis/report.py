@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from rlsft.io import UserError, atomic_write
+from rlsft.io import UserError, atomic_write, read_jsonl
 from rlsft.runs.folder import RunFolder
 
 
@@ -39,8 +39,7 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
     if not path.is_file():
         return {}
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for line in path.read_text(encoding="utf-8").splitlines():
-        s = json.loads(line)
+    for s in read_jsonl(path):
         for key, name in (("correct", "accuracy"), ("mixed", "mixing"), ("format_ok", "format"), ("length", "length")):
             if s.get(key) is not None:
                 acc[name][s["id"]].append(float(s[key]))
@@ -69,7 +68,7 @@ def language_composition(folder: Path, task: str) -> dict[str, float] | None:
     path = folder / task / "samples.jsonl"
     if not path.is_file():
         return None
-    kinds = [reasoning_language(json.loads(line)["completion"]) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kinds = [reasoning_language(s["completion"]) for s in read_jsonl(path)]
     return {k: kinds.count(k) / len(kinds) for k in ("target", "other", "switched", "none")} if kinds else None
 
 
@@ -159,7 +158,7 @@ def sample_completions(runs: list[RunFolder], task: str, per_arm: int = 2) -> di
             continue
         path = run.eval_dir("after", task) / "samples.jsonl"
         if path.is_file():
-            rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+            rows = read_jsonl(path)
             rows.sort(key=lambda r: (not r["mixed"], not r["correct"]))
             out[arm] = rows[:per_arm]
     return out
@@ -220,8 +219,7 @@ def cost_table(results: dict) -> list[str]:
 
 def study_sessions(paths: list[str]) -> list[str]:
     """The wall time of each `rlsft study` invocation that trained runs here (sessions.jsonl)."""
-    rows = [json.loads(x) for p in paths if (Path(p) / "sessions.jsonl").is_file()
-            for x in (Path(p) / "sessions.jsonl").read_text().splitlines() if x.strip()]
+    rows = [row for p in paths if (Path(p) / "sessions.jsonl").is_file() for row in read_jsonl(Path(p) / "sessions.jsonl")]
     if not rows:
         return []
     lines = ["## Study wall time", "", "Each `rlsft study` invocation that trained runs (finished runs are skipped, so a resumed "

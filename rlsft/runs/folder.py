@@ -26,7 +26,7 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from rlsft.io import UserError, atomic_write, to_json
+from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 
 _STAGE = re.compile(r"(\d+)-(.+)")
 _SEED = re.compile(r"seed(\d+)")
@@ -124,7 +124,7 @@ class RunFolder:
         """The logged training steps (metrics.jsonl), [] before the first."""
         if not self.metrics_file.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.metrics_file)
 
     @cached_property
     def config(self) -> dict:
@@ -162,8 +162,7 @@ class RunFolder:
         checkpoint = self.last_checkpoint()
         step = checkpoint_step(checkpoint) if checkpoint else 0
         if self.metrics_file.is_file():
-            kept = [line for line in self.metrics_file.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-            atomic_write(self.metrics_file, "".join(line + "\n" for line in kept))
+            atomic_write(self.metrics_file, to_jsonl(row for row in read_jsonl(self.metrics_file) if row["step"] <= step))
         with open(self.path / "resumes.jsonl", "a", encoding="utf-8") as f:  # when and from where it went on
             f.write(json.dumps({"from_step": step, "checkpoint": str(checkpoint) if checkpoint else None, **provenance()}) + "\n")
         self.__dict__.pop("metrics", None)
