@@ -153,3 +153,15 @@ def test_matched_compute_at_a_named_arms_budget():
     v = evaluate_claim(claim, {}, {"distill": {0: 0.002, 1: 0.002, 2: 0.002}}, curves)
     assert v.verdict == "reproduced" and abs(v.estimate - 0.31) < 1e-9  # distill read trained, rl at its start (0.004 is past the budget)
     assert v.detail["at_pflops"] == 0.002 and v.detail["read_at_pflops"] == {"distill": 0.002, "rl": 0.0}
+
+
+def test_a_named_arms_budget_reads_every_one_of_its_runs_at_its_end():
+    """Runs of one arm differ in FLOPs (completion lengths): at their mean, the costlier seed would
+    be read at an earlier checkpoint, not at the arm's whole budget."""
+    curves = {"accuracy": {"distill": {0: [(0.0, {"q": 0.0}), (0.001, {"q": 0.1}), (0.0021, {"q": 0.5})],
+                                       1: [(0.0, {"q": 0.0}), (0.001, {"q": 0.2}), (0.0019, {"q": 0.7})]},
+                           "rl": {s: [(0.0, {"q": 0.0}), (0.00205, {"q": 0.4})] for s in (0, 1)}}}
+    claim = Claim(id="S3", text="t", metric="accuracy", arm="distill", against="rl", direction="greater", at_pflops="distill")
+    v = evaluate_claim(claim, {}, {"distill": {0: 0.0021, 1: 0.0019}}, curves)
+    assert v.detail["at_pflops"] == 0.0021 and v.detail["arm_mean"] == 0.6  # both seeds at their ends (0.5, 0.7)
+    assert v.detail["against_mean"] == 0.4  # rl read at 0.00205, within the budget

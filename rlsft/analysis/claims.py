@@ -58,7 +58,7 @@ class Claim:
     direction: str  # greater or less: arm - against is claimed greater (or less) than threshold; within: |arm - against| < threshold
     threshold: float = 0.0
     per_pflop: bool = False  # compare (arm - base) / PFLOP of arm against (against - base) / PFLOP of against
-    at_pflops: float | str | None = None  # compare both arms at this compute (or at an arm's mean PFLOPs per run, by name), each read at its last evaluated checkpoint within it
+    at_pflops: float | str | None = None  # compare both arms at this compute (or at a named arm's largest PFLOPs per run), each read at its last evaluated checkpoint within it
     teacher_students: int | None = None  # count the arm's teacher training, amortised over this many students (1: unamortised)
     from_start: bool = False  # compare each arm's change from its own starting model (a difference in differences)
     task: str = "micro-arith"
@@ -179,11 +179,11 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     `teacher_pflops[arm]` is the training compute of an arm's teacher (for `teacher_students`).
     """
     read_at: dict[str, float] = {}  # matched-compute claims: mean PFLOPs at which each arm was read
-    if isinstance(claim.at_pflops, str):  # the budget of a named arm: its mean PFLOPs per run
-        runs = (pflops or {}).get(claim.at_pflops)
-        if not runs:
+    if isinstance(claim.at_pflops, str):  # the whole budget of a named arm: its largest PFLOPs per run
+        runs = (pflops or {}).get(claim.at_pflops)  # (not the mean: FLOPs vary with completion lengths, and
+        if not runs:                                 # a seed above the mean would be read before its end)
             return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": [claim.at_pflops]})
-        claim = dataclasses.replace(claim, at_pflops=sum(runs.values()) / len(runs))
+        claim = dataclasses.replace(claim, at_pflops=max(runs.values()))
     against = f"before:{claim.arm}" if claim.against == "before" else claim.against
     claim = dataclasses.replace(claim, against=against)
     if claim.at_pflops is not None:
