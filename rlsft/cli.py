@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = run_study(args.config, args.overrides, jobs=args.jobs)
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
-                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm,
+                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm, scope=cfg.scope,
                               allow_mixed_commits=args.allow_mixed_commits)
             print(f"report: {out / 'report.md'}")
         elif args.command == "bench":
@@ -164,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from rlsft.analysis.report import make_report
 
-            claims, knobs, title, base_arm = None, None, None, None
+            claims, knobs, title, base_arm, scope = None, None, None, None, None
             if args.claims:
                 from rlsft.analysis.study import StudyConfig
                 from rlsft.config import load_config
 
                 study = load_config(StudyConfig, args.claims)
-                claims, knobs, title, base_arm = study.claims, study.knobs_changed_after_results, f"Study {study.name}", study.base_arm
-            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm,
+                claims, knobs, title, base_arm, scope = study.claims, study.knobs_changed_after_results, f"Study {study.name}", study.base_arm, study.scope
+            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm, scope=scope,
                               allow_mixed_commits=args.allow_mixed_commits)
             print(f"report: {out / 'report.md'}")
     except UserError as e:

@@ -33,6 +33,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
              "direction": "less", "threshold": 0.0},
         ],
         "knobs_changed_after_results": ["nothing, this is a test"],
+        "scope": ["a toy model shows nothing about real models"],
     }
     pre = yaml.safe_load((MICRO / "sft_cold_start.yaml").read_text())  # a prerequisite, trained once
     pre.update(run={"name": "pre", "out_dir": str(tmp_path / "pre"), "report_to": "none"}, model={"name": toy_model})
@@ -61,6 +62,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
     for v in verdicts:  # the numbers behind each verdict are in the table
         assert v["claim"] in text and v["verdict"] in text
     assert "nothing, this is a test" in text  # knobs changed after results are listed
+    assert "## What this study can and cannot show" in text and "- a toy model shows nothing about real models" in text
     assert {"final_vs_pflops.png", "curve_loss.png"} <= {p.name for p in report.iterdir()}
     assert all(p.stat().st_size > 10_000 for p in report.glob("*.png"))  # real plots, not empty files
     for arm in ("r1_zero", "sft"):

@@ -255,8 +255,10 @@ def _method(claim, verdict) -> str:
 
 
 def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
-                knobs_changed: list[str] | None = None, base_arm: str | None = None, allow_mixed_commits: bool = False) -> Path:
+                knobs_changed: list[str] | None = None, base_arm: str | None = None, allow_mixed_commits: bool = False,
+                scope: list[str] | None = None) -> Path:
     """Write report.md and its PNGs to `out` (through a temporary folder: never half a report).
+    `scope`: the study's own statements of what it can and cannot show, printed under the claims.
 
     A report's runs must come from one clean commit; `allow_mixed_commits` writes it anyway, with
     the mix at the top."""
@@ -302,6 +304,8 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
                 lines.append(f"| {v.claim} | **{v.verdict}** | {est} | {v.n_seeds} | {_method(by_id[v.claim], v)} | {by_id[v.claim].text} |")
             lines += ["", "Estimate: arm minus comparison, paired by problem within each seed, averaged over seeds. "
                       "Decision rules and each claim's detail: see Details.", ""]
+        if scope:
+            lines += ["## What this study can and cannot show", "", "From the study's YAML (`scope:`).", ""] + [f"- {x}" for x in scope] + [""]
         # 2-4. the figures and the language of the reasoning
         if compute_png:
             lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "

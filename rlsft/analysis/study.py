@@ -33,6 +33,7 @@ class StudyConfig:
     prerequisites: list[str] = field(default_factory=list)  # configs trained once before the matrix (e.g. an RL-trained teacher)
     claims: list[Claim] = field(default_factory=list)
     knobs_changed_after_results: list[str] = field(default_factory=list)  # listed in the report, honestly
+    scope: list[str] = field(default_factory=list)  # what the study can and cannot show; the report prints it under the claims
 
 
 def study_root(cfg: StudyConfig) -> Path:
