@@ -104,3 +104,14 @@ def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
     assert sample_completions(runs, "t")["r"][0]["completion"] == completion
     assert language_composition(tmp_path / "r" / "seed0" / "eval_after", "t")["none"] + language_composition(tmp_path / "r" / "seed0" / "eval_after", "t")["target"] == 1.0
     assert len(to_jsonl([{"completion": completion}]).splitlines()) == 1  # and the writer now escapes them
+
+
+def test_an_interrupted_study_invocation_shows_in_the_wall_time_table(tmp_path):
+    from rlsft.analysis.report import study_sessions
+
+    rows = [{"started_utc": "T1", "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 10, "runs_skipped": 0, "wall_seconds": None},
+            {"started_utc": "T2", "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 4, "runs_skipped": 6, "wall_seconds": None},
+            {"started_utc": "T2", "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 4, "runs_skipped": 6, "wall_seconds": 600.0}]
+    (tmp_path / "sessions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = [line for line in study_sessions([str(tmp_path)]) if line.startswith("| T")]
+    assert table == ["| T1 | 2 | 1 | 10 | 0 | interrupted |", "| T2 | 2 | 1 | 4 | 6 | 10.0 |"]

@@ -91,8 +91,9 @@ def test_study_with_two_jobs_runs_each_seed_in_its_own_one_thread_process(toy_mo
         assert record["config"]["run"]["seed"] == seed
         assert record["compute"]["device"] == f"cpu, {max(1, cores // 2)} threads per process"
         assert "eval_after" in (root / "logs" / f"r1_zero-seed{seed}.log").read_text()  # the run's own output
-    session = json.loads((root / "sessions.jsonl").read_text())
-    assert session["jobs"] == 2 and session["runs_trained"] == 2 and session["wall_seconds"] > 0
+    start, end = [json.loads(x) for x in (root / "sessions.jsonl").read_text().splitlines()]  # written at start and at end
+    assert start["started_utc"] == end["started_utc"] and start["wall_seconds"] is None
+    assert end["jobs"] == 2 and end["runs_trained"] == 2 and end["wall_seconds"] > 0
     text = (tmp_path / "reports" / "jobs" / "report.md").read_text()
     assert "| r1_zero | 2 |" in text and "## Study wall time" in text
 

@@ -218,15 +218,20 @@ def cost_table(results: dict) -> list[str]:
 
 
 def study_sessions(paths: list[str]) -> list[str]:
-    """The wall time of each `rlsft study` invocation that trained runs here (sessions.jsonl)."""
-    rows = [row for p in paths if (Path(p) / "sessions.jsonl").is_file() for row in read_jsonl(Path(p) / "sessions.jsonl")]
-    if not rows:
+    """The wall time of each `rlsft study` invocation that trained runs here (sessions.jsonl: a
+    line when it starts, another when it ends; one without an end was interrupted)."""
+    latest: dict[tuple, dict] = {}  # (study folder, started) -> the invocation's last line
+    for p in paths:
+        if (Path(p) / "sessions.jsonl").is_file():
+            for row in read_jsonl(Path(p) / "sessions.jsonl"):
+                latest[(p, row["started_utc"])] = row
+    if not latest:
         return []
     lines = ["## Study wall time", "", "Each `rlsft study` invocation that trained runs (finished runs are skipped, so a resumed "
-             "study has several).", "", "| started (UTC) | --jobs | torch threads per run | runs trained | runs skipped | wall min |",
-             "|---|---|---|---|---|---|"]
+             "study has several; an interrupted one's runs resume from their checkpoints in the next).", "",
+             "| started (UTC) | --jobs | torch threads per run | runs to train | runs skipped | wall min |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['started_utc']} | {r['jobs']} | {r['torch_threads_per_run']} | {r['runs_trained']} | {r['runs_skipped']} | "
-              f"{r['wall_seconds'] / 60:.1f} |" for r in rows]
+              + ("interrupted" if r.get("wall_seconds") is None else f"{r['wall_seconds'] / 60:.1f}") + " |" for r in latest.values()]
     return lines + [""]
 
 

@@ -96,19 +96,30 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1) -> S
             shutil.rmtree(folder.path)
         # an interrupted run goes on from its latest checkpoint
         todo.append((label, rpath, overrides, str(folder.path) if folder.started else None, folder))
-    started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.time()
+    # How long this invocation took, for the report (skipped runs cost nothing): one line when it
+    # starts and one when it ends, so an invocation that was killed still shows, as interrupted.
+    t0 = time.time()
+    session = {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "jobs": jobs,
+               "torch_threads_per_run": threads_per_run(jobs), "runs_trained": len(todo), "runs_skipped": total - len(todo),
+               "wall_seconds": None}
+    if todo:
+        log_session(study_root(cfg), session)
     if jobs <= 1:
         for label, rpath, overrides, resume, folder in todo:
             print(f"[study {cfg.name}] {label} -> {folder.path}")
             train_from_config(rpath, overrides, resume=resume)
     else:
         run_parallel(cfg.name, todo, jobs, study_root(cfg) / "logs")
-    if todo:  # how long this invocation took, for the report (skipped runs cost nothing)
-        session = {"started_utc": started, "jobs": jobs, "torch_threads_per_run": threads_per_run(jobs),
-                   "runs_trained": len(todo), "runs_skipped": total - len(todo), "wall_seconds": round(time.time() - t0, 1)}
-        with open(study_root(cfg) / "sessions.jsonl", "a") as f:
-            f.write(json.dumps(session) + "\n")
+    if todo:
+        log_session(study_root(cfg), {**session, "wall_seconds": round(time.time() - t0, 1)})
     return cfg
+
+
+def log_session(root: Path, session: dict) -> None:
+    """Append one line to `root/sessions.jsonl` (appended, never rewritten: an earlier line survives a kill)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "sessions.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(session) + "\n")
 
 
 def run_parallel(name: str, todo: list[tuple], jobs: int, logs: Path) -> None:
