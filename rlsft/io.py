@@ -60,7 +60,7 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
 
 # Characters that `str.splitlines` (and other line-based readers) treat as line breaks but that
 # `json.dumps(..., ensure_ascii=False)` leaves raw; real model text does contain them (U+2028).
-_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:
@@ -71,13 +71,7 @@ def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:
     >>> len(text.splitlines()), chr(0x2028) in text, json.loads(text)["completion"] == "4" + chr(0x2028) + "所以 4"
     (1, False, True)
     """
-    lines = []
-    for r in rows:
-        line = json.dumps(r, ensure_ascii=False)
-        for char, escape in _LINE_BREAKS.items():
-            line = line.replace(char, escape)
-        lines.append(line + "\n")
-    return "".join(lines)
+    return "".join(json.dumps(r, ensure_ascii=False).translate(_LINE_BREAKS) + "\n" for r in rows)
 
 
 def json_safe(obj: Any) -> Any:
