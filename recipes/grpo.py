@@ -4,13 +4,16 @@
     rlsft train configs/micro/r1_zero.yaml "rewards={accuracy: 1.0, language: 0.2}" grpo.epsilon_high=0.28
     accelerate launch -m rlsft.cli train configs/qwen2.5-0.5b/r1_zero.yaml       # one GPU
 
-Config: `rewards` (name -> weight, from `rlsft.scoring.rewards.REWARDS`), `monitor`, and the
-sections every recipe has; `training:` and `grpo:` go unchanged into TRL's `GRPOConfig` (any of
-its fields). vLLM: `grpo.use_vllm` unset means on (colocated) when vllm is installed and a GPU is
-present, HF generate otherwise.
+    rlsft probe configs/smollm2-135m/r1_zero.yaml                                # the pre-flight check alone
 
-Writes <out>/model, <out>/eval_before and <out>/eval_after (per-task metrics.json and
-samples.jsonl), <out>/metrics.jsonl, <out>/samples_train.jsonl and <out>/run.json.
+Config: `rewards` (name -> weight, from `rlsft.scoring.rewards.REWARDS`), `extraction` (how the
+accuracy reward reads an answer: strict or lenient), `partial_credit`, `probe` (the pre-flight
+signal check, rlsft/preflight.py), `monitor`, and the sections every recipe has; `training:` and
+`grpo:` go unchanged into TRL's `GRPOConfig` (any of its fields). vLLM: `grpo.use_vllm` unset
+means on (colocated) when vllm is installed and a GPU is present, HF generate otherwise.
+
+Writes <out>/probe.json, <out>/model, <out>/eval_before and <out>/eval_after (per-task
+metrics.json and samples.jsonl), <out>/metrics.jsonl, <out>/samples_train.jsonl and <out>/run.json.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError
+from rlsft.preflight import ProbeConfig
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, n_params, param_count
 from rlsft.runs.folder import RunFolder
+from rlsft.scoring.tasks import ANSWER_STOP
 from rlsft.trainer import (
     curve_callback,
     evaluate_model,
@@ -46,6 +51,8 @@ class MonitorConfig:
 class Config(RecipeConfig):
     recipe: str = "grpo"
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})  # reward name -> weight
+    partial_credit: float = 0.0  # accuracy reward for a wrong answer given in <answer> or \boxed{}, not hedged (TinyZero: 0.1)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)  # the pre-flight signal check (rlsft/preflight.py)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     training: dict = training_section(max_steps=100)
     grpo: dict = trl_section("trl:GRPOConfig")  # any GRPOConfig field, e.g. loss_type, beta, num_generations, epsilon_high
@@ -64,6 +71,8 @@ def training_args(cfg: Config):
             grpo.setdefault("vllm_mode", "colocate")
     elif grpo["use_vllm"] and importlib.util.find_spec("vllm") is None:
         raise UserError("grpo.use_vllm=true needs the vllm package (pip install 'rlsft[vllm]'); leave it unset to fall back to HF generate")
+    if cfg.data.think_prefill:  # stop at </answer>, and fill a stopped sequence with EOS so TRL's mask ends it there
+        grpo["generation_kwargs"] = {"stop_strings": [ANSWER_STOP], **(grpo.get("generation_kwargs") or {})}
     return trl_args("trl:GRPOConfig", cfg, grpo, reward_weights=[*cfg.rewards.values(), 0.0])
 
 
@@ -116,11 +125,58 @@ def completion_monitor(folder: RunFolder, monitor: MonitorConfig):
     return language_monitor
 
 
+def reward_functions(cfg: Config) -> dict:
+    """{name: reward function} of the config's rewards, with the run's extraction and partial credit bound."""
+    from rlsft.scoring.rewards import get_reward
+
+    return {name: get_reward(name, extraction=cfg.extraction, partial_credit=cfg.partial_credit) for name in cfg.rewards}
+
+
+def preflight(cfg: Config, args, model, tokenizer, train_set, folder: RunFolder | None = None) -> dict | None:
+    """The pre-flight signal check with the run's own sampling settings and rewards
+    (rlsft/preflight.py): written to <out>/probe.json, and a refusal (UserError) below
+    `probe.min_signal` unless `probe.force`, which removes the run folder (it holds nothing
+    trained), so the same command runs again once the settings are fixed. A resumed run reuses
+    its probe.json."""
+    import json
+    import shutil
+
+    from rlsft.io import atomic_write, to_json
+    from rlsft.preflight import refusal, run_probe, summary_line
+
+    if not cfg.probe.enabled:
+        return None
+    path = folder.path / "probe.json" if folder else None
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+    record = run_probe(model, tokenizer, train_set, reward_functions(cfg), cfg.rewards, cfg.probe,
+                       num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
+                       max_completion_length=args.max_completion_length, think_prefill=cfg.data.think_prefill,
+                       extraction=cfg.extraction, seed=cfg.run.seed)
+    record["forced"] = not record["passed"] and cfg.probe.force
+    if path is not None:
+        atomic_write(path, to_json(record))
+    print(summary_line(record), flush=True)
+    if not record["passed"] and not cfg.probe.force:
+        if folder is not None and folder.last_checkpoint() is None:
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise UserError(refusal(record))
+    return record
+
+
+def stop_at_answer(model, tokenizer) -> None:
+    """Let TRL's generate honour `stop_strings` (data.think_prefill): transformers needs the
+    tokenizer for them, and TRL 1.x calls `model.generate` without it, so it is bound here."""
+    import functools
+
+    model.generate = functools.partial(model.generate, tokenizer=tokenizer)
+
+
 def main(cfg: Config, resume: bool = False) -> dict:
     import torch
     from trl import GRPOTrainer
 
-    from rlsft.scoring.rewards import get_reward
+    from rlsft.models import load_tokenizer
 
     # ------------------------------------------------------------------ config
     folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
@@ -130,16 +186,19 @@ def main(cfg: Config, resume: bool = False) -> dict:
     args = training_args(cfg)
 
     # ------------------------------------------------------------------ data
-    train_set = prompt_dataset(cfg.data, cfg.run.seed)
+    train_set = prompt_dataset(cfg.data, cfg.run.seed, load_tokenizer(cfg.model.name, cfg.model.trust_remote_code))  # it renders a <think> prefill
 
     # ------------------------------------------------------------------ model
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     params = n_params(model)
-    before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 
     # ------------------------------------------------------------------ rewards
     # the config's rewards, then a zero-weight monitor: the training completions' mixing rate, and samples
-    reward_funcs = [get_reward(name) for name in cfg.rewards] + [completion_monitor(folder, cfg.monitor)]
+    reward_funcs = [*reward_functions(cfg).values(), completion_monitor(folder, cfg.monitor)]
+
+    # ------------------------------------------------------------------ pre-flight
+    probe = preflight(cfg, args, model, tokenizer, train_set, folder)  # refuses settings where no group has signal
+    before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 
     # ------------------------------------------------------------------ trainer
     passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
@@ -151,6 +210,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
     callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, lambda t: flops(params, *cost(t)), curve)]
     trainer = GRPOTrainer(model=model, args=args, train_dataset=train_set, reward_funcs=reward_funcs, processing_class=tokenizer,
                           peft_config=lora_config(cfg.model), callbacks=callbacks)
+    if cfg.data.think_prefill:
+        stop_at_answer(trainer.model, tokenizer)
 
     # ------------------------------------------------------------------ train
     compute = train_and_count(trainer, folder, resume, params, cost, curve)
@@ -160,4 +221,4 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(model, tokenizer, str(folder.model_dir), cfg, folder, "after")
-    return finish_run(folder, "grpo", cfg, compute, before, after, curve)
+    return finish_run(folder, "grpo", cfg, compute, before, after, curve, extraction=cfg.extraction, probe=probe)

@@ -4,6 +4,7 @@
     rlsft eval     --model PATH_OR_ID --task T [--n N] [--samples K] [--temperature t] --out DIR
     rlsft pretrain CONFIG [key=value ...]
     rlsft train    CONFIG [key=value ...] [--dry-run]
+    rlsft probe    CONFIG [key=value ...] [--out DIR]
     rlsft study    CONFIG [key=value ...] [--jobs N]
     rlsft bench    [--model M] [--out DIR]
     rlsft report   RUN_OR_STUDY ... --out DIR [--claims STUDY.yaml]
@@ -80,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run (a pipeline's folder for a pipeline) from its latest checkpoint")
     t.add_argument("--dry-run", action="store_true", help="validate; print (YAML) each stage's folder, compute estimate, TRL config fields that differ from TRL's defaults, and resolved config; train nothing")
 
+    pr = sub.add_parser("probe", help="the pre-flight signal check of a GRPO config alone: does any group of completions get differing rewards?",
+                        allow_abbrev=False)
+    pr.add_argument("config", help="a GRPO recipe YAML")
+    pr.add_argument("overrides", nargs="*", help="key=value overrides, as for train (probe.prompts=16, extraction=lenient)")
+    pr.add_argument("--out", default=None, help="also write the record to DIR/probe.json")
+
     st = sub.add_parser("study", help="run a recipes x seeds matrix, check the claims, write the report", allow_abbrev=False)
     st.add_argument("config", help="study YAML under configs/studies/")
     st.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
@@ -108,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--isolate", action="store_true", help="run each measurement in its own process, so each peak memory is its own")
     b.add_argument("--eval-n", type=_positive_int, default=256, help="held-out problems for the evaluation measurement")
     b.add_argument("--parts", default="eval,grpo,sft", help="measurements to run, a comma list of eval, grpo and sft")
+    b.add_argument("--precision", default="", help="extra GRPO variants, a comma list of bf16 (autocast), bf16-weights and lora")
+    b.add_argument("--template", default="r1-zero", help="prompt form of the GRPO measurement: r1-zero, or chat (the model's template)")
     return p
 
 
@@ -145,6 +154,18 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             record = train_from_config(args.config, args.overrides, resume=args.resume)
             print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
+        elif args.command == "probe":
+            from rlsft.launch import probe_from_config
+            from rlsft.preflight import refusal, summary_line
+
+            import contextlib
+
+            with contextlib.redirect_stdout(sys.stderr):  # libraries' prints stay out of the JSON
+                record = probe_from_config(args.config, args.overrides, args.out)
+            print(to_json(record), end="")
+            if not record["passed"]:
+                raise UserError(refusal(record))
+            print(summary_line(record), file=sys.stderr)
         elif args.command == "study":
             from rlsft.analysis.report import make_report
             from rlsft.analysis.study import run_study, study_root
@@ -160,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
                                  max_completion_length=args.max_completion_length, reuse=args.reuse, eval_n=args.eval_n, parts=args.parts,
                                  prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
-                                 micro_batch=args.micro_batch, isolate=args.isolate))
+                                 micro_batch=args.micro_batch, isolate=args.isolate, precision=args.precision, template=args.template))
         elif args.command == "report":
             from rlsft.analysis.report import make_report
 

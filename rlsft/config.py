@@ -272,6 +272,9 @@ class DataConfig:
     source: str | None = None  # local JSONL or hub id replacing the task's default data
     template: str = "auto"  # auto (chat when the model has a chat template), r1-zero (plain prompt) or chat
     zh_prompt_share: float = 0.0  # share of training prompts written in Chinese (tasks that can translate)
+    # open every completion with <think> in the prompt (chat: inside the opened assistant turn) and
+    # stop generation at </answer>, in training, the pre-flight probe and evaluation alike
+    think_prefill: bool = False
 
     def __post_init__(self):
         if not 0.0 <= self.zh_prompt_share <= 1.0:
@@ -300,9 +303,19 @@ class RecipeConfig:
     """The sections every recipe's config has; a recipe's `Config` adds its own and its TRL sections."""
 
     run: RunConfig
+    # how an answer is read (rlsft.scoring.verify.EXTRACTIONS): strict (<answer> or \boxed{}) or
+    # lenient (then "the answer is", then the last number); the accuracy reward's mode, recorded in
+    # run.json and metrics.json. Evaluation reports both pass@k (strict) and pass@k_lenient.
+    extraction: str = "strict"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self):
+        from rlsft.scoring.verify import EXTRACTIONS
+
+        if self.extraction not in EXTRACTIONS:
+            raise UserError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
 
 
 def training_section(**recipe_defaults):

@@ -172,6 +172,38 @@ def train_from_config(path: str, overrides: list[str] | None = None, resume: str
     return record
 
 
+def probe_from_config(path: str, overrides: list[str] | None = None, out: str | None = None) -> dict:
+    """`rlsft probe`: the GRPO recipe's pre-flight signal check (rlsft/preflight.py) on a config's
+    model, prompts, rewards and sampling settings, without a run folder; the record is returned
+    (and written to OUT/probe.json)."""
+    from pathlib import Path
+
+    from rlsft.io import atomic_write, to_json
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.preflight import run_probe
+    from rlsft.scoring.tasks import resolve_template
+    from rlsft.trainer import prompt_dataset
+
+    if is_pipeline(path):
+        raise UserError(f"{path}: a pipeline; probe its GRPO stage's config (with the previous stage's model as model.name)")
+    module, cfg = load_recipe_config(path, overrides)
+    if module is not recipes.grpo:
+        raise UserError(f"{path}: rlsft probe checks GRPO configs; this one's recipe is {cfg.recipe!r}")
+    args = module.training_args(cfg)
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
+    cfg.data.template = resolve_template(cfg.data.template, tokenizer)
+    train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)
+    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code)
+    record = run_probe(model, tokenizer, train_set, module.reward_functions(cfg), cfg.rewards, cfg.probe,
+                       num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
+                       max_completion_length=args.max_completion_length, think_prefill=cfg.data.think_prefill,
+                       extraction=cfg.extraction, seed=cfg.run.seed)
+    record = {"config": path, "overrides": list(overrides or []), "model": cfg.model.name, "task": cfg.data.task, **record}
+    if out:
+        atomic_write(Path(out) / "probe.json", to_json(record))
+    return record
+
+
 def dry_run(path: str, overrides: list[str] | None = None) -> dict:
     """Validate a config and describe what `train` would do, training nothing: per stage, the run
     folder, a compute estimate, the resolved config, and TRL's config fields that differ from TRL's

@@ -131,19 +131,21 @@ def start_run(cfg, resume: bool = False) -> RunFolder:
     return folder
 
 
-def prompt_dataset(data: DataConfig, seed: int):
+def prompt_dataset(data: DataConfig, seed: int, tokenizer=None):
     """The training prompts as a `datasets.Dataset` with columns prompt, answer, task, language
     (the language the reasoning is meant to be in) and prompt_language.
 
     `answer`, `task` and `language` reach the reward functions as keyword arguments (TRL passes
     extra columns). With `data.zh_prompt_share`, that share of the prompts, drawn with the seed,
-    is written in Chinese.
+    is written in Chinese. With `data.think_prefill`, each prompt is the rendered text ending in
+    `<think>` (TRL always closes a chat prompt with a new assistant turn, so a chat prefill has to
+    be rendered here, with `tokenizer`'s template); the rewards see the prefill in `prompts`.
     """
     import random
 
     from datasets import Dataset
 
-    from rlsft.scoring.tasks import build_prompt, get_task
+    from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt
 
     task = get_task(data.task)
     if task.train_split == task.eval_split:
@@ -153,8 +155,15 @@ def prompt_dataset(data: DataConfig, seed: int):
     rows = task.load(task.train_split, source=data.source, n=data.n_train, seed=seed)
     draw = random.Random(f"zh-prompts/{seed}")
     langs = ["zh" if data.zh_prompt_share and draw.random() < data.zh_prompt_share else "en" for _ in rows]
+    if data.think_prefill and data.template == "chat" and tokenizer is None:
+        raise UserError("data.think_prefill with the chat form needs the model's tokenizer to render the prompt")
+
+    def prompt(question: str):
+        built = build_prompt(question, data.template)
+        return render_prompt(built, tokenizer, THINK_PREFILL) if data.think_prefill else built
+
     return Dataset.from_list([
-        {"prompt": build_prompt(task.translate(r, lang) if lang != "en" else r["question"], data.template),
+        {"prompt": prompt(task.translate(r, lang) if lang != "en" else r["question"]),
          "answer": str(r["answer"]), "task": task.name, "language": task.language, "prompt_language": lang}
         for r, lang in zip(rows, langs)
     ])
@@ -286,7 +295,8 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
             continue
         samples = {"curve": e.curve_samples, "before": e.before_samples}.get(when) or e.samples
         args = EvalArgs(model=name, task=task, out=str(out), n=e.n, samples=samples, temperature=e.temperature,
-                        max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template)
+                        max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template,
+                        think_prefill=cfg.data.think_prefill, extraction=cfg.extraction)
         results[task] = evaluate(args, model=model, tokenizer=tokenizer)["metrics"]
     return results
 
@@ -297,8 +307,10 @@ def _pass1(metrics: dict) -> dict:
 
 
 def headline(metrics: dict, k: int) -> dict:
-    """The few numbers a comparison reads: pass@1, pass@k, format, mixing, length."""
-    keys = ("pass@1", f"pass@{k}", "format_rate", "mixing_rate", "mean_consistency", "mean_length")
+    """The few numbers a comparison reads: pass@1 and pass@k (strict and lenient extraction), format,
+    mixing, length."""
+    keys = ("pass@1", f"pass@{k}", "pass@1_lenient", f"pass@{k}_lenient", "format_rate", "mixing_rate", "mean_consistency",
+            "mean_length", "truncation_rate")
     return {key: metrics[key]["value"] for key in keys if key in metrics}
 
 

@@ -9,7 +9,7 @@ from conftest import REPO, tiny_recipe_overrides
 from rlsft.launch import load_recipe_config
 
 MICRO = REPO / "configs" / "micro"
-GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]
+GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]
 
 
 def run(config, overrides):

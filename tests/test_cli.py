@@ -21,7 +21,7 @@ def score_golds(task: str, rows: list[dict], tmp_path) -> dict:
     p = run("score", "--task", task, "--completions", str(inp), "--out", str(out))
     assert p.returncode == 0, p.stderr
     scored = [json.loads(line) for line in out.open()]
-    assert len(scored) == len(rows) and set(scored[0]) == {"completion", "answer", "correct", "format_ok", "language_consistency", "mixed"}
+    assert len(scored) == len(rows) and set(scored[0]) == {"completion", "answer", "correct", "correct_lenient", "format_ok", "language_consistency", "mixed"}
     return json.loads(p.stdout)
 
 
@@ -32,6 +32,7 @@ def test_score_golds_upstream_format(upstream_data, tmp_path):
                        ("math500", load_math500("test", source=str(upstream_data / "math500" / "test.jsonl")))):
         summary = score_golds(task, rows, tmp_path)
         assert summary["accuracy"] == 1.0 and summary["n_unverifiable"] == 0 and summary["n"] == len(rows)
+        assert summary["accuracy_lenient"] == 1.0
         assert summary["format_rate"] == 0.0  # no <think> block: strict format fails, correctness doesn't
 
 

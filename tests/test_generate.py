@@ -53,3 +53,19 @@ def test_cpu_calls_are_capped_and_run_in_one_round(toy_model):
     stats: dict = {}
     generate(model, tok, ["1+1=", "2+2="], 40, 1.0, 1.0, 12, stats=stats)
     assert stats["sequences_per_call"] == CPU_MAX_SEQUENCES and stats["calls"] == 2  # 80 sequences: 64, then 16, no re-batching
+
+
+def test_a_think_prefill_opens_every_text_and_answer_ends_it():
+    """data.think_prefill: the prompt ends in <think>, each text is the whole assistant turn, and
+    a sequence ends at </answer> (stop_strings, filled with EOS after it)."""
+    from rlsft.scoring.tasks import render_prompt
+
+    model, tok = load_model("micro-student"), load_tokenizer("micro-student")
+    prompts = _prompts(8)
+    assert render_prompt(prompts[0], tok, "<think>").endswith("Assistant: <think>")
+    torch.manual_seed(0)
+    groups = generate(model, tok, prompts, 2, 1.0, 1.0, 96, think_prefill=True)
+    texts = [g for group in groups for g in group]
+    assert all(g["text"].startswith("<think>") and g["text"].count("<think>") == 1 for g in texts)
+    answered = [g for g in texts if "</answer>" in g["text"]]
+    assert len(answered) >= 12 and all(g["text"].endswith("</answer>") and not g["truncated"] for g in answered)

@@ -46,7 +46,8 @@ def tiny(recipe: str, model: str, out: Path) -> list[str]:
         "data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=24", "eval.batch_size=8",
     ]
     return common + {
-        "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.gradient_accumulation_steps=1"],
+        "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.gradient_accumulation_steps=1", "probe.prompts=2",
+                 "probe.force=true"],
         "sft": ["examples.n=16", "sft.max_length=256"],
         # micro-student solves micro-arith, so rejection sampling keeps traces
         "distill": ["distill.teacher=micro-student", "distill.samples_per_prompt=2", "distill.max_new_tokens=48",

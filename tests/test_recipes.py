@@ -13,7 +13,7 @@ from rlsft.io import UserError
 from rlsft.launch import load_recipe_config, train_from_config
 
 MICRO = REPO / "configs" / "micro"
-GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]
+GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]
 
 
 def run_recipe(config: Path, overrides: list[str]) -> dict:
@@ -172,3 +172,19 @@ def test_the_accuracy_curve_leaves_training_unchanged(toy_model, tmp_path):
         return [{k: v for k, v in r.items() if k not in ("step_time",)} for r in rows if "loss" in r]
 
     assert steps(tmp_path / "plain") == steps(tmp_path / "curve")
+
+
+def test_grpo_with_a_think_prefill_and_lenient_shaped_rewards(chat_toy_model, tmp_path):
+    """The prefill path through TRL: chat prompts rendered with <think> opened, generation that
+    stops at </answer>, lenient extraction, tag_count and partial credit; all of it recorded."""
+    out = tmp_path / "prefill"
+    record = run_recipe(MICRO / "r1_zero.yaml", tiny_recipe_overrides(chat_toy_model, out) + GRPO_TINY + [
+        "data.think_prefill=true", "extraction=lenient", "partial_credit=0.1", "rewards={accuracy: 1.0, tag_count: 0.5}"])
+    assert record["extraction"] == "lenient" and record["probe"]["think_prefill"] and record["probe"]["extraction"] == "lenient"
+    assert set(record["probe"]["rewards"]) == {"accuracy", "tag_count"}
+    metrics = json.loads((out / "eval_after" / "micro-arith" / "metrics.json").read_text())
+    assert metrics["think_prefill"] and metrics["extraction"] == "lenient" and "pass@1_lenient" in metrics["metrics"]
+    samples = [json.loads(line) for line in (out / "eval_after" / "micro-arith" / "samples.jsonl").read_text().splitlines()]
+    assert all(s["completion"].startswith("<think>") for s in samples)
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("rewards/tag_count_reward/mean" in s for s in steps)

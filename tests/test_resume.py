@@ -14,7 +14,7 @@ from conftest import REPO, tiny_recipe_overrides
 from rlsft.cli import main as cli_main
 
 CONFIG = str(REPO / "configs" / "micro" / "r1_zero.yaml")
-GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]
+GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]
 COMPARED = ("learning_rate", "loss", "reward", "rewards/accuracy_reward/mean", "completions/mean_length", "entropy", "grad_norm")
 
 

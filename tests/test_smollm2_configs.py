@@ -11,7 +11,7 @@ SMOL = REPO / "configs" / "smollm2-135m"
 CONFIGS = sorted(p.name for p in SMOL.glob("*.yaml"))
 SINGLE = ["distill_offline.yaml", "r1_zero.yaml", "sft_cold_start.yaml"]  # r1 and hybrid chain these
 TINY = {"r1_zero.yaml": ["grpo.num_generations=4", "grpo.max_completion_length=16", "training.per_device_train_batch_size=4",
-                         "training.gradient_accumulation_steps=1"],
+                         "training.gradient_accumulation_steps=1", "probe.prompts=2", "probe.force=true"],
         "sft_cold_start.yaml": ["examples.n=8"],
         "distill_offline.yaml": ["distill.samples_per_prompt=2", "distill.max_new_tokens=48", "distill.cache_dir=null"]}
 

@@ -22,7 +22,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
         "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml"), "sft": str(MICRO / "sft_cold_start.yaml")},
         "overrides": common,
         "arm_overrides": {
-            "r1_zero": ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"],
+            "r1_zero": ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"],
             "sft": ["examples.n=16"],
         },
         "base_arm": "r1_zero",
@@ -80,7 +80,7 @@ def test_study_with_two_jobs_runs_each_seed_in_its_own_one_thread_process(toy_mo
     monkeypatch.chdir(tmp_path)
     common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
     study = {"name": "jobs-study", "seeds": [0, 1], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")},
-             "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8"]}
+             "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     assert cli_main(["study", str(path), "--jobs", "2", "--report", "reports/jobs", "--allow-mixed-commits"]) == 0

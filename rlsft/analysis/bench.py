@@ -43,6 +43,10 @@ class BenchArgs:
     eval_n: int = 256  # held-out micro-arith problems for the evaluation measurement
     eval_max_new_tokens: int = 128
     parts: str = "eval,grpo,sft"  # which measurements to run
+    # extra GRPO variants of the lab's step: bf16 (TrainingArguments.bf16: bfloat16 autocast of the update,
+    # float32 weights), bf16-weights (the model loaded in bfloat16: generation too), lora (peft LoRA, r=16)
+    precision: str = ""
+    template: str = "r1-zero"  # the prompt form of the GRPO and eval measurements (chat: the model's chat template)
 
 
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> tuple[float, str]:
@@ -99,7 +103,8 @@ class _Clock:
 
 
 def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
-    """One GRPO measurement: `variant` is "trl-defaults", "lab", "lab-reuse" or "lab-micro".
+    """One GRPO measurement: `variant` is "trl-defaults", "lab", "lab-reuse", "lab-micro", or one of
+    the precision variants "lab-bf16", "lab-bf16-weights" and "lab-lora" (`BenchArgs.precision`).
 
     Its roofline: the step's model FLOPs, 8N per token of each sequence (prompt and completion:
     2N to generate or prefill it, 6N to train on it), against the measured matmul `peak`."""
@@ -108,39 +113,44 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     import recipes.grpo
-    from rlsft.config import DataConfig, RunConfig
+    from rlsft.config import DataConfig, ModelConfig, RunConfig
     from rlsft.models import load_model, load_tokenizer, resolve_model
     from rlsft.runs.compute import n_params
     from rlsft.scoring.rewards import accuracy_reward
-    from rlsft.trainer import prompt_dataset
+    from rlsft.trainer import lora_config, prompt_dataset
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)  # every variant: the tokenizer as saved (see README)
     batch = args.prompts_per_step * args.num_generations
     reuse = args.reuse if variant == "lab-reuse" else 1
-    micro = args.micro_batch if variant == "lab-micro" else batch  # completions per forward/backward
+    micro = args.micro_batch if variant not in ("trl-defaults", "lab", "lab-reuse") and args.micro_batch else batch  # completions per forward/backward
     accumulation = batch // micro  # the step's gradient is accumulated over the micro-batches
     warmup, timed = -(-args.warmup // reuse) * reuse, -(-args.steps // reuse) * reuse  # whole generate cycles
     steps = warmup + timed
-    train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step, template="r1-zero"), seed=0)
+    train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step, template=args.template), seed=0)
     sizes = dict(per_device_train_batch_size=batch, num_generations=args.num_generations,
                  max_completion_length=args.max_completion_length, max_steps=steps, logging_steps=1)
     if variant.startswith("lab"):
-        model = load_model(args.model)
+        model = load_model(args.model, "bfloat16" if variant == "lab-bf16-weights" else "auto")
         cfg = recipes.grpo.Config(
             run=RunConfig(name="bench", out_dir=str(work), report_to="none"), rewards={"accuracy": 1.0},
+            model=ModelConfig(name=args.model, lora_r=16 if variant == "lab-lora" else 0),
             training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation,
                           logging_steps=1, save_strategy="no"),
             grpo=dict(num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                       loss_type="dapo", beta=0.0, steps_per_generation=reuse * accumulation))
         config = recipes.grpo.training_args(cfg)  # the recipe's own TRL config
         config.reward_weights = [1.0]  # no monitor here
+        config.bf16 = variant == "lab-bf16"  # bfloat16 autocast of the forward and backward passes
+        peft_config = lora_config(cfg.model)
     else:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
         gpu = torch.cuda.is_available()
         config = GRPOConfig(output_dir=str(work / "checkpoints"), report_to="none", save_strategy="no",
                             use_cpu=not gpu, bf16=gpu, learning_rate=1e-4, **sizes)
-    trainer = GRPOTrainer(model=model, args=config, train_dataset=train, reward_funcs=[accuracy_reward], processing_class=tokenizer)
+        peft_config = None
+    trainer = GRPOTrainer(model=model, args=config, train_dataset=train, reward_funcs=[accuracy_reward], processing_class=tokenizer,
+                          peft_config=peft_config)
     clock = _Clock(warmup)
     trainer.add_callback(clock.callback())
     trainer._generate = clock.wrap("generation", trainer._generate)
@@ -163,7 +173,9 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
         "rollout_tokens_per_second": completion_tokens / s["generation"] if s.get("generation") else None,
         "mean_completion_tokens": completion_tokens / (batch * reuse * len(logs)) if logs else None,
         "model_use_cache": bool(getattr(model.config, "use_cache", None)),
-        "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "model_dtype": str(next(model.parameters()).dtype).replace("torch.", "") + (" + bf16 autocast" if config.bf16 else ""),
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "reward_mean": sum(h["reward"] for h in logs) / len(logs) if logs and all("reward" in h for h in logs) else None,
         "peak_memory_gb": peak_memory_gb(),
     }
 
@@ -298,14 +310,20 @@ def run_bench(args: BenchArgs) -> Path:
             before, after = results["eval"][-2:]
             results["ratios"][f"eval_samples{samples}_speedup"] = before["seconds"] / after["seconds"]
     measure = _isolated if args.isolate else (lambda fn, *a: fn(*a))
-    grpo_variants = ["trl-defaults", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch)
+    precision = [f"lab-{p}" for p in args.precision.split(",") if p]
+    if set(precision) - {"lab-bf16", "lab-bf16-weights", "lab-lora"}:
+        raise UserError(f"--precision takes a comma list of bf16, bf16-weights and lora, got {args.precision!r}")
+    grpo_variants = ["trl-defaults", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch) + precision
     with tempfile.TemporaryDirectory() as tmp:
         for variant in grpo_variants if "grpo" in parts else []:  # the baseline first, so the lab never benefits from a warm cache
             results["grpo"].append(measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}", peak))
             if len(results["grpo"]) > 1:
                 g = results["grpo"][-1]
-                name = "grpo_step_speedup" if g["variant"] == "lab" else f"grpo_{g['variant'].split('-')[1]}_step_speedup"
+                name = "grpo_step_speedup" if g["variant"] == "lab" else f"grpo_{g['variant'].removeprefix('lab-').replace('-', '_')}_step_speedup"
                 results["ratios"][name] = results["grpo"][0]["step_seconds"] / g["step_seconds"]
+                if g["variant"] in precision:  # against the lab's own float32 step of the same run
+                    lab = next(x for x in results["grpo"] if x["variant"] == ("lab-micro" if args.micro_batch else "lab"))
+                    results["ratios"][f"grpo_{g['variant'].removeprefix('lab-').replace('-', '_')}_vs_float32"] = lab["step_seconds"] / g["step_seconds"]
             save(False)
         for variant in ("trl-defaults", "lab") if "sft" in parts else ():
             results["sft"].append(measure(bench_sft, args, variant, Path(tmp) / f"sft-{variant}", peak))
@@ -343,12 +361,13 @@ def bench_table(r: dict) -> str:
     if not r["grpo"] and not r["sft"]:
         return "\n".join(lines)
     lines += ["## GRPO step (per step, after warm-up)", "",
-              "| variant | steps per generate | micro-batch | dtype | step s | generation s | scoring s | update s | rollout tokens/s | "
-              "fraction of peak | peak memory GB* |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| variant | steps per generate | micro-batch | dtype | trainable parameters | step s | generation s | scoring s | update s | "
+              "rollout tokens/s | fraction of peak | mean reward | peak memory GB* |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in r["grpo"]:
+        reward = "" if g.get("reward_mean") is None else f"{g['reward_mean']:.3f}"
         lines.append(f"| {g['variant']} | {g.get('steps_per_generation', 1)} | {g.get('micro_batch', g['completions_per_step'])} | {g['model_dtype']} | "
-                     f"{g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
-                     f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g.get('fraction_of_peak', 0):.1%} | {g['peak_memory_gb']} |")
+                     f"{g.get('trainable_parameters', 0):,} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
+                     f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g.get('fraction_of_peak', 0):.1%} | {reward} | {g['peak_memory_gb']} |")
     lines += ["", "Fraction of peak: the step's model FLOPs (8N per prompt and completion token: 2N to generate, 6N to train) "
               "per second, over the measured matmul peak."]
     lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"]
@@ -363,6 +382,11 @@ def bench_table(r: dict) -> str:
     if "grpo_micro_step_speedup" in ra:
         lines.append(f"With each step's {r['grpo'][0]['completions_per_step']} completions trained in micro-batches of {r['settings']['micro_batch']} "
                      f"(lab-micro, the same step): **{ra['grpo_micro_step_speedup']:.2f}x** over TRL's defaults.")
+    for p in ("bf16", "bf16-weights", "lora"):
+        key = f"grpo_{p.replace('-', '_')}_vs_float32"
+        if key in ra:
+            lines.append(f"lab-{p} against the lab's float32 step{' in micro-batches' if r['settings']['micro_batch'] else ''}: "
+                         f"**{ra[key]:.2f}x** (same run; > 1 is faster).")
     if "grpo_reuse_step_speedup" in ra:
         lines.append(f"With one generate call per {r['grpo'][2]['steps_per_generation']} steps (lab-reuse): **{ra['grpo_reuse_step_speedup']:.2f}x** "
                      "over TRL's defaults; its update includes TRL's extra scoring pass for importance sampling, and the "

@@ -9,7 +9,6 @@ model is read from the runs' eval_before.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
 

@@ -41,7 +41,7 @@ def translate(row: dict, language: str) -> str:
     return question_zh(row)
 
 
-def verify_countdown(completion: str, gold: str) -> bool | None:
+def verify_countdown(completion: str, gold: str, mode: str = "strict") -> bool | None:
     """Countdown verifier: the answer is an expression over the given numbers that hits the target.
 
     `gold` reads `target: T; numbers: a b c`; None when it cannot be parsed. Nothing is executed:
@@ -58,7 +58,7 @@ def verify_countdown(completion: str, gold: str) -> bool | None:
     if parsed is None:
         return None
     target, numbers = parsed
-    answer = extract_answer(completion)
+    answer = extract_answer(completion, mode)
     return bool(answer) and check_countdown(answer, numbers, target)
 
 

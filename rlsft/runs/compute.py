@@ -94,6 +94,7 @@ KNOWN_PARAMETERS: dict[str, int] = {
     "Qwen/Qwen2.5-7B-Instruct": 7_610_000_000,
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7_620_000_000,
     "smollm2-135m": 134_515_008,  # before its first use converts it (rlsft/packaged.py)
+    "qwen2.5-coder-0.5b": 630_167_424,  # as converted: its GGUF stores the output head apart from the embeddings
 }
 
 

@@ -15,22 +15,32 @@ from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.runs.provenance import provenance
 from rlsft.scoring.language import LANGUAGE_SCRIPTS, language_stats
 from rlsft.scoring.metrics import mean, summarise
-from rlsft.scoring.tasks import Task, build_prompt, get_task, resolve_template
+from rlsft.scoring.tasks import ANSWER_STOP, THINK_PREFILL, Task, build_prompt, get_task, render_prompt, resolve_template
 from rlsft.scoring.verify import extract_answer, format_ok
 
 
 def score_samples(task: Task, completions: list[str], golds: list[str], languages: list[str]) -> list[dict]:
-    """The four per-sample scores of a batch (answers checked in worker processes).
+    """The per-sample scores of a batch (answers checked in worker processes): `correct` under
+    strict extraction, `correct_lenient` under lenient extraction (the same grader the rewards
+    use; see rlsft.scoring.verify), format and language.
 
     >>> from rlsft.scoring.tasks import get_task
-    >>> score_samples(get_task("gsm8k"), ["<think> six times twelve is 72 </think> <answer>72</answer>"], ["72"], ["en"])
-    [{'correct': True, 'format_ok': True, 'language_consistency': 1.0, 'mixed': False}]
+    >>> score_samples(get_task("gsm8k"), ["<think> six times twelve is 72 </think> <answer>72</answer>", "so 72"], ["72"] * 2, ["en"] * 2)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'correct': True, 'correct_lenient': True, 'format_ok': True, 'language_consistency': 1.0, 'mixed': False},
+     {'correct': False, 'correct_lenient': True, 'format_ok': False, 'language_consistency': 1.0, 'mixed': False}]
     """
     correct = task.verify_many(completions, golds)
+    # lenient extraction reads exactly what strict does when strict finds an answer; only the rest is checked again
+    again = [i for i, c in enumerate(completions) if extract_answer(c) is None]
+    lenient = list(correct)
+    for i, ok in zip(again, task.verify_many([completions[i] for i in again], [golds[i] for i in again], "lenient")):
+        lenient[i] = ok
     out = []
-    for completion, ok, language in zip(completions, correct, languages):
+    for completion, ok, ok_lenient, language in zip(completions, correct, lenient, languages):
         stats = language_stats(completion, language)
-        out.append({"correct": ok, "format_ok": format_ok(completion), "language_consistency": stats.consistency, "mixed": stats.mixed})
+        out.append({"correct": ok, "correct_lenient": ok_lenient, "format_ok": format_ok(completion),
+                    "language_consistency": stats.consistency, "mixed": stats.mixed})
     return out
 
 
@@ -68,11 +78,13 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
         "n": len(scored),
         "n_verifiable": len(verifiable),
         "n_unverifiable": len(scored) - len(verifiable),
-        "accuracy": mean([float(s["correct"]) for s in verifiable]),
+        "accuracy": mean([float(s["correct"]) for s in verifiable]),  # strict extraction
+        "accuracy_lenient": mean([float(s["correct_lenient"]) for s in scored if s["correct_lenient"] is not None]),
         "format_rate": mean([float(s["format_ok"]) for s in scored]),
         "mixing_rate": mean([float(s["mixed"]) for s in scored]),
         "mean_consistency": mean(consistency),
         "n_correct": sum(bool(s["correct"]) for s in scored),
+        "n_correct_lenient": sum(bool(s["correct_lenient"]) for s in scored),
         "n_format_ok": sum(s["format_ok"] for s in scored),
         "n_mixed": sum(s["mixed"] for s in scored),
         "n_timeouts": TIMEOUTS["count"] - timeouts,  # checks that ran out of time (scored None)
@@ -127,6 +139,8 @@ class EvalArgs:
     seed: int = 0
     language: str | None = None
     template: str = "auto"  # auto: chat when the model's tokenizer has a chat template, else r1-zero
+    think_prefill: bool = False  # the prompt opens <think>; generation stops at </answer> (data.think_prefill)
+    extraction: str = "strict"  # the run's training extraction, recorded; both modes are always scored
     source: str | None = None  # local JSONL or hub id overriding the task's default data
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -184,11 +198,13 @@ def round_tokens(max_new_tokens: int) -> int:
 
 def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
              batch_size: int | None = None, memory_gb: float = 2.0, desc: str = "generate", stats: dict | None = None,
-             tokens_per_round: int | None = None):
+             tokens_per_round: int | None = None, think_prefill: bool = False):
     """K completions per prompt. Returns, per prompt, K dicts {text, length, truncated}.
 
     `prompts` are strings or chat message lists (rendered with the tokenizer's chat template).
-    Lengths count generated tokens up to and including EOS.
+    Lengths count generated tokens up to and including EOS. With `think_prefill`, each prompt ends
+    in `<think>`, each text starts with it (the whole assistant turn, as it is scored), and a
+    sequence also ends at `</answer>`.
 
     Batching is by *sequences* (prompt x sample), not prompts. A queue holds every sequence,
     longest prompt first; each `generate` call takes up to `batch_size` of them (default: as many
@@ -204,7 +220,10 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     import torch
     from tqdm.auto import tqdm
 
-    texts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    prefill = THINK_PREFILL if think_prefill else ""
+    texts = [render_prompt(p, tokenizer, prefill) for p in prompts]
+    # a sequence stopped at </answer> is filled with EOS by generate, so it ends like any other
+    stop = {"stop_strings": [ANSWER_STOP], "tokenizer": tokenizer} if think_prefill else {}
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))  # stable: ties keep prompt order
     queue = deque((i, []) for i in order for _ in range(samples))  # (prompt index, tokens generated so far)
@@ -228,8 +247,9 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
                 top_p=top_p if temperature > 0 else None,
                 top_k=0 if temperature > 0 else None,  # plain sampling: no hidden top-k=50 default
                 max_new_tokens=steps,
-                pad_token_id=pad,
+                pad_token_id=eos if stop else pad,
                 eos_token_id=eos,
+                **stop,
             )
         calls += 1
         new = gen[:, enc["input_ids"].shape[1] :].tolist()  # [sequences, <= steps]
@@ -246,7 +266,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     bar.close()
     out: list[list[dict]] = [[] for _ in texts]
     for i, tokens, ended in done:  # a prompt's samples in the order they finished
-        out[i].append({"text": tokenizer.decode(tokens[:-1] if ended else tokens, skip_special_tokens=True),
+        out[i].append({"text": prefill + tokenizer.decode(tokens[:-1] if ended else tokens, skip_special_tokens=True),
                        "length": len(tokens), "truncated": not ended})
     if stats is not None:
         stats.update(sequences_per_call=size, calls=calls, sequences=len(done), round_tokens=per_round,
@@ -276,7 +296,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     prompts = [build_prompt(r["question"], template) for r in rows]
     stats: dict = {}
     groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens,
-                      args.batch_size, args.memory_gb, desc=f"eval {task.name}", stats=stats)
+                      args.batch_size, args.memory_gb, desc=f"eval {task.name}", stats=stats, think_prefill=args.think_prefill)
     seconds = time.time() - t0
 
     flat = [(r, j, g) for r, group in zip(rows, groups) for j, g in enumerate(group)]
@@ -301,6 +321,8 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         "max_new_tokens": args.max_new_tokens,
         "seed": args.seed,
         "template": template,  # the form used (auto resolved)
+        "think_prefill": args.think_prefill,
+        "extraction": args.extraction,  # the run's training extraction; pass@k is strict, pass@k_lenient lenient
         "generation_seconds": round(seconds, 2),
         "generation": stats,  # sequences per call, calls, prompt and generated tokens
         "metrics": summarise(per_problem, ks=ks, seed=args.seed),

@@ -95,7 +95,8 @@ def mean(values: Sequence[float]) -> float:
 def summarise(per_problem: list[list[dict]], ks: Sequence[int] = (1,), seed: int = 0) -> dict:
     """Aggregate scored samples into metrics, each `{"value", "ci_low", "ci_high", "n"}`.
 
-    `per_problem[i]` lists sample dicts with `correct`, `format_ok`, `mixed`,
+    `per_problem[i]` lists sample dicts with `correct` (strict extraction; `correct_lenient`, when
+    present, gives `pass@k_lenient` too), `format_ok`, `mixed`,
     `language_consistency`, `length` (tokens), `truncated` and `extracted` (answer or None).
     Accuracy metrics use problems whose gold is verifiable; CIs are bootstraps over problems.
 
@@ -116,6 +117,9 @@ def summarise(per_problem: list[list[dict]], ks: Sequence[int] = (1,), seed: int
         if 1 <= k <= k_samples:
             vals = [pass_at_k(len(p), sum(bool(s["correct"]) for s in p), k) for p in verifiable]
             out[f"pass@{k}"] = metric(vals, idx)
+            if all("correct_lenient" in s for p in verifiable for s in p):  # lenient extraction (verify.EXTRACTIONS)
+                vals = [pass_at_k(len(p), sum(bool(s["correct_lenient"]) for s in p), k) for p in verifiable]
+                out[f"pass@{k}_lenient"] = metric(vals, 20 + idx)
     if k_samples >= 1:  # over each problem's first k_samples samples, so the label is what was computed
         votes = [majority_vote([s.get("answer_group", s["extracted"]) for s in p[:k_samples]], [s["correct"] for s in p[:k_samples]])
                  for p in verifiable]

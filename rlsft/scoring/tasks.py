@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rlsft.io import UserError, read_jsonl
-from rlsft.scoring.verify import last_boxed, verify_answer
+from rlsft.scoring.verify import EXTRACTIONS, last_boxed, verify_answer
 
 # DeepSeek-R1-Zero's template (DeepSeek-R1 paper, Table 1), with the question in place of `prompt`.
 R1_ZERO_TEMPLATE = (
@@ -34,6 +34,9 @@ R1_SYSTEM_PROMPT = (
     "<think> reasoning process here </think> <answer> answer here </answer>."
 )
 TEMPLATES = ("auto", "r1-zero", "chat")  # auto: chat when the model's tokenizer has a chat template
+# `data.think_prefill`: the prompt already opens the reasoning (understand-r1-zero, open-instruct),
+# and generation stops once the answer is closed.
+THINK_PREFILL, ANSWER_STOP = "<think>", "</answer>"
 
 
 def resolve_template(template: str, tokenizer) -> str:
@@ -69,6 +72,19 @@ def build_prompt(question: str, template: str = "r1-zero", system_prompt: str | 
             {"role": "user", "content": question},
         ]
     raise UserError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
+
+
+def render_prompt(prompt: str | list[dict], tokenizer, prefill: str = "") -> str:
+    """The text a model is given: a plain prompt as it is, chat messages through the tokenizer's
+    chat template (transformers' sandboxed Jinja) with the assistant turn opened; then `prefill`
+    (a plain prompt gets a space before it).
+
+    >>> render_prompt("User: 2 + 3? Assistant:", None, THINK_PREFILL)
+    'User: 2 + 3? Assistant: <think>'
+    """
+    if isinstance(prompt, str):
+        return prompt + (" " + prefill if prefill else "")
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) + prefill
 
 
 # --------------------------------------------------------------------------- data loading
@@ -171,7 +187,7 @@ class Task:
 
     name: str
     load: Callable[..., list[dict]]  # (split, source, n, seed) -> rows {"id", "question", "answer"}
-    verify: Callable[[str, str], bool | None]  # (completion, gold) -> correct; None = unverifiable gold
+    verify: Callable[..., bool | None]  # (completion, gold[, mode]) -> correct; None = unverifiable gold; mode: an EXTRACTIONS name
     clean_solutions: Callable[[list[dict], str], list[str]] | None = None  # (train rows, language) -> SFT completions
     train_size: int | None = None  # train-split size, for epoch-based estimates (None: generated or unknown)
     language: str = "en"  # language the reasoning is meant to be in
@@ -180,12 +196,17 @@ class Task:
     description: str = ""
     translate: Callable[[dict, str], str] | None = None  # (row, language) -> its question in that language
 
-    def verify_many(self, completions: Sequence[str], golds: Sequence[str]) -> list[bool | None]:
+    def verify_many(self, completions: Sequence[str], golds: Sequence[str], mode: str = "strict") -> list[bool | None]:
         """`verify` over a batch, in worker processes with a hard time limit per check
-        (`rlsft.scoring.pool`): what every scorer, reward and filter of the lab calls."""
+        (`rlsft.scoring.pool`): what every scorer, reward and filter of the lab calls. `mode` is
+        the answer extraction (`verify.EXTRACTIONS`); a verifier that takes two arguments is
+        called in strict mode only."""
         from rlsft.scoring.pool import check_many
 
-        return check_many(self.verify, [(c, str(g)) for c, g in zip(completions, golds)])
+        if mode not in EXTRACTIONS:
+            raise UserError(f"unknown extraction {mode!r}; valid: {', '.join(EXTRACTIONS)}")
+        extra = () if mode == "strict" else (mode,)
+        return check_many(self.verify, [(c, str(g), *extra) for c, g in zip(completions, golds)])
 
 
 # The registry of tasks. The micro world adds its own (rlsft/micro/tasks.py); so can any module.

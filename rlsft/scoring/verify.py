@@ -4,7 +4,14 @@ Rules (the same for every task that has a math answer):
 - Reasoning is ignored: text inside `<think>...</think>` (or after an unclosed `<think>`) is
   removed before looking for the answer, so an answer that only appears in the reasoning earns
   nothing.
-- The answer is the content of the last `<answer>...</answer>`, otherwise of the last `\\boxed{}`.
+- Extraction has two modes (`EXTRACTIONS`), shared by the rewards and evaluation, so the grader
+  that trains is the grader that scores (open-r1 #194, #655 are about two graders that disagree):
+  - `strict` (the default): the content of the last `<answer>...</answer>`, otherwise of the last
+    `\\boxed{}`; nothing else.
+  - `lenient` (SimpleRL-Zoo's `extract_answer` order): the same, then the last "the answer is ...",
+    then the last number. It reads a base model that does not yet write the tags. A completion
+    with an `<answer>` block is read exactly as in strict mode, and a lenient answer goes through
+    the same hedge checks, so it earns nothing that strict mode denies for a hedge.
 - A hedged answer earns nothing: several candidates ("18 or 19", "18, 19", "{18, 19}", "18 19",
   "\\pm 3") when the gold is a single value, or several `<answer>` blocks that disagree.
 - A gold answer that cannot be parsed gives `None` (unverifiable), never a reward.
@@ -27,6 +34,8 @@ from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, veri
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 MAX_ANSWER_CHARS = 300  # longer answers skip sympy and are compared as normalised strings
+
+EXTRACTIONS = ("strict", "lenient")
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -92,9 +101,37 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def extract_answer(completion: str) -> str | None:
-    """The final answer of a completion: last `<answer>` block outside the reasoning, else last
-    `\\boxed{}` outside it; None when there is neither.
+# "the answer is 12." / "Final answer: 12" / "答案是 12": what follows, up to the end of its sentence
+_ANSWER_PHRASE = re.compile(r"(?:\banswer\s*(?:is|:|=)|答案(?:是|为|:|：))\s*(.+?)(?:\.(?:\s|$)|。|\n|$)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?")
+# what joins the candidates of a hedge or a list: "12 or 13", "12, 13, 14", "12/13" is a fraction
+_JOINER = re.compile(r"^\s*(?:,|;|\bor\b|\band\b|或者?|还是|、|\s)\s*$", re.IGNORECASE)
+
+
+def last_number(text: str) -> str | None:
+    """The last number of a text, with the numbers listed before it when they form a list or a
+    hedge ("12 or 13", "12, 13, 14"), so that the hedge check sees every candidate.
+
+    >>> last_number("3 + 4 = 7, so she has 7 apples.")
+    '7'
+    >>> last_number("It is 12 or 13."), last_number("maybe 12, 13, 14"), last_number("no digits") is None
+    ('12 or 13', '12, 13, 14', True)
+    """
+    matches = list(_NUMBER.finditer(text))
+    if not matches:
+        return None
+    start = len(matches) - 1
+    while start > 0 and _JOINER.match(text[matches[start - 1].end():matches[start].start()]):
+        start -= 1
+    return text[matches[start].start():matches[-1].end()].strip()
+
+
+def extract_answer(completion: str, mode: str = "strict") -> str | None:
+    """The final answer of a completion, outside the reasoning; None when there is none.
+
+    strict: the last `<answer>` block, else the last `\\boxed{}`. lenient: then the last "the
+    answer is ...", then the last number (of the whole completion when no number lies outside an
+    unclosed `<think>`: a base model that opens the tag and never closes it).
 
     >>> extract_answer("<think> 3 * 4 = 12 </think> <answer> 12 </answer>")
     '12'
@@ -102,12 +139,29 @@ def extract_answer(completion: str) -> str | None:
     '7'
     >>> extract_answer("<think> the answer is <answer>5</answer> </think>") is None
     True
+    >>> extract_answer("3 * 4 = 12. The answer is 12.", "lenient"), extract_answer("3 * 4 = 12", "lenient")
+    ('12', '12')
+    >>> extract_answer("The answer is 12 apples.", "lenient"), extract_answer("the answer is \\\\frac{1}{2}", "lenient")
+    ('12', '\\\\frac{1}{2}')
     """
+    if mode not in EXTRACTIONS:
+        raise ValueError(f"unknown extraction {mode!r}; valid: {', '.join(EXTRACTIONS)}")
     visible = strip_reasoning(completion)
     blocks = _ANSWER_BLOCK.findall(visible)
     if blocks:
         return blocks[-1].strip()
-    return last_boxed(visible)
+    boxed = last_boxed(visible)
+    if boxed is not None or mode == "strict":
+        return boxed
+    phrases = _ANSWER_PHRASE.findall(visible)
+    if phrases and phrases[-1].strip():
+        phrase = phrases[-1].strip().strip("$").strip()
+        if re.search(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", phrase)):  # words around it: "12 apples", "x = 12 or 13"
+            return last_number(phrase) or phrase
+        return phrase
+    if "</think>" not in completion and not _NUMBER.search(visible):  # an unclosed <think> holds everything
+        return last_number(completion.replace("<think>", " "))
+    return last_number(visible)
 
 
 def normalise(answer: str) -> str:
@@ -189,8 +243,9 @@ def same_answer(a: str, b: str) -> bool:
     return verify_answer(f"<answer>{a}</answer>", b) is True
 
 
-def verify_answer(completion: str, gold: str) -> bool | None:
-    """Is the completion's final answer equal to `gold`? None when `gold` cannot be parsed.
+def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | None:
+    """Is the completion's final answer (extracted in `mode`) equal to `gold`? None when `gold`
+    cannot be parsed.
 
     >>> verify_answer("<think> 6 * 12 = 72 </think> <answer>72</answer>", "72")
     True
@@ -202,6 +257,10 @@ def verify_answer(completion: str, gold: str) -> bool | None:
     True
     >>> verify_answer("<answer>2*8 = 17</answer>", "17"), verify_answer("<answer>x = 17</answer>", "17")
     (False, True)
+    >>> verify_answer("so she has 72 clips", "72"), verify_answer("so she has 72 clips", "72", "lenient")
+    (False, True)
+    >>> verify_answer("it is 71 or 72", "72", "lenient")
+    False
     """
     gold = str(gold).strip()
     if not gold or len(gold) > 100_000:
@@ -220,7 +279,7 @@ def verify_answer(completion: str, gold: str) -> bool | None:
     blocks = [b.strip() for b in _ANSWER_BLOCK.findall(visible)]
     if len(set(blocks)) > 1:  # several disagreeing answers: a hedge
         return False
-    answer = extract_answer(completion)
+    answer = extract_answer(completion, mode)
     if not answer or is_hedged(answer, gold):
         return False
     if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer):
