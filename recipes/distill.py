@@ -134,12 +134,14 @@ def teacher_template(cfg: Config, teacher_tokenizer) -> str:
 
 def trace_cache_key(cfg: Config, template: str) -> str:
     """Everything the teacher's traces depend on, hashed: the teacher (and its weights' size and
-    date when it is a local folder), the prompts and the sampling settings."""
+    date when it is a local folder), the prompts, the sampling settings and the lab's code version
+    (its commit: generation, prompts and the verifier that filters traces all live in the code)."""
     import hashlib
     import json
     from pathlib import Path
 
     from rlsft.models import resolve_model
+    from rlsft.runs.provenance import git_commit
 
     d, data = cfg.distill, cfg.data
     teacher = resolve_model(d.teacher)
@@ -147,7 +149,7 @@ def trace_cache_key(cfg: Config, template: str) -> str:
     key = {"teacher": str(Path(teacher).resolve()) if Path(teacher).is_dir() else teacher, "weights": weights,
            "task": data.task, "source": data.source, "n_train": data.n_train, "template": template, "seed": cfg.run.seed,
            "samples_per_prompt": d.samples_per_prompt, "keep_per_prompt": d.keep_per_prompt,
-           "temperature": d.temperature, "max_new_tokens": d.max_new_tokens}
+           "temperature": d.temperature, "max_new_tokens": d.max_new_tokens, "code": git_commit()}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from rlsft.analysis.claims import Claim, evaluate_claim
 
 
@@ -9,6 +11,11 @@ def arm(p_correct: float, seeds=(0, 1, 2), n=200, rng_seed=0):
     """{seed: {problem_id: mean correct over 8 samples}} drawn around p_correct."""
     rng = random.Random(rng_seed)
     return {s: {f"q{i}": sum(rng.random() < p_correct for _ in range(8)) / 8 for i in range(n)} for s in seeds}
+
+
+def problems(value: float, n: int = 100) -> dict[str, float]:
+    """n problems with the same score: a deterministic arm (its interval's width is the floor's)."""
+    return {f"q{i}": value for i in range(n)}
 
 
 C1 = Claim(id="C1", text="RL raises accuracy", metric="accuracy", arm="rl", against="base", direction="greater")
@@ -61,25 +68,39 @@ def test_one_seed_gives_no_interval_and_no_verdict():
     assert v.verdict == "inconclusive" and v.ci_low is None and v.estimate > 0.5 and "one seed" in v.detail["why"]
 
 
-def test_the_seed_t_interval_covers_95_percent_at_5_seeds():
-    """Coverage simulation: a true difference of 0, 5 seeds, 256 problems per seed, per-problem
-    paired differences of 8-sample accuracies, and a between-seed spread (sd of the seed's own
-    effect) of 0.05 and 0.10, like the studies' (C2's per-seed differences ranged over 0.17)."""
+@pytest.mark.parametrize("spread", [0.05, 0.10])
+def test_coverage_and_width_of_evaluate_claims_interval(spread):
+    """Coverage simulation through `evaluate_claim` itself (pairing, interval, `decide`): a true
+    difference of 0, 3 seeds (where a wrong df shows most), 64 problems per seed, per-problem
+    paired differences of 8-sample accuracies, and a between-seed spread (sd of each seed's own
+    effect) like the studies'. The 90% interval must cover the truth 87-94% of the time (1,000
+    runs: the coverage's own sd is 0.01) and its mean width must be within 10% of the t interval's
+    analytic width, 2 t(0.95, 2) c4(3) sigma / sqrt(3), from the simulated sigma of a seed's mean. It
+    fails for an interval 10x too wide, for df = seeds, and for a z quantile."""
+    import math
+
     import numpy as np
+    from scipy.stats import t
 
-    from rlsft.analysis.claims import seed_t_interval
-
-    rng = np.random.default_rng(0)
-    for spread in (0.05, 0.10):
-        covered, sims = 0, 2000
-        for _ in range(sims):
-            effect = rng.normal(0.0, spread, size=(5, 1))  # each seed's own true difference; their mean is 0
-            q = rng.uniform(0.35, 0.65, size=(5, 256))  # per-problem accuracy, so +-effect/2 stays inside [0, 1]
-            arm_acc = rng.binomial(8, np.clip(q + effect / 2, 0, 1)) / 8
-            base_acc = rng.binomial(8, np.clip(q - effect / 2, 0, 1)) / 8
-            _, lo, hi = seed_t_interval(list((arm_acc - base_acc).mean(axis=1)))
-            covered += lo <= 0.0 <= hi
-        assert covered / sims >= 0.93, (spread, covered / sims)
+    rng = np.random.default_rng(int(spread * 100))
+    claim = Claim(id="W", text="within", metric="accuracy", arm="rl", against="base", direction="within", threshold=0.5)
+    covered, widths, seed_means, sims = 0, [], [], 1000
+    for _ in range(sims):
+        effect = rng.normal(0.0, spread, size=(3, 1))  # each seed's own true difference; their mean is 0
+        q = rng.uniform(0.35, 0.65, size=(3, 64))  # per-problem accuracy, so +-effect/2 stays inside [0, 1]
+        arm_acc = rng.binomial(8, np.clip(q + effect / 2, 0, 1)) / 8
+        base_acc = rng.binomial(8, np.clip(q - effect / 2, 0, 1)) / 8
+        scores = {"accuracy": {name: {s: {f"q{i}": float(acc[s, i]) for i in range(64)} for s in range(3)}
+                               for name, acc in (("rl", arm_acc), ("base", base_acc))}}
+        v = evaluate_claim(claim, scores)
+        covered += v.ci_low <= 0.0 <= v.ci_high
+        widths.append(v.ci_high - v.ci_low)
+        seed_means.extend((arm_acc - base_acc).mean(axis=1))
+    sigma = float(np.sqrt(np.mean(np.square(seed_means))))  # sd of a seed's mean difference around the truth, 0
+    c4 = math.sqrt(2 / 2) * math.gamma(3 / 2) / math.gamma(2 / 2)
+    analytic = 2 * float(t.ppf(0.95, 2)) * c4 * sigma / math.sqrt(3)
+    assert 0.87 <= covered / sims <= 0.94, (spread, covered / sims)
+    assert abs(np.mean(widths) / analytic - 1) < 0.10, (spread, np.mean(widths), analytic)
 
 
 def test_matched_compute_reads_each_arm_within_the_budget():
@@ -108,8 +129,8 @@ def test_teacher_training_moves_the_distilled_arm_right_on_the_compute_axis():
     (0.001 of its own) past a 0.003 budget, so it is read at its start and loses; amortised over 5
     students (0.0005 each) it is read trained, at 0.0015, and wins."""
     curves = {"accuracy": {
-        "distill": {s: [(0.0, {"q": 0.3 + 0.01 * s}), (0.001, {"q": 0.6 + 0.01 * s})] for s in range(3)},
-        "rl": {s: [(0.0, {"q": 0.3 + 0.01 * s}), (0.003, {"q": 0.5 - 0.01 * s})] for s in range(3)},
+        "distill": {s: [(0.0, problems(0.3 + 0.01 * s)), (0.001, problems(0.6 + 0.01 * s))] for s in range(3)},
+        "rl": {s: [(0.0, problems(0.3 + 0.01 * s)), (0.003, problems(0.5 - 0.01 * s))] for s in range(3)},
     }}
     claim = Claim(id="C5b", text="t", metric="accuracy", arm="distill", against="rl", direction="greater", at_pflops=0.003)
     teacher = {"distill": 0.0025}
@@ -147,7 +168,7 @@ def test_a_level_claim_reads_the_arm_alone():
 
 
 def test_matched_compute_at_a_named_arms_budget():
-    curves = {"accuracy": {a: {s: [(0.0, {"q": 0.3}), (x, {"q": v + 0.01 * s})] for s in range(3)}
+    curves = {"accuracy": {a: {s: [(0.0, problems(0.3)), (x, problems(v + 0.01 * s))] for s in range(3)}
                            for a, x, v in (("distill", 0.002, 0.6), ("rl", 0.004, 0.8))}}
     claim = Claim(id="S3", text="t", metric="accuracy", arm="distill", against="rl", direction="greater", at_pflops="distill")
     v = evaluate_claim(claim, {}, {"distill": {0: 0.002, 1: 0.002, 2: 0.002}}, curves)

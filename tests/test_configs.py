@@ -47,8 +47,10 @@ def test_every_config_parses(path, monkeypatch):
         from rlsft.analysis.study import StudyConfig
 
         study = load_config(StudyConfig, path)
-        if study.claims:  # a claims study has an interval: 3+ seeds at micro scale, 2+ on a real model (hours per run on a CPU); a sweep may have one
-            assert len(study.seeds) >= (3 if study.name.startswith("micro") else 2)
+        if study.claims:  # a claims study needs the seeds a verdict needs, or says it is a pilot (estimates, no verdicts)
+            from rlsft.analysis.claims import MIN_SEEDS
+
+            assert len(study.seeds) >= MIN_SEEDS or any("pilot" in line.lower() for line in study.scope), study.name
         assert set(study.arm_overrides) <= set(study.recipes)
         assert all(c.arm in study.recipes or c.arm == "base" for c in study.claims)
         assert all(Path(REPO / p).is_file() for p in study.recipes.values())

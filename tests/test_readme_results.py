@@ -1,4 +1,5 @@
-"""The README's results tables say what the committed reports' verdicts.json say."""
+"""The README's results tables say what the committed reports' verdicts.json say: every row, its
+verdict, seeds, estimate and both interval bounds to the precision shown, and no row missing or extra."""
 
 import json
 import re
@@ -7,35 +8,44 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+REPORTS = ("micro-claims", "smollm2-claims")
+NUMBER = r"[+-]?\d+(?:\.\d+)?"
 
 
-def readme_rows() -> dict[str, tuple[str, str, int]]:
-    """{claim id: (verdict, estimate text, seeds)} from the README's claim tables."""
+def readme_rows() -> dict[str, tuple[str, str, str, str, int]]:
+    """{claim id: (verdict, estimate, low, high, seeds)} from the README's claim tables (numbers as shown)."""
     rows = {}
     for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\| (C\S+|S\S+) .*? \| (reproduced|not reproduced|inconclusive) \| (.+?) \| (\d+) \|$", line)
+        m = re.match(rf"\| ((?:C|S)\S+) .*? \| (reproduced|not reproduced|inconclusive|pilot) \| ({NUMBER}) \[({NUMBER}), ({NUMBER})\] \| (\d+) \|$", line)
         if m:
-            rows[m[1]] = (m[2], m[3], int(m[4]))
+            assert m[1] not in rows, f"claim {m[1]} has two rows in the README"
+            rows[m[1]] = (m[2], m[3], m[4], m[5], int(m[6]))
     return rows
 
 
-@pytest.mark.parametrize("report", ["micro-claims", "smollm2-claims"])
-def test_readme_claims_match_the_committed_report(report):
+def shown_matches(text: str, value: float) -> bool:
+    """Does `text` show `value` to its own precision (half a unit of its last digit)? A bare "0"
+    must be 0 to three decimals, as the tables write small values with three.
+
+    >>> shown_matches("+0.127", 0.12749), shown_matches("+0.127", 0.1276), shown_matches("0", 0.0004), shown_matches("0", 0.01)
+    (True, False, True, False)
+    """
+    decimals = len(text.split(".")[1]) if "." in text else 3
+    return abs(float(text) - value) <= 0.5 * 10 ** -decimals + 1e-12
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_every_claim_of_the_report_has_its_readme_row(report):
     rows = readme_rows()
     verdicts = json.loads((ROOT / "reports" / report / "verdicts.json").read_text(encoding="utf-8"))
-    checked = 0
+    assert {v["claim"] for v in verdicts} <= set(rows), f"claims of {report} missing from the README"
     for v in verdicts:
-        if v["claim"] not in rows:
-            continue
-        verdict, estimate, seeds = rows[v["claim"]]
+        verdict, estimate, low, high, seeds = rows[v["claim"]]
         assert (verdict, seeds) == (v["verdict"], v["n_seeds"]), v["claim"]
-        first = float(re.match(r"[+-]?\d+(\.\d+)?", estimate)[0])
-        assert abs(first - v["estimate"]) < 0.0015, v["claim"]  # rounded to 3 decimals in the README
-        checked += 1
-    assert checked >= 6  # every table row is a claim of its report
+        for text, value in ((estimate, v["estimate"]), (low, v["ci_low"]), (high, v["ci_high"])):
+            assert value is not None and shown_matches(text, value), (v["claim"], text, value)
 
 
-def test_every_readme_claim_row_comes_from_a_report():
-    ids = {v["claim"] for r in ("micro-claims", "smollm2-claims")
-           for v in json.loads((ROOT / "reports" / r / "verdicts.json").read_text(encoding="utf-8"))}
-    assert readme_rows() and set(readme_rows()) <= ids
+def test_no_readme_claim_row_is_extra():
+    ids = {v["claim"] for r in REPORTS for v in json.loads((ROOT / "reports" / r / "verdicts.json").read_text(encoding="utf-8"))}
+    assert readme_rows() and set(readme_rows()) == ids

@@ -49,6 +49,16 @@ class BenchArgs:
     template: str = "r1-zero"  # the prompt form of the GRPO and eval measurements (chat: the model's chat template)
 
 
+def cpu_features() -> list[str]:
+    """The CPU's vector and matrix features that decide float32 against bfloat16 speed (Linux
+    /proc/cpuinfo; [] elsewhere): avx2, avx512f, avx512_bf16 (bf16 dot products), amx_bf16 (tiles)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+
+
 def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> tuple[float, str]:
     """This device's measured dense matmul rate (FLOP/s, best of `repeats`) and its dtype."""
     import torch
@@ -281,7 +291,8 @@ def run_bench(args: BenchArgs) -> Path:
     from rlsft.runs.provenance import provenance
 
     peak, peak_dtype = matmul_peak_flops()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
+        f"cpu, {torch.get_num_threads()} threads, {' '.join(cpu_features()) or 'no AVX2'}"
     results = {"model": args.model, "device": device, "matmul_peak_tflops": peak / 1e12, "matmul_dtype": peak_dtype,
                "settings": vars(args), "eval": [], "grpo": [], "sft": []}
     parts = set(args.parts.split(","))

@@ -3,18 +3,31 @@
 A claim compares two arms (a recipe's runs against another's, or against the base model) on
 one metric. Per seed, both arms are evaluated on the same held-out problems, so the difference
 is paired by problem. The seed is the unit of replication: the estimate is the mean over seeds
-of each seed's mean paired difference, and its 95% interval is a t interval over those per-seed
-values (df = seeds - 1; `METHOD`). A percentile bootstrap over 3 seeds covers far less than 95%
-when seeds differ; the t interval's coverage at 5 seeds and the studies' between-seed spread is
-checked by a simulation in tests/test_claims.py. One seed gives no interval (inconclusive). The
-verdict compares the interval with the claim's threshold in the claim's direction:
+of each seed's mean paired difference.
 
-- `reproduced`: the whole interval lies beyond the threshold in the claimed direction;
-- `not reproduced`: the whole interval lies on the other side of the threshold;
-- `inconclusive`: the interval straddles it.
+**Tests.** Each claim is a one-sided statement, or an equivalence, tested at level `alpha`
+(default 5%), with the two-sided (1 - 2 alpha) interval (90%) that matches those tests:
 
-A `within` claim says the difference is small: `reproduced` when the whole interval lies inside
-(-threshold, +threshold), `not reproduced` when it lies wholly outside, `inconclusive` otherwise.
+- `greater` / `less`: a one-sided t test of "arm - against > threshold" (or "<"). `reproduced` when
+  the 90% interval lies wholly beyond the threshold in the claimed direction (the one-sided test
+  rejects), `not reproduced` when it lies wholly on the other side (the opposite one-sided test
+  rejects), `inconclusive` otherwise. A margin states non-inferiority: "the base is at or above
+  RL, within 2 points" is `greater` with threshold -0.02.
+- `within`: TOST (two one-sided tests) of "|arm - against| < threshold": `reproduced` when the 90%
+  interval lies inside (-threshold, +threshold), `not reproduced` when it lies wholly outside.
+
+**Interval** (`METHOD`): a t interval over seeds (df = seeds - 1) whose standard error is at least
+the within-seed sampling error, so a study whose seeds happened to agree (or were all 0) cannot
+give a zero-width interval: se^2 = max(s^2 / S, mean_s(f_s) / S), s the sd of the per-seed
+differences and f_s the sampling variance seed s would have with one discordant problem pair among
+its n problems, 2 / ((n + 1)(n + 2)) (`discordant_floor`, after Bonett and Price's matched
+proportions). The floor binds only where seeds agree by the accident of discrete scores. Its coverage and width are checked
+by simulation through `evaluate_claim` in tests/test_claims.py. With fewer than `MIN_SEEDS` seeds
+a study is a pilot: it gets an estimate and an interval, and the verdict `pilot`, not a decision.
+
+**Family-wise error.** Each claim also gets a p-value; `holm` adjusts them across a study's claim
+family (Holm's step-down), and `verdict_holm` is `reproduced` only where the adjusted p-value stays
+under alpha (a claim reproduced per claim but not family-wise reads `inconclusive`).
 
 `against: before` compares an arm with its own starting model (the runs' eval_before), for arms
 that start from different models; `against: base` is the study's base model. `from_start` compares
@@ -44,8 +57,12 @@ from dataclasses import dataclass, field
 
 from rlsft.scoring.metrics import percentile_interval
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
-METHOD = "t interval over seeds (df = seeds - 1) of each seed's paired mean difference"
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "pilot")
+ALPHA = 0.05  # each claim's test level: one-sided tests and TOST at 5%, read off a 90% two-sided interval
+MIN_SEEDS = 3  # fewer seeds: a pilot (estimates, no verdict)
+METHOD = ("t interval over seeds (df = seeds - 1) of each seed's paired mean difference, its standard error at least that "
+          "of one discordant problem pair per seed")
+TESTS = {"greater": "one-sided t test", "less": "one-sided t test", "within": "TOST (two one-sided t tests)"}
 
 
 @dataclass
@@ -57,6 +74,7 @@ class Claim:
     against: str | None  # recipe, base (the study's starting model), before (the arm's own starting model) or None (the arm's level)
     direction: str  # greater or less: arm - against is claimed greater (or less) than threshold; within: |arm - against| < threshold
     threshold: float = 0.0
+    alpha: float = ALPHA  # the test's level (one-sided; TOST: each of its two tests)
     per_pflop: bool = False  # compare (arm - base) / PFLOP of arm against (against - base) / PFLOP of against
     at_pflops: float | str | None = None  # compare both arms at this compute (or at a named arm's largest PFLOPs per run), each read at its last evaluated checkpoint within it
     teacher_students: int | None = None  # count the arm's teacher training, amortised over this many students (1: unamortised)
@@ -76,6 +94,12 @@ class Verdict:
     n_problems: int
     detail: dict = field(default_factory=dict)
     method: str = METHOD
+    test: str | None = None  # one-sided t test or TOST
+    level: float | None = None  # the test's alpha
+    interval: str | None = None  # "90% two-sided", the interval whose bounds decide at that level
+    p_value: float | None = None
+    verdict_holm: str | None = None  # the verdict with Holm's correction across the study's claims (set by `holm`)
+    p_holm: float | None = None
 
 
 def paired_seed_differences(arm: dict[int, dict[str, float]], against: dict[int, dict[str, float]]) -> dict[int, list[float]]:
@@ -133,6 +157,62 @@ def seed_t_interval(per_seed: list[float], alpha: float = 0.05) -> tuple[float, 
         return est, None, None
     half = float(t.ppf(1 - alpha / 2, len(per_seed) - 1)) * statistics.stdev(per_seed) / len(per_seed) ** 0.5
     return est, est - half, est + half
+
+
+def claim_interval(per_seed: list[float], floors: list[float], direction: str, threshold: float, alpha: float = ALPHA) -> dict:
+    """Estimate, (1 - 2 alpha) interval, p-value of the claim's test, standard error and df, from
+    per-seed mean differences and each seed's least sampling variance (`discordant_floor`; see the
+    module docstring); the interval and p-value are None with one seed.
+
+    >>> r = claim_interval([0.10, 0.12, 0.08], [1e-4] * 3, "greater", 0.0)
+    >>> round(r["estimate"], 3), round(r["low"], 4), round(r["high"], 4), r["p_value"] < 0.05
+    (0.1, 0.0663, 0.1337, True)
+    >>> claim_interval([0.0, 0.0, 0.0], [discordant_floor(32)] * 3, "within", 0.03)["low"] < 0  # no zero width
+    True
+    """
+    import statistics
+
+    from scipy.stats import t
+
+    S = len(per_seed)
+    est = statistics.fmean(per_seed)
+    out = {"estimate": est, "low": None, "high": None, "p_value": None, "se": None, "df": S - 1}
+    if S < 2:
+        return out
+    se = max(statistics.variance(per_seed) / S, statistics.fmean(floors) / S) ** 0.5
+    q = float(t.ppf(1 - alpha, S - 1))
+    out.update(low=est - q * se, high=est + q * se, se=se)
+    if direction == "greater":
+        out["p_value"] = float(t.sf((est - threshold) / se, S - 1))
+    elif direction == "less":
+        out["p_value"] = float(t.cdf((est - threshold) / se, S - 1))
+    else:  # TOST: both one-sided tests must reject; its p-value is the larger of theirs
+        out["p_value"] = max(float(t.sf((est + threshold) / se, S - 1)), float(t.cdf((est - threshold) / se, S - 1)))
+    return out
+
+
+def holm(verdicts: list["Verdict"], alpha: float = ALPHA) -> list["Verdict"]:
+    """Holm's step-down adjustment of the claims' p-values across the family (the claims that have
+    one), setting `p_holm` and `verdict_holm` on each verdict (which it returns).
+
+    >>> vs = [Verdict(c, "reproduced", 0.1, 0.0, 0.2, 5, 50, p_value=p) for c, p in (("a", 0.01), ("b", 0.02), ("c", 0.04))]
+    >>> [(v.claim, round(v.p_holm, 2), v.verdict_holm) for v in holm(vs)]
+    [('a', 0.03, 'reproduced'), ('b', 0.04, 'reproduced'), ('c', 0.04, 'reproduced')]
+    >>> vs[1].p_value = 0.03
+    >>> [(v.claim, round(v.p_holm, 2), v.verdict_holm) for v in holm(vs)]
+    [('a', 0.03, 'reproduced'), ('b', 0.06, 'inconclusive'), ('c', 0.06, 'inconclusive')]
+    """
+    tested = sorted((v for v in verdicts if v.p_value is not None), key=lambda v: v.p_value)
+    m, running = len(tested), 0.0
+    for i, v in enumerate(tested):
+        running = max(running, min(1.0, (m - i) * v.p_value))
+        v.p_holm = running
+    for v in verdicts:
+        if v.verdict == "reproduced" and (v.p_holm is None or v.p_holm > alpha):
+            v.verdict_holm = "inconclusive"
+        else:
+            v.verdict_holm = v.verdict
+    return verdicts
 
 
 def resample_seeds(seeds: list[int], rng: random.Random) -> list[int]:
@@ -214,8 +294,10 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         diffs = paired_seed_differences(by_arm[claim.arm], by_arm[claim.against])
         if not diffs:
             return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": "no shared seeds"})
-        est, lo, hi = seed_t_interval([_mean_list(d) for d in diffs.values()])
-        detail = {"arm_mean": _mean_of(by_arm[claim.arm]), "against_mean": _mean_of(by_arm[claim.against])}
+        floors = [discordant_floor(len(d)) for d in diffs.values()]
+        stats = claim_interval([_mean_list(d) for d in diffs.values()], floors, claim.direction, claim.threshold, claim.alpha)
+        paired = {a: {s: by_arm[a][s] for s in diffs} for a in (claim.arm, claim.against)}  # the seeds the estimate pairs
+        detail = {"arm_mean": _mean_of(paired[claim.arm]), "against_mean": _mean_of(paired[claim.against])}
         if claim.at_pflops is not None:
             detail.update(at_pflops=claim.at_pflops, read_at_pflops=read_at)
     else:
@@ -228,14 +310,42 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         # per seed, each arm's gain over the base per PFLOP; paired: the same seed and problems
         ga = [_mean_list(a[s]) / pflops[claim.arm][s] for s in seeds]
         gb = [_mean_list(b[s]) / pflops[claim.against][s] for s in seeds]
-        est, lo, hi = seed_t_interval([x - y for x, y in zip(ga, gb)])
+        # each seed's floor, in gain per PFLOP: one discordant pair in each arm's differences from the base
+        floors = [discordant_floor(len(a[s])) / pflops[claim.arm][s] ** 2 + discordant_floor(len(b[s])) / pflops[claim.against][s] ** 2
+                  for s in seeds]
+        stats = claim_interval([x - y for x, y in zip(ga, gb)], floors, claim.direction, claim.threshold, claim.alpha)
         detail = {"arm_gain_per_pflop": list(seed_t_interval(ga)), "against_gain_per_pflop": list(seed_t_interval(gb)),
                   "arm_pflops": _mean_list(pflops[claim.arm][s] for s in seeds), "against_pflops": _mean_list(pflops[claim.against][s] for s in seeds)}
         diffs = {s: a[s] for s in seeds}
     n_problems = min(len(v) for v in diffs.values())
+    est, lo, hi = stats["estimate"], stats["low"], stats["high"]
+    how = {"test": TESTS[claim.direction], "level": claim.alpha, "interval": f"{1 - 2 * claim.alpha:.0%} two-sided",
+           "p_value": stats["p_value"]}
+    detail["se"], detail["df"] = stats["se"], stats["df"]
     if lo is None:  # one seed: no interval, no verdict
-        return Verdict(claim.id, "inconclusive", est, None, None, len(diffs), n_problems, {**detail, "why": "one seed gives no interval"})
-    return Verdict(claim.id, decide(claim.direction, claim.threshold, lo, hi), est, lo, hi, len(diffs), n_problems, detail)
+        return Verdict(claim.id, "inconclusive", est, None, None, len(diffs), n_problems, {**detail, "why": "one seed gives no interval"}, **how)
+    if len(diffs) < MIN_SEEDS:
+        return Verdict(claim.id, "pilot", est, lo, hi, len(diffs), n_problems,
+                       {**detail, "why": f"{len(diffs)} seeds: a pilot, below the {MIN_SEEDS} a verdict needs"}, **how)
+    return Verdict(claim.id, decide(claim.direction, claim.threshold, lo, hi), est, lo, hi, len(diffs), n_problems, detail, **how)
+
+
+def discordant_floor(n: int) -> float:
+    """The least sampling variance a seed's mean paired difference over n problems is given: that
+    of n differences all 0 but for one discordant pair (+1 and -1, as Bonett and Price add to
+    matched proportions), 2 / ((n + 1)(n + 2)). It binds only where seeds agree by the accident of
+    discrete scores (all 0, say); elsewhere the spread over seeds is larger.
+
+    >>> round(discordant_floor(32), 6)
+    0.001783
+    """
+    return 2.0 / ((n + 1) * (n + 2)) if n else 0.0
+
+
+def _var(values: list[float]) -> float:
+    import statistics
+
+    return statistics.variance(values) if len(values) > 1 else 0.0
 
 
 def _mean_list(values) -> float:

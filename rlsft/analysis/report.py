@@ -248,7 +248,7 @@ def _method(claim, verdict) -> str:
     """The headline's method cell: the interval and what was compared."""
     from rlsft.analysis.claims import METHOD
 
-    how = "t over seeds" if verdict.method == METHOD else verdict.method
+    how = (verdict.test or "t") + ", t over seeds" if verdict.method == METHOD else verdict.method
     if claim.at_pflops is not None:
         how += f", at {claim.at_pflops}'s PFLOPs" if isinstance(claim.at_pflops, str) else f", at {claim.at_pflops:g} PFLOPs"
         if claim.teacher_students:
@@ -271,7 +271,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     import tempfile
 
     from rlsft.analysis import plots
-    from rlsft.analysis.claims import METHOD, evaluate_claim
+    from rlsft.analysis.claims import ALPHA, METHOD, MIN_SEEDS, evaluate_claim, holm
     from rlsft.runs.provenance import provenance
 
     runs = RunFolder.find(paths)
@@ -290,8 +290,8 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         final_png = plots.plot_final(summary, work)
         compute_png = plots.plot_accuracy_vs_compute(results, work)
         passk_png = plots.plot_pass_at_k(results, work)
-        verdicts = [evaluate_claim(c, results["scores"], results["pflops"], results["compute_curves"], results["teacher_pflops"])
-                    for c in (claims or [])]
+        verdicts = holm([evaluate_claim(c, results["scores"], results["pflops"], results["compute_curves"], results["teacher_pflops"])
+                         for c in (claims or [])])
         by_id = {c.id: c for c in (claims or [])}
         language_by_arm, language_by_seed = language_tables(runs, task)
         lines = [f"# {title or 'rlsft report'}", ""]
@@ -302,12 +302,19 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
                   "under Provenance; every number here comes from them.", ""]
         # 1. the headline: one row per claim
         if verdicts:
-            lines += ["## Claims", "", "| claim | verdict | estimate [95% CI] | seeds | method | claim text |", "|---|---|---|---|---|---|"]
+            level = f"{1 - 2 * ALPHA:.0%}"
+            lines += ["## Claims", "", f"| claim | verdict | Holm | estimate [{level} CI] | seeds | test | claim text |", "|---|---|---|---|---|---|---|"]
             for v in verdicts:
                 est = "n/a" if v.estimate is None else f"{v.estimate:+.4g}" + ("" if v.ci_low is None else f" [{v.ci_low:+.4g}, {v.ci_high:+.4g}]")
-                lines.append(f"| {v.claim} | **{v.verdict}** | {est} | {v.n_seeds} | {_method(by_id[v.claim], v)} | {by_id[v.claim].text} |")
-            lines += ["", "Estimate: arm minus comparison, paired by problem within each seed, averaged over seeds. "
-                      "Decision rules and each claim's detail: see Details.", ""]
+                lines.append(f"| {v.claim} | **{v.verdict}** | {v.verdict_holm} | {est} | {v.n_seeds} | {_method(by_id[v.claim], v)} | "
+                             f"{by_id[v.claim].text} |")
+            pilot = [v.claim for v in verdicts if v.verdict == "pilot"]
+            lines += ["", "Estimate: arm minus comparison, paired by problem within each seed, averaged over seeds. Verdict: each claim's "
+                      f"own test at {ALPHA:.0%}; Holm: the same with Holm's step-down correction across these {len(verdicts)} claims "
+                      "(family-wise error at 5%). The prose of this report and of the README reads the per-claim verdict and names any "
+                      "claim whose Holm verdict differs. Decision rules and each claim's detail: see Details.", ""]
+            if pilot:
+                lines += [f"**Pilot**: {', '.join(pilot)} rest on fewer than {MIN_SEEDS} seeds; they show estimates and no verdict.", ""]
         if scope:
             lines += ["## What this study can and cannot show", "", "From the study's YAML (`scope:`).", ""] + [f"- {x}" for x in scope] + [""]
         # 2-4. the figures and the language of the reasoning
@@ -322,15 +329,19 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         # 5. details
         lines += ["## Details", ""]
         if verdicts:
-            lines += ["### Claims: decision rules and detail", "", f"Intervals: {METHOD}; the seed is the unit of replication, and one seed "
-                      "gives no interval. `greater`/`less`: reproduced when the whole interval lies beyond the threshold in the claimed "
-                      "direction, not reproduced when wholly on the other side. `within`: reproduced when the whole interval lies inside "
+            lines += ["### Claims: decision rules and detail", "", f"Intervals: {METHOD}, {1 - 2 * ALPHA:.0%} two-sided; the seed is the "
+                      f"unit of replication, one seed gives no interval and fewer than {MIN_SEEDS} no verdict (a pilot). `greater`/`less`: a "
+                      f"one-sided t test at {ALPHA:.0%}: reproduced when the whole interval lies beyond the threshold in the claimed "
+                      "direction, not reproduced when wholly on the other side (a negative threshold states non-inferiority: at or "
+                      "above, within a margin). `within`: TOST at 5%, reproduced when the whole interval lies inside "
                       "(-threshold, +threshold). Matched-compute claims (`at_pflops`) read each arm at its last evaluated checkpoint "
                       "within that compute, never extrapolated; `teacher_students` adds the teacher's training, divided by that many "
                       "students. `before`: the arm's own starting model.", ""]
             for v in verdicts:
                 c = by_id[v.claim]
-                lines.append(f"- **{v.claim}** ({c.metric}, {c.arm} vs {c.against}, {c.direction} {c.threshold}; {v.n_problems} problems): "
+                p = "" if v.p_value is None else f"p = {v.p_value:.3g}, Holm-adjusted {v.p_holm:.3g}; "
+                lines.append(f"- **{v.claim}** ({c.metric}, {c.arm} vs {c.against}, {c.direction} {c.threshold}; {v.n_problems} problems; {p}"
+                             f"{v.test}): "
                              f"{json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
             lines.append("")
         lines += ["### Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "

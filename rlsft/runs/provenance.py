@@ -13,10 +13,14 @@ PACKAGES = ("rlsft", "torch", "transformers", "trl", "datasets", "accelerate", "
 
 
 def git_commit(repo: Path = Path(__file__).resolve().parent.parent) -> str:
-    """HEAD commit of the lab's checkout, with `-dirty` when files differ; `unknown` outside git."""
+    """HEAD commit of the lab's checkout, with `-dirty` when tracked files differ or untracked files
+    sit in the code or configs (rlsft/, recipes/, configs/: a new config or module changes what a
+    run does as much as an edit); `unknown` outside git."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty += subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "rlsft", "recipes", "configs"],
+                                cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
