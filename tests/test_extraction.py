@@ -22,6 +22,9 @@ HACKS = [
     "maybe 18 或 19",
     "the answer is \\pm 19",
     "<think> 19 </think> 18 or 19",
+    "<answer>(4 * 4) + 3</answer>",  # the question's expression, unevaluated (SmolLM2's GRPO found it)
+    "<think> computation here </think> <answer> 16 + 3 </answer>",
+    "The answer is 16 + 3.",
 ]
 
 

@@ -12,6 +12,8 @@ Rules (the same for every task that has a math answer):
     then the last number. It reads a base model that does not yet write the tags. A completion
     with an `<answer>` block is read exactly as in strict mode, and a lenient answer goes through
     the same hedge checks, so it earns nothing that strict mode denies for a hedge.
+- An unevaluated answer earns nothing when the gold is a plain number: "(2 * 4) - 3" for 5
+  (`is_unevaluated`).
 - A hedged answer earns nothing: several candidates ("18 or 19", "18, 19", "{18, 19}", "18 19",
   "\\pm 3") when the gold is a single value, or several `<answer>` blocks that disagree.
 - A gold answer that cannot be parsed gives `None` (unverifiable), never a reward.
@@ -234,6 +236,28 @@ def states_false_equation(answer: str) -> bool:
     return not all(verify(parsed[0], p, timeout_seconds=None) for p in parsed[1:])
 
 
+_PLAIN_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?$")
+_OPERATION = re.compile(r"(?:\d|\))\s*(?:[-+*×÷·^]|\\times|\\cdot|\\div)\s*(?:\d|\(|-)")
+_SIMPLE_FRACTION = re.compile(r"^-?\d+\s*/\s*\d+$")
+
+
+def is_unevaluated(answer: str, gold: str) -> bool:
+    """True when the gold is a plain number and the answer (its last side, for an equation) is
+    still arithmetic to be done: "(2 * 4) - 3" for 5 restates the question, it does not answer it,
+    although math-verify would evaluate it to 5. A simple fraction ("1/2" for 0.5) is an answer.
+    Found by GRPO on SmolLM2, which learned to copy micro-arith's expression into `<answer>`.
+
+    >>> is_unevaluated("(2 * 4) - 3", "5"), is_unevaluated("2*8 = 16", "16"), is_unevaluated("-7", "-7")
+    (True, False, False)
+    >>> is_unevaluated("1/2", "0.5"), is_unevaluated("3 \\\\times 4", "12"), is_unevaluated("2 + 3", "x + 5")
+    (False, True, False)
+    """
+    if not _PLAIN_NUMBER.match(normalise(gold)):
+        return False
+    final = _EQUALS.split(answer)[-1].strip().strip("$").strip()
+    return bool(_OPERATION.search(final)) and not _SIMPLE_FRACTION.match(final)
+
+
 def same_answer(a: str, b: str) -> bool:
     """Do two extracted answers mean the same (math-verify equivalence)? maj@k groups by it.
 
@@ -280,7 +304,7 @@ def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | No
     if len(set(blocks)) > 1:  # several disagreeing answers: a hedge
         return False
     answer = extract_answer(completion, mode)
-    if not answer or is_hedged(answer, gold):
+    if not answer or is_hedged(answer, gold) or is_unevaluated(answer, gold):
         return False
     if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer):
         return normalise(answer) == normalise(gold)
