@@ -286,6 +286,8 @@ def _isolated(fn, *args):
 
 
 def run_bench(args: BenchArgs) -> Path:
+    from concurrent.futures.process import BrokenProcessPool
+
     import torch
 
     from rlsft.runs.provenance import provenance
@@ -327,7 +329,12 @@ def run_bench(args: BenchArgs) -> Path:
     grpo_variants = ["trl-defaults", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch) + precision
     with tempfile.TemporaryDirectory() as tmp:
         for variant in grpo_variants if "grpo" in parts else []:  # the baseline first, so the lab never benefits from a warm cache
-            results["grpo"].append(measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}", peak))
+            try:
+                results["grpo"].append(measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}", peak))
+            except BrokenProcessPool:  # its process was killed (out of memory, or by hand after too long): say so, go on
+                results.setdefault("failed", []).append(f"grpo {variant}: its process was killed before it finished")
+                save(False)
+                continue
             if len(results["grpo"]) > 1:
                 g = results["grpo"][-1]
                 name = "grpo_step_speedup" if g["variant"] == "lab" else f"grpo_{g['variant'].removeprefix('lab-').replace('-', '_')}_step_speedup"
@@ -352,6 +359,7 @@ def bench_table(r: dict) -> str:
              f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", ""]
     if r.get("partial"):
         lines += ["**Partial**: the bench stopped before its last measurement; the rows below are those it finished.", ""]
+    lines += [f"**Not measured**: {f}." for f in r.get("failed", [])] + ([""] if r.get("failed") else [])
     ra = r["ratios"]
     if r["eval"]:
         lines += ["## Evaluation (generation, `rlsft eval` at temperature 1)", "",
