@@ -132,6 +132,17 @@ def reward_functions(cfg: Config) -> dict:
     return {name: get_reward(name, extraction=cfg.extraction, partial_credit=cfg.partial_credit) for name in cfg.rewards}
 
 
+def probe(cfg: Config, args, model, tokenizer, train_set) -> dict:
+    """The pre-flight check's record with this run's sampling settings (`args`: its GRPOConfig),
+    rewards, extraction and seed; what `preflight` and `rlsft probe` both run."""
+    from rlsft.preflight import run_probe
+
+    return run_probe(model, tokenizer, train_set, reward_functions(cfg), cfg.rewards, cfg.probe,
+                     num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
+                     max_completion_length=args.max_completion_length, think_prefill=cfg.data.think_prefill,
+                     extraction=cfg.extraction, seed=cfg.run.seed)
+
+
 def preflight(cfg: Config, args, model, tokenizer, train_set, folder: RunFolder | None = None) -> dict | None:
     """The pre-flight signal check with the run's own sampling settings and rewards
     (rlsft/preflight.py): written to <out>/probe.json, and a refusal (UserError) below
@@ -142,17 +153,14 @@ def preflight(cfg: Config, args, model, tokenizer, train_set, folder: RunFolder 
     import shutil
 
     from rlsft.io import atomic_write, to_json
-    from rlsft.preflight import refusal, run_probe, summary_line
+    from rlsft.preflight import refusal, summary_line
 
     if not cfg.probe.enabled:
         return None
     path = folder.path / "probe.json" if folder else None
     if path is not None and path.is_file():
         return json.loads(path.read_text())
-    record = run_probe(model, tokenizer, train_set, reward_functions(cfg), cfg.rewards, cfg.probe,
-                       num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
-                       max_completion_length=args.max_completion_length, think_prefill=cfg.data.think_prefill,
-                       extraction=cfg.extraction, seed=cfg.run.seed)
+    record = probe(cfg, args, model, tokenizer, train_set)
     record["forced"] = not record["passed"] and cfg.probe.force
     if path is not None:
         atomic_write(path, to_json(record))
@@ -197,7 +205,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     reward_funcs = [*reward_functions(cfg).values(), completion_monitor(folder, cfg.monitor)]
 
     # ------------------------------------------------------------------ pre-flight
-    probe = preflight(cfg, args, model, tokenizer, train_set, folder)  # refuses settings where no group has signal
+    probed = preflight(cfg, args, model, tokenizer, train_set, folder)  # refuses settings where no group has signal
     before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 
     # ------------------------------------------------------------------ trainer
@@ -221,4 +229,4 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(model, tokenizer, str(folder.model_dir), cfg, folder, "after")
-    return finish_run(folder, "grpo", cfg, compute, before, after, curve, extraction=cfg.extraction, probe=probe)
+    return finish_run(folder, "grpo", cfg, compute, before, after, curve, extraction=cfg.extraction, probe=probed)

@@ -180,7 +180,6 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
 
     from rlsft.io import atomic_write, to_json
     from rlsft.models import load_model, load_tokenizer
-    from rlsft.preflight import run_probe
     from rlsft.scoring.tasks import resolve_template
     from rlsft.trainer import prompt_dataset
 
@@ -194,10 +193,7 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     cfg.data.template = resolve_template(cfg.data.template, tokenizer)
     train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)
     model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code)
-    record = run_probe(model, tokenizer, train_set, module.reward_functions(cfg), cfg.rewards, cfg.probe,
-                       num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
-                       max_completion_length=args.max_completion_length, think_prefill=cfg.data.think_prefill,
-                       extraction=cfg.extraction, seed=cfg.run.seed)
+    record = module.probe(cfg, args, model, tokenizer, train_set)
     record = {"config": path, "overrides": list(overrides or []), "model": cfg.model.name, "task": cfg.data.task, **record}
     if out:
         atomic_write(Path(out) / "probe.json", to_json(record))
