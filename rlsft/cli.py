@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--task", required=True)
     e.add_argument("--out", required=True, help="output folder for metrics.json and samples.jsonl")
     e.add_argument("--n", type=_positive_int, default=None, help="number of problems (default: whole split; 500 for micro tasks)")
+    e.add_argument("--split", choices=("test", "validation"), default="test", help="held-out split (validation: where settings are chosen)")
     e.add_argument("--samples", type=_positive_int, default=1, help="completions per problem (K of pass@K)")
     e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
     e.add_argument("--top-p", type=float, default=1.0)
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt = sub.add_parser("pretrain", help="build a micro base model (corpus, tokenizer, model, card) from a config", allow_abbrev=False)
     pt.add_argument("config", help="YAML under configs/micro/")
     pt.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
+    pt.add_argument("--overlap", type=_positive_int, metavar="N", default=None,
+                    help="train nothing: print the corpus's overlap (questions, step chains) with N problems of each split")
 
     from rlsft.launch import RECIPES
 
@@ -139,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "pretrain":
             from rlsft.micro.pretrain import pretrain_from_config
 
-            pretrain_from_config(args.config, args.overrides)
+            result = pretrain_from_config(args.config, args.overrides, args.overlap)
+            if args.overlap:
+                print(to_json(result), end="")
         elif args.command == "train":
             from rlsft.launch import dry_run, train_from_config
 
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = run_study(args.config, args.overrides, jobs=args.jobs)
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
                               title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm, scope=cfg.scope,
-                              allow_mixed_commits=args.allow_mixed_commits)
+                              panels=cfg.panels, allow_mixed_commits=args.allow_mixed_commits)
             print(f"report: {out / 'report.md'}")
         elif args.command == "bench":
             from rlsft.analysis.bench import BenchArgs, main_bench
@@ -185,15 +190,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from rlsft.analysis.report import make_report
 
-            claims, knobs, title, base_arm, scope = None, None, None, None, None
+            claims, knobs, title, base_arm, scope, panels = None, None, None, None, None, None
             if args.claims:
                 from rlsft.analysis.study import StudyConfig
                 from rlsft.config import load_config
 
                 study = load_config(StudyConfig, args.claims)
-                claims, knobs, title, base_arm, scope = study.claims, study.knobs_changed_after_results, f"Study {study.name}", study.base_arm, study.scope
+                claims, knobs, title, base_arm, scope, panels = (study.claims, study.knobs_changed_after_results, f"Study {study.name}",
+                                                                 study.base_arm, study.scope, study.panels)
             out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm, scope=scope,
-                              allow_mixed_commits=args.allow_mixed_commits)
+                              panels=panels, allow_mixed_commits=args.allow_mixed_commits)
             print(f"report: {out / 'report.md'}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -285,6 +285,7 @@ class DataConfig:
 class EvalConfig:
     tasks: list[str] = field(default_factory=lambda: ["micro-arith"])  # held-out evaluation after training
     n: int | None = 256  # problems per task (None: whole split)
+    split: str = "test"  # test, or validation: where sweeps and every setting chosen from runs read
     samples: int = 8  # K of pass@K
     temperature: float = 1.0
     max_new_tokens: int = 128
@@ -316,6 +317,8 @@ class RecipeConfig:
 
         if self.extraction not in EXTRACTIONS:
             raise UserError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
+        if self.eval.split not in ("test", "validation"):
+            raise UserError(f"eval.split must be test or validation, got {self.eval.split!r}")
 
 
 def training_section(**recipe_defaults):

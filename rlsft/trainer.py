@@ -294,7 +294,7 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
             results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
             continue
         samples = {"curve": e.curve_samples, "before": e.before_samples}.get(when) or e.samples
-        args = EvalArgs(model=name, task=task, out=str(out), n=e.n, samples=samples, temperature=e.temperature,
+        args = EvalArgs(model=name, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature,
                         max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template,
                         think_prefill=cfg.data.think_prefill, extraction=cfg.extraction)
         results[task] = evaluate(args, model=model, tokenizer=tokenizer)["metrics"]

@@ -16,7 +16,7 @@ def readme_rows() -> dict[str, tuple[str, str, str, str, int]]:
     """{claim id: (verdict, estimate, low, high, seeds)} from the README's claim tables (numbers as shown)."""
     rows = {}
     for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
-        m = re.match(rf"\| ((?:C|S)\S+) .*? \| (reproduced|not reproduced|inconclusive|pilot) \| ({NUMBER}) \[({NUMBER}), ({NUMBER})\] \| (\d+) \|$", line)
+        m = re.match(rf"\| ((?:C|S)\S+) .*? \| (reproduced|not reproduced|inconclusive|pilot|unmatched) \| ({NUMBER}) \[({NUMBER}), ({NUMBER})\] \| (\d+) \|$", line)
         if m:
             assert m[1] not in rows, f"claim {m[1]} has two rows in the README"
             rows[m[1]] = (m[2], m[3], m[4], m[5], int(m[6]))

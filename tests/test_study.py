@@ -10,7 +10,7 @@ from conftest import REPO, tiny_recipe_overrides
 from rlsft.cli import main as cli_main
 
 MICRO = REPO / "configs" / "micro"
-VERDICTS = {"reproduced", "not reproduced", "inconclusive", "pilot"}
+VERDICTS = {"reproduced", "not reproduced", "inconclusive", "pilot", "unmatched"}
 
 
 def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, monkeypatch):

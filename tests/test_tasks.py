@@ -38,6 +38,26 @@ def test_gsm8k_from_env_dir(upstream_data, monkeypatch):
     assert len(load_gsm8k("test")) == len(GSM8K_ROWS)
 
 
+def test_gsm8k_validation_is_a_hashed_share_of_train(tmp_path):
+    from rlsft.scoring.tasks import in_validation
+
+    rows = [{"question": f"What is {a} + {b}?", "answer": f"{a}+{b}={a + b}\n#### {a + b}"} for a in range(20) for b in range(20)]
+    f = tmp_path / "train.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    train, validation = load_gsm8k("train", source=str(f)), load_gsm8k("validation", source=str(f))
+    assert len(train) + len(validation) == 400 and 10 <= len(validation) <= 50  # about 7%
+    assert not {r["question"] for r in train} & {r["question"] for r in validation}
+    assert all(in_validation(r["question"]) for r in validation)
+    assert {r["id"] for r in train} | {r["id"] for r in validation} == {f"gsm8k-train-{i}" for i in range(400)}  # upstream ids kept
+    with pytest.raises(UserError, match="unknown split 'dev'"):
+        load_gsm8k("dev", source=str(f))
+
+
+def test_math500_has_no_validation_split(upstream_data):
+    with pytest.raises(UserError, match="math500 is a test set only.*gsm8k"):
+        load_math500("validation", source=str(upstream_data / "math500" / "test.jsonl"))
+
+
 def test_math500_local(upstream_data):
     rows = load_math500("test", source=str(upstream_data / "math500" / "test.jsonl"))
     assert len(rows) == 6 and rows[2]["answer"] == "\\left( 2, \\frac{\\pi}{6} \\right)" and rows[0]["id"] == "test/prealgebra/t1.json"
@@ -73,3 +93,17 @@ def test_hub_offline_is_one_clear_line(monkeypatch):
         load_gsm8k("test")
     msg = str(e.value)
     assert "openai/gsm8k" in msg and "offline" in msg.lower() and "\n" not in msg
+
+
+def test_evaluation_reads_the_split_it_is_given(toy_model, tmp_path):
+    """`eval.split: validation` (what sweeps set) reads validation problems and records it; no
+    validation problem is a test problem."""
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
+
+    got = {split: evaluate(EvalArgs(model=toy_model, task="micro-arith", out=str(tmp_path / split), n=3, split=split, max_new_tokens=8))
+           for split in ("test", "validation")}
+    assert {s: r["split"] for s, r in got.items()} == {"test": "test", "validation": "validation"}
+    questions = {s: {json.loads(line)["question"] for line in (tmp_path / s / "samples.jsonl").read_text().splitlines()} for s in got}
+    assert len(questions["validation"]) == 3 and not questions["validation"] & questions["test"]
+    with pytest.raises(UserError, match="'math500' has no validation split"):
+        evaluate(EvalArgs(model=toy_model, task="math500", out=str(tmp_path / "m"), n=1, split="validation"))

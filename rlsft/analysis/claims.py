@@ -39,7 +39,11 @@ from its n >= K samples (Chen et al. 2021).
 
 Matched-compute claims (`at_pflops`) read both arms' accuracy-against-PFLOPs curves at the same
 budget. `teacher_students` adds a distillation arm's teacher training to its curve, divided by the
-number of students it is amortised over (1: unamortised).
+number of students it is amortised over (1: unamortised). An arm whose runs ended (or were last
+evaluated) below `MATCHED` (90%) of the budget is "short". A verdict may rest on a short arm that
+comes out ahead (it won with less compute), never on one that comes out behind: then the claim
+shows its estimate with the verdict `unmatched` and no test, since nothing says how that arm would
+stand with the compute it did not get (the rule assumes more compute does not lower accuracy).
 
 Per-compute claims (C5, C6) compare gains over the base per PFLOP, from the runs' FLOP counts,
 paired by seed: per seed, (arm - base) / arm PFLOPs minus (against - base) / against PFLOPs on the
@@ -57,7 +61,8 @@ from dataclasses import dataclass, field
 
 from rlsft.scoring.metrics import percentile_interval
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive", "pilot")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "pilot", "unmatched")
+MATCHED = 0.9  # a matched-compute claim needs every run of both arms read at 90% of the budget or more
 ALPHA = 0.05  # each claim's test level: one-sided tests and TOST at 5%, read off a 90% two-sided interval
 MIN_SEEDS = 3  # fewer seeds: a pilot (estimates, no verdict)
 METHOD = ("t interval over seeds (df = seeds - 1) of each seed's paired mean difference, its standard error at least that "
@@ -259,6 +264,7 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     `teacher_pflops[arm]` is the training compute of an arm's teacher (for `teacher_students`).
     """
     read_at: dict[str, float] = {}  # matched-compute claims: mean PFLOPs at which each arm was read
+    short: dict[str, float] = {}  # ... and each arm's least, where it is under MATCHED of the budget
     if isinstance(claim.at_pflops, str):  # the whole budget of a named arm: its largest PFLOPs per run
         runs = (pflops or {}).get(claim.at_pflops)  # (not the mean: FLOPs vary with completion lengths, and
         if not runs:                                 # a seed above the mean would be read before its end)
@@ -275,6 +281,9 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
             if per_seed and all(per_seed.values()):
                 by_arm[name] = {seed: point[1] for seed, point in per_seed.items()}
                 read_at[name] = _mean_list(point[0] for point in per_seed.values())
+                least = min(point[0] for point in per_seed.values())
+                if least < MATCHED * claim.at_pflops:
+                    short[name] = least
         scores = {claim.metric: {**scores.get(claim.metric, {}), **by_arm}}
         if claim.teacher_students:
             read_at["teacher_pflops_counted"] = (teacher_pflops or {}).get(claim.arm, 0.0) / claim.teacher_students
@@ -327,7 +336,17 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     if len(diffs) < MIN_SEEDS:
         return Verdict(claim.id, "pilot", est, lo, hi, len(diffs), n_problems,
                        {**detail, "why": f"{len(diffs)} seeds: a pilot, below the {MIN_SEEDS} a verdict needs"}, **how)
-    return Verdict(claim.id, decide(claim.direction, claim.threshold, lo, hi), est, lo, hi, len(diffs), n_problems, detail, **how)
+    verdict = decide(claim.direction, claim.threshold, lo, hi)
+    if short:  # an arm short of the budget: the verdict may not rest on it coming out behind
+        behind = {("greater", "reproduced"): [claim.against], ("greater", "not reproduced"): [claim.arm],
+                  ("less", "reproduced"): [claim.arm], ("less", "not reproduced"): [claim.against]}.get(
+                      (claim.direction, verdict), [claim.arm, claim.against] if claim.direction == "within" and verdict != "inconclusive" else [])
+        notes = "; ".join(f"{name} read at {x:.3g} PFLOPs, under {MATCHED:.0%} of the budget ({claim.at_pflops:.3g})" for name, x in short.items())
+        if any(name in short for name in behind):
+            return Verdict(claim.id, "unmatched", est, lo, hi, len(diffs), n_problems,
+                           {**detail, "why": f"not matched compute: {notes}, and behind"}, **{**how, "p_value": None})
+        detail["short"] = notes + ("" if verdict == "inconclusive" else "; it comes out ahead with less compute, so the verdict stands")
+    return Verdict(claim.id, verdict, est, lo, hi, len(diffs), n_problems, detail, **how)
 
 
 def discordant_floor(n: int) -> float:

@@ -34,6 +34,7 @@ class StudyConfig:
     claims: list[Claim] = field(default_factory=list)
     knobs_changed_after_results: list[str] = field(default_factory=list)  # listed in the report, honestly
     scope: list[str] = field(default_factory=list)  # what the study can and cannot show; the report prints it under the claims
+    panels: dict[str, list[str]] = field(default_factory=dict)  # the headline figure's small multiples: panel title -> arms
 
 
 def study_root(cfg: StudyConfig) -> Path:

@@ -260,6 +260,20 @@ def model_card_markdown(card: dict) -> str:
     return "\n".join(lines)
 
 
-def pretrain_from_config(path: str, overrides: list[str]) -> Path:
+def overlap(cfg: PretrainConfig, n: int) -> dict:
+    """The corpus's overlap with `n` problems of each split of each task (seed 0, the sets that
+    evaluation and RL read first): the share of problems whose exact question is a corpus document,
+    and the share whose step chain is, in any wording (`world.corpus_overlap`)."""
+    from rlsft.micro.world import corpus_overlap, generate_problems
+
+    rows = corpus_rows(cfg.n_documents, cfg.seed, cfg.corpus, cfg.arith, cfg.countdown, cfg.countdown_share)
+    out = {"model": cfg.name, "corpus_documents": len(rows), "problems_per_split": n}
+    for task, kw in (("micro-arith", {"arith": cfg.arith}), ("micro-countdown", {"countdown": cfg.countdown})):
+        for split in ("train", "validation", "test"):
+            out[f"{task}/{split}"] = corpus_overlap(rows, generate_problems(task, split, n, 0, **kw))
+    return out
+
+
+def pretrain_from_config(path: str, overrides: list[str], overlap_n: int | None = None) -> Path | dict:
     cfg = load_config(PretrainConfig, path, overrides)
-    return main(cfg)
+    return overlap(cfg, overlap_n) if overlap_n else main(cfg)

@@ -6,10 +6,15 @@ Two task shapes, both with English prompts in the R1-Zero template:
 - `micro-countdown`: reach a target from given numbers with + - * (each number at most once);
   the verifier checks the expression, so many answers are right.
 
-Train and test problems never overlap: a problem's split is a hash of its question text
-(`split_of`), never the draw order.
+Splits are structural (`split_of`): a problem's split is a hash of its step chain (micro-arith:
+the operations, so an expression and every word problem over the same chain share a split;
+micro-countdown: its numbers and target, which its question spells out), never the draw order.
+RL prompts and SFT data (train) never share a step chain with the validation or test problems.
+Validation and test problems also never appear word for word in the pretraining corpus, which
+draws only from questions whose own hash is outside the held-out region (`in_pretraining_region`);
+how many held-out step chains the corpus shows in other words is measured by `corpus_overlap`.
 
-The pretraining corpus pairs train-split problems with worked solutions in the template. The
+The pretraining corpus pairs problems from the pretraining region with worked solutions in the template. The
 reasoning is in English, in Chinese, or code-switched mid-solution, as in web data. Each step
 can be wrong with a per-language probability (the error propagates, so the final answer is
 wrong too). These are the knobs of `CorpusConfig`; the model card records them.
@@ -213,14 +218,56 @@ def question_zh(problem: dict) -> str:
 MAKERS = {"micro-arith": (make_arith_problem, ArithConfig), "micro-countdown": (make_countdown_problem, CountdownConfig)}
 
 
-def split_of(question: str, test_fraction: float = 0.2) -> str:
-    """'train' or 'test', from a hash of the question text (stable across runs and machines).
+SPLITS = ("train", "validation", "test")
+HELD_OUT = {"test": (0.0, 0.14), "validation": (0.14, 0.20)}  # bands of the step-chain hash; train: [0.20, 1)
 
-    >>> split_of("Compute 3 + 4."), split_of("Compute 3 + 5.")
-    ('test', 'train')
+
+def _unit(text: str) -> float:
+    """A stable hash of `text` in [0, 1) (the same on every run and machine)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+def in_pretraining_region(question: str) -> bool:
+    """Whether a question may appear in the pretraining corpus: the hash of its wording is at or
+    above 0.2 (the rule the shipped micro models were pretrained under; held-out problems are
+    drawn from below it).
+
+    >>> in_pretraining_region("Compute 3 + 4."), in_pretraining_region("Compute 3 + 5.")
+    (False, True)
     """
-    h = int.from_bytes(hashlib.sha256(question.encode()).digest()[:8], "big") / 2**64
-    return "test" if h < test_fraction else "train"
+    return _unit(question) >= HELD_OUT["validation"][1]
+
+
+def step_chain(problem: dict) -> str:
+    """A problem's structure, the key of its split: micro-arith's chain of (left, op, right) steps,
+    shared by the expression and every word problem over it; micro-countdown's question, which
+    is its numbers and target (many chains reach one target, and any of them is an answer).
+
+    >>> step_chain({"question": "Compute (7 + 5) * 8.", "steps": [(7, "+", 5, 12), (12, "*", 8, 96)]})
+    'chain 7 + 5 * 8'
+    """
+    if "target" in problem:
+        return problem["question"]
+    first, *_ = problem["steps"]
+    return "chain " + " ".join([str(first[0])] + [f"{op} {right}" for _, op, right, _ in problem["steps"]])
+
+
+def split_of(problem: dict) -> str | None:
+    """'train', 'validation' or 'test' from the hash of the problem's step chain; None for a
+    held-out chain whose wording lies in the pretraining region (used by no split).
+
+    >>> split_of(make_arith_problem(random.Random(0), ArithConfig(min_steps=2, max_steps=2, word_share=0.0)))
+    'train'
+    >>> rows = generate_problems("micro-arith", "test", 2, seed=0)
+    >>> [split_of(r) for r in rows], [in_pretraining_region(r["question"]) for r in rows]
+    (['test', 'test'], [False, False])
+    """
+    h = _unit(step_chain(problem))
+    if h >= HELD_OUT["validation"][1]:
+        return "train"
+    if in_pretraining_region(problem["question"]):
+        return None
+    return "test" if h < HELD_OUT["test"][1] else "validation"
 
 
 def generate_problems(task: str, split: str, n: int, seed: int = 0, arith: ArithConfig | None = None,
@@ -230,14 +277,14 @@ def generate_problems(task: str, split: str, n: int, seed: int = 0, arith: Arith
     Rows: {id, question, answer, task, steps, ...}. Raises ValueError when the world (at this
     difficulty) has fewer than `n` distinct problems in the split.
 
-    >>> rows = generate_problems("micro-arith", "test", 3, seed=0)
-    >>> [split_of(r["question"]) for r in rows]
-    ['test', 'test', 'test']
+    >>> rows = generate_problems("micro-arith", "validation", 3, seed=0)
+    >>> [split_of(r) for r in rows]
+    ['validation', 'validation', 'validation']
     """
     if task not in MAKERS:
         raise ValueError(f"unknown micro task {task!r}; valid: {', '.join(MAKERS)}")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be train or test, got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     make, default_cfg = MAKERS[task]
     cfg = (arith if task == "micro-arith" else countdown) or default_cfg()
     rng = random.Random(f"{task}/{split}/{seed}")
@@ -245,7 +292,7 @@ def generate_problems(task: str, split: str, n: int, seed: int = 0, arith: Arith
     misses = 0
     while len(rows) < n:
         p = make(rng, cfg)
-        if p["question"] in seen or split_of(p["question"]) != split:
+        if p["question"] in seen or split_of(p) != split:
             misses += 1
             if misses > 50 * n + 10_000:
                 raise ValueError(f"{task}: found only {len(rows)} distinct {split} problems of {n} wanted; raise the difficulty")
@@ -339,10 +386,11 @@ def clean_solution(problem: dict, language: str = "en") -> dict:
 
 def corpus_rows(n: int, seed: int = 0, corpus: CorpusConfig = CorpusConfig(), arith: ArithConfig = ArithConfig(),
                 countdown: CountdownConfig = CountdownConfig(), countdown_share: float = 0.3) -> list[dict]:
-    """`n` pretraining documents over train-split problems: {task, question, answer, completion, language, correct}.
+    """`n` pretraining documents over problems of the pretraining region (`in_pretraining_region`):
+    {task, question, answer, chain, completion, language, correct}.
 
     >>> rows = corpus_rows(50, seed=0)
-    >>> all(split_of(r["question"]) == "train" for r in rows), {r["task"] for r in rows} == {"micro-arith", "micro-countdown"}
+    >>> all(in_pretraining_region(r["question"]) for r in rows), {r["task"] for r in rows} == {"micro-arith", "micro-countdown"}
     (True, True)
     """
     if not 0.0 <= countdown_share <= 1.0:
@@ -354,12 +402,26 @@ def corpus_rows(n: int, seed: int = 0, corpus: CorpusConfig = CorpusConfig(), ar
             task, p = "micro-countdown", make_countdown_problem(rng, countdown)
         else:
             task, p = "micro-arith", make_arith_problem(rng, arith)
-        if split_of(p["question"]) != "train":
+        if not in_pretraining_region(p["question"]):
             continue
         sol = worked_solution(p, rng, corpus)
-        rows.append({"task": task, "question": p["question"], "answer": p["answer"], "completion": sol["completion"],
+        rows.append({"task": task, "question": p["question"], "answer": p["answer"], "chain": step_chain(p), "completion": sol["completion"],
                      "language": sol["language"], "correct": sol["correct"]})
     return rows
+
+
+def corpus_overlap(corpus: list[dict], problems: list[dict]) -> dict:
+    """How much of a problem set the pretraining corpus shows: the share of problems whose exact
+    question is a corpus document, and the share whose step chain is (in any wording).
+
+    >>> rows = generate_problems("micro-arith", "test", 2, seed=0)
+    >>> corpus_overlap([{"question": "x", "chain": step_chain(rows[0])}], rows)
+    {'problems': 2, 'question_share': 0.0, 'chain_share': 0.5}
+    """
+    questions, chains = {r["question"] for r in corpus}, {r["chain"] for r in corpus}
+    n = len(problems)
+    return {"problems": n, "question_share": sum(p["question"] in questions for p in problems) / n,
+            "chain_share": sum(step_chain(p) in chains for p in problems) / n}
 
 
 # --------------------------------------------------------------------------- countdown checking

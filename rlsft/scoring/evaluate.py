@@ -130,6 +130,7 @@ class EvalArgs:
     task: str
     out: str
     n: int | None = None  # problems (None: the whole eval split; 500 for micro tasks)
+    split: str = "test"  # test, or validation (settings are chosen there, never on test)
     samples: int = 1  # K completions per problem
     temperature: float = 1.0  # 0 means greedy (then samples must be 1)
     top_p: float = 1.0
@@ -287,7 +288,10 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         raise UserError("--n and --samples must be at least 1")
     if args.temperature <= 0 and args.samples > 1:
         raise UserError("--temperature 0 (greedy) gives identical samples; use --samples 1")
-    rows = task.load(task.eval_split, source=args.source, n=args.n, seed=args.seed)
+    split = task.eval_split if args.split == "test" else task.validation_split
+    if split is None:
+        raise UserError(f"task {task.name!r} has no {args.split} split")
+    rows = task.load(split, source=args.source, n=args.n, seed=args.seed)
     tokenizer = tokenizer or load_tokenizer(args.model, args.trust_remote_code)
     model = model or load_model(args.model, args.dtype, args.trust_remote_code)
     torch.manual_seed(args.seed)
@@ -312,7 +316,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     result = {
         "model": args.model,
         "task": task.name,
-        "split": task.eval_split,
+        "split": split,
         "language": language,
         "n_problems": len(rows),
         "samples_per_problem": args.samples,

@@ -128,21 +128,51 @@ def gsm8k_gold(solution: str) -> str:
     return solution.split("####")[-1].strip().replace(",", "")
 
 
+SPLITS = ("train", "validation", "test")
+VALIDATION_SHARE = 0.07  # of an upstream train split held out for validation, by a hash of the question (GSM8K: about 520 of 7,473)
+
+
+def in_validation(question: str, share: float = VALIDATION_SHARE) -> bool:
+    """Whether an upstream train row belongs to the validation split: a stable hash of its question
+    (the same on every machine, independent of file order).
+
+    >>> in_validation("What is 2 + 3?"), in_validation("What is 3 + 9?")
+    (False, True)
+    """
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(question.encode()).digest()[:8], "big") / 2**64 < share
+
+
+def _check_split(split: str, task: str) -> None:
+    if split not in SPLITS:
+        raise UserError(f"{task}: unknown split {split!r}; valid: {', '.join(SPLITS)}")
+
+
 def load_gsm8k(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
-    src = _resolve_source(source, "gsm8k", split, "openai/gsm8k")
+    """GSM8K rows; `validation` is a hashed share of the upstream train split, and `train` the rest."""
+    _check_split(split, "gsm8k")
+    upstream = "test" if split == "test" else "train"
+    src = _resolve_source(source, "gsm8k", upstream, "openai/gsm8k")
     rows = []
-    for i, r in enumerate(_load_source(src, split, "main")):
+    for i, r in enumerate(_load_source(src, upstream, "main")):
         if "question" not in r or "answer" not in r:
             raise UserError(f"{src}: record {i + 1} lacks 'question' or 'answer' (GSM8K upstream format)")
         try:
             gold = gsm8k_gold(str(r["answer"]))
         except ValueError:
             raise UserError(f"{src}: record {i + 1}: answer does not end in '#### N'") from None
-        rows.append({"id": f"gsm8k-{split}-{i}", "question": r["question"], "answer": gold, "solution": r["answer"]})
-    return _take(rows, n, src)
+        if upstream == "train" and in_validation(r["question"]) != (split == "validation"):
+            continue
+        rows.append({"id": f"gsm8k-{upstream}-{i}", "question": r["question"], "answer": gold, "solution": r["answer"]})
+    return _take(rows, n, f"{src} ({split})")
 
 
 def load_math500(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+    """MATH-500 is a test set only: choosing settings on it would read the test split."""
+    _check_split(split, "math500")
+    if split == "validation":
+        raise UserError("math500 is a test set only and has no validation split; choose settings on gsm8k's (eval.split=validation)")
     src = _resolve_source(source, "math500", split, "HuggingFaceH4/MATH-500")
     rows = []
     for i, r in enumerate(_load_source(src, split, None)):
@@ -193,6 +223,7 @@ class Task:
     language: str = "en"  # language the reasoning is meant to be in
     eval_split: str = "test"
     train_split: str = "train"
+    validation_split: str | None = "validation"  # where sweeps and settings chosen from runs read (None: none)
     description: str = ""
     translate: Callable[[dict, str], str] | None = None  # (row, language) -> its question in that language
 
@@ -211,9 +242,9 @@ class Task:
 
 # The registry of tasks. The micro world adds its own (rlsft/micro/tasks.py); so can any module.
 TASKS: dict[str, Task] = {
-    "gsm8k": Task("gsm8k", load_gsm8k, verify_answer, gsm8k_clean_solutions, train_size=7473,
+    "gsm8k": Task("gsm8k", load_gsm8k, verify_answer, gsm8k_clean_solutions, train_size=6931,  # 7,473 less the 542 held out for validation
                   description="grade-school math word problems (openai/gsm8k)"),
-    "math500": Task("math500", load_math500, verify_answer, train_split="test",
+    "math500": Task("math500", load_math500, verify_answer, train_split="test", validation_split=None,
                     description="500 MATH competition problems (HuggingFaceH4/MATH-500), test only"),
 }
 
