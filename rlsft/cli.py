@@ -5,7 +5,7 @@
     rlsft pretrain CONFIG [key=value ...]
     rlsft train    CONFIG [key=value ...] [--dry-run]
     rlsft probe    CONFIG [key=value ...] [--out DIR]
-    rlsft study    CONFIG [key=value ...] [--jobs N]
+    rlsft study    CONFIG [key=value ...] [--jobs N] [--executor local|slurm] [--dry-run] [--status]
     rlsft bench    [--model M] [--out DIR]
     rlsft report   RUN_OR_STUDY ... --out DIR [--claims STUDY.yaml]
 
@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
     st.add_argument("--report", default=None, help="report folder (default: reports/<study name>/)")
     st.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
+    st.add_argument("--executor", choices=("local", "slurm"), default="local",
+                    help="local: this machine (workers pinned to GPUs or CPU threads); slurm: one submitit job array (the YAML's cluster: section)")
+    st.add_argument("--dry-run", action="store_true", help="print what would run (for slurm: the sbatch files and every element's command); run nothing")
+    st.add_argument("--status", action="store_true", help="print each run's state (done, running, queued, failed, interrupted), compute so far and an estimate of what remains")
     st.add_argument("--jobs", type=_positive_int, default=1,
                     help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
 
@@ -175,7 +179,15 @@ def main(argv: list[str] | None = None) -> int:
             from rlsft.analysis.report import make_report
             from rlsft.analysis.study import run_study, study_root
 
-            cfg = run_study(args.config, args.overrides, jobs=args.jobs)
+            if args.status:
+                from rlsft.analysis.executors import status_table
+                from rlsft.analysis.study import study_status
+
+                print(status_table(study_status(args.config, args.overrides)), end="")
+                return 0
+            cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run)
+            if args.dry_run or args.executor == "slurm":
+                return 0
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
                               title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm, scope=cfg.scope,
                               panels=cfg.panels, allow_mixed_commits=args.allow_mixed_commits)

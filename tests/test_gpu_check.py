@@ -33,7 +33,7 @@ def test_gpu_check_stopped_part_way_keeps_what_it_measured(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     proc = subprocess.Popen([sys.executable, "-m", "rlsft.analysis.gpucheck", "--check", "--out", str(tmp_path)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / ".gpu-check-work" / "bench" / "bench-cpu-random-tiny.md"
+    partial = tmp_path / ".gpu-check-work" / "sft" / "bench-cpu-random-tiny.md"  # the first part, written as it ends
     deadline = time.time() + 120
     while not partial.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -42,7 +42,7 @@ def test_gpu_check_stopped_part_way_keeps_what_it_measured(tmp_path):
     assert proc.returncode != 0, err[-2000:]
     report = (tmp_path / "gpu-cpu-check.md").read_text()
     assert "**Failed**: Stopped: stopped by SIGTERM" in report
-    assert "## Evaluation" in report  # the first bench measurement, finished before the signal
+    assert "## SFT" in report and "tokens/s" in report  # the first part, finished before the signal
 
 
 def test_bench_table_marks_partial_results():

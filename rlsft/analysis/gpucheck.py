@@ -1,7 +1,8 @@
-"""The lab's GPU check (`scripts/gpu_check.sh`): `rlsft bench` on a randomly initialised
-Qwen2.5-0.5B architecture, then one micro-claims arm trained on the GPU, in one report.
+"""The lab's GPU check (`scripts/gpu_check.sh`): `rlsft bench` parts on a randomly initialised
+Qwen2.5-0.5B architecture and one short micro recipe trained on the GPU, in one report written
+part by part (SFT, GRPO step, the recipe; evaluation batching last, only inside the time budget).
 
-    python -m rlsft.analysis.gpucheck --out reports/bench        # on a GPU machine (sized for a 15-min lease)
+    python -m rlsft.analysis.gpucheck --out reports/bench        # on a GPU machine (essential parts: under 5 minutes)
     python -m rlsft.analysis.gpucheck --check --out /tmp/check   # CPU, CI-sized: the same code path, tiny
 
 The model is built in code from its architecture (no download: GPU machines have no network)
@@ -76,6 +77,13 @@ def failure(e: BaseException) -> str:
     return f"**Failed**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
+# The parts, in the order they run: the essential three first (each written as it ends), the
+# evaluation-batching bench last and only while time is left. Sizes (GPU, --check).
+PARTS = ("sft", "grpo", "arm", "eval")
+ESSENTIAL = ("sft", "grpo", "arm")
+BUDGET_S = 270  # the essential parts' target on one H100/H200 (the lease's 5 minutes, less set-up); eval runs only inside it
+
+
 def main(argv: list[str] | None = None) -> Path:
     import torch
 
@@ -94,19 +102,21 @@ def main(argv: list[str] | None = None) -> Path:
     arch = "tiny" if small else "qwen2.5-0.5b"
     device = "cpu-check" if small else (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
     slug = "cpu-check" if small else "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
-    report, record = out / f"gpu-{slug}.md", {}
+    report, record = out / f"gpu-{slug}.md", {"parts": {}}
     head = [f"# GPU check: {device}", "", f"Written by `scripts/gpu_check.sh{' --check' if small else ''}`. "
-            f"Model: a randomly initialised {arch} architecture (built in code, micro tokenizer).", ""]
-    bench_lines: list[str] = ["## rlsft bench", "", "Not run yet."]
-    arm_lines: list[str] = [ARM_HEADING, "", "Not run yet."]
+            f"Model: a randomly initialised {arch} architecture (built in code, micro tokenizer). Parts in order: SFT tokens/s "
+            "and MFU, a GRPO step's split beside TRL's defaults, one short micro recipe end to end, then (time allowing) "
+            "evaluation batching; each is written as it ends.", ""]
+    titles = {"sft": "## SFT", "grpo": "## GRPO step", "arm": ARM_HEADING, "eval": "## Evaluation"}
+    sections = {part: [titles[part], "", "Not run yet."] for part in PARTS}
     failed: list[str] = []
-    stopped = False
 
     def write() -> None:
         """The report so far: each part is written as it ends, so a part that fails or runs out of time
         leaves the others' results (and its own error line) in place."""
         tail = [f"Elapsed at this writing: {time.time() - t0:.0f} s." + (f" Failed parts: {', '.join(failed)}." if failed else "")]
-        atomic_write(report, "\n".join(head + bench_lines + [""] + arm_lines + ["", *tail, ""]))
+        body = [line for part in PARTS for line in sections[part] + [""]]
+        atomic_write(report, "\n".join(head + body + tail + [""]))
         atomic_write(out / f"gpu-{slug}.json", json.dumps(record, indent=2, default=str))
 
     def stop(signum, frame):  # `timeout` and the device's limit send SIGTERM: mark the running part, keep the rest, exit
@@ -114,54 +124,69 @@ def main(argv: list[str] | None = None) -> Path:
 
     signal.signal(signal.SIGTERM, stop)
     write()
-    # part 1: rlsft bench (SFT, a GRPO step, evaluation batching) on the 0.5B architecture
-    try:
-        folder = random_model(arch, work / f"random-{arch}")
-        bench = BenchArgs(model=str(folder), out=str(work / "bench"), steps=1 if small else 4, warmup=1,
-                          prompts_per_step=2 if small else 8, num_generations=2 if small else 8, max_completion_length=8 if small else 128,
-                          sft_batch_size=2 if small else 16, sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 64,
-                          eval_max_new_tokens=8 if small else 128)
-        bench_md = run_bench(bench)
-        result = record["bench"] = json.loads(next((work / "bench").glob("*.json")).read_text())
-        peak = card_peak(result["device"])
-        bench_lines = [Path(bench_md).read_text().replace("# rlsft bench", "## rlsft bench", 1)]
-        if peak:
-            bench_lines += ["", f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
-                            + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"])]
-    except (Exception, Stopped) as e:  # noqa: BLE001 -- the check reports a failing part and goes on to the next
-        failed.append("bench")
-        stopped = isinstance(e, Stopped)
-        partial = sorted((work / "bench").glob("*.md"))  # what the bench measured before it stopped
-        bench_lines = [partial[0].read_text().replace("# rlsft bench", "## rlsft bench", 1) if partial else "## rlsft bench", "",
-                       failure(e)]
-    write()
-    if stopped:
-        raise SystemExit(f"gpu_check: stopped by SIGTERM during the bench (see {report})")
-    # part 2: one micro-claims arm, pure RL on micro-student with the study's settings (100 GRPO steps)
-    steps = 2 if small else 100
-    arm = ["training.max_steps=%d" % steps, f"run.out_dir={work / 'r1_zero'}", "run.report_to=none", "eval.tasks=[micro-arith]"]
-    if small:
-        arm += ["data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=16", "training.logging_steps=1"]
-    try:
-        t_arm = time.time()
-        train_from_config("configs/micro/r1_zero.yaml", arm)
-        arm_seconds = time.time() - t_arm
-        run = json.loads((work / "r1_zero" / "run.json").read_text())
-        record["arm"] = {"seconds": arm_seconds, "run": run["compute"]}
-        arm_lines = [ARM_HEADING, "",
-                     f"`rlsft train configs/micro/r1_zero.yaml training.max_steps={steps}` (pure RL on micro-student): "
-                     f"{arm_seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
-                     f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
-                     f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f})."]
-    except (Exception, Stopped) as e:  # noqa: BLE001
-        failed.append("arm")
-        arm_lines = [ARM_HEADING, "", failure(e)]
-    write()
+    folder = None
+    for part in PARTS:
+        if part == "eval" and not small and time.time() - t0 > BUDGET_S:
+            sections[part] = [titles[part], "", f"Skipped: the essential parts took {time.time() - t0:.0f} s of the {BUDGET_S} s budget."]
+            write()
+            continue
+        t_part = time.time()
+        try:
+            if part == "arm":
+                sections[part] = arm_part(train_from_config, work, small)
+                record["parts"][part] = {"seconds": time.time() - t_part}
+            else:
+                folder = folder or random_model(arch, work / f"random-{arch}")
+                bench = BenchArgs(model=str(folder), out=str(work / part), steps=1 if small else 3, warmup=1, parts=part,
+                                  prompts_per_step=2 if small else 8, num_generations=2 if small else 8,
+                                  max_completion_length=8 if small else 128, sft_batch_size=2 if small else 16,
+                                  sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 64, eval_max_new_tokens=8 if small else 128)
+                md = Path(run_bench(bench)).read_text()
+                result = json.loads(next((work / part).glob("*.json")).read_text())
+                record["parts"][part] = {"seconds": time.time() - t_part, "bench": result}
+                sections[part] = [f"{titles[part]} ({time.time() - t_part:.0f} s)", "", _bench_section(md, titles[part])]
+                peak = card_peak(result["device"])
+                if part == "sft" and peak:
+                    sections[part] += ["", f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
+                                       + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"])]
+        except (Exception, Stopped) as e:  # noqa: BLE001 -- the check reports a failing part and goes on to the next
+            failed.append(part)
+            partial = sorted((work / part).glob("*.md"))  # what the bench measured before it stopped
+            sections[part] = [titles[part], "", _bench_section(partial[0].read_text(), titles[part]) if partial else "", failure(e)]
+            write()
+            if isinstance(e, Stopped):
+                raise SystemExit(f"gpu_check: stopped by SIGTERM during {part} (see {report})") from None
+            continue
+        write()
     shutil.rmtree(work, ignore_errors=True)
     print(report.read_text())
     if failed:
         raise SystemExit(f"gpu_check: failed parts: {', '.join(failed)} (see {report})")
     return report
+
+
+def _bench_section(md: str, title: str) -> str:
+    """One bench part's output under this report's heading: the bench's own title dropped, its
+    headings one level down (a part's empty tables for the other parts stay empty)."""
+    lines = md.splitlines()[1:]
+    return "\n".join("#" + line if line.startswith("## ") else line for line in lines).strip()
+
+
+def arm_part(train_from_config, work: Path, small: bool) -> list[str]:
+    """One short micro recipe end to end: pure RL on micro-student, 20 GRPO steps (2 with --check)."""
+    steps = 2 if small else 20
+    arm = [f"training.max_steps={steps}", f"run.out_dir={work / 'r1_zero'}", "run.report_to=none", "eval.tasks=[micro-arith]",
+           "eval.n=64" if not small else "eval.n=4", "probe.prompts=4", "training.logging_steps=1" if small else "training.logging_steps=10"]
+    if small:
+        arm += ["data.n_train=16", "eval.samples=2", "eval.max_new_tokens=16"]
+    t = time.time()
+    train_from_config("configs/micro/r1_zero.yaml", arm)
+    seconds = time.time() - t
+    run = json.loads((work / "r1_zero" / "run.json").read_text())
+    return [ARM_HEADING, "", f"`rlsft train configs/micro/r1_zero.yaml training.max_steps={steps}` (pure RL on micro-student, "
+            f"{'4' if small else '64'} held-out problems): {seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
+            f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
+            f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f})."]
 
 
 if __name__ == "__main__":

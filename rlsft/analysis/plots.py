@@ -80,44 +80,52 @@ def plot_curves(results: dict, out: Path) -> list[str]:
 
 
 def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[str]] | None = None) -> str | None:
-    """The main figure, small multiples: one panel per question (`panels`: title -> arms, from the
-    study's YAML; one panel of every arm without). Held-out pass@1 against PFLOPs spent, the mean
-    over seeds at each evaluated checkpoint with the 90% interval the verdicts use
-    (`claims.claim_interval`, its floor included). A line joins an arm's points only where it has 3
-    or more evaluated checkpoints, so a line is a measured curve; fewer stand as points."""
+    """The main figure, small multiples: one column per question (`panels`: title -> arms, from the
+    study's YAML; one column of every arm without), held-out pass@1 above and mixing below, against
+    PFLOPs spent. Each point is the mean over seeds at an evaluated checkpoint with the 90% interval
+    the verdicts use (`claims.claim_interval`, its floor included). A line joins an arm's points only
+    where it has 3 or more evaluated checkpoints, so a line is a measured curve; fewer stand as points."""
     from rlsft.analysis.claims import claim_interval, discordant_floor
 
     plt = _pyplot()
-    arms = results["compute_curves"].get("accuracy", {})
+    curves = results["compute_curves"]
+    arms = curves.get("accuracy", {})
     if not any(len(points) > 1 for by_seed in arms.values() for points in by_seed.values()):
         return None
     chosen = {title: [a for a in names if a in arms] for title, names in (panels or {"every arm": sorted(arms)}).items()}
     chosen = {title: names for title, names in chosen.items() if names}
-    fig, axes = plt.subplots(1, len(chosen), figsize=(4.8 * len(chosen), 4.2), sharey=True, squeeze=False)
-    for ax, (title, names) in zip(axes[0], chosen.items()):
-        for arm in names:
-            by_seed = arms[arm]
-            n = min(len(points) for points in by_seed.values())
-            xs, mid, lo, hi = [], [], [], []
-            for i in range(n):
-                per_seed = [sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed]
-                r = claim_interval(per_seed, [discordant_floor(len(by_seed[s][i][1])) for s in by_seed], "greater", 0.0)
-                xs.append(sum(by_seed[s][i][0] for s in by_seed) / len(by_seed))
-                mid.append(r["estimate"])
-                lo.append(r["low"] if r["low"] is not None else r["estimate"])
-                hi.append(r["high"] if r["high"] is not None else r["estimate"])
-            label = f"{arm} ({len(by_seed)} seeds)"
-            if n >= 3:
-                line, = ax.plot(xs, mid, marker="o", markersize=3, label=label)
-                ax.fill_between(xs, lo, hi, alpha=0.15, color=line.get_color())
-            else:
-                ax.errorbar(xs, mid, yerr=[[m - a for m, a in zip(mid, lo)], [b - m for m, b in zip(mid, hi)]], fmt="o", markersize=4,
-                            capsize=3, label=label)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("PFLOPs spent (all stages, teacher sampling included)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("held-out pass@1 (mean over seeds, 90% interval)")
+    metrics = [(m, label) for m, label in (("accuracy", "held-out pass@1"), ("mixing", "held-out mixing rate")) if curves.get(m)]
+    fig, axes = plt.subplots(len(metrics), len(chosen), figsize=(4.8 * len(chosen), 3.6 * len(metrics)), sharey="row", squeeze=False)
+    colors = {arm: f"C{i % 10}" for i, arm in enumerate(sorted({a for names in chosen.values() for a in names}))}
+    for row, (metric, ylabel) in enumerate(metrics):
+        for ax, (title, names) in zip(axes[row], chosen.items()):
+            for arm in names:
+                by_seed = curves[metric].get(arm, {})
+                if not by_seed:
+                    continue
+                n = min(len(points) for points in by_seed.values())
+                xs, mid, lo, hi = [], [], [], []
+                for i in range(n):
+                    per_seed = [sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed]
+                    r = claim_interval(per_seed, [discordant_floor(len(by_seed[s][i][1])) for s in by_seed], "greater", 0.0)
+                    xs.append(sum(by_seed[s][i][0] for s in by_seed) / len(by_seed))
+                    mid.append(r["estimate"])
+                    lo.append(r["low"] if r["low"] is not None else r["estimate"])
+                    hi.append(r["high"] if r["high"] is not None else r["estimate"])
+                label, color = f"{arm} ({len(by_seed)} seeds)", colors[arm]
+                if n >= 3:
+                    ax.plot(xs, mid, marker="o", markersize=3, label=label, color=color)
+                    ax.fill_between(xs, lo, hi, alpha=0.15, color=color)
+                else:
+                    ax.errorbar(xs, mid, yerr=[[m - a for m, a in zip(mid, lo)], [b - m for m, b in zip(mid, hi)]], fmt="o",
+                                markersize=4, capsize=3, label=label, color=color)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(title, fontsize=10)
+                ax.legend(fontsize=7)
+            if row == len(metrics) - 1:
+                ax.set_xlabel("PFLOPs spent (all stages, teacher sampling included)")
+        axes[row][0].set_ylabel(f"{ylabel}\n(mean over seeds, 90% interval)")
     fig.tight_layout()
     fig.savefig(out / "accuracy_vs_pflops.png", dpi=110)
     plt.close(fig)

@@ -351,8 +351,8 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         if compute_png:
             lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "
                       "of each stage, against the PFLOPs spent so far (earlier stages and teacher sampling included, the teacher's own "
-                      "training not: see Costs); the starting model sits at 0. One panel per question (the study's `panels:`); the mean "
-                      "over seeds with the 90% interval the verdicts use. A line joins an arm's points only where it has three or more "
+                      "training not: see Costs); the starting model sits at 0. One column per question (the study's `panels:`), "
+                      "mixing below pass@1; the mean over seeds with the 90% interval the verdicts use. A line joins an arm's points only where it has three or more "
                       "evaluated checkpoints; with fewer, its points stand alone.", "", f"![accuracy against compute]({compute_png})", ""]
         if passk_png:
             lines += ["## pass@k", "", "Held-out pass@k (unbiased estimate from each problem's samples) for the arms evaluated with 16 "

@@ -3,18 +3,23 @@
 Each (arm, seed) runs in `RunFolder.in_study(root, arm, seed)` with `run.seed=k`; a finished run
 is skipped and an unfinished one resumes from its latest checkpoint, so an interrupted study goes
 on where it stopped. Pipelines run their stages under that folder the same way. Every run logs to
-wandb with the study's name as its group and `<arm>/seed<k>` as its name.
+wandb with the study's name as its group and `<arm>/seed<k>` as its name. Where the runs run
+(this machine, or a Slurm cluster) is the executor's business: `rlsft.analysis.executors`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlsft.analysis.claims import Claim
+from rlsft.analysis.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, sacct_states,
+                                      status, submit_slurm, train_command, write_job_record)
 from rlsft.config import load_config
 from rlsft.io import UserError
 from rlsft.runs.folder import RunFolder
@@ -35,6 +40,7 @@ class StudyConfig:
     knobs_changed_after_results: list[str] = field(default_factory=list)  # listed in the report, honestly
     scope: list[str] = field(default_factory=list)  # what the study can and cannot show; the report prints it under the claims
     panels: dict[str, list[str]] = field(default_factory=dict)  # the headline figure's small multiples: panel title -> arms
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # what each run asks of a Slurm cluster or a GPU node (--executor)
 
 
 def study_root(cfg: StudyConfig) -> Path:
@@ -53,67 +59,115 @@ def run_overrides(cfg: StudyConfig, arm: str, seed: int) -> list[str]:
     return extra + placed
 
 
-def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1) -> StudyConfig:
-    """Run the study's prerequisites, then its runs: in this process, or `jobs` at a time in subprocesses."""
-    from rlsft.launch import final_run, is_pipeline, load_recipe_config, train_from_config
+def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
+    """The study's prerequisites and its matrix of runs (seed-major, so a study stopped early has
+    whole seeds), each a `Job`; everything is validated before anything runs."""
+    from rlsft.launch import is_pipeline, load_recipe_config
     from rlsft.trainer import run_folder
 
-    cfg = load_config(StudyConfig, path, overrides)
     unknown = (set(cfg.arm_overrides) | set(cfg.arm_seeds)) - set(cfg.recipes)
     if unknown:
         raise UserError(f"{path}: arm_overrides or arm_seeds name unknown arm(s) {sorted(unknown)}; arms: {', '.join(cfg.recipes)}")
-    for arm, rpath in cfg.recipes.items():  # validate everything before running anything
+    for arm, rpath in cfg.recipes.items():
         if not Path(rpath).is_file():
             raise UserError(f"{path}: recipe config for arm {arm!r} not found: {rpath}")
         if not is_pipeline(rpath):
             load_recipe_config(rpath, cfg.overrides + cfg.arm_overrides.get(arm, []))
-    for pre in cfg.prerequisites:  # once, before any arm; finished ones are skipped, unfinished ones resume
+    prerequisites = []
+    for pre in cfg.prerequisites:
         if not Path(pre).is_file():
             raise UserError(f"{path}: prerequisite config not found: {pre}")
         _, pre_cfg = load_recipe_config(pre)
-        done = run_folder(pre_cfg.run)
-        if done.finished:
-            print(f"[study {cfg.name}] prerequisite {pre}: finished before, skipped ({done.path})")
-            continue
-        print(f"[study {cfg.name}] prerequisite {pre} -> {done.path}")
-        train_from_config(pre, resume=str(done.path) if done.started else None)
-    todo = []  # (label, config path, overrides, resume folder or None, run folder), seed-major order
+        prerequisites.append(Job(f"prerequisite {pre}", Path(pre).stem, None, pre, [], str(run_folder(pre_cfg.run).path)))
     matrix = sorted(((seed, arm) for arm in cfg.recipes for seed in cfg.arm_seeds.get(arm, cfg.seeds)),
-                    key=lambda sa: (sa[0], list(cfg.recipes).index(sa[1])))  # seed-major: a study stopped early has whole seeds
-    total = len(matrix)
-    for i, (seed, arm) in enumerate(matrix, 1):
-        rpath = cfg.recipes[arm]
-        label = f"{i}/{total} {arm} seed {seed}"
-        folder, overrides = RunFolder.in_study(study_root(cfg), arm, seed), run_overrides(cfg, arm, seed)
-        if final_run(rpath, overrides).finished:
-            print(f"[study {cfg.name}] {label}: finished before, skipped")
+                    key=lambda sa: (sa[0], list(cfg.recipes).index(sa[1])))
+    jobs = [Job(f"{i}/{len(matrix)} {arm} seed {seed}", arm, seed, cfg.recipes[arm], run_overrides(cfg, arm, seed),
+                str(RunFolder.in_study(study_root(cfg), arm, seed).path), resumable=not is_pipeline(cfg.recipes[arm]))
+            for i, (seed, arm) in enumerate(matrix, 1)]
+    return prerequisites, jobs
+
+
+def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, executor: str = "local", dry_run: bool = False) -> StudyConfig:
+    """Run the study's prerequisites, then its runs. `local`: in this process (jobs = 1 on a CPU), or
+    `jobs` at a time in subprocesses pinned to their GPUs or CPU threads; `slurm`: submitted as a
+    job array (`executors.submit_slurm`). Finished runs are skipped; stopped ones resume."""
+    from rlsft.launch import final_run, train_from_config
+
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    cfg = load_config(StudyConfig, path, overrides)
+    prerequisites, matrix = plan(cfg, path)
+    todo, pending_pre = [], []
+    for job in matrix:
+        if final_run(job.config, job.overrides).finished:
+            print(f"[study {cfg.name}] {job.label}: finished before, skipped")
             continue
-        if is_pipeline(rpath):  # a pipeline resumes its unfinished stage by itself
-            todo.append((label, rpath, overrides, None, folder))
-            continue
-        if folder.path.exists() and not folder.started:  # killed before it wrote its config: nothing to keep
+        folder = RunFolder(job.folder)
+        if job.resumable and folder.path.exists() and not folder.started and not _queued(job):  # killed before it wrote its config
             import shutil
 
             shutil.rmtree(folder.path)
-        # an interrupted run goes on from its latest checkpoint
-        todo.append((label, rpath, overrides, str(folder.path) if folder.started else None, folder))
+        todo.append(job)
+    for pre in prerequisites:
+        if RunFolder(pre.folder).finished:
+            print(f"[study {cfg.name}] prerequisite {pre.config}: finished before, skipped ({pre.folder})")
+        else:
+            pending_pre.append(pre)
+    if executor == "slurm":
+        active = [j for j in todo + pending_pre if _queued(j)]  # submitted before and still queued or running: not again
+        todo, pending_pre = [j for j in todo if j not in active], [j for j in pending_pre if j not in active]
+        for j in active:
+            print(f"[study {cfg.name}] {j.label}: submitted before ({read_job_record(j.folder).get('job_id')}), still queued or running")
+        ids = submit_slurm(cfg.name, study_root(cfg), pending_pre, todo, cfg.cluster, dry_run=dry_run)
+        if not dry_run:
+            print(f"[study {cfg.name}] submitted {len(ids['prerequisites'])} prerequisite job(s) {ids['prerequisites']} and "
+                  f"{len(ids['array'])} array element(s); follow with: rlsft study {path} --status")
+        return cfg
+    if dry_run:
+        for j in pending_pre + todo:
+            print(f"[{j.label}] {shlex.join(train_command(j, python='python'))}")
+        return cfg
+    for pre in pending_pre:  # once, before any arm, in this process with every core; an unfinished one resumes
+        print(f"[study {cfg.name}] prerequisite {pre.config} -> {pre.folder}")
+        train_from_config(pre.config, resume=pre.folder if RunFolder(pre.folder).started else None)
     # How long this invocation took, for the report (skipped runs cost nothing): one line when it
     # starts and one when it ends, so an invocation that was killed still shows, as interrupted.
     t0 = time.time()
-    session = {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "jobs": jobs,
-               "torch_threads_per_run": threads_per_run(jobs), "runs_trained": len(todo), "runs_skipped": total - len(todo),
+    workers = local_workers(jobs, cfg.cluster.gpus_per_run)
+    in_process = jobs <= 1 and "CUDA_VISIBLE_DEVICES" not in workers[0]
+    session = {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "jobs": jobs, "executor": executor,
+               "torch_threads_per_run": threads_per_run(jobs), "runs_trained": len(todo), "runs_skipped": len(matrix) - len(todo),
                "wall_seconds": None}
     if todo:
         log_session(study_root(cfg), session)
-    if jobs <= 1:
-        for label, rpath, overrides, resume, folder in todo:
-            print(f"[study {cfg.name}] {label} -> {folder.path}")
-            train_from_config(rpath, overrides, resume=resume)
+    if in_process:
+        for job in todo:
+            print(f"[study {cfg.name}] {job.label} -> {job.folder}")
+            folder = RunFolder(job.folder)
+            write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
+                                          "command": "in process", "exit_code": None, "ended_utc": None})
+            train_from_config(job.config, job.overrides, resume=job.folder if job.resumable and folder.started else None)
+            write_job_record(job.folder, {"exit_code": 0})
     else:
-        run_parallel(cfg.name, todo, jobs, study_root(cfg) / "logs")
+        run_local(cfg.name, todo, workers, study_root(cfg) / "logs", cfg.cluster.gpus_per_run, cfg.cluster.accelerate_config)
     if todo:
         log_session(study_root(cfg), {**session, "wall_seconds": round(time.time() - t0, 1)})
     return cfg
+
+
+def _queued(job: Job) -> bool:
+    """Submitted to Slurm before and, by sacct, still pending or running."""
+    record = read_job_record(job.folder)
+    if record.get("executor") != "slurm" or not record.get("job_id"):
+        return False
+    return sacct_states([record["job_id"]]).get(record["job_id"]) in SLURM_ACTIVE
+
+
+def study_status(path: str, overrides: list[str] | None = None) -> dict:
+    """`rlsft study CONFIG --status`: where each run of the study stands (`executors.status`)."""
+    cfg = load_config(StudyConfig, path, overrides)
+    prerequisites, matrix = plan(cfg, path)
+    return status(cfg.name, prerequisites + matrix)
 
 
 def log_session(root: Path, session: dict) -> None:
@@ -121,41 +175,6 @@ def log_session(root: Path, session: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "sessions.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(session) + "\n")
-
-
-def run_parallel(name: str, todo: list[tuple], jobs: int, logs: Path) -> None:
-    """Run `rlsft train` for each job, `jobs` at a time, each with cores // jobs torch threads.
-
-    On a CPU the micro models are too small for two threads to halve a step, so two one-thread
-    runs side by side finish a study sooner than one two-thread run after another. Each run's output
-    goes to logs/<arm>-seed<k>.log. A failed run does not stop the others; once all have ended,
-    the study fails with one line naming the first failed run's log.
-    """
-    import subprocess
-    import sys
-    from concurrent.futures import ThreadPoolExecutor
-
-    logs.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_run(jobs)))
-
-    def one(job):
-        label, rpath, overrides, resume, folder = job
-        arm, seed = folder.arm_and_seed()
-        log = logs / f"{arm}-seed{seed}.log"
-        sys.stdout.write(f"[study {name}] {label} -> {folder.path} (log: {log})\n")  # one write: jobs print side by side
-        sys.stdout.flush()
-        cmd = [sys.executable, "-m", "rlsft.cli", "train", rpath, *overrides] + (["--resume", resume] if resume else [])
-        with open(log, "w") as f:
-            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-        sys.stdout.write(f"[study {name}] {label}: {'done' if rc == 0 else f'failed (exit {rc})'}\n")
-        sys.stdout.flush()
-        return label, rc, log
-
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        failed = [(label, rc, log) for label, rc, log in pool.map(one, todo) if rc != 0]
-    if failed:
-        label, rc, log = failed[0]
-        raise UserError(f"{len(failed)} study run(s) failed, first {label} (exit {rc}); see {log}")
 
 
 def threads_per_run(jobs: int) -> int:

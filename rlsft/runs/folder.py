@@ -14,6 +14,7 @@ these paths.
           eval_after/<task>/      ... of the trained model
           eval_curve/step-N/<task>/  ... of the model at training step N (the accuracy-against-compute curve)
           run.json                compute and headline metrics; its presence marks a finished run
+          job.json                where a study's executor ran it: executor, job id, command, log, exit code
 
 A pipeline's folder holds one run folder per stage, `<pipeline>/<i>-<stage>/` (i from 1).
 A study's folder holds `<study>/<arm>/seed<k>/`: a run folder, or a pipeline's folder.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 
+JOB_FILE = "job.json"  # written by a study's executor, possibly before the run itself starts
 _STAGE = re.compile(r"(\d+)-(.+)")
 _SEED = re.compile(r"seed(\d+)")
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
@@ -139,7 +141,7 @@ class RunFolder:
 
         from rlsft.runs.provenance import provenance
 
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(p.name != JOB_FILE for p in self.path.iterdir()):
             raise UserError(f"run folder {self.path} already exists; pick another run.name or run.out_dir (runs are never overwritten)")
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write(self.config_file, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))

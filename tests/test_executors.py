@@ -1,0 +1,187 @@
+"""Studies beyond one machine without a cluster: `--executor slurm` against fake sbatch, sacct,
+squeue, srun and scancel on PATH; the local executor's queue, resumption and status view."""
+
+import json
+import os
+import shlex
+import stat
+
+import pytest
+import yaml
+from conftest import REPO, tiny_recipe_overrides
+
+from rlsft.analysis.executors import ClusterConfig, Job, StudyElement, read_job_record, train_command
+from rlsft.cli import main as cli_main
+
+MICRO = REPO / "configs" / "micro"
+RL = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]
+
+FAKE = {  # each tool logs its call; sbatch numbers jobs from 1001 and keeps the submitted file
+    "sbatch": 'n=$(( $(cat "$FAKE_SLURM/counter" 2>/dev/null || echo 1000) + 1 )); echo $n > "$FAKE_SLURM/counter"; '
+              'cp "$1" "$FAKE_SLURM/sbatch-$n.sh"; echo "Submitted batch job $n"',
+    "sacct": 'cat "$FAKE_SLURM/sacct" 2>/dev/null; true',
+    "squeue": "true",
+    "srun": "true",
+    "scancel": "true",
+}
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+    bin_dir, state = tmp_path / "fake-bin", tmp_path / "fake-slurm"
+    bin_dir.mkdir()
+    state.mkdir()
+    for name, body in FAKE.items():
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/bash\necho "{name} $*" >> "$FAKE_SLURM/calls"\n{body}\n')
+        tool.chmod(tool.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SLURM", str(state))
+    return state
+
+
+def write_study(tmp_path, toy_model, name="cluster-study", prerequisite=True, cluster=None) -> str:
+    common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
+    study = {"name": name, "seeds": [0, 1], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml"), "sft": str(MICRO / "sft_cold_start.yaml")},
+             "overrides": common, "arm_overrides": {"r1_zero": RL, "sft": ["examples.n=16"]}, "base_arm": "r1_zero",
+             "claims": [{"id": "C1", "text": "RL beats the base", "metric": "accuracy", "arm": "r1_zero", "against": "base",
+                         "direction": "greater", "threshold": 0.0}]}
+    if cluster:
+        study["cluster"] = cluster
+    if prerequisite:
+        pre = yaml.safe_load((MICRO / "sft_cold_start.yaml").read_text())
+        pre.update(run={"name": "pre", "out_dir": str(tmp_path / "pre"), "report_to": "none"}, model={"name": toy_model})
+        pre["training"].update(max_steps=1)
+        pre["eval"].update(n=2, samples=1, max_new_tokens=8, tasks=["micro-arith"])
+        pre["examples"].update(n=8)
+        (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
+        study["prerequisites"] = [str(tmp_path / "pre.yaml")]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return str(path)
+
+
+CLUSTER = {"partition": "gpu", "gpus_per_run": 2, "cpus_per_run": 6, "mem_gb": 48, "timeout_min": 30, "array_parallelism": 3,
+           "sbatch": {"constraint": "h100"}, "setup": ["source .venv/bin/activate"]}
+
+
+def test_slurm_dry_run_prints_the_array_and_every_command_and_submits_nothing(toy_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, toy_model, cluster=CLUSTER)
+    assert cli_main(["study", path, "--executor", "slurm", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --array=0-3%3" in out and "#SBATCH --gpus-per-node=2" in out and "#SBATCH --ntasks-per-node=1" in out
+    assert "#SBATCH --partition=gpu" in out and "#SBATCH --time=30" in out and "#SBATCH --constraint=h100" in out
+    assert "#SBATCH --mem=48GB" in out and "#SBATCH --cpus-per-task=6" in out and "source .venv/bin/activate" in out
+    assert "--dependency='afterok:<prerequisite job ids>'" in out  # the array waits for the RL teacher's job
+    elements = [line for line in out.splitlines() if line.startswith("# [array ")]
+    assert len(elements) == 4
+    for line in elements:  # each element is the command a user would type
+        assert "accelerate launch --config_file configs/accelerate/multi_gpu.yaml --num_processes 2 -m rlsft.cli train" in line
+    assert "run.out_dir=runs/studies/cluster-study/sft/seed1" in elements[-1]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "fake-slurm").exists()  # nothing submitted, nothing written
+
+
+def test_fake_slurm_submission_records_job_ids_and_status_reads_sacct(toy_model, tmp_path, capsys, monkeypatch, fake_slurm):
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, toy_model, cluster=CLUSTER)
+    assert cli_main(["study", path, "--executor", "slurm"]) == 0
+    assert "submitted 1 prerequisite job(s) ['1001'] and 4 array element(s)" in capsys.readouterr().out
+    prerequisite, array = (fake_slurm / "sbatch-1001.sh").read_text(), (fake_slurm / "sbatch-1002.sh").read_text()
+    assert "--array" not in prerequisite and "#SBATCH --array=0-3%3" in array
+    assert "#SBATCH --dependency=afterok:1001" in array and "#SBATCH --gpus-per-node=2" in array and "#SBATCH --partition=gpu" in array
+    root = tmp_path / "runs" / "studies" / "cluster-study"
+    ids = {}
+    for i, (seed, arm) in enumerate([(0, "r1_zero"), (0, "sft"), (1, "r1_zero"), (1, "sft")]):
+        record = read_job_record(root / arm / f"seed{seed}")
+        ids[(arm, seed)] = record["job_id"]
+        assert record["executor"] == "slurm" and record["job_id"] == f"1002_{i}"
+        assert record["command"].startswith("accelerate launch --config_file configs/accelerate/multi_gpu.yaml --num_processes 2 -m rlsft.cli train")
+        assert f"run.out_dir=runs/studies/cluster-study/{arm}/seed{seed}" in record["command"]
+    assert read_job_record(tmp_path / "pre")["job_id"] == "1001"
+    assert len((root / "submissions.jsonl").read_text().splitlines()) == 5
+
+    (fake_slurm / "sacct").write_text("1001|COMPLETED\n1002_0|RUNNING\n1002_1|PENDING\n1002_2|FAILED\n1002_3|PREEMPTED\n")
+    assert cli_main(["study", path, "--status"]) == 0
+    table = capsys.readouterr().out
+    assert "| r1_zero | 0 | running | 1002_0 |" in table and "| sft | 0 | queued | 1002_1 |" in table
+    assert "| r1_zero | 1 | failed | 1002_2 |" in table and "slurm FAILED" in table
+    assert "| sft | 1 | interrupted | 1002_3 |" in table
+    assert "| pre | - | failed | 1001 |" in table and "slurm COMPLETED without run.json" in table  # the fake ran nothing
+    assert "0/5 done, 1 running, 1 queued, 2 failed, 1 interrupted" in table
+
+    # submitting again leaves queued and running elements alone and resubmits the rest
+    calls = (fake_slurm / "calls").read_text().count("sbatch ")
+    assert cli_main(["study", path, "--executor", "slurm"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("still queued or running") == 2
+    assert (fake_slurm / "calls").read_text().count("sbatch ") == calls + 2  # the prerequisite and an array of the other two
+    assert "#SBATCH --array=0-1%2" in (fake_slurm / "sbatch-1004.sh").read_text()
+    assert "#SBATCH --dependency=afterok:1003" in (fake_slurm / "sbatch-1004.sh").read_text()
+    assert read_job_record(root / "r1_zero" / "seed0")["job_id"] == "1002_0"  # untouched
+    assert [read_job_record(root / a / "seed1")["job_id"] for a in ("r1_zero", "sft")] == ["1004_0", "1004_1"]
+
+
+def test_an_element_resumes_a_stopped_run_and_skips_a_finished_one(tmp_path):
+    """What a Slurm element does on the node, run here with `python` standing in for the trainer."""
+    folder = tmp_path / "run"
+    job = Job("1/1 a seed 0", "a", 0, "c.yaml", [], str(folder))
+    argv_file = tmp_path / "argv.json"
+    command = ["python", "-c", f"import json, sys; json.dump(sys.argv[1:], open({str(argv_file)!r}, 'w'))"]
+    element = StudyElement()
+    assert element(job.__dict__, command) == 0 and json.loads(argv_file.read_text()) == []  # a fresh run
+    (folder / "config.yaml").write_text("run: {}\n")  # it started, then was preempted
+    assert element(job.__dict__, command) == 0 and json.loads(argv_file.read_text()) == ["--resume", str(folder)]
+    assert read_job_record(folder)["command"].endswith(f"--resume {folder}")
+    checkpoint = element.checkpoint(job.__dict__, command)  # preemption: submitit requeues the same call
+    assert checkpoint.function is element and checkpoint.args == (job.__dict__, command)
+    (folder / "run.json").write_text("{}")
+    argv_file.unlink()
+    assert element(job.__dict__, command) == 0 and not argv_file.exists()  # finished: nothing runs
+
+
+def test_local_two_by_two_study_status_and_a_killed_run_resumed(toy_model, tmp_path, capsys, monkeypatch):
+    """The local executor runs the 2 x 2 matrix, two workers of one thread each; the report from the
+    run folders is the one the in-process path writes on the same runs; a run killed after it
+    started is resumed on resubmission."""
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, toy_model, name="local-study", prerequisite=False)
+    assert cli_main(["study", path, "--jobs", "2", "--report", "reports/a", "--allow-mixed-commits"]) == 0
+    root = tmp_path / "runs" / "studies" / "local-study"
+    for arm in ("r1_zero", "sft"):
+        for seed in (0, 1):
+            record = read_job_record(root / arm / f"seed{seed}")
+            assert record["executor"] == "local" and record["exit_code"] == 0 and record["env"] == {"OMP_NUM_THREADS": str(max(1, os.cpu_count() // 2))}
+            assert shlex.split(record["command"])[1:4] == ["-m", "rlsft.cli", "train"]
+    capsys.readouterr()
+    assert cli_main(["study", path, "--status"]) == 0
+    assert "4/4 done" in capsys.readouterr().out
+    # the same runs reported by the in-process path (every run skipped): the same report
+    assert cli_main(["study", path, "--report", "reports/b", "--allow-mixed-commits"]) == 0
+    a, b = ([line for line in (tmp_path / "reports" / r / "report.md").read_text().splitlines() if not line.startswith("- report written")]
+            for r in ("a", "b"))
+    assert a == b and (tmp_path / "reports" / "a" / "verdicts.json").read_text() == (tmp_path / "reports" / "b" / "verdicts.json").read_text()
+
+    killed = root / "r1_zero" / "seed1"  # killed after training, before it finished
+    (killed / "run.json").unlink()
+    capsys.readouterr()
+    assert cli_main(["study", path, "--status"]) == 0
+    assert "| r1_zero | 1 | interrupted |" in capsys.readouterr().out
+    assert cli_main(["study", path, "--jobs", "2", "--report", "reports/c", "--allow-mixed-commits"]) == 0
+    assert (killed / "run.json").is_file()
+    assert read_job_record(killed)["command"].endswith(f"--resume {killed.relative_to(tmp_path)}")
+    assert "finished before, skipped" in capsys.readouterr().out
+
+
+def test_local_workers_never_outnumber_the_cores(toy_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, toy_model, name="too-many", prerequisite=False)
+    assert cli_main(["study", path, "--jobs", str((os.cpu_count() or 1) + 1)]) == 2
+    assert "more than the" in capsys.readouterr().err and not (tmp_path / "runs" / "studies" / "too-many").exists()
+
+
+def test_cluster_section_is_checked():
+    with pytest.raises(Exception, match="gpus_per_run >= 0"):
+        ClusterConfig(gpus_per_run=-1)
+    job = Job("x", "a", 0, "c.yaml", ["k=v"], "f")
+    assert train_command(job, gpus=1)[:6] == ["accelerate", "launch", "--config_file", "configs/accelerate/single_gpu.yaml", "--num_processes", "1"]
