@@ -51,6 +51,10 @@ class DistillConfig:
     generation_batch_size: int | None = None  # sequences per teacher generate call (None: sized from generation_memory_gb)
     generation_memory_gb: float = 2.0
     cache_dir: str | None = "runs/cache/teacher_traces"  # traces are cached here and reused (None: off)
+    # the seed of the teacher's prompts and sampling (None: the run's seed). Set it, and every seed
+    # of a study learns from the same cached traces: the teacher samples once (its cost still
+    # counts in every run), and seeds differ in the student's training alone
+    trace_seed: int | None = None
 
 
 @dataclass
@@ -97,7 +101,8 @@ def teacher_traces(teacher, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     from rlsft.scoring.evaluate import generate
     from rlsft.scoring.tasks import build_prompt, get_task
 
-    d, data, seed = cfg.distill, cfg.data, cfg.run.seed
+    d, data = cfg.distill, cfg.data
+    seed = cfg.run.seed if d.trace_seed is None else d.trace_seed
     task = get_task(data.task)
     problems = task.load(task.train_split, source=data.source, n=data.n_train, seed=seed)
     prompts = [build_prompt(p["question"], teacher_template(cfg, tokenizer)) for p in problems]
@@ -147,7 +152,8 @@ def trace_cache_key(cfg: Config, template: str) -> str:
     teacher = resolve_model(d.teacher)
     weights = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(teacher).glob("*.safetensors")) if Path(teacher).is_dir() else []
     key = {"teacher": str(Path(teacher).resolve()) if Path(teacher).is_dir() else teacher, "weights": weights,
-           "task": data.task, "source": data.source, "n_train": data.n_train, "template": template, "seed": cfg.run.seed,
+           "task": data.task, "source": data.source, "n_train": data.n_train, "template": template,
+           "seed": cfg.run.seed if d.trace_seed is None else d.trace_seed,
            "samples_per_prompt": d.samples_per_prompt, "keep_per_prompt": d.keep_per_prompt,
            "temperature": d.temperature, "max_new_tokens": d.max_new_tokens, "code": git_commit()}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -136,6 +136,12 @@ def test_teacher_traces_are_cached_and_reused(toy_model, tmp_path):
     cfg.distill = DistillConfig(**{**d.__dict__, "temperature": 0.5})
     cached_teacher_traces(loader, tok, cfg)
     assert len(loads) == 2  # other sampling settings: other traces
+    cfg.distill, cfg.run = DistillConfig(**{**d.__dict__, "trace_seed": 0}), RunConfig(name="t", seed=1)
+    _, stats3 = cached_teacher_traces(loader, tok, cfg)  # seed 1 with trace_seed 0: seed 0's traces
+    assert len(loads) == 2 and stats3["cache"].startswith("hit")
+    cfg.distill = d
+    cached_teacher_traces(loader, tok, cfg)
+    assert len(loads) == 3  # seed 1 without trace_seed: its own prompts and samples
 
 
 def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, tmp_path, monkeypatch):

@@ -34,8 +34,8 @@ that start from different models; `against: base` is the study's base model. `fr
 two arms' changes from their own starting models, per seed and problem (a difference in differences).
 `against: null` tests the arm's own level (for example the base model's pass@64 below a bar).
 
-Metrics: `accuracy` (pass@1), `mixing`, or `pass@K`, each problem's unbiased pass@K estimate
-from its n >= K samples (Chen et al. 2021).
+Metrics: `accuracy` (pass@1), `accuracy_lenient` (pass@1 under lenient extraction), `mixing`,
+`format`, or `pass@K`, each problem's unbiased pass@K estimate from its n >= K samples (Chen et al. 2021).
 
 Matched-compute claims (`at_pflops`) read both arms' accuracy-against-PFLOPs curves at the same
 budget. `teacher_students` adds a distillation arm's teacher training to its curve, divided by the

@@ -30,8 +30,9 @@ PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k sam
 
 
 def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
-    """{metric: {problem_id: value}}: the mean over samples of correct (accuracy), mixed (mixing),
-    format_ok and length, and pass@k for each k in `PASS_KS` up to the samples per problem."""
+    """{metric: {problem_id: value}}: the mean over samples of correct (accuracy), correct_lenient
+    (accuracy_lenient: lenient extraction), mixed (mixing), format_ok and length, and pass@k for
+    each k in `PASS_KS` up to the samples per problem."""
     from rlsft.scoring.metrics import pass_at_k
 
     path = folder / task / "samples.jsonl"
@@ -39,7 +40,8 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
         return {}
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for s in read_jsonl(path):
-        for key, name in (("correct", "accuracy"), ("mixed", "mixing"), ("format_ok", "format"), ("length", "length")):
+        for key, name in (("correct", "accuracy"), ("correct_lenient", "accuracy_lenient"), ("mixed", "mixing"), ("format_ok", "format"),
+                          ("length", "length")):
             if s.get(key) is not None:
                 acc[name][s["id"]].append(float(s[key]))
     out = {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}

@@ -129,7 +129,10 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
         return cfg
     for pre in pending_pre:  # once, before any arm, in this process with every core; an unfinished one resumes
         print(f"[study {cfg.name}] prerequisite {pre.config} -> {pre.folder}")
+        write_job_record(pre.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
+                                      "command": "in process", "exit_code": None, "ended_utc": None})
         train_from_config(pre.config, resume=pre.folder if RunFolder(pre.folder).started else None)
+        write_job_record(pre.folder, {"exit_code": 0})
     # How long this invocation took, for the report (skipped runs cost nothing): one line when it
     # starts and one when it ends, so an invocation that was killed still shows, as interrupted.
     t0 = time.time()
