@@ -98,6 +98,19 @@ def tiny_recipe_overrides(model: str, out: Path) -> list[str]:
     ]
 
 
+def tiny_prerequisite(model: str, tmp_path: Path) -> str:
+    """A one-step SFT config with its own run folder (tmp_path/pre): a study's prerequisite in tests."""
+    import yaml
+
+    pre = yaml.safe_load((REPO / "configs" / "micro" / "sft_cold_start.yaml").read_text())
+    pre.update(run={"name": "pre", "out_dir": str(tmp_path / "pre"), "report_to": "none"}, model={"name": model})
+    pre["training"].update(max_steps=1)
+    pre["eval"].update(n=2, samples=1, max_new_tokens=8, tasks=["micro-arith"])
+    pre["examples"].update(n=8)
+    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
+    return str(tmp_path / "pre.yaml")
+
+
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 import yaml
-from conftest import REPO, tiny_recipe_overrides
+from conftest import REPO, tiny_prerequisite, tiny_recipe_overrides
 
 from rlsft.analysis.executors import ClusterConfig, Job, StudyElement, read_job_record, train_command
 from rlsft.cli import main as cli_main
@@ -49,13 +49,7 @@ def write_study(tmp_path, toy_model, name="cluster-study", prerequisite=True, cl
     if cluster:
         study["cluster"] = cluster
     if prerequisite:
-        pre = yaml.safe_load((MICRO / "sft_cold_start.yaml").read_text())
-        pre.update(run={"name": "pre", "out_dir": str(tmp_path / "pre"), "report_to": "none"}, model={"name": toy_model})
-        pre["training"].update(max_steps=1)
-        pre["eval"].update(n=2, samples=1, max_new_tokens=8, tasks=["micro-arith"])
-        pre["examples"].update(n=8)
-        (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
-        study["prerequisites"] = [str(tmp_path / "pre.yaml")]
+        study["prerequisites"] = [tiny_prerequisite(toy_model, tmp_path)]
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study))
     return str(path)

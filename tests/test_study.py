@@ -5,7 +5,7 @@ import os
 
 import pytest
 import yaml
-from conftest import REPO, tiny_recipe_overrides
+from conftest import REPO, tiny_prerequisite, tiny_recipe_overrides
 
 from rlsft.cli import main as cli_main
 
@@ -35,13 +35,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
         "knobs_changed_after_results": ["nothing, this is a test"],
         "scope": ["a toy model shows nothing about real models"],
     }
-    pre = yaml.safe_load((MICRO / "sft_cold_start.yaml").read_text())  # a prerequisite, trained once
-    pre.update(run={"name": "pre", "out_dir": str(tmp_path / "pre"), "report_to": "none"}, model={"name": toy_model})
-    pre["training"].update(max_steps=1)
-    pre["eval"].update(n=2, samples=1, max_new_tokens=8, tasks=["micro-arith"])
-    pre["examples"].update(n=8)
-    (tmp_path / "pre.yaml").write_text(yaml.safe_dump(pre))
-    study["prerequisites"] = [str(tmp_path / "pre.yaml")]
+    study["prerequisites"] = [tiny_prerequisite(toy_model, tmp_path)]  # trained once
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
 
