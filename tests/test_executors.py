@@ -95,7 +95,7 @@ def test_fake_slurm_submission_records_job_ids_and_status_reads_sacct(toy_model,
     assert read_job_record(tmp_path / "pre")["job_id"] == "1001"
     assert len((root / "submissions.jsonl").read_text().splitlines()) == 5
 
-    (fake_slurm / "sacct").write_text("1001|COMPLETED\n1002_0|RUNNING\n1002_1|PENDING\n1002_2|FAILED\n1002_3|PREEMPTED\n")
+    (fake_slurm / "sacct").write_text("1001|COMPLETED\n1002_0|RUNNING\n1002_[1%3]|PENDING\n1002_2|FAILED\n1002_3|PREEMPTED\n")  # sacct lists a pending array element as a range
     assert cli_main(["study", path, "--status"]) == 0
     table = capsys.readouterr().out
     assert "| r1_zero | 0 | running | 1002_0 |" in table and "| sft | 0 | queued | 1002_1 |" in table

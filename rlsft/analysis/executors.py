@@ -315,11 +315,31 @@ def sacct_states(job_ids: list[str]) -> dict[str, str]:
         return {}
     if out.returncode:
         return {}
+    return parse_sacct(out.stdout)
+
+
+def parse_sacct(text: str) -> dict[str, str]:
+    r"""`sacct -n -P -o JobID,State` lines as {job id: state}; a pending array's range is expanded.
+
+    >>> parse_sacct("7|COMPLETED\n8_0|RUNNING\n8_[1-3,5%2]|PENDING\n9_4|CANCELLED by 42\n")
+    {'7': 'COMPLETED', '8_0': 'RUNNING', '8_1': 'PENDING', '8_2': 'PENDING', '8_3': 'PENDING', '8_5': 'PENDING', '9_4': 'CANCELLED'}
+    """
+    import re
+
     states = {}
-    for line in out.stdout.splitlines():
+    for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) >= 2:
-            states[parts[0]] = parts[1].split()[0]  # "CANCELLED by 123" -> CANCELLED
+        if len(parts) < 2 or not parts[1].split():
+            continue
+        state = parts[1].split()[0]  # "CANCELLED by 123" -> CANCELLED
+        array = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", parts[0])
+        if not array:
+            states[parts[0]] = state
+            continue
+        for piece in array.group(2).split(","):
+            first, _, last = piece.partition("-")
+            for i in range(int(first), int(last or first) + 1):
+                states[f"{array.group(1)}_{i}"] = state
     return states
 
 
