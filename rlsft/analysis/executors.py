@@ -398,6 +398,17 @@ def _last_error(log: str | None) -> str:
     return (errors or lines or ["empty log"])[-1][:200]
 
 
+def _job_hours(job: Job) -> float | None:
+    """Hours from a job's start to its end, from `job.json` (None when either is missing)."""
+    import calendar
+
+    record = read_job_record(job.folder)
+    if not record.get("started_utc") or not record.get("ended_utc"):
+        return None
+    seconds = [calendar.timegm(time.strptime(record[k], "%Y-%m-%dT%H:%M:%SZ")) for k in ("started_utc", "ended_utc")]
+    return (seconds[1] - seconds[0]) / 3600
+
+
 def status(name: str, jobs: list[Job]) -> dict:
     """The `--status` view: each run's state and last error, the compute spent by finished runs
     (PFLOPs, wall hours) and what the rest should take, from the finished runs of the same arm
@@ -411,7 +422,7 @@ def status(name: str, jobs: list[Job]) -> dict:
         if state == "done":
             cost = _final_folder(j).total_compute()
             row.update(pflops=cost["flops"] / 1e15, wall_hours=cost["wall_seconds"] / 3600)
-            walls.setdefault(j.arm, []).append(row["wall_hours"])
+            walls.setdefault(j.arm, []).append(_job_hours(j) or row["wall_hours"])  # the whole job (evaluations too) where known
         rows.append(row)
     every = [w for ws in walls.values() for w in ws]
     left = sum((sum(walls[r["arm"]]) / len(walls[r["arm"]]) if r["arm"] in walls else (sum(every) / len(every) if every else 0.0))
@@ -431,7 +442,9 @@ def status_table(view: dict) -> str:
         h = "" if r["wall_hours"] is None else f"{r['wall_hours']:.3f}"
         lines.append(f"| {r['arm']} | {'-' if r['seed'] is None else r['seed']} | {r['state']} | {r['job_id'] or ''} | {pf} | {h} | {r['error']} |")
     t = view["totals"]
-    left = "unknown (no run finished yet)" if t["train_hours_left_estimate"] is None else f"{t['train_hours_left_estimate']:.2f} train hours at the finished runs' pace"
+    left = ("unknown (no run finished yet)" if t["train_hours_left_estimate"] is None else
+            f"about {t['train_hours_left_estimate']:.2f} hours of runs at the finished runs' pace (whole jobs where job.json "
+            "times them, else training alone), summed over the runs left: divide by the workers for wall time")
     lines += ["", f"{t['done']}/{t['runs']} done, {t['running']} running, {t['queued']} queued, {t['failed']} failed, "
               f"{t['interrupted']} interrupted, {t['not started']} not started; {t['pflops_done']:.4g} PFLOPs and "
               f"{t['train_hours_done']:.2f} train hours spent; left: {left}"]
