@@ -12,14 +12,18 @@ REPORTS = ("micro-claims",)  # the SmolLM2 pilot's report is withdrawn (docs/rea
 NUMBER = r"[+-]?\d+(?:\.\d+)?"
 
 
-def readme_rows() -> dict[str, tuple[str, str, str, str, int]]:
-    """{claim id: (verdict, estimate, low, high, seeds)} from the README's claim tables (numbers as shown)."""
+VERDICT = "reproduced|not reproduced|inconclusive|pilot|unmatched"
+
+
+def readme_rows() -> dict[str, tuple[str, str | None, str, str, str, int]]:
+    """{claim id: (verdict, Holm's verdict or None, estimate, low, high, seeds)} from the README's
+    claim tables (numbers as shown; the Holm column where the table has one)."""
     rows = {}
     for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
-        m = re.match(rf"\| ((?:C|S)\S+) .*? \| (reproduced|not reproduced|inconclusive|pilot|unmatched) \| ({NUMBER}) \[({NUMBER}), ({NUMBER})\] \| (\d+) \|$", line)
+        m = re.match(rf"\| ((?:C|S|R|Q)\S+) .*? \| ({VERDICT}) \| (?:({VERDICT}) \| )?({NUMBER}) \[({NUMBER}), ({NUMBER})\] \| (\d+) \|$", line)
         if m:
             assert m[1] not in rows, f"claim {m[1]} has two rows in the README"
-            rows[m[1]] = (m[2], m[3], m[4], m[5], int(m[6]))
+            rows[m[1]] = (m[2], m[3], m[4], m[5], m[6], int(m[7]))
     return rows
 
 
@@ -40,8 +44,9 @@ def test_every_claim_of_the_report_has_its_readme_row(report):
     verdicts = json.loads((ROOT / "reports" / report / "verdicts.json").read_text(encoding="utf-8"))
     assert {v["claim"] for v in verdicts} <= set(rows), f"claims of {report} missing from the README"
     for v in verdicts:
-        verdict, estimate, low, high, seeds = rows[v["claim"]]
+        verdict, holm, estimate, low, high, seeds = rows[v["claim"]]
         assert (verdict, seeds) == (v["verdict"], v["n_seeds"]), v["claim"]
+        assert holm is None or holm == v["verdict_holm"], v["claim"]
         for text, value in ((estimate, v["estimate"]), (low, v["ci_low"]), (high, v["ci_high"])):
             assert value is not None and shown_matches(text, value), (v["claim"], text, value)
 

@@ -236,6 +236,24 @@ def study_sessions(paths: list[str]) -> list[str]:
     return lines + [""]
 
 
+def readme_table(verdicts: list, by_id: dict) -> str:
+    """The claims as the README shows them (and tests/test_readme_results.py checks): claim and
+    text, verdict, Holm's verdict, estimate with its 90% interval to three decimals, seeds.
+
+    >>> from rlsft.analysis.claims import Claim, Verdict
+    >>> c = Claim("C1", "RL helps", "accuracy", "rl", "base", "greater")
+    >>> print(readme_table([Verdict("C1", "reproduced", 0.12749, 0.1, 0.15, 8, 256, verdict_holm="reproduced")], {"C1": c}), end="")
+    | claim | verdict | Holm | estimate [90% CI] | seeds |
+    |---|---|---|---|---|
+    | C1 RL helps | reproduced | reproduced | +0.127 [+0.100, +0.150] | 8 |
+    """
+    lines = ["| claim | verdict | Holm | estimate [90% CI] | seeds |", "|---|---|---|---|---|"]
+    for v in verdicts:
+        est = "n/a" if v.estimate is None else f"{v.estimate:+.3f}" + ("" if v.ci_low is None else f" [{v.ci_low:+.3f}, {v.ci_high:+.3f}]")
+        lines.append(f"| {v.claim} {by_id[v.claim].text} | {v.verdict} | {v.verdict_holm} | {est} | {v.n_seeds} |")
+    return "\n".join(lines) + "\n"
+
+
 def checkpoint_table(results: dict) -> list[str]:
     """Held-out pass@1 at each evaluated checkpoint of each arm (its last stage's curve and end),
     mean over seeds: where a sweep reads the step count it chooses."""
@@ -411,6 +429,8 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
                          f"{rec['compute']['flops'] / 1e15:.4g} PFLOPs, {rec['compute']['wall_seconds']:.0f} s on {rec['compute']['device']}")
         atomic_write(work / "report.md", "\n".join(lines) + "\n")
         atomic_write(work / "verdicts.json", json.dumps([v.__dict__ for v in verdicts], indent=2, default=str))
+        if verdicts:
+            atomic_write(work / "readme_table.md", readme_table(verdicts, by_id))
         if final.exists():
             shutil.rmtree(final)
         os.replace(work, final)
