@@ -17,7 +17,7 @@ TINY = {"r1_zero.yaml": ["grpo.num_generations=4", "grpo.max_completion_length=1
 
 
 def test_the_configs_are_the_expected_set():
-    assert CONFIGS == ["distill_offline.yaml", "hybrid.yaml", "r1.yaml", "r1_zero.yaml", "sft_cold_start.yaml"]
+    assert CONFIGS == ["distill_offline.yaml", "distill_offline_qwen.yaml", "hybrid.yaml", "r1.yaml", "r1_zero.yaml", "sft_cold_start.yaml"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
