@@ -413,11 +413,12 @@ def status(name: str, jobs: list[Job]) -> dict:
     """The `--status` view: each run's state and last error, the compute spent by finished runs
     (PFLOPs, wall hours) and what the rest should take, from the finished runs of the same arm
     (or of all arms), as {rows, totals}."""
-    slurm = sacct_states([read_job_record(j.folder).get("job_id") for j in jobs if read_job_record(j.folder).get("executor") == "slurm"])
+    records = {j.folder: read_job_record(j.folder) for j in jobs}
+    slurm = sacct_states([r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")])
     rows, walls = [], {}
     for j in jobs:
         state, error = run_state(j, slurm)
-        row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": read_job_record(j.folder).get("job_id"),
+        row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": records[j.folder].get("job_id"),
                "pflops": None, "wall_hours": None}
         if state == "done":
             cost = _final_folder(j).total_compute()

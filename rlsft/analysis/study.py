@@ -97,13 +97,17 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
         raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     cfg = load_config(StudyConfig, path, overrides)
     prerequisites, matrix = plan(cfg, path)
+    records = {j.folder: read_job_record(j.folder) for j in prerequisites + matrix}
+    slurm_ids = [r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")]
+    states = sacct_states(slurm_ids)  # one sacct call for the whole study ({} when nothing was submitted)
+    queued = {folder for folder, r in records.items() if states.get(r.get("job_id")) in SLURM_ACTIVE}  # pending or running on Slurm
     todo, pending_pre = [], []
     for job in matrix:
         if final_run(job.config, job.overrides).finished:
             print(f"[study {cfg.name}] {job.label}: finished before, skipped")
             continue
         folder = RunFolder(job.folder)
-        if job.resumable and folder.path.exists() and not folder.started and not _queued(job):  # killed before it wrote its config
+        if job.resumable and folder.path.exists() and not folder.started and job.folder not in queued:  # killed before it wrote its config
             import shutil
 
             shutil.rmtree(folder.path)
@@ -114,10 +118,10 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
         else:
             pending_pre.append(pre)
     if executor == "slurm":
-        active = [j for j in todo + pending_pre if _queued(j)]  # submitted before and still queued or running: not again
+        active = [j for j in todo + pending_pre if j.folder in queued]  # submitted before and still queued or running: not again
         todo, pending_pre = [j for j in todo if j not in active], [j for j in pending_pre if j not in active]
         for j in active:
-            print(f"[study {cfg.name}] {j.label}: submitted before ({read_job_record(j.folder).get('job_id')}), still queued or running")
+            print(f"[study {cfg.name}] {j.label}: submitted before ({records[j.folder].get('job_id')}), still queued or running")
         ids = submit_slurm(cfg.name, study_root(cfg), pending_pre, todo, cfg.cluster, dry_run=dry_run)
         if not dry_run:
             print(f"[study {cfg.name}] submitted {len(ids['prerequisites'])} prerequisite job(s) {ids['prerequisites']} and "
@@ -156,14 +160,6 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
     if todo:
         log_session(study_root(cfg), {**session, "wall_seconds": round(time.time() - t0, 1)})
     return cfg
-
-
-def _queued(job: Job) -> bool:
-    """Submitted to Slurm before and, by sacct, still pending or running."""
-    record = read_job_record(job.folder)
-    if record.get("executor") != "slurm" or not record.get("job_id"):
-        return False
-    return sacct_states([record["job_id"]]).get(record["job_id"]) in SLURM_ACTIVE
 
 
 def study_status(path: str, overrides: list[str] | None = None) -> dict:
