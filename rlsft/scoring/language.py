@@ -31,6 +31,7 @@ Exact definition (docs/scoring.md repeats it, with examples):
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ _NAMED_SCRIPT = regex.compile(r"[^\p{Script=Common}\p{Script=Inherited}]")  # le
 _SCRIPT = regex.compile("|".join(f"(?P<{s}>\\p{{scx={s}}})" for s in _KNOWN_SCRIPTS))
 
 
+@functools.lru_cache(maxsize=65536)  # a pure function of one character, called once per character of every completion
 def script_of(ch: str) -> str | None:
     """Unicode script of a letter; None for non-letters.
 
@@ -126,7 +128,8 @@ def words(text: str) -> list[tuple[str, str]]:
     for ch in text:
         s = script_of(ch)
         if s in _CHAR_WORD_SCRIPTS:
-            flush()
+            if run:
+                flush()
             out.append((ch, s))
             run_script = None
         elif s is not None and s == run_script:
@@ -137,7 +140,8 @@ def words(text: str) -> list[tuple[str, str]]:
         elif ch in "'’-" and run_script == "Latin" and run:  # don't, well-known
             run.append(ch)
         else:
-            flush()
+            if run:  # most characters are spaces, digits and symbols: skip the call when there is no run
+                flush()
             run_script = None
     flush()
     return out
