@@ -46,7 +46,8 @@ def test_every_claim_of_the_report_has_its_readme_row(report):
     for v in verdicts:
         verdict, holm, estimate, low, high, seeds = rows[v["claim"]]
         assert (verdict, seeds) == (v["verdict"], v["n_seeds"]), v["claim"]
-        assert holm is None or holm == v["verdict_holm"], v["claim"]
+        # a report with Holm's verdicts (verdicts.json names them) needs the README's Holm column
+        assert holm == v.get("verdict_holm"), (v["claim"], holm, v.get("verdict_holm"))
         for text, value in ((estimate, v["estimate"]), (low, v["ci_low"]), (high, v["ci_high"])):
             assert value is not None and shown_matches(text, value), (v["claim"], text, value)
 
