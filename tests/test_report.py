@@ -87,6 +87,23 @@ def test_per_problem_reads_pass_at_k_up_to_the_samples_taken(tmp_path):
     assert "pass@8" not in scores  # never more than the samples taken
 
 
+def test_a_problem_with_an_unverifiable_sample_is_left_out_not_the_seeds_pass_at_k(tmp_path):
+    """A checker timeout (correct None) on one of p2's 4 samples once left p2 with 3 samples, so
+    pass@4 vanished for the whole seed (and a pass@64 claim lost that seed). Now p2 is left out of
+    accuracy and pass@k, as the run's own summary does, and p1 keeps its pass@4; mixing keeps p2."""
+    from rlsft.analysis.report import per_problem
+
+    folder = tmp_path / "eval_after" / "t"
+    folder.mkdir(parents=True)
+    rows = [{"id": "p1", "correct": c, "correct_lenient": c, "mixed": False, "format_ok": True, "length": 5} for c in (True, False, False, False)]
+    rows += [{"id": "p2", "correct": c, "correct_lenient": c, "mixed": True, "format_ok": True, "length": 5} for c in (True, None, False, False)]
+    (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scores = per_problem(tmp_path / "eval_after", "t")
+    assert scores["accuracy"] == {"p1": 0.25} and scores["accuracy_lenient"] == {"p1": 0.25}
+    assert scores["pass@4"] == {"p1": 1.0}
+    assert scores["mixing"] == {"p1": 0.0, "p2": 1.0}
+
+
 def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
     """SmolLM2 wrote a U+2028 in a completion; `json.dumps(ensure_ascii=False)` leaves it raw, and a
     reader that split lines with `str.splitlines` broke the record in two (a JSONDecodeError traceback)."""

@@ -32,18 +32,30 @@ PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k sam
 def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
     """{metric: {problem_id: value}}: the mean over samples of correct (accuracy), correct_lenient
     (accuracy_lenient: lenient extraction), mixed (mixing), format_ok and length, and pass@k for
-    each k in `PASS_KS` up to the samples per problem."""
+    each k in `PASS_KS` up to the samples per problem.
+
+    A problem with a sample the checker could not verify (None: it ran past its time limit, see
+    rlsft.scoring.pool) is left out of that extraction's accuracy and pass@k, as the run's own
+    summary leaves it out (`metrics.summarise`): one such sample would otherwise leave the problem
+    with fewer than k samples and drop pass@k for the whole seed. Paired claims then read the
+    problems both arms scored."""
     from rlsft.scoring.metrics import pass_at_k
 
     path = folder / task / "samples.jsonl"
     if not path.is_file():
         return {}
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    unverified: dict[str, set[str]] = defaultdict(set)  # metric -> problems with an unverifiable sample
     for s in read_jsonl(path):
         for key, name in (("correct", "accuracy"), ("correct_lenient", "accuracy_lenient"), ("mixed", "mixing"), ("format_ok", "format"),
                           ("length", "length")):
             if s.get(key) is not None:
                 acc[name][s["id"]].append(float(s[key]))
+            elif key in s and name.startswith("accuracy"):
+                unverified[name].add(s["id"])
+    for name, ids in unverified.items():
+        for i in ids:
+            acc[name].pop(i, None)
     out = {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}
     n = min((len(v) for v in acc["accuracy"].values()), default=0)
     for k in (k for k in PASS_KS if k <= n):
