@@ -1,5 +1,7 @@
 """Evaluation generation batched by sequences (rlsft.scoring.evaluate.generate)."""
 
+import json
+
 import torch
 
 from rlsft.models import load_model, load_tokenizer
@@ -69,3 +71,38 @@ def test_a_think_prefill_opens_every_text_and_answer_ends_it():
     assert all(g["text"].startswith("<think>") and g["text"].count("<think>") == 1 for g in texts)
     answered = [g for g in texts if "</answer>" in g["text"]]
     assert len(answered) >= 12 and all(g["text"].endswith("</answer>") and not g["truncated"] for g in answered)
+
+
+def test_a_killed_generation_continues_to_the_same_samples(toy_model, tmp_path):
+    """With a progress file, a generation stopped after its first call (a study's session ending
+    mid-evaluation) continues from that call and gives the uninterrupted run's samples; a
+    generation with other settings ignores the file."""
+    model, tok = load_model(toy_model), load_tokenizer(toy_model)
+    prompts, progress = _prompts(6), tmp_path / "partial.json"
+    torch.manual_seed(5)
+    whole = generate(model, tok, prompts, 2, 1.0, 1.0, 16, batch_size=4)
+
+    real, calls = model.generate, []
+
+    def killed_on_second_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a kill leaves: the file written after call 1
+        return real(*args, **kwargs)
+
+    model.generate = killed_on_second_call
+    torch.manual_seed(5)
+    try:
+        generate(model, tok, prompts, 2, 1.0, 1.0, 16, batch_size=4, progress=progress)
+        raise AssertionError("the generation was not interrupted")
+    except KeyboardInterrupt:
+        pass
+    model.generate = real
+    saved = json.loads(progress.read_text())
+    assert saved["calls"] == 1 and len(saved["done"]) + len(saved["queue"]) == 12
+    torch.manual_seed(123)  # the saved generator state, not this seed, continues the run
+    stats: dict = {}
+    resumed = generate(model, tok, prompts, 2, 1.0, 1.0, 16, batch_size=4, progress=progress, stats=stats)
+    assert resumed == whole and stats["calls"] == 3
+    torch.manual_seed(123)  # other settings (3 samples, not 2): the file is ignored, a fresh start
+    assert sum(map(len, generate(model, tok, prompts, 3, 1.0, 1.0, 16, batch_size=4, progress=progress))) == 18

@@ -113,3 +113,25 @@ def test_a_failed_run_under_jobs_stops_the_study_with_one_line_naming_its_log(to
     log = tmp_path / "runs" / "studies" / "bad-study" / "logs" / "r1_zero-seed0.log"
     assert "bad.jsonl" in log.read_text()  # the run's own one-line error, kept in its log
     assert not (tmp_path / "reports" / "bad-study").exists()  # no report from a failed study
+
+
+def test_a_pass_at_k_claim_needs_k_samples_where_it_reads_them(tmp_path, capsys):
+    """A claim on pass@8 against an arm evaluated with 4 samples a problem after training could
+    never be read; the study refuses it before any run, naming the claim, arm and setting."""
+    claim = {"id": "K1", "text": "base at or above RL at k = 8", "metric": "pass@8", "arm": "base", "against": "r1_zero",
+             "direction": "greater", "threshold": -0.02}
+    study = {"name": "k", "seeds": [0], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")}, "out_dir": str(tmp_path / "runs"),
+             "arm_overrides": {"r1_zero": ["eval.samples=4", "eval.before_samples=8"]}, "claims": [claim]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert cli_main(["study", str(path), "--dry-run"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "claim K1 reads pass@8 of 'r1_zero'" in err[0] and "eval.samples to at least 8" in err[0]
+    study["arm_overrides"]["r1_zero"] = ["eval.samples=8", "eval.before_samples=4"]  # now the base side is short
+    path.write_text(yaml.safe_dump(study))
+    assert cli_main(["study", str(path), "--dry-run"]) != 0
+    assert "eval.before_samples to at least 8" in capsys.readouterr().err
+    study["arm_overrides"]["r1_zero"] = ["eval.samples=8"]  # before_samples defaults to samples: both sides have 8
+    path.write_text(yaml.safe_dump(study))
+    assert cli_main(["study", str(path), "--dry-run"]) == 0
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing

@@ -73,6 +73,7 @@ def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
             raise UserError(f"{path}: recipe config for arm {arm!r} not found: {rpath}")
         if not is_pipeline(rpath):
             load_recipe_config(rpath, cfg.overrides + cfg.arm_overrides.get(arm, []))
+    check_claims_readable(cfg, path)
     prerequisites = []
     for pre in cfg.prerequisites:
         if not Path(pre).is_file():
@@ -85,6 +86,49 @@ def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
                 str(RunFolder.in_study(study_root(cfg), arm, seed).path), resumable=not is_pipeline(cfg.recipes[arm]))
             for i, (seed, arm) in enumerate(matrix, 1)]
     return prerequisites, jobs
+
+
+def eval_samples(cfg: StudyConfig, arm: str) -> dict[str, int]:
+    """Samples per problem an arm's runs are evaluated with: `before` (its starting model), `after`
+    (its final model) and `curve` (its checkpoints on the way; 0 without any); a pipeline's are
+    its first stage's start and its last stage's end and checkpoints."""
+    from rlsft.launch import is_pipeline, load_recipe_config, pipeline_stages
+
+    overrides = run_overrides(cfg, arm, (cfg.arm_seeds.get(arm) or cfg.seeds)[0])
+    if is_pipeline(cfg.recipes[arm]):
+        stages = [c for _, _, c, _ in pipeline_stages(cfg.recipes[arm], overrides)[1]]
+    else:
+        stages = [load_recipe_config(cfg.recipes[arm], overrides)[1]]
+    first, last = stages[0].eval, stages[-1].eval
+    return {"before": first.before_samples or first.samples, "after": last.samples,
+            "curve": (last.curve_samples or last.samples) if last.curve_steps else 0}
+
+
+def check_claims_readable(cfg: StudyConfig, path: str = "study") -> None:
+    """Refuse, before anything runs, a claim on pass@K whose arms are not sampled K times a problem
+    where it reads them: the base (`base_arm` before training) and the arm's own start at `before`,
+    other arms at their end, and at their checkpoints too for a matched-compute claim."""
+    import re
+
+    for claim in cfg.claims:
+        m = re.fullmatch(r"(?:pass|maj)@(\d+)(?:_lenient)?", claim.metric)
+        if not m or int(m.group(1)) <= 1:
+            continue
+        k = int(m.group(1))
+        for side in (claim.arm, claim.against):
+            if side is None:
+                continue
+            arm, when = {"base": (cfg.base_arm, "before"), "before": (claim.arm, "before")}.get(side, (side, "after"))
+            if arm not in cfg.recipes:
+                continue  # unknown arms are the claim reader's error to report
+            have = eval_samples(cfg, arm)
+            reads = [when] + (["curve"] if claim.at_pflops is not None and when == "after" and have["curve"] else [])
+            for w in reads:
+                if have[w] < k:
+                    field_name = {"before": "eval.before_samples", "after": "eval.samples", "curve": "eval.curve_samples"}[w]
+                    raise UserError(f"{path}: claim {claim.id} reads {claim.metric} of {side!r}, but arm {arm!r} is evaluated with "
+                                    f"{have[w]} sample(s) a problem {dict(before='before training', after='after training', curve='at its checkpoints')[w]}; "
+                                    f"set {field_name} to at least {k}")
 
 
 def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, executor: str = "local", dry_run: bool = False) -> StudyConfig:

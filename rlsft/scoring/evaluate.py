@@ -199,7 +199,8 @@ def round_tokens(max_new_tokens: int) -> int:
 
 def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
              batch_size: int | None = None, memory_gb: float = 2.0, desc: str = "generate", stats: dict | None = None,
-             tokens_per_round: int | None = None, think_prefill: bool = False):
+             tokens_per_round: int | None = None, think_prefill: bool = False, progress: Path | None = None,
+             progress_key: str = ""):
     """K completions per prompt. Returns, per prompt, K dicts {text, length, truncated}.
 
     `prompts` are strings or chat message lists (rendered with the tokenizer's chat template).
@@ -215,7 +216,16 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     long for a few stragglers while the rest of the batch waits. Continuing from a prefix is the
     same autoregressive sampling, and the queue's order is fixed, so a seed gives the same samples.
     `stats`, if given, receives the batch size, calls and prompt and generated token counts.
+
+    `progress`, if given, is a file rewritten (atomically) after every call with the finished
+    sequences, the queue and the random generator's state: a generation killed part way (a study's
+    session ending mid-evaluation) continues from its last call on the next invocation and gives
+    the samples it would have given uninterrupted. The file is kept only while its settings match
+    (prompts, samples, sampling, batching; the caller names the model in `progress_key`).
     """
+    import base64
+    import hashlib
+    import json
     from collections import deque
 
     import torch
@@ -234,8 +244,19 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     done: list[tuple[int, list[int], bool]] = []  # (prompt index, tokens, ended with EOS), in finishing order
     calls = 0
+    key = hashlib.sha256(json.dumps([progress_key, texts, samples, temperature, top_p, max_new_tokens, size, per_round]).encode()).hexdigest()
+    cuda = model.device.type == "cuda"
+    if progress is not None and Path(progress).is_file():
+        saved = json.loads(Path(progress).read_text())
+        if saved.get("key") == key:  # the same generation, cut short: continue from its last call
+            queue = deque((i, g) for i, g in saved["queue"])
+            done = [(i, t, e) for i, t, e in saved["done"]]
+            calls = saved["calls"]
+            torch.set_rng_state(torch.tensor(list(base64.b64decode(saved["rng"])), dtype=torch.uint8))
+            if cuda and saved.get("cuda_rng"):
+                torch.cuda.set_rng_state(torch.tensor(list(base64.b64decode(saved["cuda_rng"])), dtype=torch.uint8), model.device)
     model.eval()
-    bar = tqdm(total=len(queue), desc=desc, unit="seq")
+    bar = tqdm(total=len(queue) + len(done), initial=len(done), desc=desc, unit="seq")
     while queue:
         batch = [queue.popleft() for _ in range(min(size, len(queue)))]
         steps = min(per_round, max(max_new_tokens - len(g) for _, g in batch))
@@ -264,6 +285,11 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
                 queue.append((i, tokens))
                 continue
             bar.update(1)
+        if progress is not None and queue:
+            state = {"key": key, "calls": calls, "queue": list(queue), "done": done,
+                     "rng": base64.b64encode(bytes(torch.get_rng_state().tolist())).decode(),
+                     "cuda_rng": base64.b64encode(bytes(torch.cuda.get_rng_state(model.device).tolist())).decode() if cuda else None}
+            atomic_write(progress, json.dumps(state))
     bar.close()
     out: list[list[dict]] = [[] for _ in texts]
     for i, tokens, ended in done:  # a prompt's samples in the order they finished
@@ -299,9 +325,12 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     template = resolve_template(args.template, tokenizer)
     prompts = [build_prompt(r["question"], template) for r in rows]
     stats: dict = {}
+    out = Path(args.out)
+    progress = out / "generation.partial.json"  # a killed evaluation continues from here (see `generate`)
     groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens,
-                      args.batch_size, args.memory_gb, desc=f"eval {task.name}", stats=stats, think_prefill=args.think_prefill)
-    seconds = time.time() - t0
+                      args.batch_size, args.memory_gb, desc=f"eval {task.name}", stats=stats, think_prefill=args.think_prefill,
+                      progress=progress, progress_key=f"{args.model} seed={args.seed}")
+    seconds = time.time() - t0  # this invocation's generation (a resumed one counts only its own calls)
 
     flat = [(r, j, g) for r, group in zip(rows, groups) for j, g in enumerate(group)]
     scores = score_samples(task, [g["text"] for _, _, g in flat], [r["answer"] for r, _, _ in flat], [language] * len(flat))
@@ -332,7 +361,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         "metrics": summarise(per_problem, ks=ks, seed=args.seed),
         "provenance": provenance(),
     }
-    out = Path(args.out)
     atomic_write(out / "samples.jsonl", to_jsonl(samples))
     atomic_write(out / "metrics.json", to_json(result))
+    progress.unlink(missing_ok=True)
     return result
