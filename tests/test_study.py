@@ -13,8 +13,9 @@ MICRO = REPO / "configs" / "micro"
 VERDICTS = {"reproduced", "not reproduced", "inconclusive", "pilot", "unmatched"}
 
 
-def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, monkeypatch):
+def test_two_recipe_two_seed_study_and_its_report(toy_model, upstream_data, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # runs/ and reports/ land here
+    monkeypatch.setenv("RLSFT_DATA", str(upstream_data))  # GSM8K in its upstream format, for the transfer measurement
     common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
     study = {
         "name": "tiny-study",
@@ -34,6 +35,7 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
         ],
         "knobs_changed_after_results": ["nothing, this is a test"],
         "scope": ["a toy model shows nothing about real models"],
+        "transfer": [{"task": "gsm8k", "n": 3, "samples": 2, "max_new_tokens": 8, "seeds": [1]}],
     }
     study["prerequisites"] = [tiny_prerequisite(toy_model, tmp_path)]  # trained once
     path = tmp_path / "study.yaml"
@@ -62,10 +64,22 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, tmp_path, capsys, m
     for arm in ("r1_zero", "sft"):
         assert f"| {arm} | 2 |" in text  # both seeds in the final table
 
+    # transfer: each arm's final model of seed 1 and the base, on GSM8K, after every run finished
+    for out in (root / "r1_zero" / "seed1" / "eval_transfer" / "gsm8k", root / "sft" / "seed1" / "eval_transfer" / "gsm8k",
+                root / "r1_zero" / "seed1" / "eval_transfer_before" / "gsm8k"):
+        m = json.loads((out / "metrics.json").read_text())
+        assert (m["task"], m["n_problems"], m["samples_per_problem"], m["max_new_tokens"], m["seed"]) == ("gsm8k", 3, 2, 8, 1)
+    assert json.loads((root / "sft" / "seed1" / "eval_transfer" / "gsm8k" / "metrics.json").read_text())["model"].endswith("model")
+    assert not (root / "r1_zero" / "seed0" / "eval_transfer").exists()  # seed 0 not listed
+    transfer = text[text.index("## Transfer to gsm8k"):].split("\n## ")[0]
+    assert [line.split(" | ")[:2] for line in transfer.splitlines() if line.startswith("| ") and "---" not in line][1:] == \
+        [["| base", "1"], ["| r1_zero", "1"], ["| sft", "1"]]
+
     # a rerun skips every finished run and writes the same verdicts
     capsys.readouterr()
     assert cli_main(["study", str(path), "--report", "reports/tiny2", "--allow-mixed-commits"]) == 0
-    assert capsys.readouterr().out.count("finished before, skipped") == 5  # 4 runs and the prerequisite
+    out = capsys.readouterr().out
+    assert out.count("finished before, skipped") == 5 and "transfer:" not in out  # 4 runs and the prerequisite; transfers kept
     again = json.loads((tmp_path / "reports" / "tiny2" / "verdicts.json").read_text())
     assert [(v["claim"], v["verdict"]) for v in again] == [(v["claim"], v["verdict"]) for v in verdicts]
 

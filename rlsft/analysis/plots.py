@@ -81,7 +81,8 @@ def plot_curves(results: dict, out: Path) -> list[str]:
 
 def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[str]] | None = None) -> str | None:
     """The main figure, small multiples: one column per question (`panels`: title -> arms, from the
-    study's YAML; one column of every arm without), held-out pass@1 above and mixing below, against
+    study's YAML; one column of every arm without), held-out pass@1 (strict, then lenient extraction)
+    above and mixing below, against
     PFLOPs spent. Each point is the mean over seeds at an evaluated checkpoint with the 90% interval
     the verdicts use (`claims.claim_interval`, its floor included). A line joins an arm's points only
     where it has 3 or more evaluated checkpoints, so a line is a measured curve; fewer stand as points."""
@@ -94,7 +95,8 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
         return None
     chosen = {title: [a for a in names if a in arms] for title, names in (panels or {"every arm": sorted(arms)}).items()}
     chosen = {title: names for title, names in chosen.items() if names}
-    metrics = [(m, label) for m, label in (("accuracy", "held-out pass@1"), ("mixing", "held-out mixing rate")) if curves.get(m)]
+    metrics = [(m, label) for m, label in (("accuracy", "held-out pass@1"), ("accuracy_lenient", "held-out pass@1, lenient"),
+                                           ("mixing", "held-out mixing rate")) if curves.get(m)]
     fig, axes = plt.subplots(len(metrics), len(chosen), figsize=(4.8 * len(chosen), 3.6 * len(metrics)), sharey="row", squeeze=False)
     colors = {arm: f"C{i % 10}" for i, arm in enumerate(sorted({a for names in chosen.values() for a in names}))}
     for row, (metric, ylabel) in enumerate(metrics):

@@ -148,7 +148,7 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     from rlsft.analysis.claims import hierarchical_bootstrap
 
     summary: dict[str, dict] = defaultdict(dict)
-    for metric in ("accuracy", "mixing", "format", "length"):
+    for metric in ("accuracy", "accuracy_lenient", "mixing", "format", "length"):
         for arm, by_seed in results["scores"].get(metric, {}).items():
             if arm.startswith("before:"):
                 continue
@@ -206,6 +206,33 @@ def language_tables(runs: list[RunFolder], task: str) -> tuple[list[str], list[s
     per_arm += [f"| {arm} | {len(pairs)} | {_composition_cell(mean([b for b, _ in pairs]))} | {_composition_cell(mean([a for _, a in pairs]))} |"
                 for arm, pairs in sorted(by_arm.items())]
     return per_arm + [""], per_seed + [""]
+
+
+def transfer_tables(runs: list[RunFolder], base_arm: str | None = None) -> list[str]:
+    """Markdown: the study's `transfer:` measurements (each arm's final model and the base on
+    another task, after the runs), one row per arm and seed, with 95% intervals over problems."""
+    rows: dict[str, list[tuple[str, int, dict]]] = defaultdict(list)  # task -> (arm, seed, metrics.json)
+    for run in runs:
+        arm, seed = run.arm_and_seed()
+        found = [(arm, f) for f in (run.path / "eval_transfer").glob("*/metrics.json")]
+        if run.is_first_stage_or_run and (base_arm is None or arm == base_arm):
+            found += [("base", f) for f in (run.path / "eval_transfer_before").glob("*/metrics.json")]
+        for who, f in found:
+            rows[f.parent.name].append((who, seed, json.loads(f.read_text())))
+    lines = []
+    for task, entries in sorted(rows.items()):
+        m0 = entries[0][2]
+        lines += [f"## Transfer to {task}", "", f"A measurement after the runs, not a claim: {m0['n_problems']} problems of its "
+                  f"{m0['split']} split x {m0['samples_per_problem']} samples, up to {m0['max_new_tokens']} new tokens, the runs' prompt form; "
+                  "95% intervals over problems (one seed says nothing about seed-to-seed spread).", "",
+                  "| arm | seed | pass@1 (strict) | pass@1 (lenient) | format rate | cut off at the budget |", "|---|---|---|---|---|---|"]
+        for who, seed, m in sorted(entries, key=lambda e: (e[0] != "base", e[0], e[1])):
+            mm = m["metrics"]
+            cell = lambda key: _fmt((mm[key]["value"], mm[key]["ci_low"], mm[key]["ci_high"])) if mm.get(key, {}).get("ci_low") is not None \
+                else _fmt(mm.get(key, {}).get("value"))  # noqa: E731
+            lines.append(f"| {who} | {seed} | {cell('pass@1')} | {cell('pass@1_lenient')} | {cell('format_rate')} | {cell('truncation_rate')} |")
+        lines.append("")
+    return lines
 
 
 def cost_table(results: dict) -> list[str]:
@@ -384,12 +411,13 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
             lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "
                       "of each stage, against the PFLOPs spent so far (earlier stages and teacher sampling included, the teacher's own "
                       "training not: see Costs); the starting model sits at 0. One column per question (the study's `panels:`), "
-                      "mixing below pass@1; the mean over seeds with the 90% interval the verdicts use. A line joins an arm's points only where it has three or more "
+                      "pass@1 with strict extraction, then lenient (an answer in prose counts too), then mixing; the mean over seeds with the 90% interval the verdicts use. A line joins an arm's points only where it has three or more "
                       "evaluated checkpoints; with fewer, its points stand alone.", "", f"![accuracy against compute]({compute_png})", ""]
         if passk_png:
             lines += ["## pass@k", "", "Held-out pass@k (unbiased estimate from each problem's samples) for the arms evaluated with 16 "
                       "or more samples per problem.", "", f"![pass@k]({passk_png})", ""]
         lines += language_by_arm
+        lines += transfer_tables(runs, base_arm)
         # 5. details
         lines += ["## Details", ""]
         if verdicts:
@@ -410,10 +438,11 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
             lines.append("")
         lines += ["### Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "
                   "time of all stages, evaluation excluded; runs of one study share a machine, but a shared machine drifts.", "",
-                  "| arm | seeds | pass@1 | mixing rate | format rate | length (tokens) | PFLOPs | train min/run |", "|---|---|---|---|---|---|---|---|"]
+                  "| arm | seeds | pass@1 | pass@1 lenient | mixing rate | format rate | length (tokens) | PFLOPs | train min/run |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for arm, s in sorted(summary.items(), key=lambda kv: (kv[0] != "base", kv[0])):
             minutes = f"{s['minutes']:.1f}" if "minutes" in s else "-"
-            lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('mixing'))} | "
+            lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('accuracy_lenient'))} | {_fmt(s.get('mixing'))} | "
                          f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} | {minutes} |")
         lines += ["", f"![final]({final_png})", ""]
         lines += checkpoint_table(results)

@@ -26,6 +26,18 @@ from rlsft.runs.folder import RunFolder
 
 
 @dataclass
+class TransferConfig:
+    """A measurement after the runs (not a claim): each arm's final model, and the base, on another
+    task, with the runs' own prompt form and sampling temperature."""
+
+    task: str = "gsm8k"
+    n: int | None = 64  # held-out problems of that task's test split
+    samples: int = 4  # completions per problem
+    max_new_tokens: int = 320  # its own budget: the task's solutions can be longer than the training task's
+    seeds: list[int] = field(default_factory=lambda: [0])  # which seeds' runs (each evaluated with its own seed)
+
+
+@dataclass
 class StudyConfig:
     name: str
     recipes: dict[str, str]  # arm name -> recipe or pipeline config path
@@ -41,6 +53,7 @@ class StudyConfig:
     scope: list[str] = field(default_factory=list)  # what the study can and cannot show; the report prints it under the claims
     panels: dict[str, list[str]] = field(default_factory=dict)  # the headline figure's small multiples: panel title -> arms
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # what each run asks of a Slurm cluster or a GPU node (--executor)
+    transfer: list[TransferConfig] = field(default_factory=list)  # measured once every run has finished (`run_transfer`)
 
 
 def study_root(cfg: StudyConfig) -> Path:
@@ -203,7 +216,44 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
         run_local(cfg.name, todo, workers, study_root(cfg) / "logs", cfg.cluster.gpus_per_run, cfg.cluster.accelerate_config)
     if todo:
         log_session(study_root(cfg), {**session, "wall_seconds": round(time.time() - t0, 1)})
+    run_transfer(cfg, matrix)
     return cfg
+
+
+def run_transfer(cfg: StudyConfig, matrix: list[Job]) -> None:
+    """The study's `transfer:` measurements, in this process, once every run has finished: per
+    seed listed, each arm's final model into its `transfer_dir(task)` and the base model (from
+    `base_arm`'s run) into that run's `transfer_dir(task, before=True)`. A finished one is kept; a
+    killed one continues (evaluate's progress file)."""
+    import json
+
+    from rlsft.launch import final_run
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
+
+    if not cfg.transfer:
+        return
+    finals = {(j.arm, j.seed): final_run(j.config, j.overrides) for j in matrix}
+    if not all(f.finished for f in finals.values()):
+        print(f"[study {cfg.name}] transfer measurements wait until every run has finished")
+        return
+    for t in cfg.transfer:
+        for (arm, seed), run in sorted(finals.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            if seed not in t.seeds:
+                continue
+            rc = run.record["config"]
+            first = run.with_earlier_stages[0]
+            todo = [(run.transfer_dir(t.task), str(run.model_dir), arm)]
+            if arm == cfg.base_arm:
+                todo.append((first.transfer_dir(t.task, before=True), first.record["config"]["model"]["name"], "base"))
+            for out, model, who in todo:
+                if (out / "metrics.json").is_file():
+                    continue
+                print(f"[study {cfg.name}] transfer: {who} seed {seed} on {t.task} -> {out}")
+                evaluate(EvalArgs(model=model, task=t.task, out=str(out), n=t.n, samples=t.samples, temperature=rc["eval"]["temperature"],
+                                  max_new_tokens=t.max_new_tokens, seed=seed, template=rc["data"]["template"],
+                                  think_prefill=rc["data"].get("think_prefill", False), extraction=rc.get("extraction", "strict")))
+                meta = json.loads((out / "metrics.json").read_text())
+                print(f"[study {cfg.name}] transfer: {who} seed {seed}: pass@1 {meta['metrics']['pass@1']['value']:.3f}")
 
 
 def study_status(path: str, overrides: list[str] | None = None) -> dict:

@@ -95,6 +95,11 @@ class RunFolder:
         folder = self.path / f"eval_{when}"
         return folder / task if task else folder
 
+    def transfer_dir(self, task: str, before: bool = False) -> Path:
+        """Evaluation on another task than the training one, measured after the study's runs
+        (`transfer:` in a study YAML): of the trained model, or with `before` of the starting model."""
+        return self.path / ("eval_transfer_before" if before else "eval_transfer") / task
+
     def curve_dir(self, step: int, task: str) -> Path:
         """Held-out evaluation of the model at training step `step`, for the curve."""
         return self.path / "eval_curve" / f"step-{step}" / task
