@@ -63,6 +63,11 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, upstream_data, tmp_
     assert all(p.stat().st_size > 10_000 for p in report.glob("*.png"))  # real plots, not empty files
     for arm in ("r1_zero", "sft"):
         assert f"| {arm} | 2 |" in text  # both seeds in the final table
+    # the checkpoint table reads strict and lenient pass@1 from each run's own evaluation of its end
+    final_row = next(line for line in text.splitlines() if line.startswith("| r1_zero | final | 2 |")).strip("| ").split(" | ")
+    after = [json.loads((root / "r1_zero" / f"seed{s}" / "eval_after" / "micro-arith" / "metrics.json").read_text())["metrics"] for s in (0, 1)]
+    assert float(final_row[5]) == pytest.approx(sum(m["pass@1_lenient"]["value"] for m in after) / 2, abs=1e-3)  # printed to 3 decimals
+    assert float(final_row[4]) == pytest.approx(sum(m["pass@1"]["value"] for m in after) / 2, abs=1e-3)  # printed to 3 decimals
 
     # transfer: each arm's final model of seed 1 and the base, on GSM8K, after every run finished
     for out in (root / "r1_zero" / "seed1" / "eval_transfer" / "gsm8k", root / "sft" / "seed1" / "eval_transfer" / "gsm8k",

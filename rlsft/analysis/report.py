@@ -96,11 +96,13 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
     minutes: dict[str, dict[int, float]] = defaultdict(dict)  # training wall minutes, all stages
     curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
     records: dict[str, dict[int, dict]] = defaultdict(dict)
+    folders: dict[str, dict[int, RunFolder]] = defaultdict(dict)
     compute_curves: dict = defaultdict(lambda: defaultdict(dict))  # metric -> arm -> seed -> [(pflops, {problem: value})]
     teachers: dict[str, RunFolder] = {}  # arm -> its teacher's training run
     for run in runs:
         arm, seed = run.arm_and_seed()
         records[arm][seed] = run.record
+        folders[arm][seed] = run
         for metric, values in per_problem(run.eval_dir("after"), task).items():
             scores[metric][arm][seed] = values
         before = per_problem(run.with_earlier_stages[0].eval_dir("before"), task)
@@ -118,7 +120,7 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
         for pflop, metric_scores in compute_curve(run, task):
             for metric, values in metric_scores.items():
                 compute_curves[metric][arm].setdefault(seed, []).append((pflop, values))
-    return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records,
+    return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records, "folders": folders,
             "compute_curves": compute_curves, "teachers": teachers,
             "teacher_pflops": {arm: t.record["compute"]["flops"] / 1e15 for arm, t in teachers.items()}}
 
@@ -293,22 +295,27 @@ def readme_table(verdicts: list, by_id: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def checkpoint_table(results: dict) -> list[str]:
-    """Held-out pass@1 at each evaluated checkpoint of each arm (its last stage's curve and end),
-    mean over seeds: where a sweep reads the step count it chooses."""
+def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
+    """Held-out pass@1, strict and lenient, at each evaluated checkpoint of each arm (its last
+    stage's curve and end), mean over seeds: where a sweep reads the step count it chooses."""
     rows = []
     for arm, by_seed in sorted(results["records"].items()):
         steps: dict = defaultdict(list)
-        for record in by_seed.values():
+        for seed, record in by_seed.items():
+            run = results.get("folders", {}).get(arm, {}).get(seed)
             for pt in record.get("curve", []):
-                steps[pt["step"]].append((pt["pflops"], pt["pass@1"]))
+                folder = Path() if run is None else run.eval_dir("after", task) if pt["step"] == "final" else run.curve_dir(pt["step"], task)
+                metrics = json.loads((folder / "metrics.json").read_text())["metrics"] if run and (folder / "metrics.json").is_file() else {}
+                steps[pt["step"]].append((pt["pflops"], pt["pass@1"], metrics.get("pass@1_lenient", {}).get("value")))
         for step, values in sorted(steps.items(), key=lambda kv: (kv[0] == "final", kv[0] if kv[0] != "final" else 0)):
+            lenient = [v[2] for v in values if v[2] is not None]
+            lenient_cell = f"{sum(lenient) / len(lenient):.3f}" if len(lenient) == len(values) else "n/a"
             rows.append(f"| {arm} | {step} | {len(values)} | {sum(v[0] for v in values) / len(values):.4g} | "
-                        f"{sum(v[1] for v in values) / len(values):.3f} |")
+                        f"{sum(v[1] for v in values) / len(values):.3f} | {lenient_cell} |")
     if not rows:
         return []
-    return ["### Evaluated checkpoints", "", "Held-out pass@1 at each checkpoint of each run's last stage (mean over seeds).", "",
-            "| arm | step | seeds | PFLOPs | pass@1 |", "|---|---|---|---|---|", *rows, ""]
+    return ["### Evaluated checkpoints", "", "Held-out pass@1 at each checkpoint of each run's last stage (mean over seeds), with strict "
+            "and lenient extraction.", "", "| arm | step | seeds | PFLOPs | pass@1 | pass@1 lenient |", "|---|---|---|---|---|---|", *rows, ""]
 
 
 def run_commits(runs: list[RunFolder]) -> dict[str, int]:
@@ -445,7 +452,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
             lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('accuracy_lenient'))} | {_fmt(s.get('mixing'))} | "
                          f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} | {minutes} |")
         lines += ["", f"![final]({final_png})", ""]
-        lines += checkpoint_table(results)
+        lines += checkpoint_table(results, task)
         lines += cost_table(results)
         lines += [line.replace("## ", "### ", 1) if line.startswith("## ") else line for line in study_sessions(paths)]
         lines += language_by_seed
