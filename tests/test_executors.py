@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import REPO, tiny_prerequisite, tiny_recipe_overrides
 
-from rlsft.analysis.executors import ClusterConfig, Job, StudyElement, read_job_record, train_command
+from rlsft.analysis.executors import ClusterConfig, Job, StudyElement, read_job_record, train_command, write_job_record
 from rlsft.cli import main as cli_main
 
 MICRO = REPO / "configs" / "micro"
@@ -158,12 +158,18 @@ def test_local_two_by_two_study_status_and_a_killed_run_resumed(toy_model, tmp_p
 
     killed = root / "r1_zero" / "seed1"  # killed after training, before it finished
     (killed / "run.json").unlink()
+    log = root / "logs" / "r1_zero-seed1.log"
+    first_sitting = log.read_text()
+    os.utime(log, (1_000_000_100, 1_000_000_100))  # its log's last write: 100 s after the start below
+    write_job_record(killed, {"started_utc": "2001-09-09T01:46:40Z", "ended_utc": None, "exit_code": None})  # killed: no end
     capsys.readouterr()
     assert cli_main(["study", path, "--status"]) == 0
     assert "| r1_zero | 1 | interrupted |" in capsys.readouterr().out
     assert cli_main(["study", path, "--jobs", "2", "--report", "reports/c", "--allow-mixed-commits"]) == 0
     assert (killed / "run.json").is_file()
     assert read_job_record(killed)["command"].endswith(f"--resume {killed.relative_to(tmp_path)}")
+    assert read_job_record(killed)["earlier_seconds"] == 100.0  # the killed sitting is counted, not lost
+    assert log.read_text().startswith(first_sitting) and "resumed, after 100 s in earlier sittings" in log.read_text()
     assert "finished before, skipped" in capsys.readouterr().out
 
 

@@ -172,11 +172,15 @@ def run_local(name: str, jobs: list[Job], workers: list[dict[str, str]], logs: P
             log = logs / (f"{job.arm}-seed{job.seed}.log" if job.seed is not None else f"prerequisite-{job.arm}.log")
             sys.stdout.write(f"[study {name}] {job.label} -> {job.folder} (worker {slot}: {env}; log: {log})\n")
             sys.stdout.flush()
-            with open(log, "w") as f:
+            earlier = earlier_seconds(read_job_record(job.folder), log)  # before the log grows again
+            with open(log, "a") as f:  # a resumed run's log keeps its earlier sittings' output
+                if earlier:
+                    f.write(f"\n==== {_now()}: resumed, after {earlier:.0f} s in earlier sittings ====\n")
+                    f.flush()
                 proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env})
                 write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": proc.pid, "worker": slot,
                                               "env": env, "command": shlex.join(command), "log": str(log), "started_utc": _now(),
-                                              "exit_code": None, "ended_utc": None})
+                                              "exit_code": None, "ended_utc": None, "earlier_seconds": earlier})
                 rc = proc.wait()
             write_job_record(job.folder, {"exit_code": rc, "ended_utc": _now()})
         finally:
@@ -398,15 +402,37 @@ def _last_error(log: str | None) -> str:
     return (errors or lines or ["empty log"])[-1][:200]
 
 
-def _job_hours(job: Job) -> float | None:
-    """Hours from a job's start to its end, from `job.json` (None when either is missing)."""
+def _utc_seconds(stamp: str) -> float:
     import calendar
 
+    return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+
+
+def earlier_seconds(record: dict, log: Path | None = None) -> float:
+    """Seconds a job has run before the sitting about to start, from its `job.json`: what earlier
+    sittings carried, plus the last one, from its start to its end or, if it was killed (no end),
+    to its log's last write.
+
+    >>> earlier_seconds({"earlier_seconds": 60.0, "started_utc": "2026-01-01T00:00:00Z", "ended_utc": "2026-01-01T00:10:00Z"})
+    660.0
+    >>> earlier_seconds({})
+    0.0
+    """
+    total = float(record.get("earlier_seconds") or 0.0)
+    if record.get("started_utc"):
+        end = (_utc_seconds(record["ended_utc"]) if record.get("ended_utc")
+               else log.stat().st_mtime if log is not None and log.is_file() else None)
+        if end is not None:
+            total += max(0.0, end - _utc_seconds(record["started_utc"]))
+    return total
+
+
+def _job_hours(job: Job) -> float | None:
+    """Hours a finished job ran, every sitting counted, from `job.json` (None when its start or end is missing)."""
     record = read_job_record(job.folder)
     if not record.get("started_utc") or not record.get("ended_utc"):
         return None
-    seconds = [calendar.timegm(time.strptime(record[k], "%Y-%m-%dT%H:%M:%SZ")) for k in ("started_utc", "ended_utc")]
-    return (seconds[1] - seconds[0]) / 3600
+    return earlier_seconds(record) / 3600
 
 
 def status(name: str, jobs: list[Job]) -> dict:

@@ -210,6 +210,11 @@ def language_tables(runs: list[RunFolder], task: str) -> tuple[list[str], list[s
     return per_arm + [""], per_seed + [""]
 
 
+def _metric_cell(metrics: dict, key: str) -> str:
+    m = metrics.get(key, {})
+    return _fmt((m["value"], m["ci_low"], m["ci_high"])) if m.get("ci_low") is not None else _fmt(m.get("value"))
+
+
 def transfer_tables(runs: list[RunFolder], base_arm: str | None = None) -> list[str]:
     """Markdown: the study's `transfer:` measurements (each arm's final model and the base on
     another task, after the runs), one row per arm and seed, with 95% intervals over problems."""
@@ -229,10 +234,8 @@ def transfer_tables(runs: list[RunFolder], base_arm: str | None = None) -> list[
                   "95% intervals over problems (one seed says nothing about seed-to-seed spread).", "",
                   "| arm | seed | pass@1 (strict) | pass@1 (lenient) | format rate | cut off at the budget |", "|---|---|---|---|---|---|"]
         for who, seed, m in sorted(entries, key=lambda e: (e[0] != "base", e[0], e[1])):
-            mm = m["metrics"]
-            cell = lambda key: _fmt((mm[key]["value"], mm[key]["ci_low"], mm[key]["ci_high"])) if mm.get(key, {}).get("ci_low") is not None \
-                else _fmt(mm.get(key, {}).get("value"))  # noqa: E731
-            lines.append(f"| {who} | {seed} | {cell('pass@1')} | {cell('pass@1_lenient')} | {cell('format_rate')} | {cell('truncation_rate')} |")
+            cells = [_metric_cell(m["metrics"], key) for key in ("pass@1", "pass@1_lenient", "format_rate", "truncation_rate")]
+            lines.append(f"| {who} | {seed} | {' | '.join(cells)} |")
         lines.append("")
     return lines
 

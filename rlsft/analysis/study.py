@@ -139,9 +139,9 @@ def check_claims_readable(cfg: StudyConfig, path: str = "study") -> None:
             for w in reads:
                 if have[w] < k:
                     field_name = {"before": "eval.before_samples", "after": "eval.samples", "curve": "eval.curve_samples"}[w]
+                    where = {"before": "before training", "after": "after training", "curve": "at its checkpoints"}[w]
                     raise UserError(f"{path}: claim {claim.id} reads {claim.metric} of {side!r}, but arm {arm!r} is evaluated with "
-                                    f"{have[w]} sample(s) a problem {dict(before='before training', after='after training', curve='at its checkpoints')[w]}; "
-                                    f"set {field_name} to at least {k}")
+                                    f"{have[w]} sample(s) a problem {where}; set {field_name} to at least {k}")
 
 
 def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, executor: str = "local", dry_run: bool = False) -> StudyConfig:
