@@ -237,11 +237,39 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], 
     return CurveCallback()
 
 
-def train(trainer, folder: RunFolder, resume: bool) -> float:
-    """Train (from the run's latest checkpoint when resuming); returns the Trainer's own runtime, seconds."""
+PROGRESS_FILE = "rlsft_progress.json"  # in each checkpoint: training seconds and curve points up to it
+
+
+def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
+    """Train (from the run's latest checkpoint when resuming); returns the training seconds, curve
+    evaluations excluded, of every sitting up to the end. The Trainer's own runtime counts only this
+    sitting, so each checkpoint also keeps the seconds and the curve points up to it
+    (`PROGRESS_FILE`); a resumed run starts from those, and its run.json has the whole curve."""
+    import json
+
+    from transformers import TrainerCallback
+
+    from rlsft.io import atomic_write
+
     checkpoint = folder.last_checkpoint() if resume else None
+    earlier = 0.0
+    if checkpoint is not None and (checkpoint / PROGRESS_FILE).is_file():
+        saved = json.loads((checkpoint / PROGRESS_FILE).read_text())
+        earlier, curve[:] = saved["train_seconds"], saved["curve"]  # the points evaluated before the checkpoint
+    kept, t0 = len(curve), time.perf_counter()
+
+    def seconds_so_far() -> float:  # this sitting's curve evaluations are not training time
+        return earlier + time.perf_counter() - t0 - sum(p["eval_seconds"] for p in curve[kept:])
+
+    class Progress(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            saved_to = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and saved_to.is_dir():
+                atomic_write(saved_to / PROGRESS_FILE, json.dumps({"step": state.global_step, "train_seconds": seconds_so_far(), "curve": curve}))
+
+    trainer.add_callback(Progress())
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    return output.metrics["train_runtime"]
+    return earlier + output.metrics["train_runtime"] - sum(p["eval_seconds"] for p in curve[kept:])
 
 
 def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost: Callable[[int], tuple[int, int, int]],
@@ -251,7 +279,7 @@ def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost:
     are the Trainer's runtime without the curve evaluations, plus `other_seconds` (a teacher's sampling)."""
     from rlsft.runs.compute import compute_record, trained_tokens
 
-    seconds = train(trainer, folder, resume) - sum(p["eval_seconds"] for p in curve) + other_seconds
+    seconds = train(trainer, folder, resume, curve) + other_seconds
     train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
     return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops)
 

@@ -39,12 +39,13 @@ def test_same_seed_same_metrics(toy_model, tmp_path):
 
 def test_sigkilled_grpo_run_resumes_to_the_same_result(toy_model, tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert cli_main(["train", CONFIG, *overrides(toy_model, whole)]) == 0
+    curve = ["eval.curve_steps=[4]"]  # evaluated in the first sitting, before the kill
+    assert cli_main(["train", CONFIG, *overrides(toy_model, whole), *curve]) == 0
 
     # the same run in a real subprocess, killed (SIGKILL) once its step-8 checkpoint is on disk
-    cmd = [sys.executable, "-m", "rlsft.cli", "train", CONFIG, *overrides(toy_model, killed)]
+    cmd = [sys.executable, "-m", "rlsft.cli", "train", CONFIG, *overrides(toy_model, killed), *curve]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
-    marker = killed / "checkpoints" / "checkpoint-8" / "trainer_state.json"
+    marker = killed / "checkpoints" / "checkpoint-8" / "rlsft_progress.json"
     deadline = time.time() + 300
     while not marker.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -54,7 +55,8 @@ def test_sigkilled_grpo_run_resumes_to_the_same_result(toy_model, tmp_path):
     proc.wait()
     assert not (killed / "run.json").exists()
 
-    assert cli_main(["train", CONFIG, *overrides(toy_model, killed), "--resume", str(killed)]) == 0
+    first_sitting = json.loads(marker.read_text())
+    assert cli_main(["train", CONFIG, *overrides(toy_model, killed), *curve, "--resume", str(killed)]) == 0
     resumed, reference = step_metrics(killed), step_metrics(whole)
     assert [r["step"] for r in resumed] == list(range(1, 13))  # no gap, no duplicate
     assert resumed[:8] == reference[:8]  # what the killed run logged up to its checkpoint is kept as it was
@@ -65,6 +67,12 @@ def test_sigkilled_grpo_run_resumes_to_the_same_result(toy_model, tmp_path):
     r_killed = json.loads((killed / "run.json").read_text())
     assert r_killed["eval_after"]["micro-arith"]["pass@1"] is not None
     assert json.loads((killed / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 8
+    # the step-4 curve point, evaluated before the kill, is in run.json as in the uninterrupted run's,
+    # and the training seconds count the first sitting's 8 steps too, not only the resumed 4
+    r_whole = json.loads((whole / "run.json").read_text())
+    assert [p["step"] for p in r_killed["curve"]] == [p["step"] for p in r_whole["curve"]] == [4, "final"]
+    assert r_killed["curve"][0]["pass@1"] == r_whole["curve"][0]["pass@1"] and first_sitting["curve"][0]["step"] == 4
+    assert r_killed["compute"]["wall_seconds"] > first_sitting["train_seconds"] > 0
 
 
 def test_resume_refuses_a_changed_config(toy_model, tmp_path):
