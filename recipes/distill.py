@@ -91,15 +91,17 @@ def estimate(cfg: Config, params: int | None = None) -> dict:
     return estimate_record(n, tokens, tokens, param_count(d.teacher), tokens)
 
 
-def teacher_traces(teacher, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
+def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list[dict], dict]:
     """Rejection sampling: K teacher samples per train prompt, keep verified-correct distinct ones.
+    Prompts are in the teacher's form (`teacher_template`): text, or chat messages rendered with its
+    chat template. `progress` (a file) lets a killed sampling continue (see `generate`).
 
     Returns (rows {question, answer, completion, prompt}, stats {prompts, samples, kept, forward_tokens, seconds}).
     """
     import torch
 
     from rlsft.scoring.evaluate import generate
-    from rlsft.scoring.tasks import build_prompt, get_task
+    from rlsft.scoring.tasks import build_prompt, get_task, render_prompt
 
     d, data = cfg.distill, cfg.data
     seed = cfg.run.seed if d.trace_seed is None else d.trace_seed
@@ -109,8 +111,10 @@ def teacher_traces(teacher, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     torch.manual_seed(seed)
     t0 = time.time()
     groups = generate(teacher, tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
-                      d.generation_batch_size, d.generation_memory_gb, desc="teacher traces")
-    prompt_tokens = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+                      d.generation_batch_size, d.generation_memory_gb, desc="teacher traces",
+                      progress=progress, progress_key=f"{d.teacher} seed={seed}")
+    # tokens of each prompt as the teacher read it (chat messages rendered), for its forward FLOPs
+    prompt_tokens = [len(ids) for ids in tokenizer([render_prompt(p, tokenizer) for p in prompts], add_special_tokens=False)["input_ids"]]
     checks = iter(task.verify_many([g["text"] for group in groups for g in group], [p["answer"] for p, group in zip(problems, groups) for _ in group]))
     rows, forward_tokens, n_correct = [], 0, 0
     for p, prompt, n_prompt, group in zip(problems, prompts, prompt_tokens, groups):
@@ -173,9 +177,11 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
         stats = json.loads((folder / "stats.json").read_text())
         rows = read_jsonl(folder / "traces.jsonl", required=("prompt", "completion")) if stats["kept"] else []
         return rows, {**stats, "cache": f"hit: {folder}"}
-    rows, stats = teacher_traces(teacher_loader(), tokenizer, cfg)
+    # a sampling killed part way (a study's sitting ending) continues from its last generate call
+    rows, stats = teacher_traces(teacher_loader(), tokenizer, cfg, progress=folder / "generation.partial.json")
     atomic_write(folder / "traces.jsonl", to_jsonl(rows))
     atomic_write(folder / "stats.json", to_json(stats))  # written last: its presence marks a complete entry
+    (folder / "generation.partial.json").unlink(missing_ok=True)
     return rows, {**stats, "cache": f"written: {folder}"}
 
 

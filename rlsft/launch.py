@@ -58,7 +58,7 @@ class PipelineConfig:
     run: PipelineRun
     stages: list[Stage]
     recipe: str = "pipeline"
-    stage_overrides: list[str] = field(default_factory=list)  # key=value for every stage, or stage:key=value for one
+    stage_overrides: list[str] = field(default_factory=list)  # key=value for every stage, or stage:key=value for one; they win over a stage's own
 
 
 def load_recipe_config(path: str, overrides: list[str] | None = None) -> tuple[ModuleType, object]:
@@ -129,7 +129,8 @@ def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[Pipe
             forced.append(f"model.name={previous.model_dir}")
         mine = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in pipe.stage_overrides
                 if ":" not in o.split("=", 1)[0] or o.split(":", 1)[0] == name]  # "grpo:key=value" is for stage grpo only
-        module, cfg = load_recipe_config(st.config, mine + st.overrides + forced)
+        # the pipeline file's stage overrides first, then the caller's (command line, study arm), which win
+        module, cfg = load_recipe_config(st.config, st.overrides + mine + forced)
         stages.append((name, module, cfg, folder))
         previous = folder
     return pipe, stages

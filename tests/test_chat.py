@@ -80,3 +80,21 @@ def test_smollm2_is_built_from_its_package_and_generates(tmp_path, monkeypatch):
     assert card["parameters"] == 134_515_008 and card["vocab_size"] == 49_152 and len(card["source"]["sha256"]) == 64
     tok, model = load_tokenizer(folder), load_model(folder)
     assert tok.chat_template and type(model).__name__ == "LlamaForCausalLM"
+
+
+def test_a_chat_teacher_samples_traces_in_its_chat_form_and_its_prompt_tokens_count(chat_toy_model, tmp_path):
+    # a chat teacher (Qwen2.5-Coder for SmolLM2) gets chat messages; their rendered tokens count in its FLOPs
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.scoring.tasks import build_prompt, get_task, render_prompt
+
+    extra = ["distill.teacher=" + chat_toy_model, "distill.samples_per_prompt=2", "distill.max_new_tokens=8", "data.n_train=3"]
+    module, cfg = load_recipe_config(str(MICRO / "distill_offline.yaml"), tiny_recipe_overrides(chat_toy_model, tmp_path / "t") + extra)
+    tok = load_tokenizer(chat_toy_model)
+    assert module.teacher_template(cfg, tok) == "chat"
+    rows, stats = module.teacher_traces(load_model(chat_toy_model), tok, cfg, progress=tmp_path / "partial.json")
+    task = get_task(cfg.data.task)
+    questions = [p["question"] for p in task.load(task.train_split, n=3, seed=cfg.run.seed)]
+    rendered = sum(len(tok(render_prompt(build_prompt(q, "chat"), tok), add_special_tokens=False)["input_ids"]) for q in questions)
+    assert stats["samples"] == 6 and rendered > 0
+    # two samples a prompt, each its rendered prompt plus 1 to 8 generated tokens
+    assert 2 * rendered + 6 <= stats["forward_tokens"] <= 2 * rendered + 6 * 8

@@ -95,3 +95,16 @@ def test_cli_reports_a_bad_config_on_one_line(capsys):
     assert cli_main(["train", str(CONFIGS / "micro" / "r1_zero.yaml"), "rewardz={accuracy: 1}", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown key 'rewardz'; did you mean 'rewards'" in err
+
+
+def test_a_studys_stage_override_wins_over_the_pipelines_own(monkeypatch):
+    # the hybrid's file sets its SFT stage to 96 steps; a study arm asking for 32 gets 32
+    from rlsft.analysis.study import StudyConfig, run_overrides
+
+    monkeypatch.chdir(REPO)
+    assert pipeline_stages("configs/micro/hybrid.yaml")[1][0][2].training["max_steps"] == 96
+    study = StudyConfig(name="s", recipes={"hybrid": "configs/micro/hybrid.yaml"}, seeds=[0],
+                        overrides=["training.learning_rate=0.001"], arm_overrides={"hybrid": ["sft:training.max_steps=32"]})
+    (_, _, sft, _), (_, _, grpo, _) = pipeline_stages("configs/micro/hybrid.yaml", run_overrides(study, "hybrid", 0))[1]
+    assert sft.training["max_steps"] == 32 and grpo.training["max_steps"] == 50  # the GRPO stage keeps its own
+    assert sft.training["learning_rate"] == grpo.training["learning_rate"] == 0.001
