@@ -109,10 +109,11 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list
     problems = task.load(task.train_split, source=data.source, n=data.n_train, seed=seed)
     prompts = [build_prompt(p["question"], teacher_template(cfg, tokenizer)) for p in problems]
     torch.manual_seed(seed)
-    t0 = time.time()
+    generation: dict = {}  # receives the sampling's wall seconds, every sitting of a continued one included
     groups = generate(teacher, tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
-                      d.generation_batch_size, d.generation_memory_gb, desc="teacher traces",
+                      d.generation_batch_size, d.generation_memory_gb, desc="teacher traces", stats=generation,
                       progress=progress, progress_key=f"{d.teacher} seed={seed}")
+    t0 = time.time()
     # tokens of each prompt as the teacher read it (chat messages rendered), for its forward FLOPs
     prompt_tokens = [len(ids) for ids in tokenizer([render_prompt(p, tokenizer) for p in prompts], add_special_tokens=False)["input_ids"]]
     checks = iter(task.verify_many([g["text"] for group in groups for g in group], [p["answer"] for p, group in zip(problems, groups) for _ in group]))
@@ -128,7 +129,7 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list
         rows += [{"question": p["question"], "answer": p["answer"], "prompt": prompt, "completion": c} for c in kept]
     stats = {"prompts": len(problems), "samples": len(problems) * d.samples_per_prompt, "correct_samples": n_correct,
              "kept": len(rows), "prompts_with_a_kept_trace": len({r["question"] for r in rows}), "forward_tokens": forward_tokens,
-             "seconds": round(time.time() - t0, 1)}
+             "seconds": round(generation["seconds"] + time.time() - t0, 1)}  # sampling + verification
     return rows, stats
 
 

@@ -1,6 +1,7 @@
 """Evaluation generation batched by sequences (rlsft.scoring.evaluate.generate)."""
 
 import json
+import time
 
 import torch
 
@@ -75,8 +76,8 @@ def test_a_think_prefill_opens_every_text_and_answer_ends_it():
 
 def test_a_killed_generation_continues_to_the_same_samples(toy_model, tmp_path):
     """With a progress file, a generation stopped after its first call (a study's session ending
-    mid-evaluation) continues from that call and gives the uninterrupted run's samples; a
-    generation with other settings ignores the file."""
+    mid-evaluation) continues from that call and gives the uninterrupted run's samples, its wall
+    seconds counting the earlier sitting too; a generation with other settings ignores the file."""
     model, tok = load_model(toy_model), load_tokenizer(toy_model)
     prompts, progress = _prompts(6), tmp_path / "partial.json"
     torch.manual_seed(5)
@@ -99,10 +100,13 @@ def test_a_killed_generation_continues_to_the_same_samples(toy_model, tmp_path):
         pass
     model.generate = real
     saved = json.loads(progress.read_text())
-    assert saved["calls"] == 1 and len(saved["done"]) + len(saved["queue"]) == 12
+    assert saved["calls"] == 1 and len(saved["done"]) + len(saved["queue"]) == 12 and saved["seconds"] > 0
+    progress.write_text(json.dumps({**saved, "seconds": 1000.0}))  # as if the first sitting had taken 1000 s
     torch.manual_seed(123)  # the saved generator state, not this seed, continues the run
     stats: dict = {}
+    t0 = time.time()
     resumed = generate(model, tok, prompts, 2, 1.0, 1.0, 16, batch_size=4, progress=progress, stats=stats)
     assert resumed == whole and stats["calls"] == 3
+    assert 1000.0 < stats["seconds"] <= 1000.0 + time.time() - t0 + 0.01  # both sittings, this one measured
     torch.manual_seed(123)  # other settings (3 samples, not 2): the file is ignored, a fresh start
     assert sum(map(len, generate(model, tok, prompts, 3, 1.0, 1.0, 16, batch_size=4, progress=progress))) == 18

@@ -215,7 +215,8 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     unfinished ones go back to the queue with their tokens so far as prefix, so a call never runs
     long for a few stragglers while the rest of the batch waits. Continuing from a prefix is the
     same autoregressive sampling, and the queue's order is fixed, so a seed gives the same samples.
-    `stats`, if given, receives the batch size, calls and prompt and generated token counts.
+    `stats`, if given, receives the batch size, calls, prompt and generated token counts and the
+    generation's wall seconds (a continued generation's earlier sittings included).
 
     `progress`, if given, is a file rewritten (atomically) after every call with the finished
     sequences, the queue and the random generator's state: a generation killed part way (a study's
@@ -243,7 +244,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     per_round = tokens_per_round or (max_new_tokens if model.device.type == "cpu" else round_tokens(max_new_tokens))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     done: list[tuple[int, list[int], bool]] = []  # (prompt index, tokens, ended with EOS), in finishing order
-    calls = 0
+    calls, earlier_seconds, t0 = 0, 0.0, time.time()  # earlier_seconds: sittings before this one, s
     key = hashlib.sha256(json.dumps([progress_key, texts, samples, temperature, top_p, max_new_tokens, size, per_round]).encode()).hexdigest()
     cuda = model.device.type == "cuda"
     if progress is not None and Path(progress).is_file():
@@ -252,6 +253,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
             queue = deque((i, g) for i, g in saved["queue"])
             done = [(i, t, e) for i, t, e in saved["done"]]
             calls = saved["calls"]
+            earlier_seconds = saved.get("seconds", 0.0)
             torch.set_rng_state(torch.tensor(list(base64.b64decode(saved["rng"])), dtype=torch.uint8))
             if cuda and saved.get("cuda_rng"):
                 torch.cuda.set_rng_state(torch.tensor(list(base64.b64decode(saved["cuda_rng"])), dtype=torch.uint8), model.device)
@@ -286,7 +288,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
                 continue
             bar.update(1)
         if progress is not None and queue:
-            state = {"key": key, "calls": calls, "queue": list(queue), "done": done,
+            state = {"key": key, "calls": calls, "seconds": earlier_seconds + time.time() - t0, "queue": list(queue), "done": done,
                      "rng": base64.b64encode(bytes(torch.get_rng_state().tolist())).decode(),
                      "cuda_rng": base64.b64encode(bytes(torch.cuda.get_rng_state(model.device).tolist())).decode() if cuda else None}
             atomic_write(progress, json.dumps(state))
@@ -297,7 +299,8 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
                        "length": len(tokens), "truncated": not ended})
     if stats is not None:
         stats.update(sequences_per_call=size, calls=calls, sequences=len(done), round_tokens=per_round,
-                     prompt_tokens=samples * sum(len(x) for x in ids), generated_tokens=sum(len(t) for _, t, _ in done))
+                     prompt_tokens=samples * sum(len(x) for x in ids), generated_tokens=sum(len(t) for _, t, _ in done),
+                     seconds=round(earlier_seconds + time.time() - t0, 2))
     return out
 
 
@@ -321,7 +324,6 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     tokenizer = tokenizer or load_tokenizer(args.model, args.trust_remote_code)
     model = model or load_model(args.model, args.dtype, args.trust_remote_code)
     torch.manual_seed(args.seed)
-    t0 = time.time()
     template = resolve_template(args.template, tokenizer)
     prompts = [build_prompt(r["question"], template) for r in rows]
     stats: dict = {}
@@ -330,7 +332,6 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens,
                       args.batch_size, args.memory_gb, desc=f"eval {task.name}", stats=stats, think_prefill=args.think_prefill,
                       progress=progress, progress_key=f"{args.model} seed={args.seed}")
-    seconds = time.time() - t0  # this invocation's generation (a resumed one counts only its own calls)
 
     flat = [(r, j, g) for r, group in zip(rows, groups) for j, g in enumerate(group)]
     scores = score_samples(task, [g["text"] for _, _, g in flat], [r["answer"] for r, _, _ in flat], [language] * len(flat))
@@ -356,7 +357,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         "template": template,  # the form used (auto resolved)
         "think_prefill": args.think_prefill,
         "extraction": args.extraction,  # the run's training extraction; pass@k is strict, pass@k_lenient lenient
-        "generation_seconds": round(seconds, 2),
+        "generation_seconds": stats["seconds"],  # every sitting of a continued evaluation
         "generation": stats,  # sequences per call, calls, prompt and generated tokens
         "metrics": summarise(per_problem, ks=ks, seed=args.seed),
         "provenance": provenance(),
