@@ -5,7 +5,7 @@
     rlsft pretrain CONFIG [key=value ...]
     rlsft train    CONFIG [key=value ...] [--dry-run]
     rlsft probe    CONFIG [key=value ...] [--out DIR]
-    rlsft study    CONFIG [key=value ...] [--jobs N] [--executor local|slurm] [--dry-run] [--status]
+    rlsft study    CONFIG [key=value ...] [--jobs N] [--executor local|slurm] [--only ARM[:SEED],...] [--archive DIR] [--dry-run] [--status]
     rlsft bench    [--model M] [--out DIR]
     rlsft report   RUN_OR_STUDY ... --out DIR [--claims STUDY.yaml]
 
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--language", default=None, help="target language of the reasoning (default: the task's)")
     e.add_argument("--template", default="auto", help="prompt form: auto (chat when the model has a chat template), r1-zero or chat")
+    e.add_argument("--think-prefill", action="store_true", help="open each prompt's answer with <think> and stop at </answer>, as a run trained with data.think_prefill")
+    e.add_argument("--extraction", choices=("strict", "lenient"), default="strict", help="the extraction the model was trained with, recorded (both are always scored)")
     e.add_argument("--source", default=None, help="local JSONL or hub id replacing the task's default data")
     e.add_argument("--dtype", default="auto")
     e.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
@@ -99,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="local: this machine (workers pinned to GPUs or CPU threads); slurm: one submitit job array (the YAML's cluster: section)")
     st.add_argument("--dry-run", action="store_true", help="print what would run (for slurm: the sbatch files and every element's command); run nothing")
     st.add_argument("--status", action="store_true", help="print each run's state (done, running, queued, failed, interrupted), compute so far and an estimate of what remains")
+    st.add_argument("--only", default=None, metavar="ARM[:SEED],...",
+                    help="run just these arms or runs, in this order (the report waits until every run has finished)")
+    st.add_argument("--archive", default=None, metavar="DIR",
+                    help="a folder that outlives this machine: finished runs there are restored first, and each run is copied there, weights left out, when it finishes")
     st.add_argument("--jobs", type=_positive_int, default=1,
                     help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
 
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             print(summary_line(record), file=sys.stderr)
         elif args.command == "study":
             from rlsft.analysis.report import make_report
-            from rlsft.analysis.study import run_study, study_root
+            from rlsft.analysis.study import all_finished, run_study, study_root
 
             if args.status:
                 from rlsft.analysis.executors import status_table
@@ -185,8 +191,13 @@ def main(argv: list[str] | None = None) -> int:
 
                 print(status_table(study_status(args.config, args.overrides)), end="")
                 return 0
-            cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run)
+            only = [x for x in args.only.split(",") if x] if args.only is not None else None
+            cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run, only=only,
+                            archive=args.archive)
             if args.dry_run or args.executor == "slurm":
+                return 0
+            if not all_finished(cfg, args.config):
+                print(f"[study {cfg.name}] the report waits until every run has finished (rlsft study {args.config} --status)")
                 return 0
             out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
                               title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm, scope=cfg.scope,

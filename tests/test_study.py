@@ -154,3 +154,50 @@ def test_a_pass_at_k_claim_needs_k_samples_where_it_reads_them(tmp_path, capsys)
     path.write_text(yaml.safe_dump(study))
     assert cli_main(["study", str(path), "--dry-run"]) == 0
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_data, tmp_path, capsys, monkeypatch):
+    """`--only` runs part of a study; `--archive` keeps each finished run (weights left out, its
+    transfer measured first, on its worker) where the next machine restores it from."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RLSFT_DATA", str(upstream_data))
+    common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
+    study = {"name": "arch-study", "seeds": [0, 1], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")},
+             "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8",
+                                    "probe.prompts=2", "probe.force=true"],
+             "claims": [{"id": "C1", "text": "RL beats the base", "metric": "accuracy", "arm": "r1_zero", "against": "base",
+                         "direction": "greater", "threshold": 0.0}],
+             "transfer": [{"task": "gsm8k", "n": 2, "samples": 1, "max_new_tokens": 8, "seeds": [0]}]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    archive, root = tmp_path / "archive", tmp_path / "runs" / "studies" / "arch-study"
+
+    assert cli_main(["study", str(path), "--only", "r1_zero:0", "--archive", str(archive), "--jobs", "2", "--allow-mixed-commits"]) == 0
+    out = capsys.readouterr().out
+    assert "the report waits until every run has finished" in out and not (tmp_path / "reports").exists()
+    assert not (root / "r1_zero" / "seed1").exists()  # not selected
+    kept = archive / "r1_zero" / "seed0"
+    assert (kept / "run.json").is_file() and (root / "r1_zero" / "seed0" / "model").is_dir()
+    assert not (kept / "model").exists() and not (kept / "checkpoints").exists()  # weights left out
+    for sub in ("eval_transfer", "eval_transfer_before"):  # measured on the worker before the run was archived
+        assert json.loads((kept / sub / "gsm8k" / "metrics.json").read_text())["n_problems"] == 2
+    log = (archive / "logs" / "r1_zero-seed0.log").read_text()
+    assert "-m rlsft.cli eval --model" in log and "--task gsm8k" in log  # the transfer's own command, in the run's log
+    assert len((archive / "sessions.jsonl").read_text().splitlines()) == 2
+
+    import shutil
+
+    shutil.rmtree(tmp_path / "runs")  # a new machine: only the archive is left
+    assert cli_main(["study", str(path), "--archive", str(archive), "--report", "reports/arch", "--allow-mixed-commits"]) == 0
+    out = capsys.readouterr().out
+    assert "r1_zero seed 0: restored from" in out and "r1_zero seed 0: finished before, skipped" in out
+    assert "transfer: base" not in out  # the restored run's measurements came with it
+    assert (archive / "r1_zero" / "seed1" / "run.json").is_file() and not (archive / "r1_zero" / "seed1" / "model").exists()
+    assert "| r1_zero | 2 |" in (tmp_path / "reports" / "arch" / "report.md").read_text()
+    # the archive alone is a study folder the report reads
+    assert cli_main(["report", str(archive), "--out", "reports/from-archive", "--allow-mixed-commits"]) == 0
+    text = (tmp_path / "reports" / "from-archive" / "report.md").read_text()
+    assert "| r1_zero | 2 |" in text and "## Study wall time" in text
+
+    assert cli_main(["study", str(path), "--only", "sft"]) == 2  # an arm the study does not have: one line naming it
+    assert "--only sft: no such run in the study" in capsys.readouterr().err

@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from rlsft.io import UserError, atomic_write, to_json
 from rlsft.runs.folder import JOB_FILE, RunFolder
@@ -152,10 +153,13 @@ def local_workers(jobs: int, gpus_per_run: int, visible_gpus: int | None = None,
 
 
 def run_local(name: str, jobs: list[Job], workers: list[dict[str, str]], logs: Path, gpus_per_run: int = 0,
-              accelerate_config: str | None = None) -> None:
+              accelerate_config: str | None = None, then: Callable[[Job], list[list[str]]] | None = None,
+              done: Callable[[Job], object] | None = None) -> None:
     """Run `jobs` on this machine, one per free worker, in subprocesses; each run's output goes to
     logs/<arm>-seed<k>.log and its `job.json` records the worker, pid and exit code. A failed run
-    does not stop the others; once all have ended, the study fails with one line naming the first."""
+    does not stop the others; once all have ended, the study fails with one line naming the first.
+    After a run succeeds, `then(job)`'s commands run on the same worker, into the same log (the
+    study's transfer measurements, while the model is here), and `done(job)` is called."""
     from concurrent.futures import ThreadPoolExecutor
 
     logs.mkdir(parents=True, exist_ok=True)
@@ -182,7 +186,15 @@ def run_local(name: str, jobs: list[Job], workers: list[dict[str, str]], logs: P
                                               "env": env, "command": shlex.join(command), "log": str(log), "started_utc": _now(),
                                               "exit_code": None, "ended_utc": None, "earlier_seconds": earlier})
                 rc = proc.wait()
-            write_job_record(job.folder, {"exit_code": rc, "ended_utc": _now()})
+                write_job_record(job.folder, {"exit_code": rc, "ended_utc": _now()})
+                for extra in (then(job) if then and rc == 0 else []):
+                    f.write(f"\n==== {_now()}: {shlex.join(extra)} ====\n")
+                    f.flush()
+                    rc = subprocess.run(extra, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
+                    if rc != 0:
+                        break
+            if done and rc == 0:
+                done(job)
         finally:
             free.put((slot, env))
         sys.stdout.write(f"[study {name}] {job.label}: {'done' if rc == 0 else f'failed (exit {rc})'}\n")

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,22 +145,30 @@ def check_claims_readable(cfg: StudyConfig, path: str = "study") -> None:
                                     f"{have[w]} sample(s) a problem {where}; set {field_name} to at least {k}")
 
 
-def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, executor: str = "local", dry_run: bool = False) -> StudyConfig:
+def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, executor: str = "local", dry_run: bool = False,
+              only: list[str] | None = None, archive: str | None = None) -> StudyConfig:
     """Run the study's prerequisites, then its runs. `local`: in this process (jobs = 1 on a CPU), or
     `jobs` at a time in subprocesses pinned to their GPUs or CPU threads; `slurm`: submitted as a
-    job array (`executors.submit_slurm`). Finished runs are skipped; stopped ones resume."""
+    job array (`executors.submit_slurm`). Finished runs are skipped; stopped ones resume.
+
+    `only` (["r1_zero", "hybrid:2"]): just these arms or runs, in that order. `archive`: a folder
+    that outlives this machine (`archive_run`): finished runs found there are restored before
+    anything runs, and each run is archived as soon as it and its transfer measurements finish."""
     from rlsft.launch import final_run, train_from_config
 
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     cfg = load_config(StudyConfig, path, overrides)
     prerequisites, matrix = plan(cfg, path)
+    if archive and not dry_run:
+        restore_runs(cfg, matrix, Path(archive))
+    selected = select_runs(matrix, only) if only else matrix
     records = {j.folder: read_job_record(j.folder) for j in prerequisites + matrix}
     slurm_ids = [r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")]
     states = sacct_states(slurm_ids)  # one sacct call for the whole study ({} when nothing was submitted)
     queued = {folder for folder, r in records.items() if states.get(r.get("job_id")) in SLURM_ACTIVE}  # pending or running on Slurm
     todo, pending_pre = [], []
-    for job in matrix:
+    for job in selected:
         if final_run(job.config, job.overrides).finished:
             print(f"[study {cfg.name}] {job.label}: finished before, skipped")
             continue
@@ -200,10 +209,11 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
     workers = local_workers(jobs, cfg.cluster.gpus_per_run)
     in_process = jobs <= 1 and "CUDA_VISIBLE_DEVICES" not in workers[0]
     session = {"started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "jobs": jobs, "executor": executor,
-               "torch_threads_per_run": threads_per_run(jobs), "runs_trained": len(todo), "runs_skipped": len(matrix) - len(todo),
+               "torch_threads_per_run": threads_per_run(jobs), "runs_trained": len(todo), "runs_skipped": len(selected) - len(todo),
                "wall_seconds": None}
     if todo:
         log_session(study_root(cfg), session)
+    keep = (lambda job: archive_run(cfg, job, Path(archive))) if archive else None
     if in_process:
         for job in todo:
             print(f"[study {cfg.name}] {job.label} -> {job.folder}")
@@ -212,48 +222,181 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
                                           "command": "in process", "exit_code": None, "ended_utc": None})
             train_from_config(job.config, job.overrides, resume=job.folder if job.resumable and folder.started else None)
             write_job_record(job.folder, {"exit_code": 0})
-    else:
-        run_local(cfg.name, todo, workers, study_root(cfg) / "logs", cfg.cluster.gpus_per_run, cfg.cluster.accelerate_config)
+            run_transfer(cfg, [job])
+            if keep:
+                keep(job)
+    else:  # each run's transfer measurements follow it on its worker, while its model is on this machine
+        run_local(cfg.name, todo, workers, study_root(cfg) / "logs", cfg.cluster.gpus_per_run, cfg.cluster.accelerate_config,
+                  then=lambda job: [eval_command(a) for _, a in transfer_evals(cfg, job)], done=keep)
     if todo:
         log_session(study_root(cfg), {**session, "wall_seconds": round(time.time() - t0, 1)})
-    run_transfer(cfg, matrix)
+    run_transfer(cfg, selected)  # what is still missing: runs finished before this invocation
+    if archive:
+        for job in selected:
+            archive_run(cfg, job, Path(archive))
     return cfg
 
 
-def run_transfer(cfg: StudyConfig, matrix: list[Job]) -> None:
-    """The study's `transfer:` measurements, in this process, once every run has finished: per
-    seed listed, each arm's final model into its `transfer_dir(task)` and the base model (from
-    `base_arm`'s run) into that run's `transfer_dir(task, before=True)`. A finished one is kept; a
-    killed one continues (evaluate's progress file)."""
-    import json
+def select_runs(matrix: list[Job], only: list[str]) -> list[Job]:
+    """The runs `--only` names (an arm, or arm:seed), in the order named.
+
+    >>> m = [Job("1/3 a seed 0", "a", 0, "a.yaml", [], "r/a/seed0"), Job("2/3 b seed 0", "b", 0, "b.yaml", [], "r/b/seed0"),
+    ...      Job("3/3 a seed 1", "a", 1, "a.yaml", [], "r/a/seed1")]
+    >>> [j.label for j in select_runs(m, ["b", "a:1"])]
+    ['2/3 b seed 0', '3/3 a seed 1']
+    >>> select_runs(m, ["a:7"])
+    Traceback (most recent call last):
+    ...
+    rlsft.io.UserError: --only a:7: no such run in the study; its runs: a:0, b:0, a:1
+    """
+    chosen = []
+    for spec in only:
+        arm, _, seed = spec.partition(":")
+        found = [j for j in matrix if j.arm == arm and (not seed or str(j.seed) == seed)]
+        if not found:
+            raise UserError(f"--only {spec}: no such run in the study; its runs: {', '.join(f'{j.arm}:{j.seed}' for j in matrix)}")
+        chosen += [j for j in found if j not in chosen]
+    return chosen
+
+
+def all_finished(cfg: StudyConfig, path: str = "study") -> bool:
+    """Every run of the study's matrix has finished (its report can be written)."""
+    from rlsft.launch import final_run
+
+    return all(final_run(j.config, j.overrides).finished for j in plan(cfg, path)[1])
+
+
+# ---------------------------------------------------------------------------- the archive
+# A study on a machine that does not outlive its session (a laptop, a preemptible node, a fresh
+# checkout each sitting) keeps its finished runs in an archive: each run folder without its weights
+# (model/ and checkpoints/: 0.5 to 2 GB a run for a real model; no reader of a finished run needs
+# them), with its log. `--archive DIR` restores them on the next machine, so the study goes on
+# where it stopped, and `rlsft report DIR` reads the archive as it reads a study folder.
+LEFT_OUT = ("model", "checkpoints", "generation.partial.json")
+
+
+def archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
+    """Copy a finished run (with its transfer measurements) into `archive/<arm>/seed<k>/`, weights
+    left out, once; True when it was copied now. Written under a temporary name and renamed, so
+    an archive never holds half a run. The study's sessions.jsonl lines are merged in too."""
+    import shutil
 
     from rlsft.launch import final_run
-    from rlsft.scoring.evaluate import EvalArgs, evaluate
 
-    if not cfg.transfer:
+    src, dst = Path(job.folder), archive / job.arm / f"seed{job.seed}"
+    merge_sessions(study_root(cfg), archive)
+    if dst.exists() or not final_run(job.config, job.overrides).finished or transfer_evals(cfg, job):
+        return False
+    tmp = dst.with_name(f".{dst.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(*LEFT_OUT))
+    log = study_root(cfg) / "logs" / f"{job.arm}-seed{job.seed}.log"
+    if log.is_file():
+        (archive / "logs").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, archive / "logs" / log.name)
+    tmp.rename(dst)
+    print(f"[study {cfg.name}] {job.label}: archived in {dst} (weights left out)")
+    return True
+
+
+def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
+    """Copy each archived run that is not finished here into the study's folder (with its log)."""
+    import shutil
+
+    from rlsft.launch import final_run
+
+    for job in matrix:
+        src, dst = archive / job.arm / f"seed{job.seed}", Path(job.folder)
+        if not src.is_dir() or final_run(job.config, job.overrides).finished:
+            continue
+        if dst.exists():
+            if RunFolder(dst).trained or any(s.trained for s in RunFolder(dst).stages()):
+                raise UserError(f"{dst} holds an unfinished run and {src} the finished one; remove one of them")
+            shutil.rmtree(dst)  # only a job.json or a config: nothing trained
+        shutil.copytree(src, dst)
+        log = archive / "logs" / f"{job.arm}-seed{job.seed}.log"
+        if log.is_file() and not (study_root(cfg) / "logs" / log.name).exists():
+            (study_root(cfg) / "logs").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, study_root(cfg) / "logs" / log.name)
+        print(f"[study {cfg.name}] {job.label}: restored from {src}")
+    merge_sessions(archive, study_root(cfg))
+
+
+def merge_sessions(src: Path, dst: Path) -> None:
+    """Append to dst/sessions.jsonl the lines of src/sessions.jsonl it lacks (order kept)."""
+    if not (src / "sessions.jsonl").is_file():
         return
-    finals = {(j.arm, j.seed): final_run(j.config, j.overrides) for j in matrix}
-    if not all(f.finished for f in finals.values()):
-        print(f"[study {cfg.name}] transfer measurements wait until every run has finished")
-        return
+    have = (dst / "sessions.jsonl").read_text().splitlines() if (dst / "sessions.jsonl").is_file() else []
+    new = [line for line in (src / "sessions.jsonl").read_text().splitlines() if line.strip() and line not in have]
+    if new:
+        dst.mkdir(parents=True, exist_ok=True)
+        with open(dst / "sessions.jsonl", "a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in new))
+
+
+def transfer_evals(cfg: StudyConfig, job: Job) -> list[tuple[str, "EvalArgs"]]:
+    """The `transfer:` measurements of one finished run still to make, as (who, EvalArgs): its
+    final model into its `transfer_dir(task)` for each listed seed and, for `base_arm`'s run, the
+    base model into its first stage's `transfer_dir(task, before=True)`; each with the run's own
+    prompt form, think prefill, extraction and temperature."""
+    from rlsft.launch import final_run
+    from rlsft.scoring.evaluate import EvalArgs
+
+    run = final_run(job.config, job.overrides)
+    if not run.finished:
+        return []
+    rc, first = run.record["config"], run.with_earlier_stages[0]
+    todo = []
     for t in cfg.transfer:
-        for (arm, seed), run in sorted(finals.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-            if seed not in t.seeds:
+        if job.seed not in t.seeds:
+            continue
+        targets = [(run.transfer_dir(t.task), str(run.model_dir), job.arm)]
+        if job.arm == cfg.base_arm:
+            targets.append((first.transfer_dir(t.task, before=True), first.record["config"]["model"]["name"], "base"))
+        todo += [(who, EvalArgs(model=model, task=t.task, out=str(out), n=t.n, samples=t.samples, temperature=rc["eval"]["temperature"],
+                                max_new_tokens=t.max_new_tokens, seed=job.seed, template=rc["data"]["template"],
+                                think_prefill=rc["data"].get("think_prefill", False), extraction=rc.get("extraction", "strict")))
+                 for out, model, who in targets if not (out / "metrics.json").is_file()]
+    return todo
+
+
+def eval_command(args: "EvalArgs", python: str | None = None) -> list[str]:
+    """The `rlsft eval` command line of `args` (its fields that differ from the defaults).
+
+    >>> from rlsft.scoring.evaluate import EvalArgs
+    >>> " ".join(eval_command(EvalArgs(model="m", task="gsm8k", out="o", n=64, think_prefill=True), python="python"))
+    'python -m rlsft.cli eval --model m --task gsm8k --out o --n 64 --think-prefill'
+    """
+    from dataclasses import fields
+
+    command = [python or sys.executable, "-m", "rlsft.cli", "eval"]
+    for f in fields(args):
+        value = getattr(args, f.name)
+        if f.name in ("model", "task", "out") or value != f.default:
+            flag = "--" + f.name.replace("_", "-")
+            command += [flag] if value is True else [flag, str(value)]
+    return command
+
+
+def run_transfer(cfg: StudyConfig, jobs: list[Job]) -> None:
+    """The `transfer:` measurements still missing for the finished runs among `jobs`, in this
+    process. A finished one is kept; a killed one continues (evaluate's progress file). A run
+    restored from an archive without its measurement cannot be measured (its weights were not
+    kept): it is named, not skipped silently."""
+    import json
+
+    from rlsft.scoring.evaluate import evaluate
+
+    for job in jobs:
+        for who, args in transfer_evals(cfg, job):
+            if who != "base" and not Path(args.model).is_dir():
+                print(f"[study {cfg.name}] transfer: {job.label} on {args.task} cannot be measured: its model was not kept ({args.model})")
                 continue
-            rc = run.record["config"]
-            first = run.with_earlier_stages[0]
-            todo = [(run.transfer_dir(t.task), str(run.model_dir), arm)]
-            if arm == cfg.base_arm:
-                todo.append((first.transfer_dir(t.task, before=True), first.record["config"]["model"]["name"], "base"))
-            for out, model, who in todo:
-                if (out / "metrics.json").is_file():
-                    continue
-                print(f"[study {cfg.name}] transfer: {who} seed {seed} on {t.task} -> {out}")
-                evaluate(EvalArgs(model=model, task=t.task, out=str(out), n=t.n, samples=t.samples, temperature=rc["eval"]["temperature"],
-                                  max_new_tokens=t.max_new_tokens, seed=seed, template=rc["data"]["template"],
-                                  think_prefill=rc["data"].get("think_prefill", False), extraction=rc.get("extraction", "strict")))
-                meta = json.loads((out / "metrics.json").read_text())
-                print(f"[study {cfg.name}] transfer: {who} seed {seed}: pass@1 {meta['metrics']['pass@1']['value']:.3f}")
+            print(f"[study {cfg.name}] transfer: {who} seed {job.seed} on {args.task} -> {args.out}")
+            evaluate(args)
+            meta = json.loads((Path(args.out) / "metrics.json").read_text())
+            print(f"[study {cfg.name}] transfer: {who} seed {job.seed}: pass@1 {meta['metrics']['pass@1']['value']:.3f}")
 
 
 def study_status(path: str, overrides: list[str] | None = None) -> dict:
