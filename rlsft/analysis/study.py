@@ -14,6 +14,7 @@ import os
 import shlex
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,12 +274,18 @@ def all_finished(cfg: StudyConfig, path: str = "study") -> bool:
 # them), with its log. `--archive DIR` restores them on the next machine, so the study goes on
 # where it stopped, and `rlsft report DIR` reads the archive as it reads a study folder.
 LEFT_OUT = ("model", "checkpoints", "generation.partial.json")
+_ARCHIVE_LOCK = threading.Lock()  # local workers archive from their own threads
 
 
 def archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
     """Copy a finished run (with its transfer measurements) into `archive/<arm>/seed<k>/`, weights
     left out, once; True when it was copied now. Written under a temporary name and renamed, so
     an archive never holds half a run. The study's sessions.jsonl lines are merged in too."""
+    with _ARCHIVE_LOCK:
+        return _archive_run(cfg, job, archive)
+
+
+def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
     import shutil
 
     from rlsft.launch import final_run
