@@ -201,3 +201,13 @@ def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_d
 
     assert cli_main(["study", str(path), "--only", "sft"]) == 2  # an arm the study does not have: one line naming it
     assert "--only sft: no such run in the study" in capsys.readouterr().err
+
+
+def test_a_half_copied_archive_entry_is_not_a_run(tmp_path):
+    """`archive_run` copies into `.seed<k>.partial` and renames; a copy killed half-way is never read as a run."""
+    from rlsft.runs.folder import RunFolder
+
+    for name in ("seed0", ".seed1.partial"):
+        (tmp_path / "arm" / name).mkdir(parents=True)
+        (tmp_path / "arm" / name / "run.json").write_text("{}")
+    assert [r.path.name for r in RunFolder.find([tmp_path])] == ["seed0"]

@@ -266,7 +266,9 @@ class RunFolder:
         for p in map(Path, paths):
             if not p.exists():
                 raise UserError(f"no such run or study folder: {p}")
-            found = [RunFolder(p)] if (p / "run.json").is_file() else [RunFolder(f.parent) for f in p.rglob("run.json")]
+            found = [RunFolder(p)] if (p / "run.json").is_file() else [
+                RunFolder(f.parent) for f in p.rglob("run.json")
+                if not any(part.startswith(".") for part in f.relative_to(p).parts)]  # a half-copied archive entry (.seed0.partial) is not a run
             if not found:
                 raise UserError(f"{p}: no finished run (run.json) inside")
             for run in found:
