@@ -191,7 +191,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     from datasets import Dataset
     from trl import DistillationTrainer, SFTTrainer
 
-    from rlsft.models import load_model, load_tokenizer
+    from rlsft.models import count_parameters, load_model, load_tokenizer
     from rlsft.scoring.tasks import build_prompt
 
     # ------------------------------------------------------------------ config
@@ -205,21 +205,28 @@ def main(cfg: Config, resume: bool = False) -> dict:
     tokenizer, teacher_tokenizer = load_tokenizer(m.name, m.trust_remote_code), load_tokenizer(d.teacher, m.trust_remote_code)
     if d.mode == "on_policy" and teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise UserError(f"teacher {d.teacher!r} and student {m.name!r} have different tokenizers; on-policy distillation needs one vocabulary")
-    model, teacher = load_model(m.name, m.dtype, m.trust_remote_code), load_model(d.teacher, m.dtype, m.trust_remote_code)
-    params, teacher_params = n_params(model), n_params(teacher)  # (offline: the cache may spare its sampling)
+    model = load_model(m.name, m.dtype, m.trust_remote_code)
+
+    def load_teacher():
+        return load_model(d.teacher, m.dtype, m.trust_remote_code)
+
+    # offline, the teacher's weights are loaded only to sample traces the cache lacks, and freed
+    # with them (a cache hit spares their memory: 2 GB for a 0.5B teacher in float32); on-policy,
+    # the teacher scores every step
+    teacher = load_teacher() if d.mode == "on_policy" else None
+    params, teacher_params = n_params(model), count_parameters(d.teacher, m.trust_remote_code)
     before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 
     # ------------------------------------------------------------------ data (+ rewards: the verifier filters offline traces)
     trace_stats = None
     if d.mode == "offline":
         # text traces, so any teacher vocabulary works; cached, and reused by later runs
-        traces, trace_stats = cached_teacher_traces(lambda: teacher, teacher_tokenizer, cfg)
+        traces, trace_stats = cached_teacher_traces(load_teacher, teacher_tokenizer, cfg)
         if not traces:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
         atomic_write(folder.teacher_traces_file, to_jsonl(traces))
         # the student's own prompt form for each question (the teacher's may differ)
         train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"]) for r in traces])
-        del teacher  # not needed while the student trains
     else:
         train_set = prompt_dataset(cfg.data, cfg.run.seed)
 

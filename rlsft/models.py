@@ -105,3 +105,21 @@ def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool =
     if torch.cuda.is_available():  # evaluation and teachers generate on the GPU; trainers keep it there
         model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return model
+
+
+def count_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:
+    """A model's parameter count without loading its weights: the model is built from its config
+    on the meta device (no memory), tied weights counted once, as `n_params` counts a loaded model."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from rlsft.runs.compute import n_params
+
+    path = resolve_model(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise _load_error("model", name_or_path, e) from None
+    with torch.device("meta"):
+        return n_params(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
+

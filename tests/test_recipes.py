@@ -83,6 +83,29 @@ def test_distill(toy_model, tmp_path, mode):
     assert record["compute"]["teacher_flops"] > 0
 
 
+def test_offline_distillation_loads_its_teacher_only_to_sample_traces_the_cache_lacks(toy_model, tmp_path, monkeypatch):
+    import rlsft.models
+    from rlsft.models import count_parameters, load_model
+    from rlsft.runs.compute import n_params
+
+    assert count_parameters(toy_model) == n_params(load_model(toy_model))  # counted on the meta device, no weights read
+    loads = []
+    monkeypatch.setattr(rlsft.models, "load_model", lambda name, *a, **k: loads.append(name) or load_model(name, *a, **k))
+    extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}/.", f"distill.cache_dir={tmp_path / 'cache'}"]
+    outcomes = []
+    for run in ("miss", "hit"):
+        loads.clear()
+        try:
+            record = run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, tmp_path / run) + extra)
+            outcomes.append((record["teacher_traces"]["cache"].split(":")[0], record["compute"]["teacher_parameters"]))
+        except UserError as e:  # an untrained toy teacher may verify no trace: the same outcome from the cache
+            outcomes.append(("none kept", str(e).split(";")[0]))
+        assert loads.count(f"{toy_model}/.") == (1 if run == "miss" else 0)  # the student is loaded by its own name
+    assert outcomes[0][1] == outcomes[1][1]
+    if outcomes[0][0] != "none kept":
+        assert [o[0] for o in outcomes] == ["written", "hit"] and outcomes[0][1] == count_parameters(toy_model)
+
+
 def test_pipeline_chains_stages_and_skips_finished_ones(toy_model, tmp_path, capsys):
     tiny = tiny_recipe_overrides(toy_model, tmp_path / "ignored")
     tiny = [o for o in tiny if not o.startswith(("run.out_dir", "model.name"))]
