@@ -170,11 +170,11 @@ def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_d
              "transfer": [{"task": "gsm8k", "n": 2, "samples": 1, "max_new_tokens": 8, "seeds": [0]}]}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
-    archive, root = tmp_path / "archive", tmp_path / "runs" / "studies" / "arch-study"
+    archive, root = tmp_path / "reports" / "arch-study" / "runs", tmp_path / "runs" / "studies" / "arch-study"  # the report's evidence, beside it
 
     assert cli_main(["study", str(path), "--only", "r1_zero:0", "--archive", str(archive), "--jobs", "2", "--allow-mixed-commits"]) == 0
     out = capsys.readouterr().out
-    assert "the report waits until every run has finished" in out and not (tmp_path / "reports").exists()
+    assert "the report waits until every run has finished" in out and not list((tmp_path / "reports").rglob("report.md"))
     assert not (root / "r1_zero" / "seed1").exists()  # not selected
     kept = archive / "r1_zero" / "seed0"
     assert (kept / "run.json").is_file() and (root / "r1_zero" / "seed0" / "model").is_dir()
@@ -194,10 +194,16 @@ def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_d
     assert "transfer: base" not in out  # the restored run's measurements came with it
     assert (archive / "r1_zero" / "seed1" / "run.json").is_file() and not (archive / "r1_zero" / "seed1" / "model").exists()
     assert "| r1_zero | 2 |" in (tmp_path / "reports" / "arch" / "report.md").read_text()
-    # the archive alone is a study folder the report reads
-    assert cli_main(["report", str(archive), "--out", "reports/from-archive", "--allow-mixed-commits"]) == 0
-    text = (tmp_path / "reports" / "from-archive" / "report.md").read_text()
-    assert "| r1_zero | 2 |" in text and "## Study wall time" in text
+    # the archive alone is a study folder the report reads, and a report written around it keeps it, each time
+    kept = sorted(p.relative_to(archive) for p in archive.rglob("*"))
+    for _ in range(2):
+        assert cli_main(["report", str(archive), "--out", "reports/arch-study", "--allow-mixed-commits"]) == 0
+        text = (tmp_path / "reports" / "arch-study" / "report.md").read_text()
+        assert "| r1_zero | 2 |" in text and "## Study wall time" in text
+        assert sorted(p.relative_to(archive) for p in archive.rglob("*")) == kept
+    capsys.readouterr()
+    assert cli_main(["report", str(archive), "--out", str(archive), "--allow-mixed-commits"]) == 2  # never into the folder it reads
+    assert "is a folder the report reads" in capsys.readouterr().err and (archive / "r1_zero" / "seed0" / "run.json").is_file()
 
     assert cli_main(["study", str(path), "--only", "sft"]) == 2  # an arm the study does not have: one line naming it
     assert "--only sft: no such run in the study" in capsys.readouterr().err

@@ -352,7 +352,8 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     `scope`: the study's own statements of what it can and cannot show, printed under the claims.
 
     A report's runs must come from one clean commit; `allow_mixed_commits` writes it anyway, with
-    the mix at the top."""
+    the mix at the top. Runs inside `out` (a study's archive, `out/runs/`) are kept: the new report
+    replaces everything else there."""
     import os
     import shutil
     import tempfile
@@ -369,6 +370,9 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
                         "rerun them from one, or pass --allow-mixed-commits to report the mix")
     results = load_results(runs, task, base_arm)
     final = Path(out)
+    kept = [Path(p).resolve().relative_to(final.resolve()) for p in paths if final.resolve() in Path(p).resolve().parents]
+    if any(Path(p).resolve() == final.resolve() for p in paths):
+        raise UserError(f"--out {out} is a folder the report reads; write the report elsewhere (its runs may sit in a subfolder of it)")
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".report-", dir=final.parent))
     try:
@@ -482,10 +486,17 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         atomic_write(work / "verdicts.json", json.dumps([v.__dict__ for v in verdicts], indent=2, default=str))
         if verdicts:
             atomic_write(work / "readme_table.md", readme_table(verdicts, by_id))
+        for rel in kept:  # the runs it read stay with the report: renamed into the new folder, never copied or deleted
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(final / rel, work / rel)
         if final.exists():
             shutil.rmtree(final)
         os.replace(work, final)
         final.chmod(0o755)
     finally:
+        for rel in kept:  # a failure after a rename: the runs go back where they were
+            if (work / rel).exists() and not (final / rel).exists():
+                (final / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(work / rel, final / rel)
         shutil.rmtree(work, ignore_errors=True)
     return final
