@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--only", default=None, metavar="ARM[:SEED],...",
                     help="run just these arms or runs, in this order (the report waits until every run has finished)")
     st.add_argument("--archive", default=None, metavar="DIR",
-                    help="a folder that outlives this machine: finished runs there are restored first, and each run is copied there, weights left out, when it finishes")
+                    help="a folder that outlives this machine: finished runs there are restored first, and each run is copied there, weights left out, when it finishes; with --status, runs finished there count as done")
     st.add_argument("--jobs", type=_positive_int, default=1,
                     help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 from rlsft.analysis.executors import status_table
                 from rlsft.analysis.study import study_status
 
-                print(status_table(study_status(args.config, args.overrides)), end="")
+                print(status_table(study_status(args.config, args.overrides, archive=args.archive)), end="")
                 return 0
             only = [x for x in args.only.split(",") if x] if args.only is not None else None
             cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run, only=only,

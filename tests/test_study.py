@@ -188,6 +188,12 @@ def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_d
     import shutil
 
     shutil.rmtree(tmp_path / "runs")  # a new machine: only the archive is left
+    assert cli_main(["study", str(path), "--status"]) == 0
+    assert "| r1_zero | 0 | not started |" in capsys.readouterr().out  # the folder alone knows nothing
+    assert cli_main(["study", str(path), "--status", "--archive", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert "| r1_zero | 0 | done (archive) |" in out and "| r1_zero | 1 | not started |" in out and "1/2 done" in out
+    assert not (tmp_path / "runs" / "studies" / "arch-study" / "r1_zero").exists()  # a status restores nothing
     assert cli_main(["study", str(path), "--archive", str(archive), "--report", "reports/arch", "--allow-mixed-commits"]) == 0
     out = capsys.readouterr().out
     assert "r1_zero seed 0: restored from" in out and "r1_zero seed 0: finished before, skipped" in out

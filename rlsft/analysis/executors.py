@@ -439,29 +439,36 @@ def earlier_seconds(record: dict, log: Path | None = None) -> float:
     return total
 
 
-def _job_hours(job: Job) -> float | None:
-    """Hours a finished job ran, every sitting counted, from `job.json` (None when its start or end is missing)."""
-    record = read_job_record(job.folder)
+def _job_hours(folder: str | Path) -> float | None:
+    """Hours a finished job ran, every sitting counted, from its folder's `job.json` (None when its start or end is missing)."""
+    record = read_job_record(folder)
     if not record.get("started_utc") or not record.get("ended_utc"):
         return None
     return earlier_seconds(record) / 3600
 
 
-def status(name: str, jobs: list[Job]) -> dict:
+def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) -> dict:
     """The `--status` view: each run's state and last error, the compute spent by finished runs
     (PFLOPs, wall hours) and what the rest should take, from the finished runs of the same arm
-    (or of all arms), as {rows, totals}."""
+    (or of all arms), as {rows, totals}. `archived` maps a job's folder to its copy in a study's
+    archive: a run finished there but not here is done, read from the archive (`in_archive`)."""
+    archived = archived or {}
     records = {j.folder: read_job_record(j.folder) for j in jobs}
     slurm = sacct_states([r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")])
     rows, walls = [], {}
     for j in jobs:
         state, error = run_state(j, slurm)
-        row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": records[j.folder].get("job_id"),
-               "pflops": None, "wall_hours": None}
+        final, folder, in_archive = _final_folder(j), j.folder, False
+        if state != "done" and j.folder in archived:
+            kept = RunFolder(archived[j.folder] / final.path.relative_to(j.folder))
+            if kept.finished:
+                state, error, final, folder, in_archive = "done", "", kept, str(archived[j.folder]), True
+        row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": read_job_record(folder).get("job_id"),
+               "pflops": None, "wall_hours": None, "in_archive": in_archive}
         if state == "done":
-            cost = _final_folder(j).total_compute()
+            cost = final.total_compute()
             row.update(pflops=cost["flops"] / 1e15, wall_hours=cost["wall_seconds"] / 3600)
-            walls.setdefault(j.arm, []).append(_job_hours(j) or row["wall_hours"])  # the whole job (evaluations too) where known
+            walls.setdefault(j.arm, []).append(_job_hours(folder) or row["wall_hours"])  # the whole job (evaluations too) where known
         rows.append(row)
     every = [w for ws in walls.values() for w in ws]
     left = sum((sum(walls[r["arm"]]) / len(walls[r["arm"]]) if r["arm"] in walls else (sum(every) / len(every) if every else 0.0))
@@ -479,7 +486,8 @@ def status_table(view: dict) -> str:
     for r in view["rows"]:
         pf = "" if r["pflops"] is None else f"{r['pflops']:.4g}"
         h = "" if r["wall_hours"] is None else f"{r['wall_hours']:.3f}"
-        lines.append(f"| {r['arm']} | {'-' if r['seed'] is None else r['seed']} | {r['state']} | {r['job_id'] or ''} | {pf} | {h} | {r['error']} |")
+        state = r["state"] + (" (archive)" if r.get("in_archive") else "")
+        lines.append(f"| {r['arm']} | {'-' if r['seed'] is None else r['seed']} | {state} | {r['job_id'] or ''} | {pf} | {h} | {r['error']} |")
     t = view["totals"]
     left = ("unknown (no run finished yet)" if t["train_hours_left_estimate"] is None else
             f"about {t['train_hours_left_estimate']:.2f} hours of runs at the finished runs' pace (whole jobs where job.json "

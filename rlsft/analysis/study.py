@@ -406,11 +406,13 @@ def run_transfer(cfg: StudyConfig, jobs: list[Job]) -> None:
             print(f"[study {cfg.name}] transfer: {who} seed {job.seed}: pass@1 {meta['metrics']['pass@1']['value']:.3f}")
 
 
-def study_status(path: str, overrides: list[str] | None = None) -> dict:
-    """`rlsft study CONFIG --status`: where each run of the study stands (`executors.status`)."""
+def study_status(path: str, overrides: list[str] | None = None, archive: str | None = None) -> dict:
+    """`rlsft study CONFIG --status [--archive DIR]`: where each run of the study stands
+    (`executors.status`); a run finished only in the archive (not restored yet) counts as done."""
     cfg = load_config(StudyConfig, path, overrides)
     prerequisites, matrix = plan(cfg, path)
-    return status(cfg.name, prerequisites + matrix)
+    kept = {j.folder: Path(archive) / j.arm / f"seed{j.seed}" for j in matrix} if archive else {}
+    return status(cfg.name, prerequisites + matrix, archived={f: p for f, p in kept.items() if p.is_dir()})
 
 
 def log_session(root: Path, session: dict) -> None:
