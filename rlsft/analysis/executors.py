@@ -439,9 +439,8 @@ def earlier_seconds(record: dict, log: Path | None = None) -> float:
     return total
 
 
-def _job_hours(folder: str | Path) -> float | None:
-    """Hours a finished job ran, every sitting counted, from its folder's `job.json` (None when its start or end is missing)."""
-    record = read_job_record(folder)
+def _job_hours(record: dict) -> float | None:
+    """Hours a finished job ran, every sitting counted, from its `job.json` record (None when its start or end is missing)."""
     if not record.get("started_utc") or not record.get("ended_utc"):
         return None
     return earlier_seconds(record) / 3600
@@ -458,17 +457,17 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
     rows, walls = [], {}
     for j in jobs:
         state, error = run_state(j, slurm)
-        final, folder, in_archive = _final_folder(j), j.folder, False
+        final, record, in_archive = _final_folder(j), records[j.folder], False
         if state != "done" and j.folder in archived:
             kept = RunFolder(archived[j.folder] / final.path.relative_to(j.folder))
             if kept.finished:
-                state, error, final, folder, in_archive = "done", "", kept, str(archived[j.folder]), True
-        row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": read_job_record(folder).get("job_id"),
+                state, error, final, record, in_archive = "done", "", kept, read_job_record(archived[j.folder]), True
+        row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": record.get("job_id"),
                "pflops": None, "wall_hours": None, "in_archive": in_archive}
         if state == "done":
             cost = final.total_compute()
             row.update(pflops=cost["flops"] / 1e15, wall_hours=cost["wall_seconds"] / 3600)
-            walls.setdefault(j.arm, []).append(_job_hours(folder) or row["wall_hours"])  # the whole job (evaluations too) where known
+            walls.setdefault(j.arm, []).append(_job_hours(record) or row["wall_hours"])  # the whole job (evaluations too) where known
         rows.append(row)
     every = [w for ws in walls.values() for w in ws]
     left = sum((sum(walls[r["arm"]]) / len(walls[r["arm"]]) if r["arm"] in walls else (sum(every) / len(every) if every else 0.0))

@@ -277,6 +277,11 @@ LEFT_OUT = ("model", "checkpoints", "generation.partial.json")
 _ARCHIVE_LOCK = threading.Lock()  # local workers archive from their own threads
 
 
+def archived_folder(archive: Path, job: Job) -> Path:
+    """Where `archive` keeps a run: `<arm>/seed<k>/`, as in the study folder."""
+    return Path(archive) / job.arm / f"seed{job.seed}"
+
+
 def archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
     """Copy a finished run (with its transfer measurements) into `archive/<arm>/seed<k>/`, weights
     left out, once; True when it was copied now. Written under a temporary name and renamed, so
@@ -290,7 +295,7 @@ def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
 
     from rlsft.launch import final_run
 
-    src, dst = Path(job.folder), archive / job.arm / f"seed{job.seed}"
+    src, dst = Path(job.folder), archived_folder(archive, job)
     merge_sessions(study_root(cfg), archive)
     if dst.exists() or not final_run(job.config, job.overrides).finished or transfer_evals(cfg, job):
         return False
@@ -314,7 +319,7 @@ def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
     from rlsft.launch import final_run
 
     for job in matrix:
-        src, dst = archive / job.arm / f"seed{job.seed}", Path(job.folder)
+        src, dst = archived_folder(archive, job), Path(job.folder)
         if not src.is_dir() or final_run(job.config, job.overrides).finished:
             continue
         if dst.exists():
@@ -411,7 +416,7 @@ def study_status(path: str, overrides: list[str] | None = None, archive: str | N
     (`executors.status`); a run finished only in the archive (not restored yet) counts as done."""
     cfg = load_config(StudyConfig, path, overrides)
     prerequisites, matrix = plan(cfg, path)
-    kept = {j.folder: Path(archive) / j.arm / f"seed{j.seed}" for j in matrix} if archive else {}
+    kept = {j.folder: archived_folder(archive, j) for j in matrix} if archive else {}
     return status(cfg.name, prerequisites + matrix, archived={f: p for f, p in kept.items() if p.is_dir()})
 
 
