@@ -4,13 +4,17 @@ squeue, srun and scancel on PATH; the local executor's queue, resumption and sta
 import json
 import os
 import shlex
+import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 import yaml
 from conftest import REPO, tiny_prerequisite, tiny_recipe_overrides
 
-from rlsft.analysis.executors import ClusterConfig, Job, StudyElement, read_job_record, train_command, write_job_record
+from rlsft.analysis.executors import (ClusterConfig, Job, StudyElement, read_job_record, run_local, running_elsewhere, train_command,
+                                      write_job_record)
 from rlsft.cli import main as cli_main
 
 MICRO = REPO / "configs" / "micro"
@@ -171,6 +175,37 @@ def test_local_two_by_two_study_status_and_a_killed_run_resumed(toy_model, tmp_p
     assert read_job_record(killed)["earlier_seconds"] == 100.0  # the killed sitting is counted, not lost
     assert log.read_text().startswith(first_sitting) and "resumed, after 100 s in earlier sittings" in log.read_text()
     assert "finished before, skipped" in capsys.readouterr().out
+
+
+def test_a_run_another_invocation_is_running_is_not_started_twice(toy_model, tmp_path, capsys, monkeypatch):
+    """Two invocations whose --only name the same run: the second skips it, at selection and again
+    when a worker comes free, as long as the job.json's process lives."""
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path, toy_model, name="twice", prerequisite=False)
+    root = tmp_path / "runs" / "studies" / "twice"
+    other = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(120)", "rlsft.cli", "train"],
+                             stdout=subprocess.PIPE, text=True)  # the other invocation's run
+    try:
+        assert other.stdout.readline() == "up\n"  # started: its command line is its own now, not this process's
+        folders = [root / arm / f"seed{seed}" for arm in ("r1_zero", "sft") for seed in (0, 1)]
+        for folder in folders:
+            write_job_record(folder, {"executor": "local", "host": socket.gethostname(), "pid": other.pid, "exit_code": None})
+        assert running_elsewhere(folders[0]) == other.pid
+        assert cli_main(["study", path, "--jobs", "2"]) == 0
+        out = capsys.readouterr().out
+        assert out.count(f"running in another invocation (pid {other.pid}), skipped") == 4 and "report waits" in out
+        assert [p.name for p in folders[0].iterdir()] == ["job.json"] and not list(root.glob("logs/*.log"))  # nothing started
+        job = Job("1/1 r1_zero seed 0", "r1_zero", 0, str(MICRO / "r1_zero.yaml"), [], str(folders[0]))
+        run_local("twice", [job], [{"OMP_NUM_THREADS": "1"}], tmp_path / "logs")  # the check a free worker makes
+        assert "skipped" in capsys.readouterr().out and not (tmp_path / "logs" / "r1_zero-seed0.log").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert running_elsewhere(folders[0]) is None  # a dead process runs nothing: the run resumes
+    write_job_record(folders[1], {"pid": os.getpid()})
+    assert running_elsewhere(folders[1]) is None  # this process is not another invocation
+    write_job_record(folders[2], {"exit_code": 0})
+    assert running_elsewhere(folders[2]) is None  # ended
 
 
 def test_local_workers_never_outnumber_the_cores(toy_model, tmp_path, capsys, monkeypatch):

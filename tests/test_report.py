@@ -126,9 +126,13 @@ def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
 def test_an_interrupted_study_invocation_shows_in_the_wall_time_table(tmp_path):
     from rlsft.analysis.report import study_sessions
 
-    rows = [{"started_utc": "T1", "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 10, "runs_skipped": 0, "wall_seconds": None},
-            {"started_utc": "T2", "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 4, "runs_skipped": 6, "wall_seconds": None},
-            {"started_utc": "T2", "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 4, "runs_skipped": 6, "wall_seconds": 600.0}]
+    t1, t2, t3 = "2026-11-30T17:00:00Z", "2026-11-30T18:00:00Z", "2026-11-30T18:05:00Z"
+    rows = [{"started_utc": t1, "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 10, "runs_skipped": 0, "wall_seconds": None},
+            {"started_utc": t2, "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 4, "runs_skipped": 6, "wall_seconds": None},
+            {"started_utc": t2, "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 4, "runs_skipped": 6, "wall_seconds": 600.0},
+            {"started_utc": t3, "jobs": 1, "torch_threads_per_run": 1, "runs_trained": 1, "runs_skipped": 0, "wall_seconds": None}]
     (tmp_path / "sessions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    table = [line for line in study_sessions([str(tmp_path)]) if line.startswith("| T")]
-    assert table == ["| T1 | 2 | 1 | 10 | 0 | interrupted |", "| T2 | 2 | 1 | 4 | 6 | 10.0 |"]
+    table = [line for line in study_sessions([str(tmp_path)]) if line.startswith("| 2026")]
+    # t1 was interrupted before t2 started, as far as anyone can tell; t3 started while t2 ran (t2: 10 min from 18:00)
+    assert table == [f"| {t1} | 2 | 1 | 10 | 0 | interrupted | - |", f"| {t2} | 2 | 1 | 4 | 6 | 10.0 | {t3} |",
+                     f"| {t3} | 1 | 1 | 1 | 0 | interrupted | {t2} |"]

@@ -117,6 +117,29 @@ def read_job_record(folder: str | Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def running_elsewhere(folder: str | Path) -> int | None:
+    """The pid of another live `rlsft` process on this machine that is running this run now (by
+    its `job.json`: started here, no exit code yet), else None. Two invocations whose `--only`
+    name the same run would otherwise both train it into one folder."""
+    r = read_job_record(folder)
+    pid = r.get("pid")
+    if r.get("executor") != "local" or r.get("exit_code") is not None or r.get("host") != socket.gethostname() or not pid or pid == os.getpid():
+        return None
+    try:  # a dead pid, or one reused by another program since, is not this run
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc").is_dir() else (b"rlsft" if _alive(pid) else b"")
+    except OSError:
+        return None
+    return pid if b"rlsft" in cmdline else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -172,6 +195,11 @@ def run_local(name: str, jobs: list[Job], workers: list[dict[str, str]], logs: P
         if command is None:
             return job.label, 0, None
         slot, env = free.get()
+        pid = running_elsewhere(job.folder)  # checked again here: another invocation may have started it while this one waited
+        if pid:
+            free.put((slot, env))
+            sys.stdout.write(f"[study {name}] {job.label}: running in another invocation (pid {pid}), skipped\n")
+            return job.label, 0, None
         try:
             log = logs / (f"{job.arm}-seed{job.seed}.log" if job.seed is not None else f"prerequisite-{job.arm}.log")
             sys.stdout.write(f"[study {name}] {job.label} -> {job.folder} (worker {slot}: {env}; log: {log})\n")

@@ -264,7 +264,8 @@ def cost_table(results: dict) -> list[str]:
 
 def study_sessions(paths: list[str]) -> list[str]:
     """The wall time of each `rlsft study` invocation that trained runs here (sessions.jsonl: a
-    line when it starts, another when it ends; one without an end was interrupted)."""
+    line when it starts, another when it ends; one without an end was interrupted), and the other
+    invocations it certainly ran beside, whose runs shared the machine and lengthened its runs' wall times."""
     latest: dict[tuple, dict] = {}  # (study folder, started) -> the invocation's last line
     for p in paths:
         if (Path(p) / "sessions.jsonl").is_file():
@@ -273,11 +274,37 @@ def study_sessions(paths: list[str]) -> list[str]:
     if not latest:
         return []
     lines = ["## Study wall time", "", "Each `rlsft study` invocation that trained runs (finished runs are skipped, so a resumed "
-             "study has several; an interrupted one's runs resume from their checkpoints in the next).", "",
-             "| started (UTC) | --jobs | torch threads per run | runs to train | runs skipped | wall min |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['started_utc']} | {r['jobs']} | {r['torch_threads_per_run']} | {r['runs_trained']} | {r['runs_skipped']} | "
-              + ("interrupted" if r.get("wall_seconds") is None else f"{r['wall_seconds'] / 60:.1f}") + " |" for r in latest.values()]
+             "study has several; an interrupted one's runs resume from their checkpoints in the next). *Beside*: the invocations "
+             "it certainly overlapped (an interrupted one's end is unknown, so only those that started before it and outlived "
+             "its start count); their runs shared the machine's cores.", "",
+             "| started (UTC) | --jobs | torch threads per run | runs to train | runs skipped | wall min | beside (started) |",
+             "|---|---|---|---|---|---|---|"]
+    for (p, _), r in latest.items():
+        beside = [o["started_utc"] for (q, _), o in latest.items() if q == p and o is not r and overlapped(r, o)]
+        lines.append(f"| {r['started_utc']} | {r['jobs']} | {r['torch_threads_per_run']} | {r['runs_trained']} | {r['runs_skipped']} | "
+                     + ("interrupted" if r.get("wall_seconds") is None else f"{r['wall_seconds'] / 60:.1f}") + f" | {', '.join(beside) or '-'} |")
     return lines + [""]
+
+
+def overlapped(a: dict, b: dict) -> bool:
+    """Did two study invocations (sessions.jsonl lines) certainly run at the same time? Each is
+    taken to end at its start plus its wall seconds; an interrupted one (no wall seconds) at its
+    start, the earliest it can have ended.
+
+    >>> a = {"started_utc": "2026-11-30T20:00:00Z", "wall_seconds": 3600.0}
+    >>> b = {"started_utc": "2026-11-30T20:30:00Z", "wall_seconds": None}
+    >>> c = {"started_utc": "2026-11-30T19:00:00Z", "wall_seconds": None}
+    >>> overlapped(a, b), overlapped(b, a), overlapped(a, c), overlapped(b, c)
+    (True, True, False, False)
+    """
+    from datetime import datetime
+
+    def span(r):
+        start = datetime.strptime(r["started_utc"], "%Y-%m-%dT%H:%M:%SZ").timestamp()
+        return start, start + (r.get("wall_seconds") or 0.0)
+
+    (s1, e1), (s2, e2) = span(a), span(b)
+    return (s1 <= s2 < e1) or (s2 <= s1 < e2)
 
 
 def readme_table(verdicts: list, by_id: dict) -> str:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlsft.analysis.claims import Claim
-from rlsft.analysis.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, sacct_states,
-                                      status, submit_slurm, train_command, write_job_record)
+from rlsft.analysis.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere,
+                                      sacct_states, status, submit_slurm, train_command, write_job_record)
 from rlsft.config import load_config
 from rlsft.io import UserError
 from rlsft.runs.folder import RunFolder
@@ -173,6 +173,9 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
         if final_run(job.config, job.overrides).finished:
             print(f"[study {cfg.name}] {job.label}: finished before, skipped")
             continue
+        if (pid := running_elsewhere(job.folder)) and executor != "slurm":
+            print(f"[study {cfg.name}] {job.label}: running in another invocation (pid {pid}), skipped")
+            continue
         folder = RunFolder(job.folder)
         if job.resumable and folder.path.exists() and not folder.started and job.folder not in queued:  # killed before it wrote its config
             import shutil
@@ -217,6 +220,9 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
     keep = (lambda job: archive_run(cfg, job, Path(archive))) if archive else None
     if in_process:
         for job in todo:
+            if pid := running_elsewhere(job.folder):  # started by another invocation since this one began
+                print(f"[study {cfg.name}] {job.label}: running in another invocation (pid {pid}), skipped")
+                continue
             print(f"[study {cfg.name}] {job.label} -> {job.folder}")
             folder = RunFolder(job.folder)
             write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
