@@ -49,6 +49,8 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, upstream_data, tmp_
             assert record["config"]["run"]["seed"] == seed
             # wandb: the study is the group, arm/seed the run's name, so the arms sit side by side
             assert record["config"]["run"]["group"] == "tiny-study" and record["config"]["run"]["name"] == f"{arm}/seed{seed}"
+            job = json.loads((root / arm / f"seed{seed}" / "job.json").read_text())  # in process, timed like a worker's run
+            assert job["command"] == "in process" and job["exit_code"] == 0 and job["started_utc"] <= job["ended_utc"]
 
     assert (tmp_path / "pre" / "run.json").is_file()
     report = tmp_path / "reports" / "tiny"

@@ -140,7 +140,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _now() -> str:
+def utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
@@ -207,16 +207,16 @@ def run_local(name: str, jobs: list[Job], workers: list[dict[str, str]], logs: P
             earlier = earlier_seconds(read_job_record(job.folder), log)  # before the log grows again
             with open(log, "a") as f:  # a resumed run's log keeps its earlier sittings' output
                 if earlier:
-                    f.write(f"\n==== {_now()}: resumed, after {earlier:.0f} s in earlier sittings ====\n")
+                    f.write(f"\n==== {utc_now()}: resumed, after {earlier:.0f} s in earlier sittings ====\n")
                     f.flush()
                 proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env})
                 write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": proc.pid, "worker": slot,
-                                              "env": env, "command": shlex.join(command), "log": str(log), "started_utc": _now(),
+                                              "env": env, "command": shlex.join(command), "log": str(log), "started_utc": utc_now(),
                                               "exit_code": None, "ended_utc": None, "earlier_seconds": earlier})
                 rc = proc.wait()
-                write_job_record(job.folder, {"exit_code": rc, "ended_utc": _now()})
+                write_job_record(job.folder, {"exit_code": rc, "ended_utc": utc_now()})
                 for extra in (then(job) if then and rc == 0 else []):
-                    f.write(f"\n==== {_now()}: {shlex.join(extra)} ====\n")
+                    f.write(f"\n==== {utc_now()}: {shlex.join(extra)} ====\n")
                     f.flush()
                     rc = subprocess.run(extra, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
                     if rc != 0:
@@ -250,9 +250,9 @@ class StudyElement:
         if now is None:
             return 0
         env = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID"), os.environ.get("SLURM_JOB_ID")
-        write_job_record(job.folder, {"started_utc": _now(), "host": socket.gethostname(), "slurm_env": list(env), "command": shlex.join(now)})
+        write_job_record(job.folder, {"started_utc": utc_now(), "host": socket.gethostname(), "slurm_env": list(env), "command": shlex.join(now)})
         rc = subprocess.run(now).returncode
-        write_job_record(job.folder, {"exit_code": rc, "ended_utc": _now()})
+        write_job_record(job.folder, {"exit_code": rc, "ended_utc": utc_now()})
         if rc:
             raise RuntimeError(f"{job.label}: `{shlex.join(now)}` exited {rc}")
         return rc
@@ -340,7 +340,7 @@ def submit_slurm(name: str, root: Path, prerequisites: list[Job], jobs: list[Job
 
 def _record_submission(root: Path, job: Job, sub, command: list[str]) -> None:
     record = {"executor": "slurm", "job_id": sub.job_id, "label": job.label, "command": shlex.join(command),
-              "log": str(sub.paths.stdout), "submitted_utc": _now(), "exit_code": None, "ended_utc": None}
+              "log": str(sub.paths.stdout), "submitted_utc": utc_now(), "exit_code": None, "ended_utc": None}
     write_job_record(job.folder, record)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "submissions.jsonl", "a", encoding="utf-8") as f:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rlsft.analysis.claims import Claim
 from rlsft.analysis.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere,
-                                      sacct_states, status, submit_slurm, train_command, write_job_record)
+                                      sacct_states, status, submit_slurm, train_command, utc_now, write_job_record)
 from rlsft.config import load_config
 from rlsft.io import UserError
 from rlsft.runs.folder import RunFolder
@@ -204,9 +204,9 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
     for pre in pending_pre:  # once, before any arm, in this process with every core; an unfinished one resumes
         print(f"[study {cfg.name}] prerequisite {pre.config} -> {pre.folder}")
         write_job_record(pre.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
-                                      "command": "in process", "exit_code": None, "ended_utc": None})
+                                      "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
         train_from_config(pre.config, resume=pre.folder if RunFolder(pre.folder).started else None)
-        write_job_record(pre.folder, {"exit_code": 0})
+        write_job_record(pre.folder, {"exit_code": 0, "ended_utc": utc_now()})
     # How long this invocation took, for the report (skipped runs cost nothing): one line when it
     # starts and one when it ends, so an invocation that was killed still shows, as interrupted.
     t0 = time.time()
@@ -226,9 +226,9 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
             print(f"[study {cfg.name}] {job.label} -> {job.folder}")
             folder = RunFolder(job.folder)
             write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
-                                          "command": "in process", "exit_code": None, "ended_utc": None})
+                                          "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
             train_from_config(job.config, job.overrides, resume=job.folder if job.resumable and folder.started else None)
-            write_job_record(job.folder, {"exit_code": 0})
+            write_job_record(job.folder, {"exit_code": 0, "ended_utc": utc_now()})
             run_transfer(cfg, [job])
             if keep:
                 keep(job)
