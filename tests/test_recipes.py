@@ -178,6 +178,7 @@ def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, t
     overrides = [o for o in tiny_recipe_overrides(toy_model, tmp_path / "run") if o != "run.report_to=none"]
     run_recipe(MICRO / "r1_zero.yaml", overrides + GRPO_TINY + ["run.report_to=wandb", "run.group=my-study", "run.name=r1_zero/seed0"])
     # the study is the group, arm/seed the name, and the lab's own config travels with TRL's
+    wandb.teardown()  # the service writes the run's file asynchronously; stopping it flushes every record before the file is read
     (kw,) = seen
     assert kw["group"] == "my-study" and kw["name"] == "r1_zero/seed0" and kw["config"]["rlsft"]["data"]["task"] == "micro-arith"
     (log,) = (tmp_path / "wandb").rglob("offline-run-*/run-*.wandb")
