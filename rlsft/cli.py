@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="Markdown report with plots from run or study folders", allow_abbrev=False)
     r.add_argument("runs", nargs="+", help="run folders, or folders holding them (a study, a pipeline)")
     r.add_argument("--out", required=True, help="report folder, e.g. reports/NAME/")
-    r.add_argument("--task", default="micro-arith", help="held-out task the report reads")
+    r.add_argument("--task", default=None, help="held-out task the report reads (default: the --claims study's task, else micro-arith)")
     r.add_argument("--claims", default=None, help="a study YAML whose claims to check on these runs")
     r.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             print(summary_line(record), file=sys.stderr)
         elif args.command == "study":
             from rlsft.analysis.report import make_report
-            from rlsft.analysis.study import all_finished, run_study, study_root
+            from rlsft.analysis.study import all_finished, run_study, study_root, study_task
 
             if args.status:
                 from rlsft.analysis.executors import status_table
@@ -199,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
             if not all_finished(cfg, args.config):
                 print(f"[study {cfg.name}] the report waits until every run has finished (rlsft study {args.config} --status)")
                 return 0
-            out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", claims=cfg.claims,
+            out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", task=study_task(cfg), claims=cfg.claims,
                               title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm, scope=cfg.scope,
-                              panels=cfg.panels, allow_mixed_commits=args.allow_mixed_commits)
+                              panels=cfg.panels, allow_mixed_commits=args.allow_mixed_commits, choose=cfg.choose)
+            if cfg.choose is not None:
+                print(f"[study {cfg.name}] sweep: {json.loads((out / 'sweep.json').read_text())['line']}")
             print(f"report: {out / 'report.md'}")
         elif args.command == "bench":
             from rlsft.analysis.bench import BenchArgs, main_bench
@@ -213,16 +215,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             from rlsft.analysis.report import make_report
 
-            claims, knobs, title, base_arm, scope, panels = None, None, None, None, None, None
+            claims, knobs, title, base_arm, scope, panels, choose, task = None, None, None, None, None, None, None, args.task
             if args.claims:
-                from rlsft.analysis.study import StudyConfig
+                from rlsft.analysis.study import StudyConfig, study_task
                 from rlsft.config import load_config
 
                 study = load_config(StudyConfig, args.claims)
-                claims, knobs, title, base_arm, scope, panels = (study.claims, study.knobs_changed_after_results, f"Study {study.name}",
-                                                                 study.base_arm, study.scope, study.panels)
-            out = make_report(args.runs, args.out, task=args.task, claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm, scope=scope,
-                              panels=panels, allow_mixed_commits=args.allow_mixed_commits)
+                claims, knobs, title, base_arm, scope, panels, choose = (study.claims, study.knobs_changed_after_results, f"Study {study.name}",
+                                                                         study.base_arm, study.scope, study.panels, study.choose)
+                task = task or study_task(study)
+            out = make_report(args.runs, args.out, task=task or "micro-arith", claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm,
+                              scope=scope, panels=panels, allow_mixed_commits=args.allow_mixed_commits, choose=choose)
             print(f"report: {out / 'report.md'}")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

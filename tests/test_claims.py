@@ -103,6 +103,48 @@ def test_coverage_and_width_of_evaluate_claims_interval(spread):
     assert abs(np.mean(widths) / analytic - 1) < 0.10, (spread, np.mean(widths), analytic)
 
 
+@pytest.mark.parametrize("k", [4, 16])
+def test_coverage_for_an_arm_that_did_nothing_is_set_by_samples_not_problems(k):
+    """The regime of a real-model study's no-op arm: seeds that agree (no effect and no spread between
+    seeds), 5 seeds, 64 problems x k samples, a weak model (most problems never solved, the rest
+    rarely), each arm's samples drawn afresh. The only variance is sampling, which the t interval
+    over seeds estimates; a floor counted in problems (one problem's step, 1) dwarfs it and covers
+    about 100%, a floor at one sample's step (1/k, from `scores["samples"]`) binds only when seeds
+    agree exactly. The 90% interval must cover the truth 0 in 86-94% of 1,000 runs (the coverage's
+    own sd is 0.01): too wide fails, as does too narrow."""
+    import numpy as np
+
+    rng = np.random.default_rng(k)
+    claim = Claim(id="N", text="no effect", metric="accuracy", arm="rl", against="base", direction="greater")
+    seeds, n, covered, sims = 5, 64, 0, 1000
+    counts = {s: {f"q{i}": float(k) for i in range(n)} for s in range(seeds)}
+    for _ in range(sims):
+        q = np.where(rng.random(n) < 0.85, 0.0, rng.uniform(0.0, 0.3, n))  # per-problem accuracy, shared by arm and base
+        acc = {name: rng.binomial(k, q, size=(seeds, n)) / k for name in ("rl", "base")}
+        scores = {"accuracy": {name: {s: {f"q{i}": float(a[s, i]) for i in range(n)} for s in range(seeds)} for name, a in acc.items()},
+                  "samples": {"rl": counts, "base": counts}}
+        v = evaluate_claim(claim, scores)
+        covered += v.ci_low <= 0.0 <= v.ci_high
+    assert 0.86 <= covered / sims <= 0.94, (k, covered / sims)
+
+
+def test_the_floor_steps_by_one_sample_and_binds_only_where_seeds_agree():
+    """Seeds whose differences are all exactly 0 (an arm identical to the base) get the floor of one
+    discordant sample pair among 64 problems x 4 samples, not of a problem pair; pass@K steps by K/m."""
+    import math
+
+    zero = {s: problems(0.0, 64) for s in range(5)}
+    counts = {s: problems(4.0, 64) for s in range(5)}
+    v = evaluate_claim(C1, {"accuracy": {"rl": zero, "base": zero}, "samples": {"rl": counts, "base": counts}})
+    assert math.isclose(v.detail["se"], math.sqrt(2 * 0.25**2 / (65 * 66) / 5))
+    without_counts = evaluate_claim(C1, {"accuracy": {"rl": zero, "base": zero}})  # one sample a problem
+    assert math.isclose(without_counts.detail["se"], 4 * v.detail["se"])
+    p4 = Claim(id="P", text="pass@4", metric="pass@4", arm="rl", against="base", direction="greater")
+    m16 = {s: problems(16.0, 64) for s in range(5)}
+    v4 = evaluate_claim(p4, {"pass@4": {"rl": zero, "base": zero}, "samples": {"rl": m16, "base": m16}})
+    assert math.isclose(v4.detail["se"], v.detail["se"])  # K/m = 4/16, the step of pass@1 over 4 samples
+
+
 def test_matched_compute_reads_each_arm_within_the_budget():
     """At 0.002 PFLOPs, distillation (already at 0.6 there) beats RL (0.4 there), although RL ends higher
     at its own, larger budget; a budget below an arm's first point is inconclusive, never extrapolated."""
@@ -193,3 +235,21 @@ def test_a_named_arms_budget_reads_every_one_of_its_runs_at_its_end():
     v = evaluate_claim(claim, {}, {"distill": {0: 0.0021, 1: 0.0019}}, curves)
     assert v.detail["at_pflops"] == 0.0021 and v.detail["arm_mean"] == 0.6  # both seeds at their ends (0.5, 0.7)
     assert v.detail["against_mean"] == 0.4  # rl read at 0.00205, within the budget
+
+
+def test_short_arm_notes_read_the_seeds_the_claim_pairs():
+    """RL has 5 seeds, distillation 3: the claim pairs seeds 0-2, so RL's seeds 3 and 4, which ended
+    under the budget, neither make RL "short" nor lower the PFLOPs it is read at."""
+    claim = Claim(id="R4", text="distill beats RL at matched compute", metric="accuracy", arm="distill", against="rl",
+                  direction="greater", at_pflops=0.002)
+
+    def curve(values, seed):
+        return [(x, {f"q{i}": v + 0.01 * ((i + seed) % 3 - 1) for i in range(50)}) for x, v in values]
+
+    curves = {"accuracy": {
+        "distill": {s: curve([(0.0, 0.3), (0.002, 0.6)], s) for s in range(3)},
+        "rl": {**{s: curve([(0.0, 0.3), (0.002, 0.4)], s) for s in range(3)}, **{s: curve([(0.0, 0.3), (0.0005, 0.3)], s) for s in (3, 4)}},
+    }}
+    v = evaluate_claim(claim, {}, None, curves)
+    assert v.n_seeds == 3 and "short" not in v.detail, v.detail
+    assert v.detail["read_at_pflops"]["rl"] == 0.002 and v.verdict == "reproduced"

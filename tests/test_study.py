@@ -225,3 +225,35 @@ def test_a_half_copied_archive_entry_is_not_a_run(tmp_path):
         (tmp_path / "arm" / name).mkdir(parents=True)
         (tmp_path / "arm" / name / "run.json").write_text("{}")
     assert [r.path.name for r in RunFolder.find([tmp_path])] == ["seed0"]
+
+
+def test_a_study_reads_its_own_task_not_micro_arith(tmp_path, capsys):
+    """A study evaluated on GSM8K reports GSM8K: `task:` names it, else the base arm's first eval task;
+    `rlsft report --claims` reads that task where it is given none."""
+    from test_report import fake_run
+
+    from rlsft.analysis.study import StudyConfig, study_task
+    from rlsft.config import from_dict
+
+    recipes = {"r1_zero": str(MICRO / "r1_zero.yaml")}
+    assert study_task(from_dict(StudyConfig, {"name": "s", "recipes": recipes})) == "micro-arith"
+    assert study_task(from_dict(StudyConfig, {"name": "s", "recipes": recipes, "overrides": ["eval.tasks=[gsm8k]"]})) == "gsm8k"
+    assert study_task(from_dict(StudyConfig, {"name": "s", "recipes": recipes, "task": "micro-countdown"})) == "micro-countdown"
+
+    for seed in (0, 1, 2):  # samples written under gsm8k/ only
+        run = tmp_path / "runs" / "r1_zero" / f"seed{seed}"
+        fake_run(run, seed, before_correct=False, after_correct=True)
+        for which in ("eval_before", "eval_after"):
+            (run / which / "t").rename(run / which / "gsm8k")
+        record = json.loads((run / "run.json").read_text())
+        record.update(recipe="grpo", provenance={"git_commit": "abc"})
+        record["compute"]["device"] = "cpu"
+        (run / "run.json").write_text(json.dumps(record))
+    study = {"name": "gsm", "recipes": recipes, "overrides": ["eval.tasks=[gsm8k]"],
+             "claims": [{"id": "G", "text": "RL beats the base on GSM8K", "metric": "accuracy", "arm": "r1_zero", "against": "base",
+                         "direction": "greater"}]}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    assert cli_main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), "--claims", str(tmp_path / "study.yaml")]) == 0
+    (verdict,) = json.loads((tmp_path / "report" / "verdicts.json").read_text())
+    assert verdict["n_seeds"] == 3 and verdict["n_problems"] == 1 and "missing" not in verdict["detail"]
+    assert "task `gsm8k`" in (tmp_path / "report" / "report.md").read_text()

@@ -17,13 +17,25 @@ of each seed's mean paired difference.
   interval lies inside (-threshold, +threshold), `not reproduced` when it lies wholly outside.
 
 **Interval** (`METHOD`): a t interval over seeds (df = seeds - 1) whose standard error is at least
-the within-seed sampling error, so a study whose seeds happened to agree (or were all 0) cannot
-give a zero-width interval: se^2 = max(s^2 / S, mean_s(f_s) / S), s the sd of the per-seed
-differences and f_s the sampling variance seed s would have with one discordant problem pair among
-its n problems, 2 / ((n + 1)(n + 2)) (`discordant_floor`, after Bonett and Price's matched
-proportions). The floor binds only where seeds agree by the accident of discrete scores. Its coverage and width are checked
-by simulation through `evaluate_claim` in tests/test_claims.py. With fewer than `MIN_SEEDS` seeds
-a study is a pilot: it gets an estimate and an interval, and the verdict `pilot`, not a decision.
+the least sampling error a seed's discrete scores allow, so a study whose seeds happened to agree
+(or were all 0) cannot give a zero-width interval: se^2 = max(s^2 / S, mean_s(f_s) / S), s the sd of
+the per-seed differences and f_s = 2 u^2 / ((n + 1)(n + 2)) (`discordant_floor`) for seed s's n
+paired problems. u is the metric's own step (`metric_unit`): the most one sample can move one
+problem's score, 1/m for pass@1 (and mixing, format) over m samples a problem, and K/m for the
+unbiased pass@K from m >= K samples (adding the first correct sample moves 1 - C(m-c, K)/C(m, K) by
+C(m-1, K-1)/C(m, K) = K/m, its largest step). f_s is then the variance of a seed's mean with one
+discordant pair (+u and -u, as Bonett and Price add to matched proportions) among its n problems.
+Scores that carry no sample counts count one sample a problem (u = 1 for pass@1).
+
+Why a constant at the metric's step, and not the within-seed variance estimated from the per-problem
+scores: s^2 already estimates each seed's sampling variance together with the spread that training
+adds, without bias. A floor at a second estimate of the same variance takes the larger of two
+unbiased estimates, which biases the standard error up: in the coverage test's regime (an arm that
+did nothing, 64 problems, 4 or 16 samples) that interval covers well above the 90% asked, the excess
+a floor counted in problems had. The constant binds only where the seeds agree by the accident of
+discrete scores. Coverage and width are checked by simulation through `evaluate_claim` in
+tests/test_claims.py. With fewer than `MIN_SEEDS` seeds a study is a pilot: it gets an estimate and
+an interval, and the verdict `pilot`, not a decision.
 
 **Family-wise error.** Each claim also gets a p-value; `holm` adjusts them across a study's claim
 family (Holm's step-down), and `verdict_holm` is `reproduced` only where the adjusted p-value stays
@@ -50,7 +62,8 @@ paired by seed: per seed, (arm - base) / arm PFLOPs minus (against - base) / aga
 same problems, then the same t interval over seeds.
 
 Arms are read from per-problem scores: {seed: {problem_id: value}}, value the mean over the K
-samples of `correct` (accuracy) or `mixed` (mixing rate).
+samples of `correct` (accuracy) or `mixed` (mixing rate); `scores["samples"]` (same shape) holds each
+problem's sample count, which sets the floor's step.
 """
 
 from __future__ import annotations
@@ -66,7 +79,7 @@ MATCHED = 0.9  # a matched-compute claim needs every run of both arms read at 90
 ALPHA = 0.05  # each claim's test level: one-sided tests and TOST at 5%, read off a 90% two-sided interval
 MIN_SEEDS = 3  # fewer seeds: a pilot (estimates, no verdict)
 METHOD = ("t interval over seeds (df = seeds - 1) of each seed's paired mean difference, its standard error at least that "
-          "of one discordant problem pair per seed")
+          "of one discordant pair per seed at the metric's step (one sample: 1/m for pass@1 over m samples, K/m for pass@K)")
 TESTS = {"greater": "one-sided t test", "less": "one-sided t test", "within": "TOST (two one-sided t tests)"}
 
 
@@ -263,8 +276,10 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     (arm - base) / PFLOP of the arm minus (against - base) / PFLOP of the against arm.
     `teacher_pflops[arm]` is the training compute of an arm's teacher (for `teacher_students`).
     """
-    read_at: dict[str, float] = {}  # matched-compute claims: mean PFLOPs at which each arm was read
-    short: dict[str, float] = {}  # ... and each arm's least, where it is under MATCHED of the budget
+    counts = scores.get("samples", {})  # arm -> seed -> problem -> samples drawn: the floor's step
+    read_at: dict[str, float] = {}  # matched-compute claims: mean PFLOPs at which each arm was read (over the paired seeds)
+    short: dict[str, float] = {}  # ... and each arm's least over the paired seeds, where it is under MATCHED of the budget
+    read_points: dict[str, dict[int, float]] = {}  # arm -> seed -> PFLOPs it was read at
     if isinstance(claim.at_pflops, str):  # the whole budget of a named arm: its largest PFLOPs per run
         runs = (pflops or {}).get(claim.at_pflops)  # (not the mean: FLOPs vary with completion lengths, and
         if not runs:                                 # a seed above the mean would be read before its end)
@@ -273,17 +288,16 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     against = f"before:{claim.arm}" if claim.against == "before" else claim.against
     claim = dataclasses.replace(claim, against=against)
     if claim.at_pflops is not None:
-        by_arm = {}
+        by_arm, counts = {}, {}
         for name in (claim.arm, claim.against):
             shift = (teacher_pflops or {}).get(name, 0.0) / claim.teacher_students if claim.teacher_students and name == claim.arm else 0.0
             per_seed = {seed: at_budget([(x + shift, v) for x, v in points], claim.at_pflops)
                         for seed, points in (curves or {}).get(claim.metric, {}).get(name, {}).items()}
             if per_seed and all(per_seed.values()):
                 by_arm[name] = {seed: point[1] for seed, point in per_seed.items()}
-                read_at[name] = _mean_list(point[0] for point in per_seed.values())
-                least = min(point[0] for point in per_seed.values())
-                if least < MATCHED * claim.at_pflops:
-                    short[name] = least
+                counts[name] = {seed: (at_budget([(x + shift, v) for x, v in points], claim.at_pflops) or (0, {}))[1]
+                                for seed, points in (curves or {}).get("samples", {}).get(name, {}).items()}
+                read_points[name] = {seed: point[0] for seed, point in per_seed.items()}
         scores = {claim.metric: {**scores.get(claim.metric, {}), **by_arm}}
         if claim.teacher_students:
             read_at["teacher_pflops_counted"] = (teacher_pflops or {}).get(claim.arm, 0.0) / claim.teacher_students
@@ -303,11 +317,17 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         diffs = paired_seed_differences(by_arm[claim.arm], by_arm[claim.against])
         if not diffs:
             return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": "no shared seeds"})
-        floors = [discordant_floor(len(d)) for d in diffs.values()]
+        involved = [claim.arm, claim.against] + ([f"before:{claim.arm}", f"before:{claim.against}"] if claim.from_start else [])
+        units = seed_units(claim.metric, counts, involved)
+        floors = [discordant_floor(len(d), units.get(s, 1.0)) for s, d in diffs.items()]
         stats = claim_interval([_mean_list(d) for d in diffs.values()], floors, claim.direction, claim.threshold, claim.alpha)
         paired = {a: {s: by_arm[a][s] for s in diffs} for a in (claim.arm, claim.against)}  # the seeds the estimate pairs
         detail = {"arm_mean": _mean_of(paired[claim.arm]), "against_mean": _mean_of(paired[claim.against])}
-        if claim.at_pflops is not None:
+        if claim.at_pflops is not None:  # read and judged "short" on the seeds the estimate pairs, not on every seed an arm has
+            for name, points in read_points.items():
+                read_at[name] = _mean_list(points[s] for s in diffs)
+                if min(points[s] for s in diffs) < MATCHED * claim.at_pflops:
+                    short[name] = min(points[s] for s in diffs)
             detail.update(at_pflops=claim.at_pflops, read_at_pflops=read_at)
     else:
         base = by_arm["base"]
@@ -320,8 +340,9 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         ga = [_mean_list(a[s]) / pflops[claim.arm][s] for s in seeds]
         gb = [_mean_list(b[s]) / pflops[claim.against][s] for s in seeds]
         # each seed's floor, in gain per PFLOP: one discordant pair in each arm's differences from the base
-        floors = [discordant_floor(len(a[s])) / pflops[claim.arm][s] ** 2 + discordant_floor(len(b[s])) / pflops[claim.against][s] ** 2
-                  for s in seeds]
+        ua, ub = seed_units(claim.metric, counts, [claim.arm, "base"]), seed_units(claim.metric, counts, [claim.against, "base"])
+        floors = [discordant_floor(len(a[s]), ua.get(s, 1.0)) / pflops[claim.arm][s] ** 2
+                  + discordant_floor(len(b[s]), ub.get(s, 1.0)) / pflops[claim.against][s] ** 2 for s in seeds]
         stats = claim_interval([x - y for x, y in zip(ga, gb)], floors, claim.direction, claim.threshold, claim.alpha)
         detail = {"arm_gain_per_pflop": list(seed_t_interval(ga)), "against_gain_per_pflop": list(seed_t_interval(gb)),
                   "arm_pflops": _mean_list(pflops[claim.arm][s] for s in seeds), "against_pflops": _mean_list(pflops[claim.against][s] for s in seeds)}
@@ -349,16 +370,49 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     return Verdict(claim.id, verdict, est, lo, hi, len(diffs), n_problems, detail, **how)
 
 
-def discordant_floor(n: int) -> float:
+def discordant_floor(n: int, unit: float = 1.0) -> float:
     """The least sampling variance a seed's mean paired difference over n problems is given: that
-    of n differences all 0 but for one discordant pair (+1 and -1, as Bonett and Price add to
-    matched proportions), 2 / ((n + 1)(n + 2)). It binds only where seeds agree by the accident of
-    discrete scores (all 0, say); elsewhere the spread over seeds is larger.
+    of n differences all 0 but for one discordant pair (+unit and -unit, as Bonett and Price add to
+    matched proportions), 2 unit^2 / ((n + 1)(n + 2)). `unit` is the metric's step
+    (`metric_unit`): one sample's move of one problem's score. It binds only where seeds agree by
+    the accident of discrete scores (all 0, say); elsewhere the spread over seeds is larger.
 
-    >>> round(discordant_floor(32), 6)
+    >>> round(discordant_floor(32), 6)  # one sample a problem
     0.001783
+    >>> round(discordant_floor(64, unit=0.25) ** 0.5, 4)  # 64 problems x 4 samples: a seed's least standard error
+    0.0054
     """
-    return 2.0 / ((n + 1) * (n + 2)) if n else 0.0
+    return 2.0 * unit * unit / ((n + 1) * (n + 2)) if n else 0.0
+
+
+def metric_unit(metric: str, samples: int | None) -> float:
+    """The most one sample can move one problem's score: 1/m for a mean over m samples (pass@1,
+    mixing, format), K/m for the unbiased pass@K from m samples (its step when the first correct
+    sample comes in); 1 where the sample count is unknown (one sample a problem).
+
+    >>> metric_unit("accuracy", 4), metric_unit("pass@4", 16), metric_unit("mixing", None), metric_unit("pass@8", 8)
+    (0.25, 0.25, 1.0, 1.0)
+    """
+    k = int(metric.split("@")[1]) if metric.startswith("pass@") else 1
+    return min(1.0, k / samples) if samples else 1.0
+
+
+def seed_units(metric: str, counts: dict[str, dict[int, dict[str, float]]], arms: list) -> dict[int, float]:
+    """Per seed, the step of a difference between `arms` (`metric_unit` at the fewest samples any of
+    them drew for a problem): the larger arm's step, since one sample of either moves the difference.
+    `counts[arm][seed][problem_id]` = samples; a seed or arm without counts steps by 1.
+
+    >>> seed_units("accuracy", {"rl": {0: {"a": 4, "b": 4}}, "base": {0: {"a": 16}}}, ["rl", "base"])
+    {0: 0.25}
+    >>> seed_units("accuracy", {"rl": {0: {"a": 4}}}, ["rl", "base"])
+    {0: 1.0}
+    """
+    arms = [a for a in arms if a is not None]  # a level claim's zero arm draws no samples
+    out = {}
+    for s in sorted({s for a in arms for s in counts.get(a, {})}):
+        fewest = [min(counts.get(a, {}).get(s, {}).values(), default=0) for a in arms]
+        out[s] = max(metric_unit(metric, int(m)) for m in fewest) if all(fewest) else 1.0
+    return out
 
 
 def _var(values: list[float]) -> float:

@@ -86,7 +86,7 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
     PFLOPs spent. Each point is the mean over seeds at an evaluated checkpoint with the 90% interval
     the verdicts use (`claims.claim_interval`, its floor included). A line joins an arm's points only
     where it has 3 or more evaluated checkpoints, so a line is a measured curve; fewer stand as points."""
-    from rlsft.analysis.claims import claim_interval, discordant_floor
+    from rlsft.analysis.claims import claim_interval, discordant_floor, metric_unit
 
     plt = _pyplot()
     curves = results["compute_curves"]
@@ -109,7 +109,9 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
                 xs, mid, lo, hi = [], [], [], []
                 for i in range(n):
                     per_seed = [sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed]
-                    r = claim_interval(per_seed, [discordant_floor(len(by_seed[s][i][1])) for s in by_seed], "greater", 0.0)
+                    counts = {s: curves.get("samples", {}).get(arm, {}).get(s, [])[i:i + 1] for s in by_seed}  # [(pflops, {id: samples})]
+                    units = {s: metric_unit(metric, min(c[0][1].values(), default=0)) if c else 1.0 for s, c in counts.items()}
+                    r = claim_interval(per_seed, [discordant_floor(len(by_seed[s][i][1]), units[s]) for s in by_seed], "greater", 0.0)
                     xs.append(sum(by_seed[s][i][0] for s in by_seed) / len(by_seed))
                     mid.append(r["estimate"])
                     lo.append(r["low"] if r["low"] is not None else r["estimate"])

@@ -32,7 +32,7 @@ PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k sam
 def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
     """{metric: {problem_id: value}}: the mean over samples of correct (accuracy), correct_lenient
     (accuracy_lenient: lenient extraction), mixed (mixing), format_ok and length, and pass@k for
-    each k in `PASS_KS` up to the samples per problem.
+    each k in `PASS_KS` up to the samples per problem; `samples` is each problem's sample count.
 
     A problem with a sample the checker could not verify (None: it ran past its time limit, see
     rlsft.scoring.pool) is left out of that extraction's accuracy and pass@k, as the run's own
@@ -46,7 +46,9 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
         return {}
     acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     unverified: dict[str, set[str]] = defaultdict(set)  # metric -> problems with an unverifiable sample
+    drawn: dict[str, float] = defaultdict(float)  # problem -> samples drawn
     for s in read_jsonl(path):
+        drawn[s["id"]] += 1
         for key, name in (("correct", "accuracy"), ("correct_lenient", "accuracy_lenient"), ("mixed", "mixing"), ("format_ok", "format"),
                           ("length", "length")):
             if s.get(key) is not None:
@@ -57,6 +59,7 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
         for i in ids:
             acc[name].pop(i, None)
     out = {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}
+    out["samples"] = dict(drawn)  # per problem: the step of the claims' floor
     n = min((len(v) for v in acc["accuracy"].values()), default=0)
     for k in (k for k in PASS_KS if k <= n):
         out[f"pass@{k}"] = {i: pass_at_k(len(v), int(sum(v)), k) for i, v in acc["accuracy"].items()}
@@ -348,6 +351,41 @@ def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
             "and lenient extraction.", "", "| arm | step | seeds | PFLOPs | pass@1 | pass@1 lenient |", "|---|---|---|---|---|---|", *rows, ""]
 
 
+def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[int, dict[str, float]]]:
+    """Every evaluated checkpoint of every arm as a sweep candidate, `arm@step` -> {seed: {problem_id:
+    value}}; the end of a run is named by its step count (`training.max_steps`) where it has one."""
+    out: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    for arm, by_seed in sorted(results["folders"].items()):
+        for seed, run in by_seed.items():
+            last = run.record.get("config", {}).get("training", {}).get("max_steps") or "final"
+            for pt in run.record.get("curve", []):
+                folder = run.eval_dir("after") if pt["step"] == "final" else run.curve_dir(pt["step"], task).parent
+                values = per_problem(folder, task).get(metric)
+                if values:
+                    out[f"{arm}@{last if pt['step'] == 'final' else pt['step']}"][seed] = values
+    return dict(out)
+
+
+def sweep_section(results: dict, rule, task: str) -> tuple[list[str], "Choice"]:
+    """The report's "Sweep choice": the preregistered rule (`rlsft.analysis.sweep`) applied to every
+    checkpoint of every arm against the base, a line saying what it picks and why, and the table."""
+    from rlsft.analysis.claims import metric_unit
+    from rlsft.analysis.sweep import choose
+
+    base = results["scores"].get(rule.metric, {}).get("base", {})
+    counts = results["scores"].get("samples", {}).get("base", {})
+    unit = metric_unit(rule.metric, min((min(c.values()) for c in counts.values() if c), default=0))
+    choice = choose(rule, sweep_candidates(results, task, rule.metric), base, unit)
+    rows = [f"| {r['candidate']} | {r['estimate']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] | {'yes' if r['separates'] else 'no'} |"
+            for r in choice.rows]
+    lines = ["## Sweep choice", "", f"Rule (the study's `choose:`, written before the runs): a candidate separates from the base when the "
+             f"low end of its 90% interval on {rule.metric} is above 0; the best that separates wins, ties within {rule.margin} go "
+             f"to the first in `prefer` ({', '.join(rule.prefer) or 'none'}); when none separates, the fallback "
+             f"({rule.fallback or 'none written'}) applies.", "", f"**{choice.line}.**", "",
+             "| candidate | minus base | 90% interval | separates |", "|---|---|---|---|", *rows, ""]
+    return lines, choice
+
+
 def run_commits(runs: list[RunFolder]) -> dict[str, int]:
     """{git commit: number of runs (stages included)} of the runs a report reads."""
     commits: dict[str, int] = {}
@@ -374,9 +412,10 @@ def _method(claim, verdict) -> str:
 
 def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
                 knobs_changed: list[str] | None = None, base_arm: str | None = None, allow_mixed_commits: bool = False,
-                scope: list[str] | None = None, panels: dict[str, list[str]] | None = None) -> Path:
+                scope: list[str] | None = None, panels: dict[str, list[str]] | None = None, choose=None) -> Path:
     """Write report.md and its PNGs to `out` (through a temporary folder: never half a report).
     `scope`: the study's own statements of what it can and cannot show, printed under the claims.
+    `choose`: a sweep's rule (`sweep.SweepRule`); its choice goes under the claims and into sweep.json.
 
     A report's runs must come from one clean commit; `allow_mixed_commits` writes it anyway, with
     the mix at the top. Runs inside `out` (a study's archive, `out/runs/`) are kept: the new report
@@ -445,6 +484,10 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
             for v in verdicts:
                 if "short" in v.detail:
                     lines += [f"**{v.claim}** is read with one arm short of its budget: {v.detail['short']}.", ""]
+        if choose is not None:
+            sweep_lines, choice = sweep_section(results, choose, task)
+            lines += sweep_lines
+            atomic_write(work / "sweep.json", json.dumps(choice.__dict__, indent=2))
         if scope:
             lines += ["## What this study can and cannot show", "", "From the study's YAML (`scope:`).", ""] + [f"- {x}" for x in scope] + [""]
         # 2-4. the figures and the language of the reasoning

@@ -22,6 +22,7 @@ from pathlib import Path
 from rlsft.analysis.claims import Claim
 from rlsft.analysis.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere,
                                       sacct_states, status, submit_slurm, train_command, utc_now, write_job_record)
+from rlsft.analysis.sweep import SweepRule
 from rlsft.config import load_config
 from rlsft.io import UserError
 from rlsft.runs.folder import RunFolder
@@ -56,6 +57,8 @@ class StudyConfig:
     panels: dict[str, list[str]] = field(default_factory=dict)  # the headline figure's small multiples: panel title -> arms
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # what each run asks of a Slurm cluster or a GPU node (--executor)
     transfer: list[TransferConfig] = field(default_factory=list)  # measured once every run has finished (`run_transfer`)
+    task: str | None = None  # the held-out task the claims and the report read (default: the base arm's first eval task)
+    choose: SweepRule | None = None  # a sweep's preregistered rule for the setting it picks (`rlsft.analysis.sweep`)
 
 
 def study_root(cfg: StudyConfig) -> Path:
@@ -103,10 +106,9 @@ def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
     return prerequisites, jobs
 
 
-def eval_samples(cfg: StudyConfig, arm: str) -> dict[str, int]:
-    """Samples per problem an arm's runs are evaluated with: `before` (its starting model), `after`
-    (its final model) and `curve` (its checkpoints on the way; 0 without any); a pipeline's are
-    its first stage's start and its last stage's end and checkpoints."""
+def arm_evals(cfg: StudyConfig, arm: str):
+    """The `eval` sections of an arm's first and last stage (the same for a single recipe), as the
+    study's overrides leave them."""
     from rlsft.launch import is_pipeline, load_recipe_config, pipeline_stages
 
     overrides = run_overrides(cfg, arm, (cfg.arm_seeds.get(arm) or cfg.seeds)[0])
@@ -114,7 +116,23 @@ def eval_samples(cfg: StudyConfig, arm: str) -> dict[str, int]:
         stages = [c for _, _, c, _ in pipeline_stages(cfg.recipes[arm], overrides)[1]]
     else:
         stages = [load_recipe_config(cfg.recipes[arm], overrides)[1]]
-    first, last = stages[0].eval, stages[-1].eval
+    return stages[0].eval, stages[-1].eval
+
+
+def study_task(cfg: StudyConfig) -> str:
+    """The held-out task a study's claims and report read: its `task:`, or else the first task its
+    base arm is evaluated on (a GSM8K study reads GSM8K without saying so twice)."""
+    if cfg.task:
+        return cfg.task
+    arm = cfg.base_arm if cfg.base_arm in cfg.recipes else next(iter(cfg.recipes))
+    return arm_evals(cfg, arm)[1].tasks[0]
+
+
+def eval_samples(cfg: StudyConfig, arm: str) -> dict[str, int]:
+    """Samples per problem an arm's runs are evaluated with: `before` (its starting model), `after`
+    (its final model) and `curve` (its checkpoints on the way; 0 without any); a pipeline's are
+    its first stage's start and its last stage's end and checkpoints."""
+    first, last = arm_evals(cfg, arm)
     return {"before": first.before_samples or first.samples, "after": last.samples,
             "curve": (last.curve_samples or last.samples) if last.curve_steps else 0}
 
