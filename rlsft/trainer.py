@@ -237,35 +237,50 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], 
     return CurveCallback()
 
 
-PROGRESS_FILE = "rlsft_progress.json"  # in each checkpoint: training seconds and curve points up to it
+PROGRESS_FILE = "rlsft_progress.json"  # in each checkpoint: training seconds, trained tokens and curve points up to it
 
 
 def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
     """Train (from the run's latest checkpoint when resuming); returns the training seconds, curve
-    evaluations excluded, of every sitting up to the end. The Trainer's own runtime counts only this
-    sitting, so each checkpoint also keeps the seconds and the curve points up to it
-    (`PROGRESS_FILE`); a resumed run starts from those, and its run.json has the whole curve."""
+    evaluations excluded, of every sitting up to the end. The Trainer's own runtime, and TRL's SFT
+    token count, cover only this sitting, so each checkpoint also keeps the seconds, the tokens and
+    the curve points up to it (`PROGRESS_FILE`); a resumed run starts from those, and its run.json
+    has the whole curve and the compute of every sitting.
+
+    What a sitting did after its last checkpoint is lost with it and done again after the resume: it
+    counts in neither the seconds nor the tokens. The record is the training that made the model
+    (the sum of its sittings' training time, each up to the checkpoint the next one resumed from),
+    not the time the machine was busy."""
     import json
 
     from transformers import TrainerCallback
 
     from rlsft.io import atomic_write
+    from rlsft.runs.compute import continue_token_count, trained_tokens
 
     checkpoint = folder.last_checkpoint() if resume else None
-    earlier = 0.0
+    saved = {}
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).is_file():
         saved = json.loads((checkpoint / PROGRESS_FILE).read_text())
-        earlier, curve[:] = saved["train_seconds"], saved["curve"]  # the points evaluated before the checkpoint
+        curve[:] = saved["curve"]  # the points evaluated before the checkpoint
+    earlier = saved.get("train_seconds", 0.0)
     kept, t0 = len(curve), time.perf_counter()
 
     def seconds_so_far() -> float:  # this sitting's curve evaluations are not training time
         return earlier + time.perf_counter() - t0 - sum(p["eval_seconds"] for p in curve[kept:])
 
     class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            if checkpoint is not None:  # the checkpoint's state is loaded by now: its log history, its step
+                # a checkpoint from before the count was kept here: the restored log's count (exact when
+                # the checkpoint's step was a logging step)
+                continue_token_count(trainer, saved.get("train_tokens", trained_tokens(trainer)))
+
         def on_save(self, args, state, control, **kw):
             saved_to = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and saved_to.is_dir():
-                atomic_write(saved_to / PROGRESS_FILE, json.dumps({"step": state.global_step, "train_seconds": seconds_so_far(), "curve": curve}))
+                atomic_write(saved_to / PROGRESS_FILE, json.dumps({"step": state.global_step, "train_seconds": seconds_so_far(),
+                                                                   "train_tokens": trained_tokens(trainer), "curve": curve}))
 
     trainer.add_callback(Progress())
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -274,9 +289,10 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
 
 def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost: Callable[[int], tuple[int, int, int]],
                     curve: list[dict], other_seconds: float = 0.0) -> dict:
-    """Train, then the run's compute record. `cost(tokens)` is the recipe's own formula: (trained
-    tokens, forward-only tokens, other models' FLOPs) for the tokens the Trainer consumed. Seconds
-    are the Trainer's runtime without the curve evaluations, plus `other_seconds` (a teacher's sampling)."""
+    """Train, then the run's compute record, over every sitting of a resumed run. `cost(tokens)` is
+    the recipe's own formula: (trained tokens, forward-only tokens, other models' FLOPs) for the
+    tokens the Trainer consumed. Seconds are the Trainer's runtime without the curve evaluations,
+    plus `other_seconds` (a teacher's sampling)."""
     from rlsft.runs.compute import compute_record, trained_tokens
 
     seconds = train(trainer, folder, resume, curve) + other_seconds

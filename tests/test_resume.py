@@ -1,5 +1,6 @@
-"""Determinism and resume: the same seed gives the same metrics, and a run killed with SIGKILL in
-the middle of GRPO goes on with `rlsft train CONFIG --resume RUN_DIR` to the same result."""
+"""Determinism and resume: the same seed gives the same metrics, a run killed with SIGKILL in
+the middle of GRPO goes on with `rlsft train CONFIG --resume RUN_DIR` to the same result, and a
+resumed run's compute counts every sitting."""
 
 import json
 import os
@@ -14,6 +15,7 @@ from conftest import REPO, tiny_recipe_overrides
 from rlsft.cli import main as cli_main
 
 CONFIG = str(REPO / "configs" / "micro" / "r1_zero.yaml")
+SFT_CONFIG = str(REPO / "configs" / "micro" / "sft_cold_start.yaml")
 GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]
 COMPARED = ("learning_rate", "loss", "reward", "rewards/accuracy_reward/mean", "completions/mean_length", "entropy", "grad_norm")
 
@@ -73,6 +75,86 @@ def test_sigkilled_grpo_run_resumes_to_the_same_result(toy_model, tmp_path):
     assert [p["step"] for p in r_killed["curve"]] == [p["step"] for p in r_whole["curve"]] == [4, "final"]
     assert r_killed["curve"][0]["pass@1"] == r_whole["curve"][0]["pass@1"] and first_sitting["curve"][0]["step"] == 4
     assert r_killed["compute"]["wall_seconds"] > first_sitting["train_seconds"] > 0
+
+
+class Killed(Exception):
+    """Stands for SIGKILL, in process: nothing after it runs, the run folder stays as it was."""
+
+
+def killed_at(monkeypatch, step: int) -> None:
+    """The next run dies once it has logged `step`: as a kill would, after its earlier checkpoint is
+    on disk and before any later one. (`rlsft.trainer.train` is wrapped to add the callback to the
+    recipe's Trainer; in process, so the kill lands at the same step every time.)"""
+    import rlsft.trainer
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_log(self, args, state, control, **kw):
+            if state.global_step == step:
+                raise Killed
+
+    train = rlsft.trainer.train
+    monkeypatch.setattr(rlsft.trainer, "train", lambda trainer, *a, **k: trainer.add_callback(Kill()) or train(trainer, *a, **k))
+
+
+def sft_overrides(model, out) -> list[str]:
+    # logs every 2 steps, a checkpoint every 3: the step-3 checkpoint's token count is in no log line
+    return [*tiny_recipe_overrides(model, out), "examples.n=32", "training.per_device_train_batch_size=4",
+            "training.max_steps=6", "training.save_steps=3", "training.logging_steps=2"]
+
+
+def test_a_resumed_sft_run_counts_the_compute_of_every_sitting(toy_model, tmp_path, monkeypatch):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli_main(["train", SFT_CONFIG, *sft_overrides(toy_model, whole)]) == 0
+
+    with monkeypatch.context() as m:
+        killed_at(m, 4)  # one step past the step-3 checkpoint: that step's work is lost, and done again
+        with pytest.raises(Killed):
+            cli_main(["train", SFT_CONFIG, *sft_overrides(toy_model, killed)])
+    assert not (killed / "run.json").exists()
+    first_sitting = json.loads((killed / "checkpoints" / "checkpoint-3" / "rlsft_progress.json").read_text())
+    assert cli_main(["train", SFT_CONFIG, *sft_overrides(toy_model, killed), "--resume", str(killed)]) == 0
+    assert json.loads((killed / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 3
+
+    # the same seed trains on the same batches in one sitting or two: the same tokens, to the token
+    c_whole, c_killed = (json.loads((out / "run.json").read_text())["compute"] for out in (whole, killed))
+    assert c_killed["train_tokens"] == c_whole["train_tokens"] > 0
+    assert c_killed["flops"] == pytest.approx(c_whole["flops"], rel=1e-12)
+    assert 0 < first_sitting["train_tokens"] < c_killed["train_tokens"]  # the checkpoint's count, which the resume went on from
+    assert c_killed["wall_seconds"] > first_sitting["train_seconds"] > 0  # both sittings' training time
+    # and the training log's running count goes on from the checkpoint rather than from zero
+    tokens = [[r["num_tokens"] for r in logged_rows(out, "num_tokens")] for out in (whole, killed)]
+    assert tokens[0] == tokens[1] and tokens[0][-1] == c_whole["train_tokens"]
+
+
+def logged_rows(out, key: str) -> list[dict]:
+    """The rows of a run's metrics.jsonl that log `key`."""
+    return [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if key in r]
+
+
+def test_a_record_from_before_the_fix_is_recounted_from_its_log(tmp_path):
+    """An SFT stage resumed at step 16 whose run.json counted one sitting (as the SmolLM2 study's
+    hybrid seed 0 did): its log's two counts add up, once, and run.json says what changed."""
+    from rlsft.runs.folder import RunFolder
+    from rlsft.runs.recount import correct_runs
+
+    run = RunFolder(tmp_path / "hybrid" / "seed0" / "1-sft")
+    run.path.mkdir(parents=True)
+    log = [(4, 5058), (8, 10090), (12, 15169), (16, 20241), (20, 5044), (24, 10094), (28, 15135), (32, 20180)]
+    for step, n in log:
+        run.append_metrics({"step": step, "loss": 0.1, "num_tokens": float(n)})
+    run.append_metrics({"step": 32, "train_runtime": 375.4})
+    run.resumes_file.write_text(json.dumps({"from_step": 16, "checkpoint": "checkpoints/checkpoint-16"}) + "\n")
+    params = 134_515_008
+    compute = {"parameters": params, "train_tokens": 20241, "forward_tokens": 0, "flops": 6 * params * 20241, "wall_seconds": 726.4}
+    run.write_record({"recipe": "sft", "compute": compute, "curve": [{"step": "final", "pflops": 6 * params * 20241 / 1e15, "pass@1": 0.5}]})
+
+    assert correct_runs([tmp_path / "hybrid"]) == [run]
+    record = json.loads(run.record_file.read_text())
+    assert record["compute"]["train_tokens"] == 40421 and record["compute"]["flops"] == 6 * params * 40421
+    assert record["curve"][-1]["pflops"] == record["compute"]["flops"] / 1e15 and record["compute"]["wall_seconds"] == 726.4
+    assert record["compute_corrected"]["before"] == {"train_tokens": 20241, "flops": 6 * params * 20241}
+    assert correct_runs([tmp_path / "hybrid"]) == []  # once
 
 
 def test_resume_refuses_a_changed_config(toy_model, tmp_path):

@@ -70,9 +70,33 @@ def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds:
 
 
 def trained_tokens(trainer) -> int:
-    """Tokens the Trainer consumed (prompt + completion), from its own counters."""
+    """Tokens the Trainer has consumed so far (prompt + completion), from its own running counts:
+    GRPO and on-policy distillation count in `state.num_input_tokens_seen`, TRL's SFTTrainer in
+    `_total_train_tokens` (which each of its log lines shows as `num_tokens`; the live count also
+    holds the steps after the last log line).
+
+    >>> from types import SimpleNamespace as NS
+    >>> trained_tokens(NS(state=NS(log_history=[{"num_tokens": 90.0}], num_input_tokens_seen=0), _total_train_tokens=120))
+    120
+    """
     logs = trainer.state.log_history
-    return max([h.get("num_tokens", 0) for h in logs] + [trainer.state.num_input_tokens_seen or 0])
+    return int(max([h.get("num_tokens", 0) for h in logs]
+                   + [trainer.state.num_input_tokens_seen or 0, getattr(trainer, "_total_train_tokens", 0)]))
+
+
+def continue_token_count(trainer, tokens: int) -> None:
+    """On a resumed sitting, carry the Trainer's running token count on from `tokens`, the count at
+    the checkpoint it resumed from, so that it counts every sitting. `state.num_input_tokens_seen`
+    (GRPO, on-policy distillation) comes back with the checkpoint's trainer_state.json; TRL's
+    SFTTrainer keeps its count on the trainer object, which starts at zero in every process.
+
+    >>> from types import SimpleNamespace as NS
+    >>> sft = NS(state=NS(log_history=[], num_input_tokens_seen=0), _total_train_tokens=0)
+    >>> continue_token_count(sft, 20_241); sft._total_train_tokens
+    20241
+    """
+    if hasattr(trainer, "_total_train_tokens") and not trainer.state.num_input_tokens_seen:
+        trainer._total_train_tokens = int(tokens)
 
 
 def peak_memory_gb() -> float | None:

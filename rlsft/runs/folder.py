@@ -77,6 +77,10 @@ class RunFolder:
         return self.path / "model"
 
     @property
+    def resumes_file(self) -> Path:
+        return self.path / "resumes.jsonl"
+
+    @property
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 
@@ -133,6 +137,14 @@ class RunFolder:
             return []
         return read_jsonl(self.metrics_file)
 
+    @property
+    def resumed_from(self) -> list[int]:
+        """The step each `--resume` went on from (resumes.jsonl), in order; 0 for one that found no
+        checkpoint and started over; [] for a run that never resumed."""
+        if not self.resumes_file.is_file():
+            return []
+        return [row["from_step"] for row in read_jsonl(self.resumes_file, required=("from_step",))]
+
     @cached_property
     def config(self) -> dict:
         import yaml
@@ -170,7 +182,7 @@ class RunFolder:
         step = checkpoint_step(checkpoint) if checkpoint else 0
         if self.metrics_file.is_file():
             atomic_write(self.metrics_file, to_jsonl(row for row in read_jsonl(self.metrics_file) if row["step"] <= step))
-        with open(self.path / "resumes.jsonl", "a", encoding="utf-8") as f:  # when and from where it went on
+        with open(self.resumes_file, "a", encoding="utf-8") as f:  # when and from where it went on
             f.write(json.dumps({"from_step": step, "checkpoint": str(checkpoint) if checkpoint else None, **provenance()}) + "\n")
         self.__dict__.pop("metrics", None)
         return step
@@ -180,6 +192,12 @@ class RunFolder:
         from rlsft.runs.provenance import provenance
 
         atomic_write(self.record_file, to_json({**record, "provenance": provenance()}))
+        self.__dict__.pop("record", None)
+
+    def amend_record(self, fields: dict) -> None:
+        """Replace fields of a finished run's run.json (a correction), keeping the rest of it, its
+        provenance (the run's, not the correction's) included."""
+        atomic_write(self.record_file, to_json({**self.record, **fields}))
         self.__dict__.pop("record", None)
 
     def append_metrics(self, row: dict) -> None:
