@@ -156,3 +156,17 @@ def test_countdown_equations(answer, expected):
     from rlsft.scoring.tasks import get_task
 
     assert get_task("micro-countdown").verify(f"<answer>{answer}</answer>", "target: 16; numbers: 2 8 3") is expected
+
+
+@pytest.mark.parametrize("answer, gold", [
+    (r"11,\! 111,\! 111,\! 100", "11111111100"),  # MATH's thin-space thousands separators
+    ("11111111100", r"11,\! 111,\! 111,\! 100"),
+    ("x^2/16+y^2/12=1/4", r"\frac{x^2}{4}+\frac{y^2}{3}=1"),  # an equation, scaled: two powers, not a tower
+    (r"\frac{x^2}{4}+\frac{y^2}{3}=1", "x^2/16+y^2/12=1/4"),
+])
+def test_answers_math_verify_accepts_are_accepted(answer, gold):
+    from math_verify import parse, verify
+
+    assert verify(parse(f"${gold}$"), parse(f"${answer}$"))  # math-verify's own word, the authority
+    assert verify_answer(f"<think> ... </think> <answer>{answer}</answer>", gold) is True
+    assert verify_answer("<answer>x^2/16+y^2/12=1/3</answer>", r"\frac{x^2}{4}+\frac{y^2}{3}=1") is False  # a different ellipse

@@ -41,12 +41,12 @@ EXTRACTIONS = ("strict", "lenient")
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_THOUSANDS = re.compile(r"(?<=\d)(?:,|\{,\}|\\!)(?=\d{3}(?!\d))")
+_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*|,|\\!)(?=\d{3}(?!\d))")  # 1,000 1{,}000 11,\! 111 (MATH's thin space)
 _HEDGE_WORDS = re.compile(r"\bor\b|\\lor\b|或者|或|还是|\\pm|±|\\mp|∓", re.IGNORECASE)
 _SPACED_NUMBERS = re.compile(r"^\s*-?\d+(?:\.\d+)?(?:\s+-?\d+(?:\.\d+)?)+\s*$")
 # Inputs that can make sympy hang inside C code, where no timer can interrupt it.
 _RISKY = re.compile(
-    r"(\^|\*\*).*(\^|\*\*)"  # two or more powers: a tower such as 10^{10^{10}}
+    r"(\^|\*\*)\s*(\{[^{}]*|\([^()]*|[\w.]*)(\^|\*\*)"  # a power in an exponent: a tower such as 10^{10^{10}} (x^2/16+y^2/12 is not)
     r"|(\^|\*\*)\s*\{?\s*\(?\s*-?\d{4,}"  # an exponent of 4+ digits
     r"|\d{4,}\s*!|\\(?:de)?frac\{\d{200,}",  # factorial of a big number, giant fractions
     re.DOTALL,
