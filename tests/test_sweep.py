@@ -63,3 +63,19 @@ def test_a_sweep_study_reports_its_choice(tmp_path):
     assert choice["chosen"] == "lr1e-5@40" and not choice["separated"]
     assert "## Sweep choice" in text and choice["line"] in text
     assert {r["candidate"] for r in choice["rows"]} == {"lr3e-6@20", "lr3e-6@40", "lr1e-5@20", "lr1e-5@40"}
+
+
+def test_a_choose_rule_naming_an_unknown_candidate_is_refused_before_anything_runs(tmp_path):
+    import pytest
+    import yaml
+    from conftest import REPO
+
+    from rlsft.analysis.study import StudyConfig, plan
+    from rlsft.config import load_config
+    from rlsft.io import UserError
+
+    study = {"name": "s", "recipes": {"lr1e-5": str(REPO / "configs" / "micro" / "r1_zero.yaml")},
+             "choose": {"fallback": "lr3e-5@40"}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(study))
+    with pytest.raises(UserError, match="choose names 'lr3e-5@40'"):
+        plan(load_config(StudyConfig, str(tmp_path / "s.yaml")), "s.yaml")

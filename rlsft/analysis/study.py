@@ -92,6 +92,10 @@ def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
         if not is_pipeline(rpath):
             load_recipe_config(rpath, cfg.overrides + cfg.arm_overrides.get(arm, []))
     check_claims_readable(cfg, path)
+    for name in ([cfg.choose.fallback] if cfg.choose and cfg.choose.fallback else []) + (cfg.choose.prefer if cfg.choose else []):
+        arm, _, step = name.partition("@")
+        if arm not in cfg.recipes or not step.isdigit():
+            raise UserError(f"{path}: choose names {name!r}; a candidate is arm@step with an arm of {', '.join(cfg.recipes)}")
     prerequisites = []
     for pre in cfg.prerequisites:
         if not Path(pre).is_file():
