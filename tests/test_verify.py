@@ -170,3 +170,34 @@ def test_answers_math_verify_accepts_are_accepted(answer, gold):
     assert verify(parse(f"${gold}$"), parse(f"${answer}$"))  # math-verify's own word, the authority
     assert verify_answer(f"<think> ... </think> <answer>{answer}</answer>", gold) is True
     assert verify_answer("<answer>x^2/16+y^2/12=1/3</answer>", r"\frac{x^2}{4}+\frac{y^2}{3}=1") is False  # a different ellipse
+
+
+@pytest.mark.parametrize("answer, gold", [
+    (r"11,\! 111,\! 111,\! 100", "11111111100"),
+    ("x^2/16+y^2/12=1/4", r"\frac{x^2}{4}+\frac{y^2}{3}=1"),
+    (r"\frac{x^2}{4}+\frac{y^2}{3}=1", "x^2/16+y^2/12=1/4"),
+])
+@pytest.mark.parametrize("wrap", ["\\boxed{{{}}}", "$\\boxed{{{}}}$", "<answer>${}$</answer>", "The answer is ${}$."])
+def test_accepted_pairs_in_every_answer_form(answer, gold, wrap):
+    """The same pairs where a model writes them: boxed in prose, in `$`, or after "the answer is"
+    (lenient), through the worker pool and the reward that trains on them."""
+    from rlsft.scoring.rewards import accuracy_reward
+    from rlsft.scoring.tasks import get_task
+
+    completion = "<think> ... </think> " + wrap.format(answer)
+    assert get_task("math500").verify_many([completion], [gold], "lenient") == [True]
+    assert accuracy_reward([completion], answer=[gold], task=["math500"], extraction="lenient") == [1.0]
+
+
+@pytest.mark.parametrize("tower", [r"9^{\frac{9^{9}}{1}}", r"10^{\frac{10^{10}}{2}}", r"10^{10}^{10}"])
+def test_tower_in_a_nested_brace_is_refused_not_timed_out(tower):
+    """A power inside a nested brace of an exponent is a tower too: it is compared as a string
+    (False), never handed to sympy, which runs until the pool kills it (None, and a second lost)."""
+    from rlsft.scoring import pool
+    from rlsft.scoring.tasks import get_task
+    from rlsft.scoring.verify import has_power_tower
+
+    assert has_power_tower(tower)
+    before = pool.TIMEOUTS["count"]
+    assert get_task("math500").verify_many([f"<answer>{tower}</answer>", "<answer>5</answer>"], ["5", tower]) == [False, False]
+    assert pool.TIMEOUTS["count"] == before

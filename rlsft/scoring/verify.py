@@ -44,13 +44,52 @@ _ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*|,|\\!)(?=\d{3}(?!\d))")  # 1,000 1{,}000 11,\! 111 (MATH's thin space)
 _HEDGE_WORDS = re.compile(r"\bor\b|\\lor\b|或者|或|还是|\\pm|±|\\mp|∓", re.IGNORECASE)
 _SPACED_NUMBERS = re.compile(r"^\s*-?\d+(?:\.\d+)?(?:\s+-?\d+(?:\.\d+)?)+\s*$")
-# Inputs that can make sympy hang inside C code, where no timer can interrupt it.
+# Inputs that can make sympy hang inside C code, where no timer can interrupt it (a power tower is
+# `has_power_tower`, which needs balanced braces, so not a regex).
 _RISKY = re.compile(
-    r"(\^|\*\*)\s*(\{[^{}]*|\([^()]*|[\w.]*)(\^|\*\*)"  # a power in an exponent: a tower such as 10^{10^{10}} (x^2/16+y^2/12 is not)
-    r"|(\^|\*\*)\s*\{?\s*\(?\s*-?\d{4,}"  # an exponent of 4+ digits
+    r"(\^|\*\*)\s*\{?\s*\(?\s*-?\d{4,}"  # an exponent of 4+ digits
     r"|\d{4,}\s*!|\\(?:de)?frac\{\d{200,}",  # factorial of a big number, giant fractions
     re.DOTALL,
 )
+
+
+_POWER = re.compile(r"\^|\*\*")
+_EXPONENT_TOKEN = re.compile(r"\s*(?:[\d.]+|\\[A-Za-z]+|\w)")  # an exponent without braces: 10 in 2^10, n in 2^n
+
+
+def has_power_tower(text: str) -> bool:
+    """True when an exponent holds another power, the one shape whose value sympy may compute for
+    ever in C code: 10^{10^{10}}, 2^2^2, and 9^{\\frac{9^{9}}{1}}, where the inner power sits
+    in a nested brace (a regex without brace matching missed it, and the check was killed at the
+    pool's time limit and scored None instead of False). Powers side by side are no tower: an
+    equation such as x^2/16+y^2/12=1/4 goes to math-verify, which accepts it against its scaled
+    form.
+
+    >>> has_power_tower("10^{10^{10}}"), has_power_tower("2^2^2"), has_power_tower("9^{\\frac{9^{9}}{1}}")
+    (True, True, True)
+    >>> has_power_tower("x^2/16+y^2/12=1/4"), has_power_tower("x^{2}y^{2}"), has_power_tower("(x^2)^3")
+    (False, False, False)
+    """
+    for power in _POWER.finditer(text):
+        start = power.end()
+        while start < len(text) and text[start].isspace():
+            start += 1
+        opener = text[start:start + 1]
+        if opener in ("{", "("):  # the exponent is the balanced group, or the rest when unbalanced
+            closer, depth, end = "}" if opener == "{" else ")", 0, len(text)
+            for i in range(start, len(text)):
+                depth += (text[i] == opener) - (text[i] == closer)
+                if depth == 0:
+                    end = i + 1
+                    break
+            if _POWER.search(text, start, end):
+                return True
+        else:  # one token: a tower only when another power follows it at once (2^10^10)
+            token = _EXPONENT_TOKEN.match(text, start)
+            end = token.end() if token else start
+        if _POWER.match(text, end):  # 10^{10}^{10}: a power raised again
+            return True
+    return False
 
 
 def strip_reasoning(completion: str) -> str:
@@ -289,7 +328,7 @@ def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | No
     gold = str(gold).strip()
     if not gold or len(gold) > 100_000:
         return None
-    risky_gold = len(gold) > MAX_ANSWER_CHARS or bool(_RISKY.search(gold))
+    risky_gold = len(gold) > MAX_ANSWER_CHARS or bool(_RISKY.search(gold)) or has_power_tower(gold)
     gold_parsed: list = []
     if not risky_gold:
         try:
@@ -306,7 +345,7 @@ def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | No
     answer = extract_answer(completion, mode)
     if not answer or is_hedged(answer, gold) or is_unevaluated(answer, gold):
         return False
-    if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer):
+    if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer) or has_power_tower(answer):
         return normalise(answer) == normalise(gold)
     try:
         if states_false_equation(answer):
