@@ -133,6 +133,52 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def study_command(args) -> int:
+    """`rlsft study`: its runs (or their status), then its report once every run has finished."""
+    from rlsft.analysis.report import make_report
+    from rlsft.analysis.study import all_finished, run_study, study_root, study_task
+
+    if args.status:
+        from rlsft.analysis.executors import status_table
+        from rlsft.analysis.study import study_status
+
+        print(status_table(study_status(args.config, args.overrides, archive=args.archive)), end="")
+        return 0
+    only = [x for x in args.only.split(",") if x] if args.only is not None else None
+    cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run, only=only,
+                    archive=args.archive)
+    if args.dry_run or args.executor == "slurm":
+        return 0
+    if not all_finished(cfg, args.config):
+        print(f"[study {cfg.name}] the report waits until every run has finished (rlsft study {args.config} --status)")
+        return 0
+    out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", task=study_task(cfg), claims=cfg.claims,
+                      title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm, scope=cfg.scope,
+                      panels=cfg.panels, allow_mixed_commits=args.allow_mixed_commits, choose=cfg.choose)
+    if cfg.choose is not None:
+        print(f"[study {cfg.name}] sweep: {json.loads((out / 'sweep.json').read_text())['line']}")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def report_command(args) -> None:
+    """`rlsft report`: a report of any runs, with a study's claims, task and sweep rule when --claims names one."""
+    from rlsft.analysis.report import make_report
+
+    claims, knobs, title, base_arm, scope, panels, choose, task = None, None, None, None, None, None, None, args.task
+    if args.claims:
+        from rlsft.analysis.study import StudyConfig, study_task
+        from rlsft.config import load_config
+
+        study = load_config(StudyConfig, args.claims)
+        claims, knobs, title, base_arm, scope, panels, choose = (study.claims, study.knobs_changed_after_results, f"Study {study.name}",
+                                                                 study.base_arm, study.scope, study.panels, study.choose)
+        task = task or study_task(study)
+    out = make_report(args.runs, args.out, task=task or "micro-arith", claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm,
+                      scope=scope, panels=panels, allow_mixed_commits=args.allow_mixed_commits, choose=choose)
+    print(f"report: {out / 'report.md'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -182,29 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(refusal(record))
             print(summary_line(record), file=sys.stderr)
         elif args.command == "study":
-            from rlsft.analysis.report import make_report
-            from rlsft.analysis.study import all_finished, run_study, study_root, study_task
-
-            if args.status:
-                from rlsft.analysis.executors import status_table
-                from rlsft.analysis.study import study_status
-
-                print(status_table(study_status(args.config, args.overrides, archive=args.archive)), end="")
-                return 0
-            only = [x for x in args.only.split(",") if x] if args.only is not None else None
-            cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run, only=only,
-                            archive=args.archive)
-            if args.dry_run or args.executor == "slurm":
-                return 0
-            if not all_finished(cfg, args.config):
-                print(f"[study {cfg.name}] the report waits until every run has finished (rlsft study {args.config} --status)")
-                return 0
-            out = make_report([str(study_root(cfg))], args.report or f"reports/{cfg.name}", task=study_task(cfg), claims=cfg.claims,
-                              title=f"Study {cfg.name}", knobs_changed=cfg.knobs_changed_after_results, base_arm=cfg.base_arm, scope=cfg.scope,
-                              panels=cfg.panels, allow_mixed_commits=args.allow_mixed_commits, choose=cfg.choose)
-            if cfg.choose is not None:
-                print(f"[study {cfg.name}] sweep: {json.loads((out / 'sweep.json').read_text())['line']}")
-            print(f"report: {out / 'report.md'}")
+            return study_command(args)
         elif args.command == "bench":
             from rlsft.analysis.bench import BenchArgs, main_bench
 
@@ -213,20 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                                  prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
                                  micro_batch=args.micro_batch, isolate=args.isolate, precision=args.precision, template=args.template))
         elif args.command == "report":
-            from rlsft.analysis.report import make_report
-
-            claims, knobs, title, base_arm, scope, panels, choose, task = None, None, None, None, None, None, None, args.task
-            if args.claims:
-                from rlsft.analysis.study import StudyConfig, study_task
-                from rlsft.config import load_config
-
-                study = load_config(StudyConfig, args.claims)
-                claims, knobs, title, base_arm, scope, panels, choose = (study.claims, study.knobs_changed_after_results, f"Study {study.name}",
-                                                                         study.base_arm, study.scope, study.panels, study.choose)
-                task = task or study_task(study)
-            out = make_report(args.runs, args.out, task=task or "micro-arith", claims=claims, title=title, knobs_changed=knobs, base_arm=base_arm,
-                              scope=scope, panels=panels, allow_mixed_commits=args.allow_mixed_commits, choose=choose)
-            print(f"report: {out / 'report.md'}")
+            report_command(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -267,6 +267,49 @@ def at_budget(points: list[tuple[float, dict[str, float]]], budget: float) -> tu
     return max(within, key=lambda p: p[0]) if within else None
 
 
+def read_at_budget(claim: Claim, curves: dict, teacher_pflops: dict[str, float]) -> tuple[dict, dict, dict]:
+    """Each arm of a matched-compute claim read at its last evaluated point within `claim.at_pflops`:
+    ({arm: {seed: {problem_id: value}}}, the same for sample counts, {arm: {seed: PFLOPs read at}}).
+    An arm that is missing a seed's point within the budget is left out (the claim reads it as missing)."""
+    by_arm, counts, read_points = {}, {}, {}
+    for name in (claim.arm, claim.against):
+        shift = teacher_pflops.get(name, 0.0) / claim.teacher_students if claim.teacher_students and name == claim.arm else 0.0
+
+        def read(metric: str) -> dict[int, tuple[float, dict] | None]:
+            return {seed: at_budget([(x + shift, v) for x, v in points], claim.at_pflops)
+                    for seed, points in curves.get(metric, {}).get(name, {}).items()}
+
+        per_seed = read(claim.metric)
+        if per_seed and all(per_seed.values()):
+            by_arm[name] = {seed: point[1] for seed, point in per_seed.items()}
+            counts[name] = {seed: point[1] for seed, point in read("samples").items() if point}
+            read_points[name] = {seed: point[0] for seed, point in per_seed.items()}
+    return by_arm, counts, read_points
+
+
+def per_pflop_stats(claim: Claim, by_arm: dict, pflops: dict[str, dict[int, float]], counts: dict) -> tuple[dict, dict, dict] | None:
+    """A per-compute claim's interval (`claim_interval`), detail and per-seed differences from the
+    base: per seed, (arm - base) / arm PFLOPs minus (against - base) / against PFLOPs on the same
+    problems; None without a seed both arms and their compute share."""
+    base = by_arm["base"]
+    a = paired_seed_differences(by_arm[claim.arm], base)
+    b = paired_seed_differences(by_arm[claim.against], base)
+    seeds = sorted(set(a) & set(b) & set(pflops[claim.arm]) & set(pflops[claim.against]))
+    if not seeds:
+        return None
+    # per seed, each arm's gain over the base per PFLOP; paired: the same seed and problems
+    ga = [_mean_list(a[s]) / pflops[claim.arm][s] for s in seeds]
+    gb = [_mean_list(b[s]) / pflops[claim.against][s] for s in seeds]
+    # each seed's floor, in gain per PFLOP: one discordant pair in each arm's differences from the base
+    ua, ub = seed_units(claim.metric, counts, [claim.arm, "base"]), seed_units(claim.metric, counts, [claim.against, "base"])
+    floors = [discordant_floor(len(a[s]), ua.get(s, 1.0)) / pflops[claim.arm][s] ** 2
+              + discordant_floor(len(b[s]), ub.get(s, 1.0)) / pflops[claim.against][s] ** 2 for s in seeds]
+    stats = claim_interval([x - y for x, y in zip(ga, gb)], floors, claim.direction, claim.threshold, claim.alpha)
+    detail = {"arm_gain_per_pflop": list(seed_t_interval(ga)), "against_gain_per_pflop": list(seed_t_interval(gb)),
+              "arm_pflops": _mean_list(pflops[claim.arm][s] for s in seeds), "against_pflops": _mean_list(pflops[claim.against][s] for s in seeds)}
+    return stats, detail, {s: a[s] for s in seeds}
+
+
 def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str, float]]]], pflops: dict[str, dict[int, float]] | None = None,
                    curves: dict[str, dict[str, dict[int, list]]] | None = None, teacher_pflops: dict[str, float] | None = None) -> Verdict:
     """Check `claim` on `scores[metric][arm] = {seed: {problem_id: value}}`; a matched-compute claim
@@ -279,7 +322,6 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     counts = scores.get("samples", {})  # arm -> seed -> problem -> samples drawn: the floor's step
     read_at: dict[str, float] = {}  # matched-compute claims: mean PFLOPs at which each arm was read (over the paired seeds)
     short: dict[str, float] = {}  # ... and each arm's least over the paired seeds, where it is under MATCHED of the budget
-    read_points: dict[str, dict[int, float]] = {}  # arm -> seed -> PFLOPs it was read at
     if isinstance(claim.at_pflops, str):  # the whole budget of a named arm: its largest PFLOPs per run
         runs = (pflops or {}).get(claim.at_pflops)  # (not the mean: FLOPs vary with completion lengths, and
         if not runs:                                 # a seed above the mean would be read before its end)
@@ -288,16 +330,7 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     against = f"before:{claim.arm}" if claim.against == "before" else claim.against
     claim = dataclasses.replace(claim, against=against)
     if claim.at_pflops is not None:
-        by_arm, counts = {}, {}
-        for name in (claim.arm, claim.against):
-            shift = (teacher_pflops or {}).get(name, 0.0) / claim.teacher_students if claim.teacher_students and name == claim.arm else 0.0
-            per_seed = {seed: at_budget([(x + shift, v) for x, v in points], claim.at_pflops)
-                        for seed, points in (curves or {}).get(claim.metric, {}).get(name, {}).items()}
-            if per_seed and all(per_seed.values()):
-                by_arm[name] = {seed: point[1] for seed, point in per_seed.items()}
-                counts[name] = {seed: (at_budget([(x + shift, v) for x, v in points], claim.at_pflops) or (0, {}))[1]
-                                for seed, points in (curves or {}).get("samples", {}).get(name, {}).items()}
-                read_points[name] = {seed: point[0] for seed, point in per_seed.items()}
+        by_arm, counts, read_points = read_at_budget(claim, curves or {}, teacher_pflops or {})
         scores = {claim.metric: {**scores.get(claim.metric, {}), **by_arm}}
         if claim.teacher_students:
             read_at["teacher_pflops_counted"] = (teacher_pflops or {}).get(claim.arm, 0.0) / claim.teacher_students
@@ -326,27 +359,14 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         if claim.at_pflops is not None:  # read and judged "short" on the seeds the estimate pairs, not on every seed an arm has
             for name, points in read_points.items():
                 read_at[name] = _mean_list(points[s] for s in diffs)
-                if min(points[s] for s in diffs) < MATCHED * claim.at_pflops:
-                    short[name] = min(points[s] for s in diffs)
+                if (least := min(points[s] for s in diffs)) < MATCHED * claim.at_pflops:
+                    short[name] = least
             detail.update(at_pflops=claim.at_pflops, read_at_pflops=read_at)
     else:
-        base = by_arm["base"]
-        a = paired_seed_differences(by_arm[claim.arm], base)
-        b = paired_seed_differences(by_arm[claim.against], base)
-        seeds = sorted(set(a) & set(b) & set(pflops[claim.arm]) & set(pflops[claim.against]))
-        if not seeds:
+        per_pflop = per_pflop_stats(claim, by_arm, pflops, counts)
+        if per_pflop is None:
             return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": "no shared seeds"})
-        # per seed, each arm's gain over the base per PFLOP; paired: the same seed and problems
-        ga = [_mean_list(a[s]) / pflops[claim.arm][s] for s in seeds]
-        gb = [_mean_list(b[s]) / pflops[claim.against][s] for s in seeds]
-        # each seed's floor, in gain per PFLOP: one discordant pair in each arm's differences from the base
-        ua, ub = seed_units(claim.metric, counts, [claim.arm, "base"]), seed_units(claim.metric, counts, [claim.against, "base"])
-        floors = [discordant_floor(len(a[s]), ua.get(s, 1.0)) / pflops[claim.arm][s] ** 2
-                  + discordant_floor(len(b[s]), ub.get(s, 1.0)) / pflops[claim.against][s] ** 2 for s in seeds]
-        stats = claim_interval([x - y for x, y in zip(ga, gb)], floors, claim.direction, claim.threshold, claim.alpha)
-        detail = {"arm_gain_per_pflop": list(seed_t_interval(ga)), "against_gain_per_pflop": list(seed_t_interval(gb)),
-                  "arm_pflops": _mean_list(pflops[claim.arm][s] for s in seeds), "against_pflops": _mean_list(pflops[claim.against][s] for s in seeds)}
-        diffs = {s: a[s] for s in seeds}
+        stats, detail, diffs = per_pflop
     n_problems = min(len(v) for v in diffs.values())
     est, lo, hi = stats["estimate"], stats["low"], stats["high"]
     how = {"test": TESTS[claim.direction], "level": claim.alpha, "interval": f"{1 - 2 * claim.alpha:.0%} two-sided",
@@ -359,15 +379,26 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
                        {**detail, "why": f"{len(diffs)} seeds: a pilot, below the {MIN_SEEDS} a verdict needs"}, **how)
     verdict = decide(claim.direction, claim.threshold, lo, hi)
     if short:  # an arm short of the budget: the verdict may not rest on it coming out behind
-        behind = {("greater", "reproduced"): [claim.against], ("greater", "not reproduced"): [claim.arm],
-                  ("less", "reproduced"): [claim.arm], ("less", "not reproduced"): [claim.against]}.get(
-                      (claim.direction, verdict), [claim.arm, claim.against] if claim.direction == "within" and verdict != "inconclusive" else [])
         notes = "; ".join(f"{name} read at {x:.3g} PFLOPs, under {MATCHED:.0%} of the budget ({claim.at_pflops:.3g})" for name, x in short.items())
-        if any(name in short for name in behind):
+        if any(name in short for name in behind(claim, verdict)):
             return Verdict(claim.id, "unmatched", est, lo, hi, len(diffs), n_problems,
                            {**detail, "why": f"not matched compute: {notes}, and behind"}, **{**how, "p_value": None})
         detail["short"] = notes + ("" if verdict == "inconclusive" else "; it comes out ahead with less compute, so the verdict stands")
     return Verdict(claim.id, verdict, est, lo, hi, len(diffs), n_problems, detail, **how)
+
+
+def behind(claim: Claim, verdict: str) -> list:
+    """The arm(s) a verdict has coming out behind: the ones a matched-compute verdict may not rest on
+    when they are short of the budget.
+
+    >>> c = Claim("R4", "", "accuracy", "distill", "rl", "greater")
+    >>> behind(c, "reproduced"), behind(c, "not reproduced"), behind(c, "inconclusive")
+    (['rl'], ['distill'], [])
+    """
+    if claim.direction == "within":
+        return [claim.arm, claim.against] if verdict != "inconclusive" else []
+    return {("greater", "reproduced"): [claim.against], ("greater", "not reproduced"): [claim.arm],
+            ("less", "reproduced"): [claim.arm], ("less", "not reproduced"): [claim.against]}.get((claim.direction, verdict), [])
 
 
 def discordant_floor(n: int, unit: float = 1.0) -> float:

@@ -410,6 +410,152 @@ def _method(claim, verdict) -> str:
     return how
 
 
+def claims_section(verdicts: list, by_id: dict) -> list[str]:
+    """The report's headline: one row per claim, then its pilots, unmatched and short-armed claims."""
+    from rlsft.analysis.claims import ALPHA, MIN_SEEDS
+
+    lines: list[str] = []
+    level = f"{1 - 2 * ALPHA:.0%}"
+    lines += ["## Claims", "", f"| claim | verdict | Holm | estimate [{level} CI] | seeds | test | claim text |", "|---|---|---|---|---|---|---|"]
+    for v in verdicts:
+        est = "n/a" if v.estimate is None else f"{v.estimate:+.4g}" + ("" if v.ci_low is None else f" [{v.ci_low:+.4g}, {v.ci_high:+.4g}]")
+        lines.append(f"| {v.claim} | **{v.verdict}** | {v.verdict_holm} | {est} | {v.n_seeds} | {_method(by_id[v.claim], v)} | "
+                     f"{by_id[v.claim].text} |")
+    pilot = [v.claim for v in verdicts if v.verdict == "pilot"]
+    unmatched = [v for v in verdicts if v.verdict == "unmatched"]
+    lines += ["", "Estimate: arm minus comparison, paired by problem within each seed, averaged over seeds. Verdict: each claim's "
+              f"own test at {ALPHA:.0%}; Holm: the same with Holm's step-down correction across these {len(verdicts)} claims "
+              "(family-wise error at 5%). The prose of this report and of the README reads the per-claim verdict and names any "
+              "claim whose Holm verdict differs. Decision rules and each claim's detail: see Details.", ""]
+    if pilot:
+        lines += [f"**Pilot**: {', '.join(pilot)} rest on fewer than {MIN_SEEDS} seeds; they show estimates and no verdict.", ""]
+    for v in unmatched:
+        lines += [f"**{v.claim} is unmatched**: {v.detail['why']}. Its estimate compares unequal compute; it has no verdict.", ""]
+    for v in verdicts:
+        if "short" in v.detail:
+            lines += [f"**{v.claim}** is read with one arm short of its budget: {v.detail['short']}.", ""]
+    return lines
+
+
+def claim_details(verdicts: list, by_id: dict) -> list[str]:
+    """The decision rules in words and each claim's detail (the Details section)."""
+    from rlsft.analysis.claims import ALPHA, METHOD, MIN_SEEDS
+
+    lines: list[str] = []
+    lines += ["### Claims: decision rules and detail", "", f"Intervals: {METHOD}, {1 - 2 * ALPHA:.0%} two-sided; the seed is the "
+              f"unit of replication, one seed gives no interval and fewer than {MIN_SEEDS} no verdict (a pilot). `greater`/`less`: a "
+              f"one-sided t test at {ALPHA:.0%}: reproduced when the whole interval lies beyond the threshold in the claimed "
+              "direction, not reproduced when wholly on the other side (a negative threshold states non-inferiority: at or "
+              "above, within a margin). `within`: TOST at 5%, reproduced when the whole interval lies inside "
+              "(-threshold, +threshold). Matched-compute claims (`at_pflops`) read each arm at its last evaluated checkpoint "
+              "within that compute, never extrapolated; `teacher_students` adds the teacher's training, divided by that many "
+              "students. `before`: the arm's own starting model.", ""]
+    for v in verdicts:
+        c = by_id[v.claim]
+        p = "" if v.p_value is None else f"p = {v.p_value:.3g}, Holm-adjusted {v.p_holm:.3g}; "
+        lines.append(f"- **{v.claim}** ({c.metric}, {c.arm} vs {c.against}, {c.direction} {c.threshold}; {v.n_problems} problems; {p}"
+                     f"{v.test}): "
+                     f"{json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
+    lines.append("")
+    return lines
+
+
+def provenance_section(runs: list[RunFolder], results: dict, knobs_changed: list[str] | None) -> list[str]:
+    """Knobs changed after results, then where the report and every run it read came from."""
+    from rlsft.runs.provenance import provenance
+
+    lines = ["", "### Knobs changed after seeing results", ""]
+    lines += [f"- {k}" for k in (knobs_changed or [])] or ["- none"]
+    prov = provenance()
+    lines += ["", "### Provenance", "", f"- report written {prov['time_utc']} at commit `{prov['git_commit']}`",
+              f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}"]
+    for arm, t in sorted(results["teachers"].items()):
+        lines.append(f"- teacher of {arm}: `{t.path}`, commit `{t.record['provenance']['git_commit']}`, "
+                     f"{t.record['compute']['flops'] / 1e15:.4g} PFLOPs, {t.record['compute']['wall_seconds']:.0f} s")
+    lines.append("- runs:")
+    for run in runs:
+        rec = run.record
+        lines.append(f"  - `{run.path}`: recipe {rec['recipe']}, commit `{rec['provenance']['git_commit']}`, "
+                     f"{rec['compute']['flops'] / 1e15:.4g} PFLOPs, {rec['compute']['wall_seconds']:.0f} s on {rec['compute']['device']}")
+    return lines
+
+
+def header_lines(title: str | None, runs: list[RunFolder], task: str, results: dict, commits: dict[str, int], mixed: bool) -> list[str]:
+    """The title, a mix of commits when there is one, what the report read, and its prerequisites."""
+    lines = [f"# {title or 'rlsft report'}", ""]
+    if mixed:
+        lines += ["**Runs from more than one commit, or a dirty tree** (written with --allow-mixed-commits): "
+                  + ", ".join(f"`{c}` ({n} runs)" for c, n in sorted(commits.items())), ""]
+    splits = sorted({run.record.get("config", {}).get("eval", {}).get("split", "test") for run in runs})
+    lines += [f"{len(runs)} runs, task `{task}` (held-out {' and '.join(splits)} split). Generated by `rlsft report` from the run "
+              "folders listed under Provenance; every number here comes from them.", ""]
+    prerequisites = sorted({(str(t.path), t.record.get("provenance", {}).get("git_commit", "unknown"))
+                            for t in results["teachers"].values()})
+    if prerequisites:
+        lines += ["Prerequisites (trained once, read by the arms above, outside the one-commit check): "
+                  + ", ".join(f"`{path}` at `{commit}`" for path, commit in prerequisites) + ".", ""]
+    return lines
+
+
+def figures_section(compute_png: str | None, passk_png: str | None) -> list[str]:
+    """The report's two figures with what they show: accuracy against compute, and pass@k."""
+    lines: list[str] = []
+    if compute_png:
+        lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "
+                  "of each stage, against the PFLOPs spent so far (earlier stages and teacher sampling included, the teacher's own "
+                  "training not: see Costs); the starting model sits at 0. One column per question (the study's `panels:`), "
+                  "pass@1 with strict extraction, then lenient (an answer in prose counts too), then mixing; the mean over seeds with the 90% interval the verdicts use. A line joins an arm's points only where it has three or more "
+                  "evaluated checkpoints; with fewer, its points stand alone.", "", f"![accuracy against compute]({compute_png})", ""]
+    if passk_png:
+        lines += ["## pass@k", "", "Held-out pass@k (unbiased estimate from each problem's samples) for the arms evaluated with 16 "
+                  "or more samples per problem.", "", f"![pass@k]({passk_png})", ""]
+    return lines
+
+
+def final_table(summary: dict, final_png: str) -> list[str]:
+    """Per arm, the mean over seeds of each held-out metric with its 95% interval, compute and train time."""
+    lines: list[str] = []
+    lines += ["### Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "
+              "time of all stages, evaluation excluded; runs of one study share a machine, but a shared machine drifts.", "",
+              "| arm | seeds | pass@1 | pass@1 lenient | mixing rate | format rate | length (tokens) | PFLOPs | train min/run |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for arm, s in sorted(summary.items(), key=lambda kv: (kv[0] != "base", kv[0])):
+        minutes = f"{s['minutes']:.1f}" if "minutes" in s else "-"
+        lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('accuracy_lenient'))} | {_fmt(s.get('mixing'))} | "
+                     f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} | {minutes} |")
+    lines += ["", f"![final]({final_png})", ""]
+    return lines
+
+
+def mixed_commits(commits: dict[str, int], allowed: bool) -> bool:
+    """Whether the runs come from more than one commit, or a dirty or unknown one: refused
+    (UserError) unless `allowed`, when the report says so at its top.
+
+    >>> mixed_commits({"abc": 3}, False), mixed_commits({"abc": 2, "def-dirty": 1}, True)
+    (False, True)
+    """
+    mixed = len(commits) > 1 or any(c.endswith("-dirty") or c == "unknown" for c in commits)
+    if mixed and not allowed:
+        raise UserError(f"the runs come from {len(commits)} commit(s) {sorted(commits)}, not one clean commit; "
+                        "rerun them from one, or pass --allow-mixed-commits to report the mix")
+    return mixed
+
+
+def swap_in(work: Path, final: Path, kept: list[Path]) -> None:
+    """Replace the report folder `final` by the finished `work`; the runs it read (`kept`, paths
+    inside `final`) stay with the report: renamed into the new folder, never copied or deleted."""
+    import os
+    import shutil
+
+    for rel in kept:
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(final / rel, work / rel)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(work, final)
+    final.chmod(0o755)
+
+
 def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=None, title: str | None = None,
                 knobs_changed: list[str] | None = None, base_arm: str | None = None, allow_mixed_commits: bool = False,
                 scope: list[str] | None = None, panels: dict[str, list[str]] | None = None, choose=None) -> Path:
@@ -425,15 +571,11 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     import tempfile
 
     from rlsft.analysis import plots
-    from rlsft.analysis.claims import ALPHA, METHOD, MIN_SEEDS, evaluate_claim, holm
-    from rlsft.runs.provenance import provenance
+    from rlsft.analysis.claims import evaluate_claim, holm
 
     runs = RunFolder.find(paths)
     commits = run_commits(runs)
-    mixed = len(commits) > 1 or any(c.endswith("-dirty") or c == "unknown" for c in commits)
-    if mixed and not allow_mixed_commits:
-        raise UserError(f"the runs come from {len(commits)} commit(s) {sorted(commits)}, not one clean commit; "
-                        "rerun them from one, or pass --allow-mixed-commits to report the mix")
+    mixed = mixed_commits(commits, allow_mixed_commits)
     results = load_results(runs, task, base_arm)
     final = Path(out)
     kept = [Path(p).resolve().relative_to(final.resolve()) for p in paths if final.resolve() in Path(p).resolve().parents]
@@ -451,39 +593,10 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
                          for c in (claims or [])])
         by_id = {c.id: c for c in (claims or [])}
         language_by_arm, language_by_seed = language_tables(runs, task)
-        lines = [f"# {title or 'rlsft report'}", ""]
-        if mixed:
-            lines += ["**Runs from more than one commit, or a dirty tree** (written with --allow-mixed-commits): "
-                      + ", ".join(f"`{c}` ({n} runs)" for c, n in sorted(commits.items())), ""]
-        splits = sorted({run.record.get("config", {}).get("eval", {}).get("split", "test") for run in runs})
-        lines += [f"{len(runs)} runs, task `{task}` (held-out {' and '.join(splits)} split). Generated by `rlsft report` from the run "
-                  "folders listed under Provenance; every number here comes from them.", ""]
-        prerequisites = sorted({(str(t.path), t.record.get("provenance", {}).get("git_commit", "unknown"))
-                                for t in results["teachers"].values()})
-        if prerequisites:
-            lines += ["Prerequisites (trained once, read by the arms above, outside the one-commit check): "
-                      + ", ".join(f"`{path}` at `{commit}`" for path, commit in prerequisites) + ".", ""]
+        lines = header_lines(title, runs, task, results, commits, mixed)
         # 1. the headline: one row per claim
         if verdicts:
-            level = f"{1 - 2 * ALPHA:.0%}"
-            lines += ["## Claims", "", f"| claim | verdict | Holm | estimate [{level} CI] | seeds | test | claim text |", "|---|---|---|---|---|---|---|"]
-            for v in verdicts:
-                est = "n/a" if v.estimate is None else f"{v.estimate:+.4g}" + ("" if v.ci_low is None else f" [{v.ci_low:+.4g}, {v.ci_high:+.4g}]")
-                lines.append(f"| {v.claim} | **{v.verdict}** | {v.verdict_holm} | {est} | {v.n_seeds} | {_method(by_id[v.claim], v)} | "
-                             f"{by_id[v.claim].text} |")
-            pilot = [v.claim for v in verdicts if v.verdict == "pilot"]
-            unmatched = [v for v in verdicts if v.verdict == "unmatched"]
-            lines += ["", "Estimate: arm minus comparison, paired by problem within each seed, averaged over seeds. Verdict: each claim's "
-                      f"own test at {ALPHA:.0%}; Holm: the same with Holm's step-down correction across these {len(verdicts)} claims "
-                      "(family-wise error at 5%). The prose of this report and of the README reads the per-claim verdict and names any "
-                      "claim whose Holm verdict differs. Decision rules and each claim's detail: see Details.", ""]
-            if pilot:
-                lines += [f"**Pilot**: {', '.join(pilot)} rest on fewer than {MIN_SEEDS} seeds; they show estimates and no verdict.", ""]
-            for v in unmatched:
-                lines += [f"**{v.claim} is unmatched**: {v.detail['why']}. Its estimate compares unequal compute; it has no verdict.", ""]
-            for v in verdicts:
-                if "short" in v.detail:
-                    lines += [f"**{v.claim}** is read with one arm short of its budget: {v.detail['short']}.", ""]
+            lines += claims_section(verdicts, by_id)
         if choose is not None:
             sweep_lines, choice = sweep_section(results, choose, task)
             lines += sweep_lines
@@ -491,44 +604,14 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         if scope:
             lines += ["## What this study can and cannot show", "", "From the study's YAML (`scope:`).", ""] + [f"- {x}" for x in scope] + [""]
         # 2-4. the figures and the language of the reasoning
-        if compute_png:
-            lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "
-                      "of each stage, against the PFLOPs spent so far (earlier stages and teacher sampling included, the teacher's own "
-                      "training not: see Costs); the starting model sits at 0. One column per question (the study's `panels:`), "
-                      "pass@1 with strict extraction, then lenient (an answer in prose counts too), then mixing; the mean over seeds with the 90% interval the verdicts use. A line joins an arm's points only where it has three or more "
-                      "evaluated checkpoints; with fewer, its points stand alone.", "", f"![accuracy against compute]({compute_png})", ""]
-        if passk_png:
-            lines += ["## pass@k", "", "Held-out pass@k (unbiased estimate from each problem's samples) for the arms evaluated with 16 "
-                      "or more samples per problem.", "", f"![pass@k]({passk_png})", ""]
+        lines += figures_section(compute_png, passk_png)
         lines += language_by_arm
         lines += transfer_tables(runs, base_arm)
         # 5. details
         lines += ["## Details", ""]
         if verdicts:
-            lines += ["### Claims: decision rules and detail", "", f"Intervals: {METHOD}, {1 - 2 * ALPHA:.0%} two-sided; the seed is the "
-                      f"unit of replication, one seed gives no interval and fewer than {MIN_SEEDS} no verdict (a pilot). `greater`/`less`: a "
-                      f"one-sided t test at {ALPHA:.0%}: reproduced when the whole interval lies beyond the threshold in the claimed "
-                      "direction, not reproduced when wholly on the other side (a negative threshold states non-inferiority: at or "
-                      "above, within a margin). `within`: TOST at 5%, reproduced when the whole interval lies inside "
-                      "(-threshold, +threshold). Matched-compute claims (`at_pflops`) read each arm at its last evaluated checkpoint "
-                      "within that compute, never extrapolated; `teacher_students` adds the teacher's training, divided by that many "
-                      "students. `before`: the arm's own starting model.", ""]
-            for v in verdicts:
-                c = by_id[v.claim]
-                p = "" if v.p_value is None else f"p = {v.p_value:.3g}, Holm-adjusted {v.p_holm:.3g}; "
-                lines.append(f"- **{v.claim}** ({c.metric}, {c.arm} vs {c.against}, {c.direction} {c.threshold}; {v.n_problems} problems; {p}"
-                             f"{v.test}): "
-                             f"{json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
-            lines.append("")
-        lines += ["### Final results", "", "Mean over seeds with 95% intervals (seeds, then problems, resampled). Train min/run: training wall "
-                  "time of all stages, evaluation excluded; runs of one study share a machine, but a shared machine drifts.", "",
-                  "| arm | seeds | pass@1 | pass@1 lenient | mixing rate | format rate | length (tokens) | PFLOPs | train min/run |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for arm, s in sorted(summary.items(), key=lambda kv: (kv[0] != "base", kv[0])):
-            minutes = f"{s['minutes']:.1f}" if "minutes" in s else "-"
-            lines.append(f"| {arm} | {len(s.get('seeds', []))} | {_fmt(s.get('accuracy'))} | {_fmt(s.get('accuracy_lenient'))} | {_fmt(s.get('mixing'))} | "
-                         f"{_fmt(s.get('format'))} | {_fmt(s.get('length'))} | {_fmt(s.get('pflops')) if 'pflops' in s else '0 (base)'} | {minutes} |")
-        lines += ["", f"![final]({final_png})", ""]
+            lines += claim_details(verdicts, by_id)
+        lines += final_table(summary, final_png)
         lines += checkpoint_table(results, task)
         lines += cost_table(results)
         lines += [line.replace("## ", "### ", 1) if line.startswith("## ") else line for line in study_sessions(paths)]
@@ -536,33 +619,14 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         lines += ["### Training curves", ""]
         lines += [f"![{f}]({f})" for f in curve_files] + [""]
         lines += ["### Sample completions (held-out, mixed ones first)", ""]
-        for arm, rows in sorted(sample_completions(runs, task).items()):
-            for r in rows:
-                lines.append(f"- **{arm}** (correct={r['correct']}, mixed={r['mixed']}): `{r['question'][:90]}` → `{r['completion'][:300]}`")
-        lines += ["", "### Knobs changed after seeing results", ""]
-        lines += [f"- {k}" for k in (knobs_changed or [])] or ["- none"]
-        prov = provenance()
-        lines += ["", "### Provenance", "", f"- report written {prov['time_utc']} at commit `{prov['git_commit']}`",
-                  f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}"]
-        for arm, t in sorted(results["teachers"].items()):
-            lines.append(f"- teacher of {arm}: `{t.path}`, commit `{t.record['provenance']['git_commit']}`, "
-                         f"{t.record['compute']['flops'] / 1e15:.4g} PFLOPs, {t.record['compute']['wall_seconds']:.0f} s")
-        lines.append("- runs:")
-        for run in runs:
-            rec = run.record
-            lines.append(f"  - `{run.path}`: recipe {rec['recipe']}, commit `{rec['provenance']['git_commit']}`, "
-                         f"{rec['compute']['flops'] / 1e15:.4g} PFLOPs, {rec['compute']['wall_seconds']:.0f} s on {rec['compute']['device']}")
+        lines += [f"- **{arm}** (correct={r['correct']}, mixed={r['mixed']}): `{r['question'][:90]}` → `{r['completion'][:300]}`"
+                  for arm, rows in sorted(sample_completions(runs, task).items()) for r in rows]
+        lines += provenance_section(runs, results, knobs_changed)
         atomic_write(work / "report.md", "\n".join(lines) + "\n")
         atomic_write(work / "verdicts.json", json.dumps([v.__dict__ for v in verdicts], indent=2, default=str))
         if verdicts:
             atomic_write(work / "readme_table.md", readme_table(verdicts, by_id))
-        for rel in kept:  # the runs it read stay with the report: renamed into the new folder, never copied or deleted
-            (work / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(final / rel, work / rel)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(work, final)
-        final.chmod(0o755)
+        swap_in(work, final, kept)
     finally:
         for rel in kept:  # a failure after a rename: the runs go back where they were
             if (work / rel).exists() and not (final / rel).exists():

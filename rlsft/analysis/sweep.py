@@ -83,9 +83,9 @@ def choose(rule: SweepRule, candidates: dict[str, dict[int, dict[str, float]]], 
         if rule.fallback is None:
             return Choice(None, False, f"{why}; the study wrote no fallback, so the sweep chooses nothing", rows)
         return Choice(rule.fallback, False, f"{why}: the preregistered fallback {rule.fallback} applies", rows)
-    best = max(r["estimate"] for r in ahead)
-    tied = [r["candidate"] for r in ahead if r["estimate"] >= best - rule.margin]
+    estimate = {r["candidate"]: r["estimate"] for r in ahead}
+    tied = [name for name, est in estimate.items() if est >= max(estimate.values()) - rule.margin]
     order = {name: i for i, name in enumerate(rule.prefer)}
-    chosen = min(tied, key=lambda name: (order.get(name, len(order)), -next(r["estimate"] for r in ahead if r["candidate"] == name)))
+    chosen = min(tied, key=lambda name: (order.get(name, len(order)), -estimate[name]))  # unlisted ones last, best first
     how = f"ties within {rule.margin} of the best ({', '.join(tied)}) go to the first in `prefer`" if len(tied) > 1 else "the best"
     return Choice(chosen, True, f"{chosen} separates from the base on {rule.metric} ({len(ahead)} of {len(rows)} candidates do); {how}", rows)
