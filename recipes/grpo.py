@@ -182,8 +182,8 @@ def stop_at_answer(model, tokenizer) -> None:
 
 def main(cfg: Config, resume: bool = False) -> dict:
     import torch
-    from trl import GRPOTrainer
 
+    from rlsft.grpo_trainer import GRPOTrainer  # TRL's, with completion-only log-probs on a CPU and LoRA merged for generation
     from rlsft.models import load_tokenizer
 
     # ------------------------------------------------------------------ config

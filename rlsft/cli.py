@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--top-p", type=float, default=1.0)
     e.add_argument("--max-new-tokens", type=_positive_int, default=None, help="default: 512, or the micro model's context budget")
     e.add_argument("--batch-size", type=_positive_int, default=None, help="sequences (prompts x samples) per generate call (default: sized from --memory-gb)")
-    e.add_argument("--memory-gb", type=float, default=None, help="generation memory budget that sizes the batch (default 2)")
+    e.add_argument("--memory-gb", type=float, default=None, help="generation memory budget that sizes the batch (default 4)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--language", default=None, help="target language of the reasoning (default: the task's)")
     e.add_argument("--template", default="auto", help="prompt form: auto (chat when the model has a chat template), r1-zero or chat")
@@ -128,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--isolate", action="store_true", help="run each measurement in its own process, so each peak memory is its own")
     b.add_argument("--eval-n", type=_positive_int, default=256, help="held-out problems for the evaluation measurement")
     b.add_argument("--parts", default="eval,grpo,sft", help="measurements to run, a comma list of eval, grpo and sft")
-    b.add_argument("--precision", default="", help="extra GRPO variants, a comma list of bf16 (autocast), bf16-weights and lora")
+    b.add_argument("--precision", default="", help="extra GRPO variants, a comma list of bf16 (autocast) and bf16-weights")
+    b.add_argument("--wide", type=int, default=0, help="also time a GRPO step of N prompts (x generations, one generate call) in micro-batches (0: skip)")
+    b.add_argument("--lora", default="", help="also time LoRA GRPO (alpha 32, all linear), a comma list of ranks, e.g. 1,16; on the --wide step if any")
+    b.add_argument("--eval-samples", default="1,8", help="samples per problem of the evaluation measurements, a comma list")
+    b.add_argument("--profile", action="store_true", help="also profile one GRPO update with TRL's and the lab's log-prob head")
     b.add_argument("--template", default="r1-zero", help="prompt form of the GRPO measurement: r1-zero, or chat (the model's template)")
     return p
 
@@ -235,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
                                  max_completion_length=args.max_completion_length, reuse=args.reuse, eval_n=args.eval_n, parts=args.parts,
                                  prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
-                                 micro_batch=args.micro_batch, isolate=args.isolate, precision=args.precision, template=args.template))
+                                 micro_batch=args.micro_batch, isolate=args.isolate, precision=args.precision, template=args.template,
+                                 wide=args.wide, lora=args.lora, eval_samples=args.eval_samples,
+                                 profile=args.profile))
         elif args.command == "report":
             report_command(args)
     except UserError as e:

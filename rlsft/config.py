@@ -261,7 +261,7 @@ class ModelConfig:
     trust_remote_code: bool = False
     lora_r: int = 0  # LoRA rank through peft (0: full fine-tuning); the saved model is merged, so stages chain
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0  # > 0 also perturbs GRPO's sampling (TRL generates in training mode) and keeps LoRA unmerged there
     lora_target_modules: str = "all-linear"
 
 
@@ -290,7 +290,7 @@ class EvalConfig:
     temperature: float = 1.0
     max_new_tokens: int = 128
     batch_size: int | None = None  # sequences per generate call (None: sized from memory_gb)
-    memory_gb: float = 2.0  # generation memory budget that sizes the batch
+    memory_gb: float = 4.0  # generation memory budget that sizes the batch (4: a 0.5B model's 64 sequences of 128 tokens)
     before: bool = True  # also evaluate the starting model, with the same settings
     before_samples: int | None = None  # samples per problem for the starting model (None: `samples`); e.g. the base's pass@64 alone
     # training steps at which the first task is evaluated too, with the same settings, for the

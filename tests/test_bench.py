@@ -2,28 +2,31 @@
 
 import json
 
+import pytest
+
 from rlsft.cli import main as cli_main
 
 
 def test_bench_writes_both_variants_and_ratios(toy_model, tmp_path):
     out = tmp_path / "bench"
     assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--steps", "1", "--warmup", "1",
-                     "--max-completion-length", "16", "--reuse", "2", "--eval-n", "6", "--micro-batch", "16"]) == 0
+                     "--max-completion-length", "16", "--reuse", "2", "--eval-n", "20", "--micro-batch", "16"]) == 0
     r = json.loads(next(out.glob("bench-*.json")).read_text())
-    assert [g["variant"] for g in r["grpo"]] == ["trl-defaults", "lab", "lab-reuse", "lab-micro"]
-    assert [g["micro_batch"] for g in r["grpo"]] == [64, 64, 64, 16]  # lab-micro: the same 64-completion step in 4 parts
+    assert [g["variant"] for g in r["grpo"]] == ["trl-defaults", "lab-trl-trainer", "lab", "lab-reuse", "lab-micro"]
+    assert [g["trainer"] for g in r["grpo"]] == ["trl", "trl", "lab", "lab", "lab"]
+    assert [g["micro_batch"] for g in r["grpo"]] == [64, 64, 64, 64, 16]  # lab-micro: the same 64-completion step in 4 parts
     assert all(0 < g["fraction_of_peak"] < 1 and g["tokens_per_step"] > 64 for g in r["grpo"])
     assert [s["variant"] for s in r["sft"]] == ["trl-defaults", "lab"]
-    assert [g["steps_per_generation"] for g in r["grpo"]] == [1, 1, 2, 1] and r["grpo"][2]["steps_timed"] == 2  # whole cycles
+    assert [g["steps_per_generation"] for g in r["grpo"]] == [1, 1, 1, 2, 1] and r["grpo"][3]["steps_timed"] == 2  # whole cycles
     for g in r["grpo"]:  # the split adds up to the step
         assert abs(g["generation_seconds"] + g["scoring_seconds"] + g["update_seconds"] - g["step_seconds"]) < 1e-6
         assert g["generation_seconds"] > 0 and g["rollout_tokens_per_second"] > 0
     assert all(0 < s["mfu"] < 1 for s in r["sft"])
     assert [(e["samples"], e["variant"]) for e in r["eval"]] == [(1, "prompts-16"), (1, "sequences"), (8, "prompts-16"), (8, "sequences")]
     for e in r["eval"]:
-        assert e["sequences"] == 6 * e["samples"] and 0 < e["fraction_of_peak"] < 1 and 0 <= e["pass@1"] <= 1
+        assert e["sequences"] == 20 * e["samples"] and 0 < e["fraction_of_peak"] < 1 and 0 <= e["pass@1"] <= 1
     assert set(r["ratios"]) == {"grpo_step_speedup", "sft_tokens_per_second_ratio", "grpo_reuse_step_speedup", "grpo_micro_step_speedup",
-                                "eval_samples1_speedup", "eval_samples8_speedup"}
+                                "grpo_trl_trainer_step_speedup", "grpo_lab_trainer_vs_trl_trainer", "eval_samples1_speedup", "eval_samples8_speedup"}
     assert "| lab |" in next(out.glob("bench-*.md")).read_text()
 
 
@@ -31,7 +34,7 @@ def test_bench_parts_and_bad_parts(toy_model, tmp_path, capsys):
     out = tmp_path / "bench"
     assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "eval", "--eval-n", "4"]) == 0
     r = json.loads(next(out.glob("bench-*.json")).read_text())
-    assert r["grpo"] == [] and r["sft"] == [] and len(r["eval"]) == 4
+    assert r["grpo"] == [] and r["sft"] == [] and len(r["eval"]) == 2  # 4 problems: sequences alone, at 1 and 8 samples
     assert "## GRPO" not in next(out.glob("bench-*.md")).read_text()
     assert cli_main(["bench", "--model", toy_model, "--out", str(tmp_path / "b2"), "--parts", "eval,rl"]) == 2
     assert "--parts" in capsys.readouterr().err and not (tmp_path / "b2").exists()
@@ -43,6 +46,41 @@ def test_isolated_measurements_each_report_their_own_peak(toy_model, tmp_path):
     assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "grpo", "--steps", "1", "--warmup", "1", "--reuse", "1",
                      "--prompts-per-step", "2", "--num-generations", "4", "--max-completion-length", "8", "--micro-batch", "2", "--isolate"]) == 0
     r = json.loads(next(out.glob("bench-*.json")).read_text())
-    assert [g["variant"] for g in r["grpo"]] == ["trl-defaults", "lab", "lab-micro"] and all(g["peak_memory_gb"] > 0 for g in r["grpo"])
+    assert [g["variant"] for g in r["grpo"]] == ["trl-defaults", "lab-trl-trainer", "lab", "lab-micro"]
+    assert all(g["peak_memory_gb"] > 0 for g in r["grpo"])
     assert "its own process" in next(out.glob("bench-*.md")).read_text()
     assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--micro-batch", "3"]) == 2  # 64 completions: not divisible
+
+
+def test_the_wide_step_and_lora_rows_say_what_they_ran(toy_model, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "grpo,eval", "--steps", "1", "--warmup", "1", "--reuse", "1",
+                     "--prompts-per-step", "1", "--num-generations", "4", "--max-completion-length", "8", "--wide", "4",
+                     "--lora", "1,4", "--eval-n", "8", "--eval-samples", "4"]) == 0
+    r = json.loads(next(out.glob("bench-*.json")).read_text())
+    rows = {g["variant"]: g for g in r["grpo"]}
+    assert list(rows) == ["trl-defaults", "lab-trl-trainer", "lab", "lab-wide", "lab-wide-lora-r1", "lab-wide-lora-r4"]
+    assert (rows["lab"]["completions_per_step"], rows["lab-wide"]["completions_per_step"], rows["lab-wide"]["micro_batch"]) == (4, 16, 4)
+    assert rows["lab-wide"]["steps_per_generation"] == 1  # one generate call a step: steps_per_generation = accumulation in TRL's terms
+    assert [rows[v]["lora_r"] for v in rows] == [0, 0, 0, 0, 1, 4]
+    assert rows["lab-wide-lora-r1"]["trainable_parameters"] < rows["lab-wide-lora-r4"]["trainable_parameters"] < rows["lab-wide"]["trainable_parameters"]
+    for g in r["grpo"]:
+        assert g["rollouts_per_hour"] == pytest.approx(g["completions_per_step"] * 3600 / g["step_seconds"])
+    assert {"grpo_wide_rollouts_per_hour_vs_before", "grpo_wide_lora_r1_vs_full", "grpo_wide_lora_r4_vs_full"} <= set(r["ratios"])
+    assert [(e["variant"], e["sequences"]) for e in r["eval"]] == [("sequences", 32)]  # 8 prompts: prompts-16 would be the same call
+    assert r["eval"][0]["tokens_per_second"] > 0
+    table = next(out.glob("bench-*.md")).read_text()
+    assert "| lab-wide-lora-r1 | lab | 16 |" in table and "rollouts/h" in table
+    assert cli_main(["bench", "--model", toy_model, "--out", str(tmp_path / "b2"), "--lora", "0"]) == 2
+    assert "--lora" in capsys.readouterr().err and not (tmp_path / "b2").exists()
+
+
+def test_the_profile_times_one_update_with_each_head(toy_model, tmp_path):
+    out = tmp_path / "bench"
+    assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "eval", "--eval-n", "2", "--eval-samples", "1",
+                     "--prompts-per-step", "1", "--num-generations", "4", "--max-completion-length", "8", "--profile"]) == 0
+    r = json.loads(next(out.glob("bench-*.json")).read_text())
+    rows = {row["head"]: row for row in r["profile"]["rows"]}
+    assert list(rows) == ["trl-head", "lab-head"] and r["profile"]["completions"] == 4
+    assert all(row["head_seconds"] > 0 and row["seconds"] > row["head_seconds"] for row in rows.values())  # each head really ran
+    assert "| lab-head |" in next(out.glob("profile-*.md")).read_text()

@@ -55,7 +55,7 @@ def test_cpu_calls_are_capped_and_run_in_one_round(toy_model):
     assert sequences_per_call(model, 10, 16, 100.0, 10_000) == CPU_MAX_SEQUENCES
     stats: dict = {}
     generate(model, tok, ["1+1=", "2+2="], 40, 1.0, 1.0, 12, stats=stats)
-    assert stats["sequences_per_call"] == CPU_MAX_SEQUENCES and stats["calls"] == 2  # 80 sequences: 64, then 16, no re-batching
+    assert stats["sequences_per_call"] == 40 and stats["calls"] == 2  # 80 sequences: two calls of 40 (not 64 and 16), no re-batching
 
 
 def test_a_think_prefill_opens_every_text_and_answer_ends_it():

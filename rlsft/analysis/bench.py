@@ -16,6 +16,7 @@ AutoModelForCausalLM). Shared machines drift, so read the ratio, not the absolut
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -44,9 +45,14 @@ class BenchArgs:
     eval_max_new_tokens: int = 128
     parts: str = "eval,grpo,sft"  # which measurements to run
     # extra GRPO variants of the lab's step: bf16 (TrainingArguments.bf16: bfloat16 autocast of the update,
-    # float32 weights), bf16-weights (the model loaded in bfloat16: generation too), lora (peft LoRA, r=16)
+    # float32 weights), bf16-weights (the model loaded in bfloat16: generation too)
     precision: str = ""
     template: str = "r1-zero"  # the prompt form of the GRPO and eval measurements (chat: the model's chat template)
+    wide: int = 0  # GRPO "lab-wide" variant: this many prompts per step (x num_generations completions, one generate call),
+    # trained in micro-batches of the narrow step's completions (or --micro-batch) (0: no such variant)
+    lora: str = ""  # GRPO LoRA variants (alpha 32, all linear layers), a comma list of ranks, e.g. "1,16"; on the wide step if any
+    eval_samples: str = "1,8"  # samples per problem of the evaluation measurements, a comma list
+    profile: bool = False  # also profile one GRPO update with TRL's and the lab's log-prob head (profile-<device>-<model>.md)
 
 
 def cpu_features() -> list[str]:
@@ -112,55 +118,105 @@ class _Clock:
         return StepClock()
 
 
-def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
-    """One GRPO measurement: `variant` is "trl-defaults", "lab", "lab-reuse", "lab-micro", or one of
-    the precision variants "lab-bf16", "lab-bf16-weights" and "lab-lora" (`BenchArgs.precision`).
+def matmul_params(model) -> tuple[int, int]:
+    """(body, head): the parameters a token's forward pass multiplies by, outside and inside the
+    output head. The input embedding is a lookup, not a matmul; a tied head counts once, as the head."""
+    head = model.get_output_embeddings().weight
+    embedding = model.get_input_embeddings().weight
+    total = sum(p.numel() for p in model.parameters())  # a tied matrix is one parameter, counted once
+    tied = head.data_ptr() == embedding.data_ptr()
+    return total - head.numel() - (0 if tied else embedding.numel()), head.numel()
 
-    Its roofline: the step's model FLOPs, 8N per token of each sequence (prompt and completion:
-    2N to generate or prefill it, 6N to train on it), against the measured matmul `peak`."""
+
+def step_flops(body: int, head: int, prompt_tokens: float, completion_tokens: float, train: int = 6) -> float:
+    """A GRPO step's useful matmul FLOPs: every prompt and completion token through the body, 2 per
+    parameter to generate (or prefill) and `train` to train on (6: forward and backward; 4 for LoRA,
+    whose frozen weights need no weight gradient); the output head only where a token is sampled
+    or scored, the completion tokens. Attention's own FLOPs (under 2% at these lengths) are left out.
+
+    >>> step_flops(100, 10, prompt_tokens=5, completion_tokens=3)  # 8 x 100 x 8 + 8 x 10 x 3
+    6640
+    """
+    return (2 + train) * (body * (prompt_tokens + completion_tokens) + head * completion_tokens)
+
+
+def grpo_variant(args: BenchArgs, variant: str) -> dict:
+    """A GRPO variant's settings: trainer (lab or trl), config (lab or TRL's defaults), prompts per
+    step, completions per forward/backward, steps per generate call, LoRA rank, dtype.
+
+    `lab-trl-trainer` is the lab's config on TRL's own trainer: the lab's step before
+    rlsft.grpo_trainer. `lab-wide` is a step of `args.wide` prompts. `lab[-wide]-lora-rN` is LoRA of
+    rank N on the wide step (if any) or the narrow one."""
+    narrow = args.prompts_per_step * args.num_generations
+    v = {"trainer": "lab", "config": "lab", "prompts": args.prompts_per_step, "micro": narrow, "reuse": 1, "lora_r": 0,
+         "dtype": "auto", "bf16": False}
+    if variant == "trl-defaults":
+        v.update(trainer="trl", config="trl")
+    elif variant == "lab-trl-trainer":
+        v.update(trainer="trl")
+    elif variant == "lab-reuse":
+        v.update(reuse=args.reuse)
+    elif variant == "lab-micro":
+        v.update(micro=args.micro_batch)
+    elif variant in ("lab-bf16", "lab-bf16-weights"):
+        v.update(micro=args.micro_batch or narrow, bf16=variant == "lab-bf16", dtype="bfloat16" if variant == "lab-bf16-weights" else "auto")
+    elif variant.startswith("lab-wide") or variant.startswith("lab-lora"):
+        if variant.startswith("lab-wide"):
+            v.update(prompts=args.wide, micro=args.micro_batch or narrow)
+        if "-lora-r" in variant:
+            v.update(lora_r=int(variant.rsplit("-r", 1)[1]))
+    elif variant != "lab":
+        raise ValueError(variant)
+    return v
+
+
+def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
+    """One GRPO measurement of `variant` (`grpo_variant`). Its roofline: the step's useful matmul
+    FLOPs (`step_flops`) against the measured matmul `peak`."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
     import recipes.grpo
+    from rlsft import grpo_trainer
     from rlsft.config import DataConfig, ModelConfig, RunConfig
     from rlsft.models import load_model, load_tokenizer, resolve_model
-    from rlsft.runs.compute import n_params
     from rlsft.scoring.rewards import accuracy_reward
     from rlsft.trainer import lora_config, prompt_dataset
 
     torch.manual_seed(0)
+    v = grpo_variant(args, variant)
     tokenizer = load_tokenizer(args.model)  # every variant: the tokenizer as saved (see README)
-    batch = args.prompts_per_step * args.num_generations
-    reuse = args.reuse if variant == "lab-reuse" else 1
-    micro = args.micro_batch if variant not in ("trl-defaults", "lab", "lab-reuse") and args.micro_batch else batch  # completions per forward/backward
+    batch = v["prompts"] * args.num_generations  # completions per optimizer step
+    reuse, micro = v["reuse"], v["micro"]
     accumulation = batch // micro  # the step's gradient is accumulated over the micro-batches
     warmup, timed = -(-args.warmup // reuse) * reuse, -(-args.steps // reuse) * reuse  # whole generate cycles
     steps = warmup + timed
-    train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * args.prompts_per_step, template=args.template), seed=0)
-    sizes = dict(per_device_train_batch_size=batch, num_generations=args.num_generations,
-                 max_completion_length=args.max_completion_length, max_steps=steps, logging_steps=1)
-    if variant.startswith("lab"):
-        model = load_model(args.model, "bfloat16" if variant == "lab-bf16-weights" else "auto")
+    train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * v["prompts"], template=args.template), seed=0)
+    if v["config"] == "lab":
+        model = load_model(args.model, v["dtype"])
         cfg = recipes.grpo.Config(
             run=RunConfig(name="bench", out_dir=str(work), report_to="none"), rewards={"accuracy": 1.0},
-            model=ModelConfig(name=args.model, lora_r=16 if variant == "lab-lora" else 0),
+            model=ModelConfig(name=args.model, lora_r=v["lora_r"]),
             training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation,
                           logging_steps=1, save_strategy="no"),
             grpo=dict(num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                       loss_type="dapo", beta=0.0, steps_per_generation=reuse * accumulation))
         config = recipes.grpo.training_args(cfg)  # the recipe's own TRL config
         config.reward_weights = [1.0]  # no monitor here
-        config.bf16 = variant == "lab-bf16"  # bfloat16 autocast of the forward and backward passes
+        config.bf16 = v["bf16"]  # bfloat16 autocast of the forward and backward passes
         peft_config = lora_config(cfg.model)
     else:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
         gpu = torch.cuda.is_available()
-        config = GRPOConfig(output_dir=str(work / "checkpoints"), report_to="none", save_strategy="no",
-                            use_cpu=not gpu, bf16=gpu, learning_rate=1e-4, **sizes)
+        config = GRPOConfig(output_dir=str(work / "checkpoints"), report_to="none", save_strategy="no", use_cpu=not gpu, bf16=gpu,
+                            learning_rate=1e-4, per_device_train_batch_size=batch, num_generations=args.num_generations,
+                            max_completion_length=args.max_completion_length, max_steps=steps, logging_steps=1)
         peft_config = None
-    trainer = GRPOTrainer(model=model, args=config, train_dataset=train, reward_funcs=[accuracy_reward], processing_class=tokenizer,
-                          peft_config=peft_config)
+    body, head = matmul_params(model)
+    trainer_class = grpo_trainer.GRPOTrainer if v["trainer"] == "lab" else GRPOTrainer
+    trainer = trainer_class(model=model, args=config, train_dataset=train, reward_funcs=[accuracy_reward], processing_class=tokenizer,
+                            peft_config=peft_config)
     clock = _Clock(warmup)
     trainer.add_callback(clock.callback())
     trainer._generate = clock.wrap("generation", trainer._generate)
@@ -171,15 +227,17 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     completion_tokens = sum(h["completions/mean_length"] for h in logs) * batch * reuse
     seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # cumulative prompt + completion tokens
     tokens_per_step = (seen[-1] - seen[warmup - 1]) / timed if warmup and len(seen) > warmup else seen[-1] / steps
-    step_flops = 8 * n_params(model) * tokens_per_step
+    completions_per_step = completion_tokens / timed
+    step_tflops = step_flops(body, head, tokens_per_step - completions_per_step, completions_per_step, 4 if v["lora_r"] else 6) / 1e12
     s = clock.seconds
     update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)  # includes the old-log-prob pass
     return {
-        "variant": variant, "steps_timed": timed, "steps_per_generation": reuse, "completions_per_step": batch, "micro_batch": micro,
-        "tokens_per_step": tokens_per_step, "model_tflops_per_step": step_flops / 1e12,
-        "fraction_of_peak": step_flops / (s["step"] / timed) / peak,
+        "variant": variant, "trainer": v["trainer"], "lora_r": v["lora_r"], "steps_timed": timed, "steps_per_generation": reuse,
+        "completions_per_step": batch, "micro_batch": micro, "tokens_per_step": tokens_per_step, "model_tflops_per_step": step_tflops,
+        "fraction_of_peak": step_tflops * 1e12 / (s["step"] / timed) / peak,
         "step_seconds": s["step"] / timed, "generation_seconds": s.get("generation", 0.0) / timed,
         "scoring_seconds": s.get("scoring", 0.0) / timed, "update_seconds": update / timed,
+        "rollouts_per_hour": batch * 3600 / (s["step"] / timed),
         "rollout_tokens_per_second": completion_tokens / s["generation"] if s.get("generation") else None,
         "mean_completion_tokens": completion_tokens / (batch * reuse * len(logs)) if logs else None,
         "model_use_cache": bool(getattr(model.config, "use_cache", None)),
@@ -188,6 +246,80 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
         "reward_mean": sum(h["reward"] for h in logs) / len(logs) if logs and all("reward" in h for h in logs) else None,
         "peak_memory_gb": peak_memory_gb(),
     }
+
+
+def bench_profile(args: BenchArgs, work: Path, peak: float) -> dict:
+    """torch.profiler over one GRPO update (loss, forward and backward; no generation, no
+    optimizer) of the narrow step's completions, on one generated batch, with TRL's log-prob head
+    and with the lab's (`rlsft.grpo_trainer`): seconds, the top operators by own time, and the
+    head's share. An untimed pass of each comes first (allocation, caches)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    import recipes.grpo
+    from rlsft import grpo_trainer
+    from rlsft.config import DataConfig, ModelConfig, RunConfig
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.scoring.rewards import accuracy_reward
+    from rlsft.trainer import prompt_dataset
+
+    torch.manual_seed(0)
+    batch = args.prompts_per_step * args.num_generations
+    cfg = recipes.grpo.Config(
+        run=RunConfig(name="bench", out_dir=str(work), report_to="none"), rewards={"accuracy": 1.0}, model=ModelConfig(name=args.model),
+        training=dict(learning_rate=1e-4, max_steps=1, per_device_train_batch_size=batch, logging_steps=1, save_strategy="no"),
+        grpo=dict(num_generations=args.num_generations, max_completion_length=args.max_completion_length, loss_type="dapo", beta=0.0))
+    config = recipes.grpo.training_args(cfg)
+    config.reward_weights = [1.0]
+    train = prompt_dataset(DataConfig(task="micro-arith", n_train=args.prompts_per_step, template=args.template), seed=0)
+    trainer = grpo_trainer.GRPOTrainer(model=load_model(args.model), args=config, train_dataset=train, reward_funcs=[accuracy_reward],
+                                       processing_class=load_tokenizer(args.model))
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by the Trainer's loop, which this bypasses
+    inputs = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))  # generates the batch
+    inputs["advantages"] = torch.linspace(-1, 1, batch)  # a non-zero gradient whatever the rewards were
+    prompt_tokens, completion_tokens = int(inputs["prompt_mask"].sum()), int(inputs["completion_mask"].sum())
+    body, head = matmul_params(trainer.model)
+    useful = step_flops(body, head, prompt_tokens, completion_tokens, train=6) * 6 / 8  # training only, no generation
+    rows = []
+    for name, lab_head in (("trl-head", False), ("lab-head", True)):
+        trainer.completion_head = lab_head
+        for timed in (False, True):
+            trainer.model.zero_grad(set_to_none=True)
+            with profile(activities=[ProfilerActivity.CPU]) if timed else contextlib.nullcontext() as prof:
+                t = time.perf_counter()
+                trainer.compute_loss(trainer.model, inputs).backward()
+                seconds = time.perf_counter() - t
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        head_ops = [e for e in prof.key_averages() if e.key in ("ChunkedLogProbFunction", "ChunkedLogProbFunctionBackward",
+                                                                "_CompletionLogProbs", "_CompletionLogProbsBackward")]
+        rows.append({"head": name, "seconds": seconds, "fraction_of_peak": useful / seconds / peak,
+                     "head_seconds": sum(e.cpu_time_total for e in head_ops) / 1e6,
+                     "top": [{"op": e.key, "self_seconds": e.self_cpu_time_total / 1e6, "calls": e.count} for e in ops[:12]]})
+    return {"completions": batch, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "padded_tokens": int(inputs["prompt_mask"].numel() + inputs["completion_mask"].numel()), "useful_tflops": useful / 1e12,
+            "rows": rows}
+
+
+def profile_table(r: dict) -> str:
+    """The Markdown summary of a profile measurement (`bench_profile`)."""
+    p = r["profile"]
+    lines = [f"# rlsft bench --profile: one GRPO update of {r['model']} on {r['device']}", "",
+             f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). Commit `{r['provenance']['git_commit']}`, "
+             f"{r['provenance']['time_utc']}. Produced by `rlsft bench --profile`.", "",
+             f"One update (loss, forward, backward; no generation, no optimizer) of {p['completions']} completions: "
+             f"{p['prompt_tokens']:,} prompt and {p['completion_tokens']:,} completion tokens ({p['padded_tokens']:,} with padding), "
+             f"{p['useful_tflops']:.2f} useful TFLOP (6 per body parameter per token, 6 per head parameter per completion token).", "",
+             "| log-prob head | seconds | head seconds (forward + backward) | fraction of peak |", "|---|---|---|---|"]
+    for row in p["rows"]:
+        lines.append(f"| {row['head']} | {row['seconds']:.2f} | {row['head_seconds']:.2f} | {row['fraction_of_peak']:.1%} |")
+    for row in p["rows"]:
+        lines += ["", f"## Top operators by own time, {row['head']}", "", "| operator | own seconds | calls |", "|---|---|---|"]
+        lines += [f"| `{o['op']}` | {o['self_seconds']:.2f} | {o['calls']} |" for o in row["top"]]
+    lines += ["", "trl-head: TRL's fused LM head, which on a CPU (no Triton) scores every position, prompt and padding included, "
+              "and recomputes each logits tile in its backward. lab-head: rlsft.grpo_trainer's, on the real completion tokens only, "
+              "its probabilities kept for the backward.", ""]
+    return "\n".join(lines)
 
 
 def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
@@ -243,14 +375,13 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
     import torch
 
     from rlsft.models import load_model, load_tokenizer
-    from rlsft.runs.compute import n_params
     from rlsft.scoring.evaluate import generate
     from rlsft.scoring.tasks import build_prompt, get_task
 
     task = get_task("micro-arith")
     rows = task.load(task.eval_split, n=args.eval_n, seed=0)
     model, tokenizer = load_model(args.model), load_tokenizer(args.model)
-    prompts = [build_prompt(r["question"], "auto" if tokenizer.chat_template else "r1-zero") for r in rows]
+    prompts = [build_prompt(r["question"], args.template) for r in rows]  # the bench's prompt form, as the GRPO measurement
     kw = dict(batch_size=16 * samples, tokens_per_round=args.eval_max_new_tokens) if variant == "prompts-16" else {}
     torch.manual_seed(0)
     stats: dict = {}
@@ -258,8 +389,10 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
     groups = generate(model, tokenizer, prompts, samples, 1.0, 1.0, args.eval_max_new_tokens, desc=f"bench eval {variant}", stats=stats, **kw)
     seconds = time.perf_counter() - t
     correct = task.verify_many([g["text"] for group in groups for g in group], [r["answer"] for r, group in zip(rows, groups) for _ in group])
-    useful = 2 * n_params(model) * (stats["prompt_tokens"] + stats["generated_tokens"])  # forward FLOPs of real tokens
+    body, head = matmul_params(model)
+    useful = step_flops(body, head, stats["prompt_tokens"], stats["generated_tokens"], train=0)  # forward FLOPs of real tokens
     return {"variant": variant, "samples": samples, "problems": len(rows), "seconds": seconds, **stats,
+            "tokens_per_second": stats["generated_tokens"] / seconds,
             "pass@1": sum(bool(c) for c in correct) / len(correct), "useful_tflops": useful / 1e12,
             "fraction_of_peak": useful / seconds / peak}
 
@@ -285,6 +418,68 @@ def _isolated(fn, *args):
         return pool.submit(_run_and_close, fn, *args).result()
 
 
+def grpo_ratios(rows: list[dict], precision: list[str], micro_batch: int) -> dict:
+    """Same-run ratios of the GRPO rows (> 1: the later variant is faster): each against TRL's
+    defaults (step seconds); the lab's trainer against the lab's config on TRL's trainer; rollouts
+    an hour of the wide step (and LoRA) against the lab's step before rlsft.grpo_trainer; precision
+    variants against the lab's float32 step; LoRA against full fine-tuning of the same step."""
+    by = {g["variant"]: g for g in rows}
+    out = {}
+    for g in rows[1:]:
+        name = "grpo_step_speedup" if g["variant"] == "lab" else f"grpo_{g['variant'].removeprefix('lab-').replace('-', '_')}_step_speedup"
+        if "trl-defaults" in by:
+            out[name] = by["trl-defaults"]["step_seconds"] / g["step_seconds"]
+    if "lab" in by and "lab-trl-trainer" in by:
+        out["grpo_lab_trainer_vs_trl_trainer"] = by["lab-trl-trainer"]["step_seconds"] / by["lab"]["step_seconds"]
+    for g in rows:
+        key = g["variant"].removeprefix("lab-").replace("-", "_")
+        if g["variant"] in precision:  # against the lab's own float32 step of the same run
+            lab = by.get("lab-micro" if micro_batch else "lab")
+            if lab:
+                out[f"grpo_{key}_vs_float32"] = lab["step_seconds"] / g["step_seconds"]
+        if g.get("lora_r"):
+            full = by.get(g["variant"].split("-lora-")[0])
+            if full:
+                out[f"grpo_{key}_vs_full"] = full["step_seconds"] / g["step_seconds"]
+        if (g["variant"].startswith("lab-wide") or g.get("lora_r")) and "lab-trl-trainer" in by:
+            out[f"grpo_{key}_rollouts_per_hour_vs_before"] = g["rollouts_per_hour"] / by["lab-trl-trainer"]["rollouts_per_hour"]
+    return out
+
+
+def checked(args: BenchArgs) -> dict:
+    """The bench's settings as lists, each refused in one line before anything runs: parts, eval
+    sample counts, GRPO variants."""
+
+    def ints(text: str, flag: str, what: str) -> list[int]:
+        try:
+            values = [int(x) for x in text.split(",") if x]
+        except ValueError:
+            values = [0]
+        if any(v < 1 for v in values):
+            raise UserError(f"{flag} takes a comma list of {what} (positive integers), got {text!r}")
+        return values
+
+    parts = set(args.parts.split(","))
+    if parts - {"eval", "grpo", "sft"} or not parts:
+        raise UserError(f"--parts takes a comma list of eval, grpo and sft, got {args.parts!r}")
+    narrow = args.prompts_per_step * args.num_generations
+    for n, flag in ((narrow, "--micro-batch"), (args.wide * args.num_generations, "--micro-batch (with --wide)")):
+        if args.micro_batch and n and n % args.micro_batch:
+            raise UserError(f"{flag} {args.micro_batch} must divide the step's {n} completions")
+    if args.wide and not args.micro_batch and (args.wide * args.num_generations) % narrow:
+        raise UserError(f"--wide {args.wide}: its {args.wide * args.num_generations} completions must be a multiple of the narrow step's {narrow}")
+    precision = [f"lab-{p}" for p in args.precision.split(",") if p]
+    if set(precision) - {"lab-bf16", "lab-bf16-weights"}:
+        raise UserError(f"--precision takes a comma list of bf16 and bf16-weights, got {args.precision!r}")
+    eval_samples = ints(args.eval_samples, "--eval-samples", "sample counts")
+    if not eval_samples:
+        raise UserError("--eval-samples is empty")
+    ranks = ints(args.lora, "--lora", "LoRA ranks")
+    grpo = (["trl-defaults", "lab-trl-trainer", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch)
+            + precision + ["lab-wide"] * bool(args.wide) + [f"{'lab-wide' if args.wide else 'lab'}-lora-r{r}" for r in ranks])
+    return {"parts": parts, "eval_samples": eval_samples, "precision": precision, "grpo": grpo if "grpo" in parts else []}
+
+
 def run_bench(args: BenchArgs) -> Path:
     from concurrent.futures.process import BrokenProcessPool
 
@@ -292,16 +487,13 @@ def run_bench(args: BenchArgs) -> Path:
 
     from rlsft.runs.provenance import provenance
 
+    plan = checked(args)
+    parts, eval_samples, precision = plan["parts"], plan["eval_samples"], plan["precision"]
     peak, peak_dtype = matmul_peak_flops()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
         f"cpu, {torch.get_num_threads()} threads, {' '.join(cpu_features()) or 'no AVX2'}"
     results = {"model": args.model, "device": device, "matmul_peak_tflops": peak / 1e12, "matmul_dtype": peak_dtype,
                "settings": vars(args), "eval": [], "grpo": [], "sft": []}
-    parts = set(args.parts.split(","))
-    if parts - {"eval", "grpo", "sft"} or not parts:
-        raise UserError(f"--parts takes a comma list of eval, grpo and sft, got {args.parts!r}")
-    if args.micro_batch and (args.prompts_per_step * args.num_generations) % args.micro_batch:
-        raise UserError(f"--micro-batch {args.micro_batch} must divide the step's {args.prompts_per_step * args.num_generations} completions")
     results["ratios"] = {}  # > 1: the lab is faster than the baseline
     results["provenance"] = provenance()
     out = Path(args.out)
@@ -316,32 +508,28 @@ def run_bench(args: BenchArgs) -> Path:
         atomic_write(out / f"{stem}.md", bench_table(results))
 
     if "eval" in parts:
-        for samples in (1, 8):
-            for variant in ("prompts-16", "sequences"):
+        for samples in eval_samples:
+            # 16 prompts or fewer: prompts-16 is one call of them all, the same batch as sequences
+            for variant in ("prompts-16", "sequences") if args.eval_n > 16 else ("sequences",):
                 results["eval"].append(bench_eval(args, samples, variant, peak))
                 save(False)
-            before, after = results["eval"][-2:]
-            results["ratios"][f"eval_samples{samples}_speedup"] = before["seconds"] / after["seconds"]
+            if args.eval_n > 16:
+                before, after = results["eval"][-2:]
+                results["ratios"][f"eval_samples{samples}_speedup"] = before["seconds"] / after["seconds"]
     measure = _isolated if args.isolate else (lambda fn, *a: fn(*a))
-    precision = [f"lab-{p}" for p in args.precision.split(",") if p]
-    if set(precision) - {"lab-bf16", "lab-bf16-weights", "lab-lora"}:
-        raise UserError(f"--precision takes a comma list of bf16, bf16-weights and lora, got {args.precision!r}")
-    grpo_variants = ["trl-defaults", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch) + precision
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in grpo_variants if "grpo" in parts else []:  # the baseline first, so the lab never benefits from a warm cache
+        for variant in plan["grpo"]:  # the baseline first, so the lab never benefits from a warm cache
             try:
                 results["grpo"].append(measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}", peak))
             except BrokenProcessPool:  # its process was killed (out of memory, or by hand after too long): say so, go on
                 results.setdefault("failed", []).append(f"grpo {variant}: its process was killed before it finished")
                 save(False)
                 continue
-            if len(results["grpo"]) > 1:
-                g = results["grpo"][-1]
-                name = "grpo_step_speedup" if g["variant"] == "lab" else f"grpo_{g['variant'].removeprefix('lab-').replace('-', '_')}_step_speedup"
-                results["ratios"][name] = results["grpo"][0]["step_seconds"] / g["step_seconds"]
-                if g["variant"] in precision:  # against the lab's own float32 step of the same run
-                    lab = next(x for x in results["grpo"] if x["variant"] == ("lab-micro" if args.micro_batch else "lab"))
-                    results["ratios"][f"grpo_{g['variant'].removeprefix('lab-').replace('-', '_')}_vs_float32"] = lab["step_seconds"] / g["step_seconds"]
+            results["ratios"].update(grpo_ratios(results["grpo"], precision, args.micro_batch))
+            save(False)
+        if args.profile:
+            results["profile"] = measure(bench_profile, args, Path(tmp) / "profile", peak)
+            atomic_write(out / f"profile-{stem.removeprefix('bench-')}.md", profile_table(results))
             save(False)
         for variant in ("trl-defaults", "lab") if "sft" in parts else ():
             results["sft"].append(measure(bench_sft, args, variant, Path(tmp) / f"sft-{variant}", peak))
@@ -367,28 +555,37 @@ def bench_table(r: dict) -> str:
                   "`prompts-16`: 16 prompts (x samples) per call, each call run until its longest sequence ends; "
                   "`sequences`: the lab's batching by sequences, sized from memory (on a CPU at most 64 a call, each run to the end; "
                   "on a GPU up to 512, with unfinished sequences re-batched). "
-                  "Useful FLOPs count 2N per real prompt and generated token (no padding).", "",
-                  "| samples | variant | sequences per call | calls | seconds | generated tokens | useful TFLOP | fraction of peak | pass@1 |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "Useful FLOPs: 2 per matmul parameter of the body for each real prompt and generated token, and of the "
+                  "output head for each generated token (no padding, no input embedding).", "",
+                  "| samples | variant | sequences | sequences per call | calls | seconds | generated tokens | tokens/s | useful TFLOP | fraction of peak | pass@1 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for e in r["eval"]:
-            lines.append(f"| {e['samples']} | {e['variant']} | {e['sequences_per_call']} | {e['calls']} | {e['seconds']:.2f} | {e['generated_tokens']:,} | "
-                         f"{e['useful_tflops']:.4f} | {e['fraction_of_peak']:.1%} | {e['pass@1']:.3f} |")
+            tps = e.get("tokens_per_second", e["generated_tokens"] / e["seconds"])
+            lines.append(f"| {e['samples']} | {e['variant']} | {e.get('sequences', e['problems'] * e['samples'])} | {e['sequences_per_call']} | {e['calls']} | {e['seconds']:.2f} | "
+                         f"{e['generated_tokens']:,} | {tps:.1f} | {e['useful_tflops']:.4f} | {e['fraction_of_peak']:.1%} | {e['pass@1']:.3f} |")
         if any(k.startswith("eval_") for k in ra):
-            lines += ["", "Speed-up of batching by sequences: " + ", ".join(f"**{ra[f'eval_samples{k}_speedup']:.2f}x** with --samples {k}"
-                                                                     for k in (1, 8) if f"eval_samples{k}_speedup" in ra)
+            lines += ["", "Speed-up of batching by sequences: " + ", ".join(f"**{v:.2f}x** with --samples {k.split('samples')[1].split('_')[0]}"
+                                                                     for k, v in ra.items() if k.startswith("eval_samples"))
                       + " (same run, same model and problems; the samples differ, the pass@1 columns show the same distribution).", ""]
     if not r["grpo"] and not r["sft"]:
         return "\n".join(lines)
     lines += ["## GRPO step (per step, after warm-up)", "",
-              "| variant | steps per generate | micro-batch | dtype | trainable parameters | step s | generation s | scoring s | update s | "
-              "rollout tokens/s | fraction of peak | mean reward | peak memory GB* |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| variant | trainer | completions per step | steps per generate | micro-batch | dtype | trainable parameters | step s | generation s | "
+              "scoring s | update s | rollouts/h | rollout tokens/s | fraction of peak | mean reward | peak memory GB* |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in r["grpo"]:
         reward = "" if g.get("reward_mean") is None else f"{g['reward_mean']:.3f}"
-        lines.append(f"| {g['variant']} | {g.get('steps_per_generation', 1)} | {g.get('micro_batch', g['completions_per_step'])} | {g['model_dtype']} | "
+        per_hour = g.get("rollouts_per_hour", g["completions_per_step"] * 3600 / g["step_seconds"])
+        lines.append(f"| {g['variant']} | {g.get('trainer', '')} | {g['completions_per_step']} | {g.get('steps_per_generation', 1)} | "
+                     f"{g.get('micro_batch', g['completions_per_step'])} | {g['model_dtype']} | "
                      f"{g.get('trainable_parameters', 0):,} | {g['step_seconds']:.3f} | {g['generation_seconds']:.3f} | {g['scoring_seconds']:.3f} | "
-                     f"{g['update_seconds']:.3f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g.get('fraction_of_peak', 0):.1%} | {reward} | {g['peak_memory_gb']} |")
-    lines += ["", "Fraction of peak: the step's model FLOPs (8N per prompt and completion token: 2N to generate, 6N to train) "
-              "per second, over the measured matmul peak."]
+                     f"{g['update_seconds']:.3f} | {per_hour:.0f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g.get('fraction_of_peak', 0):.1%} | "
+                     f"{reward} | {g['peak_memory_gb']} |")
+    lines += ["", "Trainer: `lab` is rlsft.grpo_trainer.GRPOTrainer (completion-only log-probabilities on a CPU, LoRA merged for "
+              "generation), `trl` is trl.GRPOTrainer; `lab-trl-trainer` is the lab's step before that trainer. "
+              "Fraction of peak: the step's useful matmul FLOPs per second over the measured matmul peak; per token, 2 per body "
+              "parameter to generate or prefill it and 6 to train on it (4 with LoRA: frozen weights need no weight gradient), "
+              "the output head counted on completion tokens only (rlsft.analysis.bench.step_flops)."]
     lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"]
     for s in r["sft"]:
         lines.append(f"| {s['variant']} | {s['model_dtype']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")
@@ -401,7 +598,16 @@ def bench_table(r: dict) -> str:
     if "grpo_micro_step_speedup" in ra:
         lines.append(f"With each step's {r['grpo'][0]['completions_per_step']} completions trained in micro-batches of {r['settings']['micro_batch']} "
                      f"(lab-micro, the same step): **{ra['grpo_micro_step_speedup']:.2f}x** over TRL's defaults.")
-    for p in ("bf16", "bf16-weights", "lora"):
+    if "grpo_lab_trainer_vs_trl_trainer" in ra:
+        lines.append(f"The lab's trainer against TRL's, same config and step: **{ra['grpo_lab_trainer_vs_trl_trainer']:.2f}x** (same run; > 1 is faster).")
+    for key, value in ra.items():
+        if key.endswith("_rollouts_per_hour_vs_before"):
+            name = "lab-" + key.removeprefix("grpo_").removesuffix("_rollouts_per_hour_vs_before").replace("_", "-")
+            lines.append(f"{name}: **{value:.2f}x** the rollouts an hour of the lab's step before rlsft.grpo_trainer (same run).")
+        if key.endswith("_vs_full"):
+            name = "lab-" + key.removeprefix("grpo_").removesuffix("_vs_full").replace("_", "-")
+            lines.append(f"{name} against full fine-tuning of the same step: **{value:.2f}x** (same run; > 1 is faster).")
+    for p in ("bf16", "bf16-weights"):
         key = f"grpo_{p.replace('-', '_')}_vs_float32"
         if key in ra:
             lines.append(f"lab-{p} against the lab's float32 step{' in micro-batches' if r['settings']['micro_batch'] else ''}: "

@@ -136,7 +136,7 @@ class EvalArgs:
     top_p: float = 1.0
     max_new_tokens: int = 512
     batch_size: int | None = None  # sequences (prompts x samples) per generate call; None: sized from memory_gb
-    memory_gb: float = 2.0  # generation memory budget that sizes the batch (KV cache, logits, activations)
+    memory_gb: float = 4.0  # generation memory budget that sizes the batch (KV cache, logits, activations)
     seed: int = 0
     language: str | None = None
     template: str = "auto"  # auto: chat when the model's tokenizer has a chat template, else r1-zero
@@ -187,6 +187,18 @@ def sequences_per_call(model, prompt_tokens: int, max_new_tokens: int, memory_gb
     return max(1, min(n_sequences, most, int(memory_gb * 1e9 / (2 * per))))
 
 
+def even_calls(n_sequences: int, most: int) -> int:
+    """Sequences per call for `n_sequences` in as few calls of at most `most` as possible, spread
+    evenly: 64 sequences at most 56 a call run as 2 x 32, not 56 and a slow call of 8 (a small
+    call decodes at a fraction of a full one's rate on a CPU).
+
+    >>> even_calls(64, 56), even_calls(2048, 64), even_calls(10, 64)
+    (32, 64, 10)
+    """
+    calls = -(-n_sequences // max(1, most))
+    return max(1, -(-n_sequences // max(1, calls)))
+
+
 def round_tokens(max_new_tokens: int) -> int:
     """Tokens a sequence generates per call before unfinished ones are re-batched (on a GPU; a CPU
     call runs to the end, see `CPU_MAX_SEQUENCES`).
@@ -198,7 +210,7 @@ def round_tokens(max_new_tokens: int) -> int:
 
 
 def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
-             batch_size: int | None = None, memory_gb: float = 2.0, desc: str = "generate", stats: dict | None = None,
+             batch_size: int | None = None, memory_gb: float = 4.0, desc: str = "generate", stats: dict | None = None,
              tokens_per_round: int | None = None, think_prefill: bool = False, progress: Path | None = None,
              progress_key: str = ""):
     """K completions per prompt. Returns, per prompt, K dicts {text, length, truncated}.
@@ -240,7 +252,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))  # stable: ties keep prompt order
     queue = deque((i, []) for i in order for _ in range(samples))  # (prompt index, tokens generated so far)
     longest = max((len(x) for x in ids), default=0)
-    size = batch_size or sequences_per_call(model, longest, max_new_tokens, memory_gb, len(queue))
+    size = batch_size or even_calls(len(queue), sequences_per_call(model, longest, max_new_tokens, memory_gb, len(queue)))
     per_round = tokens_per_round or (max_new_tokens if model.device.type == "cpu" else round_tokens(max_new_tokens))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     done: list[tuple[int, list[int], bool]] = []  # (prompt index, tokens, ended with EOS), in finishing order

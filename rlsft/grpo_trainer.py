@@ -1,0 +1,157 @@
+"""TRL's GRPOTrainer with the two costs a CPU step does not need taken out.
+
+`GRPOTrainer` here is `trl.GRPOTrainer` with two methods changed; everything else (sampling,
+rewards, advantages, the loss, logging) is TRL's own.
+
+1. **Log-probabilities of completion tokens only.** TRL's fused LM head scores only the labelled
+   positions on a GPU, but on a CPU (no Triton) it scores every position of the batch, prompt and
+   padding included, and its backward recomputes each logits tile. For Qwen2.5-Coder-0.5B (151,936-
+   token vocabulary) at 8 completions x 128 tokens after a 116-token prompt, that head was 29 s of a
+   59 s forward and backward (reports/bench/profile-cpu-qwen2.5-coder-0.5b.md). Here the backbone
+   runs as before and the head runs once, on the real completion tokens alone
+   (`completion_logprobs`): one (tokens, vocab) matrix, kept for the backward, which needs no
+   recompute. Same mathematics: log-softmax of logits / temperature at each sampled token; the
+   tests check the per-step loss, rewards and grad norm against TRL's path.
+2. **LoRA merged for generation** (`model.lora_r` > 0): before each generate call the adapters are
+   folded into the base weights and the adapter layers are bypassed, so decoding runs plain
+   matmuls; afterwards the frozen base weights are restored bit for bit from a copy (not by
+   subtraction, which would round). The trained adapters are untouched. With LoRA dropout live
+   (`model.lora_dropout` > 0 in training mode) TRL samples through the dropout, which a merged
+   model cannot reproduce, so the adapters then stay unmerged.
+
+Both fall back to TRL's own code wherever they would not be exact or do not apply: several
+processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
+auxiliary losses, an entropy bonus (needs the entropy's gradient), logit scaling or soft-capping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from trl import GRPOTrainer as TRLGRPOTrainer
+
+# config fields that change the LM head's logits; a model with any of them set keeps TRL's head
+_SCALED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+class _CompletionLogProbs(torch.autograd.Function):
+    """log p(target) and entropy (no gradient) of softmax(hidden @ weight.T / T), one row per token.
+
+    Memory: one float32 (tokens, vocab) matrix, the probabilities, saved for the backward, which
+    turns it in place into the logits' gradient: d log p_t / d z_j = (1[j = t] - p_j) / T."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, inv_t: float):
+        z = torch.nn.functional.linear(hidden, weight, bias).float()  # (N, V) logits
+        z.mul_(inv_t)
+        z.sub_(z.amax(-1, keepdim=True))  # shifted: the softmax is unchanged, exp cannot overflow
+        target = z.gather(-1, targets[:, None]).squeeze(-1)
+        p = z.exp_()
+        total = p.sum(-1)
+        logp = target - total.log()
+        p.div_(total[:, None])  # probabilities, in place
+        entropy = torch.cat([torch.special.entr(rows).sum(-1) for rows in p.split(512)])  # -sum p log p, nats
+        ctx.save_for_backward(hidden, weight, bias, targets, p)
+        ctx.inv_t = inv_t
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, grad_entropy):
+        hidden, weight, bias, targets, p = ctx.saved_tensors
+        g = p.mul_(-grad_logp[:, None])  # the saved probabilities become the logits' gradient
+        g[torch.arange(len(targets)), targets] += grad_logp
+        g.mul_(ctx.inv_t)
+        g = g.to(weight.dtype)
+        grad_hidden = g @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = g.t() @ hidden if ctx.needs_input_grad[1] else None  # skipped when the head is frozen (LoRA)
+        grad_bias = g.sum(0) if bias is not None and ctx.needs_input_grad[2] else None
+        return grad_hidden, grad_weight, grad_bias, None, None
+
+
+def completion_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probability of `targets` (N,) and entropy (N,) under softmax(hidden @ weight.T
+    / temperature), for hidden (N, H) and weight (V, H); differentiable in the log-probability.
+
+    >>> h, w = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    >>> logp, entropy = completion_logprobs(h, w, None, torch.tensor([0]))
+    >>> round(logp.item(), 4), round(entropy.item(), 4)  # log(e^2 / (e^2 + 1)); entropy of (0.881, 0.119)
+    (-0.1269, 0.3653)
+    """
+    return _CompletionLogProbs.apply(hidden, weight, bias, targets, 1.0 / temperature)
+
+
+def _unwrapped(model):
+    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class GRPOTrainer(TRLGRPOTrainer):
+    """`trl.GRPOTrainer` with completion-only log-probabilities on a CPU and LoRA merged for
+    generation (module docstring). `completion_head = False` turns the first off (TRL's head)."""
+
+    completion_head = True
+
+    def _lab_head_applies(self, model, extra: dict, compute_aux_loss: bool) -> bool:
+        # one process first: under DDP `model` is the wrapper (no config), and its forward must run for the gradient sync
+        if not (self.completion_head and self.accelerator.num_processes == 1 and self.accelerator.device.type == "cpu"):
+            return False
+        text = _unwrapped(model).config.get_text_config()
+        return (not compute_aux_loss and not self._entropy_bonus_enabled and all(v is None for v in extra.values())
+                and all(getattr(text, key, None) is None for key in _SCALED_HEAD))
+
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **extra):
+        if not self._lab_head_applies(model, extra, compute_aux_loss):
+            return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                                              compute_entropy, compute_aux_loss, **extra)
+        lm = _unwrapped(model)
+        head = lm.get_output_embeddings()
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids, mask = input_ids[start:start + batch_size], attention_mask[start:start + batch_size]
+            with self.accelerator.autocast():
+                hidden = lm.base_model(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            # position i predicts token i + 1: the last `logits_to_keep` tokens are predicted from the ones before
+            hidden = hidden[:, -logits_to_keep - 1:-1]  # (B, C, H)
+            targets, real = ids[:, -logits_to_keep:], mask[:, -logits_to_keep:].bool()  # (B, C)
+            logp, entropy = completion_logprobs(hidden[real].to(head.weight.dtype), head.weight, head.bias, targets[real], self.temperature)
+            logps.append(torch.zeros(real.shape, dtype=logp.dtype, device=logp.device).masked_scatter(real, logp))
+            entropies.append(torch.zeros(real.shape, dtype=entropy.dtype, device=entropy.device).masked_scatter(real, entropy))
+        return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        with merged_lora(self.model) if not self.use_vllm and self.accelerator.num_processes == 1 else contextlib.nullcontext():
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+
+
+@contextlib.contextmanager
+def merged_lora(model):
+    """Inside: a peft LoRA model's adapters folded into its base weights and the adapter layers
+    bypassed, so generation runs plain matmuls. On exit the base weights are restored bit for bit
+    from a copy made on entry (subtracting the delta again would round). A model without LoRA
+    layers passes through unchanged."""
+    try:
+        from peft.tuners.lora import LoraLayer
+    except ImportError:
+        yield
+        return
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    dropout = [d for m in layers for d in m.lora_dropout.values() if isinstance(d, torch.nn.Dropout) and d.p > 0 and d.training]
+    if not layers or dropout:  # live dropout samples from a perturbed policy, which a merged model cannot: left as it is
+        yield
+        return
+    saved = [m.get_base_layer().weight.detach().clone() for m in layers]
+    try:
+        with torch.no_grad():
+            for m in layers:
+                m.merge()
+        yield
+    finally:
+        with torch.no_grad():
+            for m, weight in zip(layers, saved):
+                m.get_base_layer().weight.copy_(weight)
+                m.merged_adapters = []  # the adapters are live again: unmerged

@@ -1,0 +1,97 @@
+"""The lab's GRPOTrainer (rlsft/grpo_trainer.py) learns exactly as TRL's: the same per-step loss,
+rewards and grad norm on a short run, and LoRA merged for generation changes nothing it returns."""
+
+import pytest
+import torch
+
+from rlsft import grpo_trainer
+
+
+def short_run(model_path: str, tmp_path, trainer_class, lora_r: int = 0) -> list[dict]:
+    """5 GRPO steps of 2 prompts x 4 completions (micro-batches of 4, one generate call a step) on
+    the toy model; the logged (loss, reward, grad norm) of each step."""
+    import trl
+
+    import recipes.grpo
+    from rlsft.config import DataConfig, ModelConfig, RunConfig
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.scoring.rewards import get_reward
+    from rlsft.trainer import lora_config, prompt_dataset
+
+    torch.manual_seed(0)
+    cfg = recipes.grpo.Config(
+        run=RunConfig(name="same", out_dir=str(tmp_path / trainer_class.__module__), report_to="none", seed=0),
+        model=ModelConfig(name=model_path, lora_r=lora_r), data=DataConfig(task="micro-arith", n_train=16, template="r1-zero"),
+        training=dict(learning_rate=1e-3, max_steps=5, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                      logging_steps=1, save_strategy="no"),
+        grpo=dict(num_generations=4, max_completion_length=24, loss_type="dapo", beta=0.0, temperature=0.8))
+    args = recipes.grpo.training_args(cfg)
+    args.reward_weights = [1.0, 1.0]
+    rewards = [get_reward("accuracy", extraction="lenient", partial_credit=0.3), get_reward("format")]
+    trainer = trainer_class(model=load_model(model_path), args=args, train_dataset=prompt_dataset(cfg.data, 0),
+                            reward_funcs=rewards, processing_class=load_tokenizer(model_path), peft_config=lora_config(cfg.model))
+    assert isinstance(trainer, trl.GRPOTrainer)
+    trainer.train()
+    return [{k: h[k] for k in ("loss", "reward", "grad_norm", "entropy")} for h in trainer.state.log_history if "loss" in h]
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_five_steps_match_trl_step_for_step(toy_model, tmp_path, monkeypatch, lora_r):
+    import trl
+
+    calls = []
+    head = grpo_trainer.completion_logprobs
+    monkeypatch.setattr(grpo_trainer, "completion_logprobs", lambda *a, **k: calls.append(1) or head(*a, **k))
+    lab = short_run(toy_model, tmp_path, grpo_trainer.GRPOTrainer, lora_r)
+    assert calls, "the lab's head never ran: the comparison would be TRL against itself"
+    theirs = short_run(toy_model, tmp_path, trl.GRPOTrainer, lora_r)
+    assert len(lab) == len(theirs) == 5
+    assert len({round(s["reward"], 6) for s in theirs}) > 1 and any(s["grad_norm"] > 0 for s in theirs)  # it learns something
+    for mine, other in zip(lab, theirs):
+        assert mine["reward"] == other["reward"]  # the same samples: generation and its random stream are unchanged
+        for key in ("loss", "grad_norm", "entropy"):
+            assert mine[key] == pytest.approx(other[key], rel=1e-4, abs=1e-6), key
+
+
+def test_log_probs_and_gradients_match_autograd_through_log_softmax():
+    torch.manual_seed(0)
+    hidden = torch.randn(7, 5, requires_grad=True)
+    weight = torch.randn(11, 5, requires_grad=True)
+    bias = torch.randn(11, requires_grad=True)
+    targets = torch.randint(0, 11, (7,))
+    weights = torch.randn(7)  # an arbitrary upstream gradient
+    logp, entropy = grpo_trainer.completion_logprobs(hidden, weight, bias, targets, temperature=0.7)
+    (logp * weights).sum().backward()
+    mine = [t.grad.clone() for t in (hidden, weight, bias)]
+    for t in (hidden, weight, bias):
+        t.grad = None
+    reference = torch.log_softmax((hidden @ weight.T + bias) / 0.7, -1)
+    assert torch.allclose(logp, reference.gather(-1, targets[:, None]).squeeze(-1), atol=1e-6)
+    assert torch.allclose(entropy, -(reference.exp() * reference).sum(-1), atol=1e-5)
+    (reference.gather(-1, targets[:, None]).squeeze(-1) * weights).sum().backward()
+    for got, want in zip(mine, (hidden.grad, weight.grad, bias.grad)):
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_lora_merged_for_generation_gives_the_same_logits_and_restores_weights_bit_for_bit(toy_model):
+    from peft import LoraConfig, get_peft_model
+
+    from rlsft.models import load_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(toy_model), LoraConfig(r=4, lora_alpha=32, target_modules="all-linear", init_lora_weights=False))
+    ids = torch.randint(0, 100, (2, 9))
+    with torch.no_grad():
+        live = model(input_ids=ids).logits
+        with model.disable_adapter():
+            plain = model(input_ids=ids).logits
+        before = {n: p.clone() for n, p in model.named_parameters()}
+        with grpo_trainer.merged_lora(model):
+            merged = model(input_ids=ids).logits
+            changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+        after = model(input_ids=ids).logits
+    assert changed and all("base_layer" in n for n in changed)  # inside, the base weights carry the adapters
+    assert not torch.allclose(live, plain, atol=1e-3)  # the adapters change the output...
+    assert torch.allclose(merged, live, atol=1e-5)  # ...and merged they change it the same way
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # restored exactly, not by subtraction
+    assert torch.equal(after, live)
