@@ -293,6 +293,9 @@ class EvalConfig:
     memory_gb: float = 4.0  # generation memory budget that sizes the batch (4: a 0.5B model's 64 sequences of 128 tokens)
     before: bool = True  # also evaluate the starting model, with the same settings
     before_samples: int | None = None  # samples per problem for the starting model (None: `samples`); e.g. the base's pass@64 alone
+    # a folder shared by runs that start from the same model (a study's arms of one seed): the evaluation
+    # before training is made once per (model, settings, seed) and copied into each run (None: not shared)
+    before_cache: str | None = None
     # training steps at which the first task is evaluated too, with the same settings, for the
     # accuracy-against-compute curve (multiples of training.logging_steps; [] for none)
     curve_steps: list[int] = field(default_factory=list)

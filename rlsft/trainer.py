@@ -340,9 +340,53 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         samples = {"curve": e.curve_samples, "before": e.before_samples}.get(when) or e.samples
         args = EvalArgs(model=name, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature,
                         max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template,
-                        think_prefill=cfg.data.think_prefill, extraction=cfg.extraction)
-        results[task] = evaluate(args, model=model, tokenizer=tokenizer)["metrics"]
+                        think_prefill=cfg.data.think_prefill, extraction=cfg.extraction, dtype=cfg.model.dtype)
+        shared = before_cache_dir(e.before_cache, args) if when == "before" and e.before_cache else None
+        if shared is not None and (shared / "metrics.json").is_file():
+            copy_folder(shared, out)  # the same model, settings and seed: the same samples, made once
+        else:
+            evaluate(args, model=model, tokenizer=tokenizer)
+            if shared is not None:
+                copy_folder(out, shared)
+        results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
     return results
+
+
+def before_cache_dir(root: str, args) -> Path:
+    """Where an evaluation before training is shared (`eval.before_cache`): keyed on everything that
+    decides its samples (the starting model's name, task, split, problems, samples, sampling,
+    batching, seed, prompt form), not on the run, so a study's arms of one seed share it.
+
+    >>> from rlsft.scoring.evaluate import EvalArgs
+    >>> a = EvalArgs(model="m", task="micro-arith", out="runs/x/eval_before/micro-arith", seed=0)
+    >>> before_cache_dir("cache", a) == before_cache_dir("cache", EvalArgs(**{**vars(a), "out": "runs/y"}))
+    True
+    >>> before_cache_dir("cache", a) == before_cache_dir("cache", EvalArgs(**{**vars(a), "seed": 1}))
+    False
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    decides = {k: v for k, v in dataclasses.asdict(args).items() if k != "out"}
+    key = hashlib.sha256(json.dumps(decides, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(root) / f"{args.task}-seed{args.seed}-{key}"
+
+
+def copy_folder(src: Path, dst: Path) -> None:
+    """Copy a finished evaluation folder to `dst`, atomically: a copy cut short is never read as done."""
+    import shutil
+    import tempfile
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    try:
+        shutil.copytree(src, work, dirs_exist_ok=True)
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(work, dst)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _pass1(metrics: dict) -> dict:

@@ -218,3 +218,28 @@ def test_grpo_with_a_think_prefill_and_lenient_shaped_rewards(chat_toy_model, tm
     assert all(s["completion"].startswith("<think>") for s in samples)
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("rewards/tag_count_reward/mean" in s for s in steps)
+
+
+def test_arms_of_one_seed_share_their_evaluation_before_training(toy_model, tmp_path, monkeypatch):
+    """`eval.before_cache`: the first run evaluates the starting model, a second arm of the same seed
+    (other training prompts) copies it, the same samples, and evaluates nothing before training; a
+    run with another seed makes its own."""
+    import rlsft.scoring.evaluate as ev
+
+    calls = []
+    real = ev.evaluate
+    monkeypatch.setattr(ev, "evaluate", lambda args, **kw: calls.append(Path(args.out).parts[-2]) or real(args, **kw))
+    cache = tmp_path / "before"
+
+    def run(name: str, *extra: str) -> Path:
+        out = tmp_path / name
+        run_recipe(MICRO / "r1_zero.yaml", [*tiny_recipe_overrides(toy_model, out), *GRPO_TINY, f"eval.before_cache={cache}", *extra])
+        return out
+
+    first, second = run("a"), run("b", "data.zh_prompt_share=0.5")
+    assert calls.count("eval_before") == 1 and calls.count("eval_after") == 2
+    same = "eval_before/micro-arith/samples.jsonl"
+    assert (first / same).read_text() == (second / same).read_text()
+    assert json.loads((second / "run.json").read_text())["eval_before"] == json.loads((first / "run.json").read_text())["eval_before"]
+    run("c", "run.seed=1")
+    assert calls.count("eval_before") == 2 and len(list(cache.iterdir())) == 2
