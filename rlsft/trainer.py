@@ -77,14 +77,15 @@ def differs_from_defaults(args) -> dict:
 def setup_reporting(cfg) -> None:
     """Open the run's wandb run (on the main process), which TRL's wandb callback then logs into:
     named `run.name`, grouped by `run.group` (a study's runs share their study's name, so its arms
-    sit side by side in wandb's UI), with the lab's resolved config (TRL adds its own). Offline
-    without a key: sync later with `wandb sync runs/wandb/offline-run-*`."""
+    sit side by side in wandb's UI), with the lab's resolved config (TRL adds its own). Online with
+    a key (`wandb login` or WANDB_API_KEY: `wandb_credentials`), offline without one: sync later
+    with `wandb sync runs/wandb/offline-run-*`."""
     from rlsft.config import to_dict
 
     run = cfg.run
     if run.report_to == "none" or not is_main_process():
         return
-    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("online", "disabled"):
+    if not wandb_credentials() and os.environ.get("WANDB_MODE") not in ("online", "disabled"):
         os.environ["WANDB_MODE"] = "offline"
     os.environ.setdefault("WANDB_PROJECT", run.wandb_project)
     os.environ.setdefault("WANDB_DIR", str(Path("runs").resolve()))
@@ -93,6 +94,23 @@ def setup_reporting(cfg) -> None:
 
     wandb.init(project=os.environ["WANDB_PROJECT"], name=run.name, group=run.group, config={"rlsft": to_dict(cfg)},
                dir=os.environ["WANDB_DIR"], reinit="finish_previous")
+
+
+def wandb_credentials() -> bool:
+    """Whether wandb has a key to log online with: `WANDB_API_KEY`, or the entry `wandb login` writes
+    to ~/.netrc (or `$NETRC`) for the wandb host (`WANDB_BASE_URL`'s, default api.wandb.ai). Read with
+    the standard library's netrc; nothing is sent anywhere."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        return netrc.netrc(str(path)).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def lora_config(model: ModelConfig):

@@ -243,3 +243,31 @@ def test_arms_of_one_seed_share_their_evaluation_before_training(toy_model, tmp_
     assert json.loads((second / "run.json").read_text())["eval_before"] == json.loads((first / "run.json").read_text())["eval_before"]
     run("c", "run.seed=1")
     assert calls.count("eval_before") == 2 and len(list(cache.iterdir())) == 2
+
+
+@pytest.mark.parametrize("how", ["netrc", "key", "none", "other-host"])
+def test_wandb_goes_online_after_wandb_login_and_stays_offline_without_a_key(tmp_path, monkeypatch, how):
+    """`wandb login` writes the key to ~/.netrc; that alone (no WANDB_API_KEY) must log online."""
+    import os
+
+    from rlsft.config import RunConfig
+    from rlsft.trainer import setup_reporting
+
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    netrc = tmp_path / "netrc"
+    host = "example.org" if how == "other-host" else "api.wandb.ai"
+    netrc.write_text(f"machine {host}\n  login user\n  password {'x' * 40}\n" if how in ("netrc", "other-host") else "")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    if how == "key":
+        monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    import wandb
+
+    monkeypatch.setattr(wandb, "init", lambda **kw: None)  # nothing is opened or sent
+
+    import recipes.grpo
+
+    setup_reporting(recipes.grpo.Config(run=RunConfig(name="r", report_to="wandb")))
+    assert os.environ.get("WANDB_MODE") == (None if how in ("netrc", "key") else "offline")
