@@ -72,7 +72,9 @@ def training_args(cfg: Config):
     elif grpo["use_vllm"] and importlib.util.find_spec("vllm") is None:
         raise UserError("grpo.use_vllm=true needs the vllm package (pip install 'rlsft[vllm]'); leave it unset to fall back to HF generate")
     if cfg.data.think_prefill:  # stop at </answer>, and fill a stopped sequence with EOS so TRL's mask ends it there
-        grpo["generation_kwargs"] = {"stop_strings": [ANSWER_STOP], **(grpo.get("generation_kwargs") or {})}
+        # transformers' generate takes `stop_strings`; vLLM's SamplingParams, where TRL sends these kwargs, takes `stop`
+        stop = {"stop": [ANSWER_STOP], "include_stop_str_in_output": True} if grpo["use_vllm"] else {"stop_strings": [ANSWER_STOP]}
+        grpo["generation_kwargs"] = {**stop, **(grpo.get("generation_kwargs") or {})}
     return trl_args("trl:GRPOConfig", cfg, grpo, reward_weights=[*cfg.rewards.values(), 0.0])
 
 

@@ -50,6 +50,9 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
 
     gpu = torch.cuda.is_available()
     cls = trl_class(config_class)
+    if section.get("model_init_kwargs"):  # TRL reads it only when it loads the model from a name; the lab loads it
+        raise UserError(f"{cls.__name__}.model_init_kwargs is ignored for a model the lab loads; set model.dtype or "
+                        "model.trust_remote_code instead")
     kwargs = {
         "bf16": gpu and torch.cuda.is_bf16_supported(), "use_cpu": not gpu,
         **TRAINING_DEFAULTS, **cfg.training, **section, **owned,
