@@ -288,6 +288,7 @@ class EvalConfig:
     split: str = "test"  # test, or validation: where sweeps and every setting chosen from runs read
     samples: int = 8  # K of pass@K
     temperature: float = 1.0
+    top_p: float = 1.0  # nucleus sampling of the evaluation (1.0: plain sampling)
     max_new_tokens: int = 128
     batch_size: int | None = None  # sequences per generate call (None: sized from memory_gb)
     memory_gb: float = 4.0  # generation memory budget that sizes the batch (4: a 0.5B model's 64 sequences of 128 tokens)
@@ -300,6 +301,10 @@ class EvalConfig:
     # accuracy-against-compute curve (multiples of training.logging_steps; [] for none)
     curve_steps: list[int] = field(default_factory=list)
     curve_samples: int | None = None  # samples per problem at curve checkpoints (None: `samples`)
+
+    def __post_init__(self):
+        if not 0.0 < self.top_p <= 1.0:
+            raise UserError(f"eval.top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass

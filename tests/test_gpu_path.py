@@ -26,3 +26,21 @@ def test_the_answer_stop_reaches_vllm_as_stop_and_generate_as_stop_strings(monke
 def test_model_init_kwargs_is_refused_for_a_model_the_lab_loads(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="model_init_kwargs is ignored.*model.dtype"):
         grpo_args(monkeypatch, tmp_path, vllm=False, model_init_kwargs={"dtype": "bfloat16"})
+
+
+def test_eval_top_p_reaches_generation(toy_model, tmp_path, monkeypatch):
+    import rlsft.scoring.evaluate as ev
+    from rlsft.launch import load_recipe_config
+    from rlsft.trainer import evaluate_model, run_folder
+
+    seen = []
+    real = ev.generate
+    monkeypatch.setattr(ev, "generate", lambda *a, **k: seen.append(a[5]) or real(*a, **k))
+    _, cfg = load_recipe_config("configs/micro/r1_zero.yaml", [f"model.name={toy_model}", f"run.out_dir={tmp_path / 'run'}", "eval.n=2", "eval.samples=1", "eval.max_new_tokens=8",
+                                                             "eval.top_p=0.9", "data.template=r1-zero"])
+    folder = run_folder(cfg.run)
+    folder.path.mkdir(parents=True)
+    evaluate_model(None, None, toy_model, cfg, folder, "after", tasks=["micro-arith"])
+    assert seen == [0.9]  # generate(model, tokenizer, prompts, samples, temperature, top_p, ...)
+    with pytest.raises(UserError, match="eval.top_p"):
+        load_recipe_config("configs/micro/r1_zero.yaml", ["eval.top_p=0"])
