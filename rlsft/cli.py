@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--claims", default=None, help="a study YAML whose claims to check on these runs")
     r.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
 
+    add_bench_parser(sub)
+    return p
+
+
+def add_bench_parser(sub) -> None:
+    """`rlsft bench`'s flags (rlsft.analysis.bench.BenchArgs)."""
     b = sub.add_parser("bench", help="GRPO step split and SFT throughput/MFU, side by side with TRL's defaults", allow_abbrev=False)
     b.add_argument("--model", default="micro-student", help="micro model name or local folder")
     b.add_argument("--out", default="reports/bench", help="folder for bench-<device>-<model>.json and .md")
@@ -134,7 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--eval-samples", default="1,8", help="samples per problem of the evaluation measurements, a comma list")
     b.add_argument("--profile", action="store_true", help="also profile one GRPO update with TRL's and the lab's log-prob head")
     b.add_argument("--template", default="r1-zero", help="prompt form of the GRPO measurement: r1-zero, or chat (the model's template)")
-    return p
 
 
 def study_command(args) -> int:

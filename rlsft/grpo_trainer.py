@@ -42,7 +42,7 @@ class _CompletionLogProbs(torch.autograd.Function):
     turns it in place into the logits' gradient: d log p_t / d z_j = (1[j = t] - p_j) / T."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, inv_t: float):
+    def forward(ctx, hidden, weight, bias, targets, inv_t: float, with_entropy: bool = True):
         z = torch.nn.functional.linear(hidden, weight, bias).float()  # (N, V) logits
         z.mul_(inv_t)
         z.sub_(z.amax(-1, keepdim=True))  # shifted: the softmax is unchanged, exp cannot overflow
@@ -51,7 +51,8 @@ class _CompletionLogProbs(torch.autograd.Function):
         total = p.sum(-1)
         logp = target - total.log()
         p.div_(total[:, None])  # probabilities, in place
-        entropy = torch.cat([torch.special.entr(rows).sum(-1) for rows in p.split(512)])  # -sum p log p, nats
+        # -sum p log p in nats, in row chunks (one (512, vocab) temporary); zeros where the caller needs none
+        entropy = torch.cat([torch.special.entr(rows).sum(-1) for rows in p.split(512)]) if with_entropy else p.new_zeros(len(p))
         ctx.save_for_backward(hidden, weight, bias, targets, p)
         ctx.inv_t = inv_t
         ctx.mark_non_differentiable(entropy)
@@ -67,11 +68,11 @@ class _CompletionLogProbs(torch.autograd.Function):
         grad_hidden = g @ weight if ctx.needs_input_grad[0] else None
         grad_weight = g.t() @ hidden if ctx.needs_input_grad[1] else None  # skipped when the head is frozen (LoRA)
         grad_bias = g.sum(0) if bias is not None and ctx.needs_input_grad[2] else None
-        return grad_hidden, grad_weight, grad_bias, None, None
+        return grad_hidden, grad_weight, grad_bias, None, None, None
 
 
 def completion_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
-                        temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                        temperature: float = 1.0, with_entropy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probability of `targets` (N,) and entropy (N,) under softmax(hidden @ weight.T
     / temperature), for hidden (N, H) and weight (V, H); differentiable in the log-probability.
 
@@ -80,7 +81,7 @@ def completion_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
     >>> round(logp.item(), 4), round(entropy.item(), 4)  # log(e^2 / (e^2 + 1)); entropy of (0.881, 0.119)
     (-0.1269, 0.3653)
     """
-    return _CompletionLogProbs.apply(hidden, weight, bias, targets, 1.0 / temperature)
+    return _CompletionLogProbs.apply(hidden, weight, bias, targets, 1.0 / temperature, with_entropy)
 
 
 def _unwrapped(model):
@@ -118,7 +119,8 @@ class GRPOTrainer(TRLGRPOTrainer):
             # position i predicts token i + 1: the last `logits_to_keep` tokens are predicted from the ones before
             hidden = hidden[:, -logits_to_keep - 1:-1]  # (B, C, H)
             targets, real = ids[:, -logits_to_keep:], mask[:, -logits_to_keep:].bool()  # (B, C)
-            logp, entropy = completion_logprobs(hidden[real].to(head.weight.dtype), head.weight, head.bias, targets[real], self.temperature)
+            logp, entropy = completion_logprobs(hidden[real].to(head.weight.dtype), head.weight, head.bias, targets[real], self.temperature,
+                                                compute_entropy)
             logps.append(torch.zeros(real.shape, dtype=logp.dtype, device=logp.device).masked_scatter(real, logp))
             entropies.append(torch.zeros(real.shape, dtype=entropy.dtype, device=entropy.device).masked_scatter(real, entropy))
         return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None

@@ -63,6 +63,22 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
+def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy folder `src` to `dst` (replacing it), atomically: a copy cut short is never read as done."""
+    import shutil
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    try:
+        shutil.copytree(src, work, dirs_exist_ok=True)
+        if dst.exists():
+            shutil.rmtree(dst)
+        os.replace(work, dst)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:
     """Serialise records as JSONL text: UTF-8 kept readable, one object a line, and every
     character that some reader takes for a line break escaped, so a line is a record for any reader.

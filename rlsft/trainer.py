@@ -345,6 +345,7 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
     what it evaluated before it stopped."""
     import json
 
+    from rlsft.io import copy_tree_atomic
     from rlsft.scoring.evaluate import EvalArgs, evaluate
 
     if when == "before" and not cfg.eval.before:
@@ -364,11 +365,11 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
                         think_prefill=cfg.data.think_prefill, extraction=cfg.extraction, dtype=cfg.model.dtype)
         shared = before_cache_dir(e.before_cache, args) if when == "before" and e.before_cache else None
         if shared is not None and (shared / "metrics.json").is_file():
-            copy_folder(shared, out)  # the same model, settings and seed: the same samples, made once
+            copy_tree_atomic(shared, out)  # the same model, settings and seed: the same samples, made once
         else:
             evaluate(args, model=model, tokenizer=tokenizer)
             if shared is not None:
-                copy_folder(out, shared)
+                copy_tree_atomic(out, shared)
         results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
     return results
 
@@ -392,22 +393,6 @@ def before_cache_dir(root: str, args) -> Path:
     decides = {k: v for k, v in dataclasses.asdict(args).items() if k != "out"}
     key = hashlib.sha256(json.dumps(decides, sort_keys=True).encode()).hexdigest()[:16]
     return Path(root) / f"{args.task}-seed{args.seed}-{key}"
-
-
-def copy_folder(src: Path, dst: Path) -> None:
-    """Copy a finished evaluation folder to `dst`, atomically: a copy cut short is never read as done."""
-    import shutil
-    import tempfile
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
-    try:
-        shutil.copytree(src, work, dirs_exist_ok=True)
-        if dst.exists():
-            shutil.rmtree(dst)
-        os.replace(work, dst)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _pass1(metrics: dict) -> dict:

@@ -168,6 +168,45 @@ def check_claims_readable(cfg: StudyConfig, path: str = "study") -> None:
                                     f"{have[w]} sample(s) a problem {where}; set {field_name} to at least {k}")
 
 
+def still_to_run(cfg: StudyConfig, selected: list[Job], prerequisites: list[Job], executor: str, queued: set) -> tuple[list[Job], list[Job]]:
+    """(runs, prerequisites) this invocation still has to train: finished ones and runs going on in
+    another invocation are skipped with a line; a folder killed before it wrote its config is
+    removed, so the run starts clean."""
+    import shutil
+
+    from rlsft.launch import final_run
+
+    todo = []
+    for job in selected:
+        if final_run(job.config, job.overrides).finished:
+            print(f"[study {cfg.name}] {job.label}: finished before, skipped")
+            continue
+        if (pid := running_elsewhere(job.folder)) and executor != "slurm":
+            print(f"[study {cfg.name}] {job.label}: running in another invocation (pid {pid}), skipped")
+            continue
+        folder = RunFolder(job.folder)
+        if job.resumable and folder.path.exists() and not folder.started and job.folder not in queued:  # killed before it wrote its config
+            shutil.rmtree(folder.path)
+        todo.append(job)
+    pending_pre = []
+    for pre in prerequisites:
+        if RunFolder(pre.folder).finished:
+            print(f"[study {cfg.name}] prerequisite {pre.config}: finished before, skipped ({pre.folder})")
+        else:
+            pending_pre.append(pre)
+    return todo, pending_pre
+
+
+def train_in_process(job: Job, resume: bool) -> None:
+    """Train one run (or prerequisite) in this process, its job.json recording start and end."""
+    from rlsft.launch import train_from_config
+
+    write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
+                                  "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
+    train_from_config(job.config, job.overrides, resume=job.folder if resume else None)
+    write_job_record(job.folder, {"exit_code": 0, "ended_utc": utc_now()})
+
+
 def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, executor: str = "local", dry_run: bool = False,
               only: list[str] | None = None, archive: str | None = None) -> StudyConfig:
     """Run the study's prerequisites, then its runs. `local`: in this process (jobs = 1 on a CPU), or
@@ -177,8 +216,6 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
     `only` (["r1_zero", "hybrid:2"]): just these arms or runs, in that order. `archive`: a folder
     that outlives this machine (`archive_run`): finished runs found there are restored before
     anything runs, and each run is archived as soon as it and its transfer measurements finish."""
-    from rlsft.launch import final_run, train_from_config
-
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     cfg = load_config(StudyConfig, path, overrides)
@@ -190,25 +227,7 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
     slurm_ids = [r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")]
     states = sacct_states(slurm_ids)  # one sacct call for the whole study ({} when nothing was submitted)
     queued = {folder for folder, r in records.items() if states.get(r.get("job_id")) in SLURM_ACTIVE}  # pending or running on Slurm
-    todo, pending_pre = [], []
-    for job in selected:
-        if final_run(job.config, job.overrides).finished:
-            print(f"[study {cfg.name}] {job.label}: finished before, skipped")
-            continue
-        if (pid := running_elsewhere(job.folder)) and executor != "slurm":
-            print(f"[study {cfg.name}] {job.label}: running in another invocation (pid {pid}), skipped")
-            continue
-        folder = RunFolder(job.folder)
-        if job.resumable and folder.path.exists() and not folder.started and job.folder not in queued:  # killed before it wrote its config
-            import shutil
-
-            shutil.rmtree(folder.path)
-        todo.append(job)
-    for pre in prerequisites:
-        if RunFolder(pre.folder).finished:
-            print(f"[study {cfg.name}] prerequisite {pre.config}: finished before, skipped ({pre.folder})")
-        else:
-            pending_pre.append(pre)
+    todo, pending_pre = still_to_run(cfg, selected, prerequisites, executor, queued)
     if executor == "slurm":
         active = [j for j in todo + pending_pre if j.folder in queued]  # submitted before and still queued or running: not again
         todo, pending_pre = [j for j in todo if j not in active], [j for j in pending_pre if j not in active]
@@ -225,10 +244,7 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
         return cfg
     for pre in pending_pre:  # once, before any arm, in this process with every core; an unfinished one resumes
         print(f"[study {cfg.name}] prerequisite {pre.config} -> {pre.folder}")
-        write_job_record(pre.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
-                                      "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
-        train_from_config(pre.config, resume=pre.folder if RunFolder(pre.folder).started else None)
-        write_job_record(pre.folder, {"exit_code": 0, "ended_utc": utc_now()})
+        train_in_process(pre, resume=RunFolder(pre.folder).started)
     # How long this invocation took, for the report (skipped runs cost nothing): one line when it
     # starts and one when it ends, so an invocation that was killed still shows, as interrupted.
     t0 = time.time()
@@ -246,11 +262,7 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
                 print(f"[study {cfg.name}] {job.label}: running in another invocation (pid {pid}), skipped")
                 continue
             print(f"[study {cfg.name}] {job.label} -> {job.folder}")
-            folder = RunFolder(job.folder)
-            write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
-                                          "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
-            train_from_config(job.config, job.overrides, resume=job.folder if job.resumable and folder.started else None)
-            write_job_record(job.folder, {"exit_code": 0, "ended_utc": utc_now()})
+            train_in_process(job, resume=job.resumable and RunFolder(job.folder).started)
             run_transfer(cfg, [job])
             if keep:
                 keep(job)

@@ -65,58 +65,73 @@ class PretrainConfig:
     max_new_tokens: int = 128
 
 
-def main(cfg: PretrainConfig) -> Path:
+def token_blocks(tokenizer, texts: list[str], block: int):
+    """The corpus as training blocks: documents joined by EOS, then cut into `block`-token rows
+    ([n_blocks, block], the tail dropped); and the corpus's token count. A document longer than a
+    block is refused."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    from rlsft.models import MICRO_MODELS_DIR, load_model, load_tokenizer
-    from rlsft.runs.provenance import provenance
-    from rlsft.scoring.evaluate import EvalArgs, evaluate
-
-    t_start = time.time()
-    out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-
-    # ------------------------------------------------------------------ corpus
-    rows = corpus_rows(cfg.n_documents, cfg.seed, cfg.corpus, cfg.arith, cfg.countdown, cfg.countdown_share)
-    # The completion follows "Assistant:" with no space: it opens with the added token <think>, so the
-    # joint tokenization equals prompt tokens + completion tokens, exactly what TRL and generation see.
-    texts = [build_prompt(r["question"]) + r["completion"] for r in rows]
-
-    # ------------------------------------------------------------------ tokenizer
-    from rlsft.micro.tokenizer import train_tokenizer
-
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
     eos = tokenizer.eos_token_id
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    doc_lengths = sorted(len(x) + 1 for x in ids)
-    if doc_lengths[-1] > cfg.model.max_positions:
-        raise UserError(f"a corpus document has {doc_lengths[-1]} tokens > model.max_positions={cfg.model.max_positions}")
-    stream = [t for x in ids for t in (*x, eos)]  # documents joined by EOS, then cut into blocks
-    block = cfg.model.max_positions
-    blocks = torch.tensor(stream[: len(stream) // block * block]).view(-1, block)  # [n_blocks, block]
+    longest = max(len(x) + 1 for x in ids)
+    if longest > block:
+        raise UserError(f"a corpus document has {longest} tokens > model.max_positions={block}")
+    stream = [t for x in ids for t in (*x, eos)]
+    return torch.tensor(stream[: len(stream) // block * block]).view(-1, block), len(stream)
 
-    # ------------------------------------------------------------------ model
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg.model.hidden_size,
-        num_hidden_layers=cfg.model.num_layers,
-        num_attention_heads=cfg.model.num_heads,
-        num_key_value_heads=cfg.model.num_kv_heads,
-        intermediate_size=cfg.model.intermediate_size,
-        max_position_embeddings=cfg.model.max_positions,
-        tie_word_embeddings=True,
-        eos_token_id=eos,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=eos,
+
+def model_config(shape: ModelShape, tokenizer):
+    """The micro model's Qwen2 config: `shape`, the tokenizer's vocabulary, tied embeddings, EOS as BOS."""
+    from transformers import Qwen2Config
+
+    eos = tokenizer.eos_token_id
+    return Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=shape.hidden_size, num_hidden_layers=shape.num_layers,
+        num_attention_heads=shape.num_heads, num_key_value_heads=shape.num_kv_heads, intermediate_size=shape.intermediate_size,
+        max_position_embeddings=shape.max_positions, tie_word_embeddings=True, eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=eos,
     )
-    model = Qwen2ForCausalLM(config)
-    n_params = sum(p.numel() for p in model.parameters())
 
-    # ------------------------------------------------------------------ trainer
+
+def evaluate_saved(folder: Path, cfg: PretrainConfig) -> dict:
+    """The saved model (as users load it) on both micro tasks: the card's metrics per task ({} when
+    cfg.eval_n is 0); the evaluation's own files are not kept."""
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
+
+    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
+    evals = {}
+    for task in ("micro-arith", "micro-countdown") if cfg.eval_n > 0 else ():
+        res = evaluate(
+            EvalArgs(model=str(folder), task=task, out=str(folder / "eval" / task), n=cfg.eval_n, samples=cfg.eval_samples,
+                     temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed),
+            model=model, tokenizer=tokenizer,
+        )
+        m = res["metrics"]
+        evals[task] = {k: m[k] for k in m if k.startswith(("pass@", "maj@")) or k in ("format_rate", "mixing_rate", "mean_consistency", "mean_length", "truncation_rate")}
+        shutil.rmtree(folder / "eval" / task)
+    shutil.rmtree(folder / "eval", ignore_errors=True)
+    return evals
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Move the finished model folder into place (replacing an older one), readable by all."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, out)
+    out.chmod(0o755)  # mkdtemp makes 0700
+    for f in out.iterdir():
+        f.chmod(0o644)
+
+
+def pretrain_trainer(cfg: PretrainConfig, model, blocks, work: Path, t_start: float):
+    """transformers' Trainer over the token blocks (next-token loss on every position), cosine
+    schedule, AdamW; and its time-budget callback, which stops training once
+    `cfg.time_budget_minutes` of wall clock since `t_start` are spent."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
     class Blocks(torch.utils.data.Dataset):
         def __len__(self):
             return len(blocks)
@@ -133,7 +148,6 @@ def main(cfg: PretrainConfig) -> Path:
             if cfg.time_budget_minutes and time.time() - t_start > 60 * cfg.time_budget_minutes:
                 control.should_training_stop = TimeBudget.stopped_early = True
 
-    work = Path(tempfile.mkdtemp(prefix=f"rlsft-pretrain-{cfg.name}-"))
     args = TrainingArguments(
         output_dir=str(work),
         per_device_train_batch_size=cfg.batch_size,
@@ -153,7 +167,44 @@ def main(cfg: PretrainConfig) -> Path:
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[TimeBudget()])
+    budget = TimeBudget()
+    return Trainer(model=model, args=args, train_dataset=Blocks(), callbacks=[budget]), budget
+
+
+def main(cfg: PretrainConfig) -> Path:
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    from rlsft.models import MICRO_MODELS_DIR
+    from rlsft.runs.provenance import provenance
+
+    t_start = time.time()
+    out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    # ------------------------------------------------------------------ corpus
+    rows = corpus_rows(cfg.n_documents, cfg.seed, cfg.corpus, cfg.arith, cfg.countdown, cfg.countdown_share)
+    # The completion follows "Assistant:" with no space: it opens with the added token <think>, so the
+    # joint tokenization equals prompt tokens + completion tokens, exactly what TRL and generation see.
+    texts = [build_prompt(r["question"]) + r["completion"] for r in rows]
+
+    # ------------------------------------------------------------------ tokenizer
+    from rlsft.micro.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    blocks, corpus_tokens = token_blocks(tokenizer, texts, cfg.model.max_positions)
+    block = cfg.model.max_positions
+
+    # ------------------------------------------------------------------ model
+    model = Qwen2ForCausalLM(model_config(cfg.model, tokenizer))
+    n_params = sum(p.numel() for p in model.parameters())
+
+    # ------------------------------------------------------------------ trainer
+    work = Path(tempfile.mkdtemp(prefix=f"rlsft-pretrain-{cfg.name}-"))
+    trainer, budget = pretrain_trainer(cfg, model, blocks, work, t_start)
 
     # ------------------------------------------------------------------ train
     t_train = time.time()
@@ -170,18 +221,7 @@ def main(cfg: PretrainConfig) -> Path:
     shutil.rmtree(work, ignore_errors=True)
 
     # ------------------------------------------------------------------ evaluate (the saved weights, as users load them)
-    eval_model, eval_tok = load_model(str(staging)), load_tokenizer(str(staging))
-    evals = {}
-    for task in ("micro-arith", "micro-countdown") if cfg.eval_n > 0 else ():
-        res = evaluate(
-            EvalArgs(model=str(staging), task=task, out=str(staging / "eval" / task), n=cfg.eval_n, samples=cfg.eval_samples,
-                     temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed),
-            model=eval_model, tokenizer=eval_tok,
-        )
-        m = res["metrics"]
-        evals[task] = {k: m[k] for k in m if k.startswith(("pass@", "maj@")) or k in ("format_rate", "mixing_rate", "mean_consistency", "mean_length", "truncation_rate")}
-        shutil.rmtree(staging / "eval" / task)
-    shutil.rmtree(staging / "eval", ignore_errors=True)
+    evals = evaluate_saved(staging, cfg)
 
     # ------------------------------------------------------------------ card
     languages = {lang: sum(r["language"] == lang for r in rows) / len(rows) for lang in ("en", "zh", "mixed")}
@@ -191,12 +231,12 @@ def main(cfg: PretrainConfig) -> Path:
         "parameters": n_params,
         "weights_dtype": "bfloat16",
         "training_tokens": steps_done * cfg.batch_size * block,
-        "corpus_tokens": len(stream),
+        "corpus_tokens": corpus_tokens,
         "corpus_documents": len(rows),
         "corpus_correct_share": sum(r["correct"] for r in rows) / len(rows),
         "corpus_language_shares_realised": languages,
         "steps": steps_done,
-        "stopped_by_time_budget": TimeBudget.stopped_early,
+        "stopped_by_time_budget": budget.stopped_early,
         "train_seconds": round(train_seconds, 1),
         "wall_seconds_total": round(time.time() - t_start, 1),
         "threads": torch.get_num_threads(),
@@ -208,13 +248,7 @@ def main(cfg: PretrainConfig) -> Path:
     }
     atomic_write(staging / "rlsft_card.json", to_json(card))
     atomic_write(staging / "README.md", model_card_markdown(card))
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, out)
-    out.chmod(0o755)  # mkdtemp makes 0700
-    for f in out.iterdir():
-        f.chmod(0o644)
+    publish(staging, out)
     print(f"saved {cfg.name} ({n_params / 1e6:.2f}M params) to {out}")
     return out
 

@@ -209,6 +209,62 @@ def round_tokens(max_new_tokens: int) -> int:
     return max(32, max_new_tokens // 4)
 
 
+def save_progress(progress: Path, model, state: dict) -> None:
+    """Write a generation's `state` (key, calls, seconds, queue, done) with the random generators'
+    states, atomically, so `resume_progress` continues it as if uninterrupted."""
+    import base64
+    import json
+
+    import torch
+
+    cuda = model.device.type == "cuda"
+    state = {**state, "rng": base64.b64encode(bytes(torch.get_rng_state().tolist())).decode(),
+             "cuda_rng": base64.b64encode(bytes(torch.cuda.get_rng_state(model.device).tolist())).decode() if cuda else None}
+    atomic_write(progress, json.dumps(state))
+
+
+def resume_progress(progress: Path | None, key: str, model) -> dict | None:
+    """The saved state of the generation `key` at `progress`, with the random generators restored
+    to it; None when there is none, or it belongs to other settings."""
+    import base64
+    import json
+
+    import torch
+
+    if progress is None or not Path(progress).is_file():
+        return None
+    saved = json.loads(Path(progress).read_text())
+    if saved.get("key") != key:
+        return None
+    torch.set_rng_state(torch.tensor(list(base64.b64decode(saved["rng"])), dtype=torch.uint8))
+    if model.device.type == "cuda" and saved.get("cuda_rng"):
+        torch.cuda.set_rng_state(torch.tensor(list(base64.b64decode(saved["cuda_rng"])), dtype=torch.uint8), model.device)
+    return saved
+
+
+def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: int, done: list, queue) -> int:
+    """Sort a call's sequences: `(prompt index, tokens before)` in `batch`, `new` tokens each. Those
+    that ended (EOS) or reached their budget go to `done` as (index, tokens, ended), the rest back to
+    `queue`; returns how many finished.
+
+    >>> done, queue = [], []
+    >>> settle([(0, []), (1, [5])], [[7, 2, 9], [8, 8]], 4, 2, done, queue), done, queue
+    (1, [(0, [7, 2], True)], [(1, [5, 8, 8])])
+    """
+    finished = 0
+    for (i, before), row in zip(batch, new):
+        tokens = before + row[: max_new_tokens - len(before)]  # a sequence never passes its own budget
+        if eos in tokens:
+            done.append((i, tokens[: tokens.index(eos) + 1], True))
+        elif len(tokens) >= max_new_tokens:
+            done.append((i, tokens, False))
+        else:
+            queue.append((i, tokens))
+            continue
+        finished += 1
+    return finished
+
+
 def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
              batch_size: int | None = None, memory_gb: float = 4.0, desc: str = "generate", stats: dict | None = None,
              tokens_per_round: int | None = None, think_prefill: bool = False, progress: Path | None = None,
@@ -236,7 +292,6 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     the samples it would have given uninterrupted. The file is kept only while its settings match
     (prompts, samples, sampling, batching; the caller names the model in `progress_key`).
     """
-    import base64
     import hashlib
     import json
     from collections import deque
@@ -258,17 +313,10 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     done: list[tuple[int, list[int], bool]] = []  # (prompt index, tokens, ended with EOS), in finishing order
     calls, earlier_seconds, t0 = 0, 0.0, time.time()  # earlier_seconds: sittings before this one, s
     key = hashlib.sha256(json.dumps([progress_key, texts, samples, temperature, top_p, max_new_tokens, size, per_round]).encode()).hexdigest()
-    cuda = model.device.type == "cuda"
-    if progress is not None and Path(progress).is_file():
-        saved = json.loads(Path(progress).read_text())
-        if saved.get("key") == key:  # the same generation, cut short: continue from its last call
-            queue = deque((i, g) for i, g in saved["queue"])
-            done = [(i, t, e) for i, t, e in saved["done"]]
-            calls = saved["calls"]
-            earlier_seconds = saved.get("seconds", 0.0)
-            torch.set_rng_state(torch.tensor(list(base64.b64decode(saved["rng"])), dtype=torch.uint8))
-            if cuda and saved.get("cuda_rng"):
-                torch.cuda.set_rng_state(torch.tensor(list(base64.b64decode(saved["cuda_rng"])), dtype=torch.uint8), model.device)
+    saved = resume_progress(progress, key, model)  # the same generation, cut short: continue from its last call
+    if saved is not None:
+        queue, done = deque((i, g) for i, g in saved["queue"]), [(i, t, e) for i, t, e in saved["done"]]
+        calls, earlier_seconds = saved["calls"], saved.get("seconds", 0.0)
     model.eval()
     bar = tqdm(total=len(queue) + len(done), initial=len(done), desc=desc, unit="seq")
     while queue:
@@ -276,34 +324,14 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
         steps = min(per_round, max(max_new_tokens - len(g) for _, g in batch))
         enc = tokenizer.pad({"input_ids": [ids[i] + g for i, g in batch]}, return_tensors="pt").to(model.device)
         with torch.no_grad():
-            gen = model.generate(
-                **enc,
-                do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else None,
-                top_p=top_p if temperature > 0 else None,
-                top_k=0 if temperature > 0 else None,  # plain sampling: no hidden top-k=50 default
-                max_new_tokens=steps,
-                pad_token_id=eos if stop else pad,
-                eos_token_id=eos,
-                **stop,
-            )
+            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {"do_sample": False}
+            # top_k=0: plain sampling, no hidden top-k=50 default
+            gen = model.generate(**enc, **sampling, max_new_tokens=steps, pad_token_id=eos if stop else pad, eos_token_id=eos, **stop)
         calls += 1
-        new = gen[:, enc["input_ids"].shape[1] :].tolist()  # [sequences, <= steps]
-        for (i, before), row in zip(batch, new):
-            tokens = before + row[: max_new_tokens - len(before)]  # a sequence never passes its own budget
-            if eos in tokens:
-                done.append((i, tokens[: tokens.index(eos) + 1], True))
-            elif len(tokens) >= max_new_tokens:
-                done.append((i, tokens, False))
-            else:
-                queue.append((i, tokens))
-                continue
-            bar.update(1)
+        bar.update(settle(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), max_new_tokens, eos, done, queue))
         if progress is not None and queue:
-            state = {"key": key, "calls": calls, "seconds": earlier_seconds + time.time() - t0, "queue": list(queue), "done": done,
-                     "rng": base64.b64encode(bytes(torch.get_rng_state().tolist())).decode(),
-                     "cuda_rng": base64.b64encode(bytes(torch.cuda.get_rng_state(model.device).tolist())).decode() if cuda else None}
-            atomic_write(progress, json.dumps(state))
+            save_progress(progress, model, {"key": key, "calls": calls, "seconds": earlier_seconds + time.time() - t0,
+                                            "queue": list(queue), "done": done})
     bar.close()
     out: list[list[dict]] = [[] for _ in texts]
     for i, tokens, ended in done:  # a prompt's samples in the order they finished
