@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_jsonl
-from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, n_params, param_count
+from rlsft.models import n_params
+from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, param_count
 from rlsft.trainer import (
     curve_callback,
     evaluate_model,
@@ -74,10 +75,36 @@ def training_args(cfg: Config):
     return trl_args("trl:DistillationConfig", cfg, cfg.distillation)
 
 
+def check_vocabularies(cfg: Config, download: bool = False) -> None:
+    """On-policy distillation compares teacher and student logits row for row, so their
+    `config.vocab_size` must be equal: Qwen2.5-7B's 152,064 rows against Qwen2.5-1.5B's 151,936 are
+    not, though their tokenizers agree. Read from configs (cached, the model cards, or downloaded
+    with `download`), never weights; a size that is unknown here is checked when `main` loads.
+
+    >>> from rlsft.config import ModelConfig, RunConfig
+    >>> cfg = Config(run=RunConfig(name="x"), model=ModelConfig(name="Qwen/Qwen2.5-1.5B"),
+    ...              distill=DistillConfig(mode="on_policy", teacher="Qwen/Qwen2.5-7B-Instruct"))
+    >>> check_vocabularies(cfg)
+    Traceback (most recent call last):
+    rlsft.io.UserError: teacher 'Qwen/Qwen2.5-7B-Instruct' has 152064 logit rows (config.vocab_size) and student 'Qwen/Qwen2.5-1.5B' 151936; on-policy distillation needs the same number: choose a teacher of the student's vocabulary (Qwen/Qwen2.5-3B-Instruct for Qwen2.5-1.5B)
+    """
+    from rlsft.models import vocab_size
+
+    if cfg.distill.mode != "on_policy":
+        return  # offline distillation trains on the teacher's text: any vocabulary
+    m, teacher = cfg.model, cfg.distill.teacher
+    s, t = vocab_size(m.name, m.trust_remote_code, download), vocab_size(teacher, m.trust_remote_code, download)
+    if s and t and s != t:
+        raise UserError(f"teacher {teacher!r} has {t} logit rows (config.vocab_size) and student {m.name!r} {s}; on-policy "
+                        "distillation needs the same number: choose a teacher of the student's vocabulary "
+                        "(Qwen/Qwen2.5-3B-Instruct for Qwen2.5-1.5B)")
+
+
 def estimate(cfg: Config, params: int | None = None) -> dict:
     """Upper-bound compute, the teacher's sampling or scoring included (see rlsft.runs.compute)."""
     from rlsft.scoring.tasks import get_task
 
+    check_vocabularies(cfg)  # a dry run refuses a teacher that cannot fit
     a, d = training_args(cfg), cfg.distill
     n = param_count(cfg.model.name) or params
     batch = a.per_device_train_batch_size * a.gradient_accumulation_steps
@@ -195,6 +222,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     from rlsft.scoring.tasks import build_prompt
 
     # ------------------------------------------------------------------ config
+    check_vocabularies(cfg, download=True)  # before a folder is made, weights load or the "before" evaluation is paid
     folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
     d = cfg.distill
     torch.manual_seed(cfg.run.seed)

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError
+from rlsft.models import n_params
 from rlsft.preflight import ProbeConfig
-from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, n_params, param_count
+from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, param_count
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.tasks import ANSWER_STOP
 from rlsft.trainer import (

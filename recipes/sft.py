@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
-from rlsft.runs.compute import estimate_record, flops, n_params, param_count
+from rlsft.models import n_params
+from rlsft.runs.compute import estimate_record, flops, param_count
 from rlsft.trainer import (
     curve_callback,
     evaluate_model,

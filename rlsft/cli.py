@@ -259,17 +259,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _default_max_new_tokens(model: str) -> int:
-    """512 for real models; a micro model's card gives the budget its context allows."""
+    """A real model's card (rlsft.models.MODEL_CARDS, else 512); a micro model's rlsft_card.json
+    gives the budget its context allows."""
     from pathlib import Path
 
-    from rlsft.models import MICRO_MODELS_DIR
+    from rlsft.models import MICRO_MODELS_DIR, MODEL_CARDS
 
     card = MICRO_MODELS_DIR / model / "rlsft_card.json"
     if not card.is_file() and (Path(model) / "rlsft_card.json").is_file():
         card = Path(model) / "rlsft_card.json"
     if card.is_file():
         return int(json.loads(card.read_text())["generation"]["max_new_tokens"])
-    return 512
+    return MODEL_CARDS[model].max_new_tokens if model in MODEL_CARDS else 512
 
 
 def entry() -> None:

@@ -9,11 +9,72 @@ stays as it is; anything else is taken as a hub id. Offline failures become one-
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlsft.io import UserError
 
 MICRO_MODELS_DIR = Path(__file__).parent / "micro" / "models"  # shipped with the package
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the lab knows of a real model without its files: enough for a dry run offline."""
+
+    parameters: int  # as `n_params` counts them: tied weights once
+    vocab_size: int  # config.vocab_size: the logit rows that on-policy distillation matches
+    max_new_tokens: int = 512  # `rlsft eval`'s default completion budget
+
+
+# The one table to extend when adding a real model. Packaged models (rlsft/packaged.py) also
+# register a builder there; a micro model's card is the rlsft_card.json in its folder.
+MODEL_CARDS: dict[str, ModelCard] = {
+    "Qwen/Qwen2.5-0.5B": ModelCard(494_032_768, 151_936),
+    "Qwen/Qwen2.5-0.5B-Instruct": ModelCard(494_032_768, 151_936),
+    "Qwen/Qwen2.5-1.5B": ModelCard(1_543_714_304, 151_936),
+    "Qwen/Qwen2.5-1.5B-Instruct": ModelCard(1_543_714_304, 151_936),
+    "Qwen/Qwen2.5-3B-Instruct": ModelCard(3_085_938_688, 151_936),
+    "Qwen/Qwen2.5-7B-Instruct": ModelCard(7_615_616_512, 152_064),
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": ModelCard(7_615_616_512, 152_064),
+    "smollm2-135m": ModelCard(134_515_008, 49_152),  # before its first use converts it
+    "qwen2.5-coder-0.5b": ModelCard(630_167_424, 151_936),  # as converted: its GGUF keeps the output head apart
+}
+
+
+def n_params(model) -> int:
+    """Parameters of a loaded model, tied weights once (`parameters()` yields a shared tensor once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_config(name_or_path: str, trust_remote_code: bool = False, download: bool = False):
+    """A model's transformers config: a micro or local folder, a converted packaged model, the hub
+    cache, or (with `download`) the hub; None where none is at hand. A packaged model is never
+    converted here."""
+    from transformers import AutoConfig
+
+    from rlsft.packaged import PACKAGED_MODELS, cache_root
+
+    if name_or_path in PACKAGED_MODELS:
+        folder = cache_root() / name_or_path
+        return AutoConfig.from_pretrained(folder) if (folder / "config.json").is_file() else None
+    try:
+        return AutoConfig.from_pretrained(resolve_model(name_or_path), trust_remote_code=trust_remote_code,
+                                          local_files_only=not download)
+    except Exception:  # not cached, offline, no such id, or a pipeline stage's model not trained yet
+        return None
+
+
+def vocab_size(name_or_path: str, trust_remote_code: bool = False, download: bool = False) -> int | None:
+    """config.vocab_size from the model's config where one is at hand, else its card; None unknown.
+
+    >>> vocab_size("Qwen/Qwen2.5-7B-Instruct"), vocab_size("Qwen/Qwen2.5-3B-Instruct")
+    (152064, 151936)
+    """
+    config = model_config(name_or_path, trust_remote_code, download)
+    if config is not None and getattr(config, "vocab_size", None):
+        return int(config.vocab_size)
+    card = MODEL_CARDS.get(name_or_path)
+    return card.vocab_size if card else None
 
 
 def micro_model_names(models_dir: Path = MICRO_MODELS_DIR) -> list[str]:
@@ -112,8 +173,6 @@ def count_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:
     on the meta device (no memory), tied weights counted once, as `n_params` counts a loaded model."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-
-    from rlsft.runs.compute import n_params
 
     path = resolve_model(name_or_path)
     try:

@@ -44,3 +44,26 @@ def test_eval_top_p_reaches_generation(toy_model, tmp_path, monkeypatch):
     assert seen == [0.9]  # generate(model, tokenizer, prompts, samples, temperature, top_p, ...)
     with pytest.raises(UserError, match="eval.top_p"):
         load_recipe_config("configs/micro/r1_zero.yaml", ["eval.top_p=0"])
+
+
+def test_a_teacher_with_other_logit_rows_is_refused_by_the_dry_run_and_before_any_folder(toy_model, tmp_path):
+    import json
+    import shutil
+
+    from rlsft.launch import dry_run, load_recipe_config
+
+    # the shipped on-policy config fits (Qwen2.5-3B-Instruct: 151,936 rows, as its 1.5B student), 7B does not
+    assert dry_run("configs/qwen2.5-1.5b/distill_onpolicy.yaml")["stages"][0]["estimate"]["parameters"]
+    with pytest.raises(UserError, match="152064 logit rows.*student 'Qwen/Qwen2.5-1.5B' 151936"):
+        dry_run("configs/qwen2.5-1.5b/distill_onpolicy.yaml", ["distill.teacher=Qwen/Qwen2.5-7B-Instruct"])
+    # two local models with the same tokenizer but one padded to more rows, as Qwen2.5-7B is: main refuses
+    # them before it writes a run folder, loads weights or evaluates anything
+    wide = tmp_path / "wide"
+    shutil.copytree(toy_model, wide)
+    config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] + 128}))
+    module, cfg = load_recipe_config("configs/micro/distill_onpolicy.yaml", [f"model.name={toy_model}", f"distill.teacher={wide}",
+                                                                           f"run.out_dir={tmp_path / 'run'}", "run.report_to=none"])
+    with pytest.raises(UserError, match="logit rows"):
+        module.main(cfg)
+    assert not (tmp_path / "run").exists()

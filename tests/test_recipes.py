@@ -86,7 +86,7 @@ def test_distill(toy_model, tmp_path, mode):
 def test_offline_distillation_loads_its_teacher_only_to_sample_traces_the_cache_lacks(toy_model, tmp_path, monkeypatch):
     import rlsft.models
     from rlsft.models import count_parameters, load_model
-    from rlsft.runs.compute import n_params
+    from rlsft.models import n_params
 
     assert count_parameters(toy_model) == n_params(load_model(toy_model))  # counted on the meta device, no weights read
     loads = []

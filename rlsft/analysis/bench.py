@@ -333,7 +333,7 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from rlsft.config import RunConfig
     from rlsft.micro.world import clean_solution, generate_problems
     from rlsft.models import load_model, load_tokenizer, resolve_model
-    from rlsft.runs.compute import n_params
+    from rlsft.models import n_params
     from rlsft.scoring.tasks import build_prompt
 
     torch.manual_seed(0)

@@ -11,6 +11,8 @@ prompt at `PROMPT_TOKENS`.
 
 from __future__ import annotations
 
+from rlsft.models import MODEL_CARDS, model_config, n_params
+
 PROMPT_TOKENS = 128  # prompt length assumed by the estimates, tokens
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, for the GPU-hour floor of an estimate
 ASSUMED_MFU = 0.3
@@ -33,10 +35,6 @@ def distributed_state():
 def is_main_process() -> bool:
     """True on the process that writes files and evaluates (rank 0 under `accelerate launch`)."""
     return distributed_state().is_main_process
-
-
-def n_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int = 0) -> int:
@@ -110,38 +108,24 @@ def peak_memory_gb() -> float | None:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)  # KB on Linux
 
 
-# Parameter counts from the models' cards, for dry runs of hub models that are not cached.
-KNOWN_PARAMETERS: dict[str, int] = {
-    "Qwen/Qwen2.5-0.5B": 494_000_000,
-    "Qwen/Qwen2.5-1.5B": 1_540_000_000,
-    "Qwen/Qwen2.5-1.5B-Instruct": 1_540_000_000,
-    "Qwen/Qwen2.5-7B-Instruct": 7_610_000_000,
-    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7_620_000_000,
-    "smollm2-135m": 134_515_008,  # before its first use converts it (rlsft/packaged.py)
-    "qwen2.5-coder-0.5b": 630_167_424,  # as converted: its GGUF stores the output head apart from the embeddings
-}
-
 
 def param_count(model_name: str) -> int | None:
     """Parameters of a model from its config alone (no weights loaded, no network: cached or
     local configs only, then the model-card table); None when unknown (for example a stage
     whose input model does not exist yet)."""
-    from rlsft.packaged import PACKAGED_MODELS, cache_root
-
-    if model_name in PACKAGED_MODELS and not (cache_root() / model_name / "config.json").is_file():
-        return KNOWN_PARAMETERS.get(model_name)  # a dry run never converts a packaged model
+    card = MODEL_CARDS.get(model_name)
     try:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
 
-        from rlsft.models import resolve_model
-
-        config = AutoConfig.from_pretrained(resolve_model(model_name), local_files_only=True)
+        config = model_config(model_name)  # a dry run never converts a packaged model nor downloads
+        if config is None:
+            return card.parameters if card else None
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
         return n_params(model)
-    except Exception:  # a hub id not in the cache, or a model not built yet
-        return KNOWN_PARAMETERS.get(model_name)
+    except Exception:  # a model not built yet, or a config transformers cannot build
+        return card.parameters if card else None
 
 
 def estimate_record(params: int | None, train_tokens: int | None, forward_tokens: int,
