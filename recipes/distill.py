@@ -23,6 +23,7 @@ from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_jsonl
 from rlsft.models import n_params
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, param_count
+from rlsft.scoring.tasks import TEMPLATES
 from rlsft.trainer import (
     curve_callback,
     evaluate_model,
@@ -56,6 +57,13 @@ class DistillConfig:
     # of a study learns from the same cached traces: the teacher samples once (its cost still
     # counts in every run), and seeds differ in the student's training alone
     trace_seed: int | None = None
+    # the teacher's prompt form: auto, r1-zero or chat (None: the run's data.template). An R1-Distill
+    # teacher wants chat with its own template while the student learns from plain r1-zero prompts
+    teacher_template: str | None = None
+
+    def __post_init__(self):
+        if self.teacher_template not in (None, *TEMPLATES):
+            raise UserError(f"distill.teacher_template must be one of {', '.join(TEMPLATES)} (or unset), got {self.teacher_template!r}")
 
 
 @dataclass
@@ -128,13 +136,12 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list
     import torch
 
     from rlsft.scoring.evaluate import generate
-    from rlsft.scoring.tasks import build_prompt, get_task, render_prompt
+    from rlsft.scoring.tasks import get_task, render_prompt
 
-    d, data = cfg.distill, cfg.data
+    d = cfg.distill
     seed = cfg.run.seed if d.trace_seed is None else d.trace_seed
-    task = get_task(data.task)
-    problems = task.load(task.train_split, source=data.source, n=data.n_train, seed=seed)
-    prompts = [build_prompt(p["question"], teacher_template(cfg, tokenizer)) for p in problems]
+    task = get_task(cfg.data.task)
+    problems, prompts = teacher_prompts(cfg, tokenizer)
     torch.manual_seed(seed)
     generation: dict = {}  # receives the sampling's wall seconds, every sitting of a continued one included
     groups = generate(teacher, tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
@@ -161,34 +168,55 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list
 
 
 def teacher_template(cfg: Config, teacher_tokenizer) -> str:
-    """The teacher samples in its own form: the run's, unless that is chat and the teacher has no
-    chat template (a micro teacher for a chat student); its traces are text, so any student can learn them."""
+    """The teacher samples in its own form: `distill.teacher_template`, else the run's, unless that
+    is chat and the teacher has no chat template (a micro teacher for a chat student); its traces
+    are text, so any student can learn them."""
     from rlsft.scoring.tasks import resolve_template
 
-    template = resolve_template(cfg.data.template, teacher_tokenizer)
+    template = resolve_template(cfg.distill.teacher_template or cfg.data.template, teacher_tokenizer)
     return template if template != "chat" or getattr(teacher_tokenizer, "chat_template", None) else "r1-zero"
 
 
-def trace_cache_key(cfg: Config, template: str) -> str:
-    """Everything the teacher's traces depend on, hashed: the teacher (and its weights' size and
-    date when it is a local folder), the prompts, the sampling settings and the lab's code version
-    (its commit: generation, prompts and the verifier that filters traces all live in the code)."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    from rlsft.models import resolve_model
-    from rlsft.runs.provenance import git_commit
+def teacher_prompts(cfg: Config, tokenizer) -> tuple[list[dict], list]:
+    """(train problems, prompts in the teacher's form) that the teacher samples traces for."""
+    from rlsft.scoring.tasks import build_prompt, get_task
 
     d, data = cfg.distill, cfg.data
+    task = get_task(data.task)
+    problems = task.load(task.train_split, source=data.source, n=data.n_train, seed=cfg.run.seed if d.trace_seed is None else d.trace_seed)
+    return problems, [build_prompt(p["question"], teacher_template(cfg, tokenizer)) for p in problems]
+
+
+def trace_cache_key(cfg: Config, tokenizer) -> str:
+    """What the teacher's traces depend on, hashed, and nothing else (an edit of the lab elsewhere
+    reuses them): the teacher (and its weights' size and date when it is a local folder), the
+    prompts exactly as the teacher reads them with their gold answers, the sampling settings and
+    seed, and the verifier that filters them (math-verify's version and the lab's verify and task
+    code, by content)."""
+    import hashlib
+    import json
+    from importlib import metadata
+    from pathlib import Path
+
+    import rlsft.scoring.tasks
+    import rlsft.scoring.verify
+    from rlsft.models import resolve_model
+    from rlsft.scoring.tasks import render_prompt
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    d = cfg.distill
     teacher = resolve_model(d.teacher)
     weights = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(teacher).glob("*.safetensors")) if Path(teacher).is_dir() else []
+    problems, prompts = teacher_prompts(cfg, tokenizer)
+    verifier = [metadata.version("math-verify")] + [digest(Path(m.__file__).read_text()) for m in (rlsft.scoring.verify, rlsft.scoring.tasks)]
     key = {"teacher": str(Path(teacher).resolve()) if Path(teacher).is_dir() else teacher, "weights": weights,
-           "task": data.task, "source": data.source, "n_train": data.n_train, "template": template,
-           "seed": cfg.run.seed if d.trace_seed is None else d.trace_seed,
-           "samples_per_prompt": d.samples_per_prompt, "keep_per_prompt": d.keep_per_prompt,
-           "temperature": d.temperature, "max_new_tokens": d.max_new_tokens, "code": git_commit()}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+           "prompts": digest(json.dumps([[render_prompt(q, tokenizer), p["answer"]] for q, p in zip(prompts, problems)])),
+           "seed": cfg.run.seed if d.trace_seed is None else d.trace_seed, "verifier": verifier,
+           **{k: getattr(d, k) for k in ("samples_per_prompt", "keep_per_prompt", "temperature", "max_new_tokens",
+                                         "generation_batch_size", "generation_memory_gb")}}
+    return digest(json.dumps(key, sort_keys=True))[:16]
 
 
 def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
@@ -200,7 +228,7 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
 
     if cfg.distill.cache_dir is None:
         return teacher_traces(teacher_loader(), tokenizer, cfg)
-    folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, teacher_template(cfg, tokenizer))
+    folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer)
     if (folder / "stats.json").is_file():
         stats = json.loads((folder / "stats.json").read_text())
         rows = read_jsonl(folder / "traces.jsonl", required=("prompt", "completion")) if stats["kept"] else []
@@ -230,13 +258,13 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ model (student and teacher)
     m = cfg.model
-    tokenizer, teacher_tokenizer = load_tokenizer(m.name, m.trust_remote_code), load_tokenizer(d.teacher, m.trust_remote_code)
+    tokenizer, teacher_tokenizer = load_tokenizer(m.name, m.trust_remote_code, m.revision), load_tokenizer(d.teacher, m.trust_remote_code)
     if d.mode == "on_policy" and teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise UserError(f"teacher {d.teacher!r} and student {m.name!r} have different tokenizers; on-policy distillation needs one vocabulary")
-    model = load_model(m.name, m.dtype, m.trust_remote_code)
+    model = load_model(m.name, m.dtype, m.trust_remote_code, m.revision, m.attn_implementation)
 
     def load_teacher():
-        return load_model(d.teacher, m.dtype, m.trust_remote_code)
+        return load_model(d.teacher, m.dtype, m.trust_remote_code, attn_implementation=m.attn_implementation)
 
     # offline, the teacher's weights are loaded only to sample traces the cache lacks, and freed
     # with them (a cache hit spares their memory: 2 GB for a 0.5B teacher in float32); on-policy,

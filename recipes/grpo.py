@@ -197,7 +197,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     args = training_args(cfg)
 
     # ------------------------------------------------------------------ data
-    train_set = prompt_dataset(cfg.data, cfg.run.seed, load_tokenizer(cfg.model.name, cfg.model.trust_remote_code))  # it renders a <think> prefill
+    train_set = prompt_dataset(cfg.data, cfg.run.seed, load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision))  # it renders a <think> prefill
 
     # ------------------------------------------------------------------ model
     model, tokenizer = load_model_and_tokenizer(cfg.model)

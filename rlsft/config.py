@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import yaml
 
 from rlsft.io import UserError
+from rlsft.models import check_attention
 
 T = TypeVar("T")
 
@@ -259,10 +260,15 @@ class ModelConfig:
     name: str = "micro-student"  # micro model name, local folder or hub id
     dtype: str = "auto"  # auto: bf16 on GPU, float32 on CPU
     trust_remote_code: bool = False
+    revision: str | None = None  # hub branch, tag or commit of model.name (None: main)
+    attn_implementation: str | None = None  # eager, sdpa, flash_attention_2 (GPU, flash-attn), ...; None: transformers' choice
     lora_r: int = 0  # LoRA rank through peft (0: full fine-tuning); the saved model is merged, so stages chain
     lora_alpha: int = 32
     lora_dropout: float = 0.0  # > 0 also perturbs GRPO's sampling (TRL generates in training mode) and keeps LoRA unmerged there
     lora_target_modules: str = "all-linear"
+
+    def __post_init__(self):
+        check_attention(self.attn_implementation)
 
 
 @dataclass

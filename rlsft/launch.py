@@ -180,9 +180,8 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     from pathlib import Path
 
     from rlsft.io import atomic_write, to_json
-    from rlsft.models import load_model, load_tokenizer
     from rlsft.scoring.tasks import resolve_template
-    from rlsft.trainer import prompt_dataset
+    from rlsft.trainer import load_model_and_tokenizer, prompt_dataset
 
     if is_pipeline(path):
         raise UserError(f"{path}: a pipeline; probe its GRPO stage's config (with the previous stage's model as model.name)")
@@ -190,10 +189,9 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     if module is not recipes.grpo:
         raise UserError(f"{path}: rlsft probe checks GRPO configs; this one's recipe is {cfg.recipe!r}")
     args = module.training_args(cfg)
-    tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
     cfg.data.template = resolve_template(cfg.data.template, tokenizer)
     train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)
-    model = load_model(cfg.model.name, cfg.model.dtype, cfg.model.trust_remote_code)
     record = module.probe(cfg, args, model, tokenizer, train_set)
     record = {"config": path, "overrides": list(overrides or []), "model": cfg.model.name, "task": cfg.data.task, **record}
     if out:

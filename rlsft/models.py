@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlsft.io import UserError
+from rlsft.packaged import PACKAGED_MODELS, cache_root, packaged_model_folder
 
 MICRO_MODELS_DIR = Path(__file__).parent / "micro" / "models"  # shipped with the package
 
@@ -52,8 +53,6 @@ def model_config(name_or_path: str, trust_remote_code: bool = False, download: b
     converted here."""
     from transformers import AutoConfig
 
-    from rlsft.packaged import PACKAGED_MODELS, cache_root
-
     if name_or_path in PACKAGED_MODELS:
         folder = cache_root() / name_or_path
         return AutoConfig.from_pretrained(folder) if (folder / "config.json").is_file() else None
@@ -90,8 +89,6 @@ def resolve_model(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> str
     >>> resolve_model("Qwen/Qwen2.5-0.5B")
     'Qwen/Qwen2.5-0.5B'
     """
-    from rlsft.packaged import PACKAGED_MODELS, packaged_model_folder
-
     if (models_dir / name_or_path / "config.json").is_file():
         return str(models_dir / name_or_path)
     if name_or_path in PACKAGED_MODELS:  # a real model shipped as a Python package (smollm2-135m)
@@ -123,10 +120,10 @@ def _is_plain_fast_tokenizer(folder: Path) -> bool:
     return json.loads(cfg.read_text()).get("tokenizer_class") in ("PreTrainedTokenizerFast", "TokenizersBackend")
 
 
-def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision: str | None = None):
     """Tokenizer of a model, left-padded for batched generation. A folder written by the lab
     (micro models) is loaded as the exact `PreTrainedTokenizerFast` it was saved as, so no
-    model-type mapping can swap its pre-tokenizer."""
+    model-type mapping can swap its pre-tokenizer. `revision`: a hub branch, tag or commit."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     path = resolve_model(name_or_path)
@@ -134,7 +131,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
         if _is_plain_fast_tokenizer(Path(path)):
             tok = PreTrainedTokenizerFast.from_pretrained(path)
         else:
-            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, revision=revision)
     except UserError:
         raise
     except Exception as e:  # OSError offline, ValueError bad files
@@ -145,10 +142,24 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     return tok
 
 
-def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool = False):
-    """Causal LM from a folder or hub id; `trust_remote_code` stays off unless asked for."""
+ATTENTION = (None, "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")  # transformers' attn_implementation
+
+
+def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool = False, revision: str | None = None,
+               attn_implementation: str | None = None):
+    """Causal LM from a folder or hub id; `trust_remote_code` stays off unless asked for.
+    `revision`: a hub branch, tag or commit; `attn_implementation`: one of `ATTENTION` (None:
+    transformers' choice, sdpa where it can)."""
+    import importlib.util
+
     import torch
     from transformers import AutoModelForCausalLM
+
+    check_attention(attn_implementation)
+    if attn_implementation in ("flash_attention_2", "flash_attention_3") and not torch.cuda.is_available():
+        raise UserError(f"model.attn_implementation={attn_implementation} needs a CUDA GPU; use sdpa here")
+    if attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise UserError("model.attn_implementation=flash_attention_2 needs the flash-attn package (pip install flash-attn); or use sdpa")
 
     path = resolve_model(name_or_path)
     if dtype == "auto" and not torch.cuda.is_available():
@@ -157,7 +168,8 @@ def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool =
     if torch_dtype is None:
         raise UserError(f"unknown dtype {dtype!r}; valid: auto, float32, bfloat16, float16")
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code, revision=revision,
+                                                     attn_implementation=attn_implementation)
     except Exception as e:
         raise _load_error("model", name_or_path, e) from None
     # The HF Trainer saves `use_cache: false` into config.json; generation without the KV cache
@@ -166,6 +178,18 @@ def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool =
     if torch.cuda.is_available():  # evaluation and teachers generate on the GPU; trainers keep it there
         model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return model
+
+
+def check_attention(attn_implementation: str | None) -> None:
+    """Refuse an attention implementation transformers does not have, naming the valid ones.
+
+    >>> check_attention("sdpa")
+    >>> check_attention("flash")
+    Traceback (most recent call last):
+    rlsft.io.UserError: model.attn_implementation must be one of eager, sdpa, flash_attention_2, flash_attention_3, flex_attention (or unset), got 'flash'
+    """
+    if attn_implementation not in ATTENTION:
+        raise UserError(f"model.attn_implementation must be one of {', '.join(a for a in ATTENTION if a)} (or unset), got {attn_implementation!r}")
 
 
 def count_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:

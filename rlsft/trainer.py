@@ -146,7 +146,7 @@ def start_run(cfg, resume: bool = False) -> RunFolder:
         from rlsft.models import load_tokenizer
         from rlsft.scoring.tasks import resolve_template
 
-        cfg.data.template = resolve_template("auto", load_tokenizer(cfg.model.name, cfg.model.trust_remote_code))
+        cfg.data.template = resolve_template("auto", load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision))
     setup_reporting(cfg)
     distributed_state().wait_for_everyone()
     return folder
@@ -210,8 +210,8 @@ def load_model_and_tokenizer(model: ModelConfig):
     it fails sooner on a bad name)."""
     from rlsft.models import load_model, load_tokenizer
 
-    tokenizer = load_tokenizer(model.name, model.trust_remote_code)
-    return load_model(model.name, model.dtype, model.trust_remote_code), tokenizer
+    tokenizer = load_tokenizer(model.name, model.trust_remote_code, model.revision)
+    return load_model(model.name, model.dtype, model.trust_remote_code, model.revision, model.attn_implementation), tokenizer
 
 
 def metrics_logger(folder: RunFolder):

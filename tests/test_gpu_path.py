@@ -67,3 +67,17 @@ def test_a_teacher_with_other_logit_rows_is_refused_by_the_dry_run_and_before_an
     with pytest.raises(UserError, match="logit rows"):
         module.main(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_attention_and_revision_reach_the_model_and_a_wrong_one_is_one_line(toy_model, tmp_path):
+    from rlsft.launch import dry_run
+    from rlsft.models import load_model
+
+    plan = dry_run("configs/qwen2.5-0.5b/r1_zero.yaml", ["model.attn_implementation=sdpa", "model.revision=main"])
+    assert plan["stages"][0]["config"]["model"]["attn_implementation"] == "sdpa"
+    assert load_model(toy_model, attn_implementation="eager").config._attn_implementation == "eager"
+    assert load_model(toy_model, attn_implementation="sdpa").config._attn_implementation == "sdpa"
+    with pytest.raises(UserError, match="must be one of eager, sdpa"):
+        dry_run("configs/qwen2.5-0.5b/r1_zero.yaml", ["model.attn_implementation=flash"])
+    with pytest.raises(UserError, match="needs a CUDA GPU"):  # refused before any weights load, here
+        load_model(toy_model, attn_implementation="flash_attention_2")

@@ -167,6 +167,30 @@ def test_teacher_traces_are_cached_and_reused(toy_model, tmp_path):
     assert len(loads) == 3  # seed 1 without trace_seed: its own prompts and samples
 
 
+def test_the_trace_cache_is_keyed_on_what_makes_the_traces_not_on_the_commit(toy_model, monkeypatch):
+    import recipes.distill as distill
+    import rlsft.runs.provenance
+    from rlsft.config import DataConfig, RunConfig
+    from rlsft.models import load_tokenizer
+
+    tok = load_tokenizer(toy_model)
+
+    def key(n_train=6, **distill_fields):
+        d = distill.DistillConfig(teacher=toy_model, **distill_fields)
+        return distill.trace_cache_key(distill.Config(run=RunConfig(name="t"), data=DataConfig(task="micro-arith", n_train=n_train), distill=d,
+                                                      training={"learning_rate": 3e-5}), tok)
+
+    first = key()
+    monkeypatch.setattr(rlsft.runs.provenance, "git_commit", lambda *a, **k: "another-commit")
+    assert key() == first  # an edit elsewhere in the lab reuses hours of traces
+    assert key(n_train=5) != first and key(teacher_template="r1-zero") == first  # the prompts as the teacher reads them
+    assert key(max_new_tokens=64) != first and key(trace_seed=3) != first
+    monkeypatch.setattr(distill, "teacher_prompts", lambda cfg, tokenizer: ([{"answer": "1"}], ["other prompt"]))
+    assert key() != first
+    with pytest.raises(UserError, match="distill.teacher_template must be one of"):
+        distill.DistillConfig(teacher_template="r1")
+
+
 def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, tmp_path, monkeypatch):
     import wandb
 
