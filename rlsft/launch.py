@@ -124,7 +124,7 @@ def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[Pipe
         name = st.name or st.config.rsplit("/", 1)[-1].removesuffix(".yaml")
         folder = root.stage(i, name)
         forced = [f"run.name={pipe.run.name}-{name}", f"run.out_dir={folder.path}", f"run.seed={pipe.run.seed}"]
-        forced += [f"run.group={pipe.run.group}"] if pipe.run.group else []
+        forced.append(f"run.group={pipe.run.group or pipe.run.name}")  # a pipeline's stages side by side in wandb
         if previous is not None:
             forced.append(f"model.name={previous.model_dir}")
         mine = [o.split(":", 1)[1] if ":" in o.split("=", 1)[0] else o for o in pipe.stage_overrides

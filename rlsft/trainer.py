@@ -95,7 +95,7 @@ def setup_reporting(cfg) -> None:
     Path(os.environ["WANDB_DIR"]).mkdir(parents=True, exist_ok=True)
     import wandb
 
-    wandb.init(project=os.environ["WANDB_PROJECT"], name=run.name, group=run.group, config={"rlsft": to_dict(cfg)},
+    wandb.init(project=os.environ["WANDB_PROJECT"], name=run.name, group=run.group, job_type=cfg.recipe, config={"rlsft": to_dict(cfg)},
                dir=os.environ["WANDB_DIR"], reinit="finish_previous")
 
 
@@ -371,7 +371,39 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
             if shared is not None:
                 copy_tree_atomic(out, shared)
         results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
+        log_heldout(cfg, when, step, task, out, results[task])
     return results
+
+
+WANDB_SAMPLE_ROWS = 64  # sample completions per evaluation in the wandb table (the run folder keeps them all)
+SAMPLE_COLUMNS = ("id", "sample", "question", "answer", "completion", "extracted", "correct", "correct_lenient", "format_ok",
+                  "mixed", "language_consistency", "length", "truncated")
+
+
+def log_heldout(cfg, when: str, step: int, task: str, out: Path, metrics: dict) -> None:
+    """An evaluation's held-out results into the run's wandb run, beside TRL's training metrics:
+    headline metrics as history at the training step (`heldout/<task>/<metric>` against
+    train/global_step: 0 before training, the curve's steps, the last step after), each evaluation's
+    first `WANDB_SAMPLE_ROWS` completions with their scores and language flags as a table, and
+    `heldout/<when>/<task>/<metric>` in the summary, where wandb's runs table compares arms."""
+    if cfg.run.report_to != "wandb" or not is_main_process():
+        return
+    import wandb
+
+    if wandb.run is None:
+        return
+    from rlsft.io import read_jsonl
+
+    k = (cfg.eval.before_samples if when == "before" else cfg.eval.curve_samples if when == "curve" else None) or cfg.eval.samples
+    values = headline(metrics, k)
+    if when == "after":
+        step = int(wandb.run.summary.get("train/global_step", step) or step)
+    rows = read_jsonl(out / "samples.jsonl")[:WANDB_SAMPLE_ROWS]
+    table = wandb.Table(columns=list(SAMPLE_COLUMNS), data=[[r.get(c) for c in SAMPLE_COLUMNS] for r in rows])
+    name = f"step-{step}" if when == "curve" else when
+    wandb.log({"train/global_step": step, f"heldout/{task}/samples_{name}": table, **{f"heldout/{task}/{key}": v for key, v in values.items()}})
+    if when != "curve":
+        wandb.run.summary.update({f"heldout/{when}/{task}/{key}": v for key, v in values.items()})
 
 
 def before_cache_dir(root: str, args) -> Path:

@@ -208,6 +208,13 @@ def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, t
     (log,) = (tmp_path / "wandb").rglob("offline-run-*/run-*.wandb")
     data = log.read_bytes()
     assert b"my-study" in data and b"train/loss" in data  # TRL's callback logged into the same run
+    # held-out results too: history beside training's, the summary, and tables of completions with their flags
+    assert b"heldout/micro-arith/pass@1" in data and b"heldout/after/micro-arith/mixing_rate" in data
+    tables = {p.name.split("_")[1] for p in (tmp_path / "wandb").rglob("media/table/heldout/micro-arith/*.table.json")}
+    assert tables == {"before", "after"}
+    (after,) = (tmp_path / "wandb").rglob("media/table/heldout/micro-arith/samples_after*.table.json")
+    table = json.loads(after.read_text())
+    assert "mixed" in table["columns"] and len(table["data"]) == 4 * 2  # eval.n x eval.samples of the tiny run
 
 
 def test_the_accuracy_curve_leaves_training_unchanged(toy_model, tmp_path):
