@@ -107,3 +107,44 @@ def test_evaluation_reads_the_split_it_is_given(toy_model, tmp_path):
     assert len(questions["validation"]) == 3 and not questions["validation"] & questions["test"]
     with pytest.raises(UserError, match="'math500' has no validation split"):
         evaluate(EvalArgs(model=toy_model, task="math500", out=str(tmp_path / "m"), n=1, split="validation"))
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"  # the field's benchmarks, in their upstream formats
+
+
+def test_the_fields_benchmarks_load_from_their_local_files_and_score(monkeypatch):
+    monkeypatch.setenv("RLSFT_DATA", str(FIXTURES))  # laid out as ../shared/data: nothing is downloaded
+    aime = get_task("aime24").load("test")
+    assert len(aime) == 3 and aime[1]["answer"] == "370" and aime[1]["id"] == "aime24-61"
+    assert get_task("aime24").verify_many(["<think> (x+y)^3 - 3xy(x+y) </think> <answer>370</answer>", "<answer>371</answer>"],
+                                          ["370", "370"]) == [True, False]
+    # Countdown: TinyZero's instruction; its test rows are the last eighth of a copy smaller than the upstream
+    train, test = get_task("countdown").load("train"), get_task("countdown").load("test")
+    assert len(test) == 2 and 12 <= len(train) <= 14  # 16 rows: 2 for test, the rest train less a hashed 7% validation share
+    first = json.loads((FIXTURES / "countdown" / "train.jsonl").read_text().splitlines()[0])
+    row = next(r for r in train + test if r["id"] == "countdown-0")
+    assert str(first["nums"]) in row["question"] and f"equals {first['target']}" in row["question"]
+    every_number_once = " + ".join(map(str, first["nums"]))  # the fixture's targets are their numbers' sums
+    all_but_one = " + ".join(map(str, first["nums"][:-1]))
+    assert get_task("countdown").verify_many([f"<answer>{every_number_once}</answer>", f"<answer>{all_but_one}</answer>"],
+                                             [row["answer"]] * 2) == [True, False]  # each number exactly once, as TinyZero checks
+    # MGSM: one task per language, whose completions are held to that language
+    zh = get_task("mgsm-zh")
+    rows = zh.load("test")
+    assert zh.language == "zh" and rows[0]["answer"] == "12" and "苹果" in rows[0]["question"]
+    assert get_task("mgsm-en").load("test", n=2)[1]["answer"] == "8"
+
+
+def test_the_fields_benchmarks_refuse_bad_files_and_missing_splits_in_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"target": 5, "numbers": [2, 3]}) + "\n")
+    with pytest.raises(UserError, match=r"record 1 needs 'target' and a list 'nums'"):
+        get_task("countdown").load("test", source=str(bad))
+    with pytest.raises(UserError, match=r"record 1 needs 'problem' and 'answer'"):
+        get_task("aime24").load("test", source=str(bad))
+    with pytest.raises(UserError, match=r"record 1 needs 'question' and 'answer_number'"):
+        get_task("mgsm-zh").load("test", source=str(bad))
+    with pytest.raises(UserError, match="aime24 is a test set only"):
+        get_task("aime24").load("validation", source=str(FIXTURES / "aime_2024" / "train.jsonl"))
+    with pytest.raises(UserError, match="cannot load dataset 'juletxara/mgsm'.*HF_HUB_OFFLINE"):
+        get_task("mgsm-ja").load("test")  # offline and not cached: one line naming the hub id

@@ -6,6 +6,7 @@ is imported. Problems are generated (seeded, split by a hash of the question), s
 from __future__ import annotations
 
 from rlsft.io import read_jsonl
+from rlsft.scoring.countdown import verify_countdown
 from rlsft.scoring.tasks import TASKS, Task, _take
 from rlsft.scoring.verify import extract_answer, verify_answer
 
@@ -39,27 +40,6 @@ def translate(row: dict, language: str) -> str:
     if language != "zh" or "steps" not in row:
         raise UserError(f"cannot write problem {row.get('id')!r} in {language!r}: micro problems translate to zh, and only as generated (not from a source file)")
     return question_zh(row)
-
-
-def verify_countdown(completion: str, gold: str, mode: str = "strict") -> bool | None:
-    """Countdown verifier: the answer is an expression over the given numbers that hits the target.
-
-    `gold` reads `target: T; numbers: a b c`; None when it cannot be parsed. Nothing is executed:
-    the expression is checked by a whitelist AST evaluator.
-
-    >>> verify_countdown("<think> 3 + 5 = 8 </think> <answer>(3 + 5) * 2</answer>", "target: 16; numbers: 2 3 5")
-    True
-    >>> verify_countdown("<answer>5 * 5</answer>", "target: 25; numbers: 2 3 5")
-    False
-    """
-    from rlsft.micro.world import check_countdown, parse_countdown_gold
-
-    parsed = parse_countdown_gold(gold)
-    if parsed is None:
-        return None
-    target, numbers = parsed
-    answer = extract_answer(completion, mode)
-    return bool(answer) and check_countdown(answer, numbers, target)
 
 
 TASKS["micro-arith"] = Task("micro-arith", _loader("micro-arith"), verify_answer, clean_solutions, translate=translate,

@@ -46,6 +46,7 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
     "es": frozenset({"Latin"}),
     "pt": frozenset({"Latin"}),
     "it": frozenset({"Latin"}),
+    "sw": frozenset({"Latin"}),
     "zh": frozenset({"Han"}),
     "ja": frozenset({"Han", "Hiragana", "Katakana"}),
     "ko": frozenset({"Hangul"}),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from rlsft.io import UserError, read_jsonl
+from rlsft.scoring.countdown import verify_countdown_exact
 from rlsft.scoring.verify import EXTRACTIONS, last_boxed, verify_answer
 
 # DeepSeek-R1-Zero's template (DeepSeek-R1 paper, Table 1), with the question in place of `prompt`.
@@ -184,6 +185,87 @@ def load_math500(split: str = "test", source: str | None = None, n: int | None =
     return _take(rows, n, src)
 
 
+def load_aime24(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+    """AIME 2024's 30 problems (HuggingFaceH4/aime_2024, upstream split `train`): a test set only."""
+    _check_split(split, "aime24")
+    if split != "test":
+        raise UserError(f"aime24 is a test set only (30 problems) and has no {split} split")
+    src = _resolve_source(source, "aime_2024", "train", "HuggingFaceH4/aime_2024")
+    rows = []
+    for i, r in enumerate(_load_source(src, "train", None)):
+        if not r.get("problem") or r.get("answer") in (None, ""):
+            raise UserError(f"{src}: record {i + 1} needs 'problem' and 'answer' (the HuggingFaceH4/aime_2024 format)")
+        rows.append({"id": f"aime24-{r.get('id', i)}", "question": r["problem"], "answer": str(r["answer"]).strip()})
+    return _take(rows, n, src)
+
+
+# TinyZero's Countdown split of the upstream rows (its examples/data_preprocess/countdown.py): train
+# from the first 327,680, test the next 1,024.
+COUNTDOWN_TRAIN_ROWS, COUNTDOWN_TEST_ROWS = 327_680, 1_024
+
+
+def countdown_question(target: int, numbers: list[int]) -> str:
+    """TinyZero's Countdown instruction (its answer-format sentence is the lab's template's job).
+
+    >>> countdown_question(24, [3, 8, 1])
+    'Using the numbers [3, 8, 1], create an equation that equals 24. You can use basic arithmetic operations (+, -, *, /) and each number can only be used once.'
+    """
+    return (f"Using the numbers {list(numbers)}, create an equation that equals {target}. "
+            "You can use basic arithmetic operations (+, -, *, /) and each number can only be used once.")
+
+
+def countdown_split(i: int, n_rows: int, question: str) -> str:
+    """The split of upstream row `i` of `n_rows`: TinyZero's test range, or train less a hashed
+    validation share; a smaller copy than the upstream (a local sample) keeps its last eighth for test.
+
+    >>> countdown_split(327_680, 490_364, "q"), countdown_split(15, 16, "q"), countdown_split(0, 16, "What is 2 + 3?")
+    ('test', 'test', 'train')
+    """
+    test = (COUNTDOWN_TRAIN_ROWS <= i < COUNTDOWN_TRAIN_ROWS + COUNTDOWN_TEST_ROWS if n_rows >= COUNTDOWN_TRAIN_ROWS + COUNTDOWN_TEST_ROWS
+            else i >= n_rows - max(1, n_rows // 8))
+    return "test" if test else "validation" if in_validation(question) else "train"
+
+
+def load_countdown(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+    """TinyZero's Countdown (Jiayi-Pan/Countdown-Tasks-3to4: `target`, `nums`, 3 or 4 numbers), checked
+    with every number used exactly once; splits by `countdown_split`."""
+    _check_split(split, "countdown")
+    src = _resolve_source(source, "countdown", "train", "Jiayi-Pan/Countdown-Tasks-3to4")
+    upstream = _load_source(src, "train", None)
+    rows = []
+    for i, r in enumerate(upstream):
+        if "target" not in r or not isinstance(r.get("nums"), list):
+            raise UserError(f"{src}: record {i + 1} needs 'target' and a list 'nums' (the Jiayi-Pan/Countdown-Tasks-3to4 format)")
+        question = countdown_question(int(r["target"]), [int(x) for x in r["nums"]])
+        if countdown_split(i, len(upstream), question) == split:
+            rows.append({"id": f"countdown-{i}", "question": question,
+                         "answer": f"target: {int(r['target'])}; numbers: {' '.join(str(int(x)) for x in r['nums'])}"})
+    return _take(rows, n, f"{src} ({split})")
+
+
+MGSM_LANGUAGES = ("en", "zh", "ja", "de", "fr", "es", "ru", "th", "sw")  # MGSM's languages the mixing metric reads (not bn, te)
+
+
+def mgsm_loader(language: str):
+    """A loader of MGSM's 250 test problems in `language` (juletxara/mgsm, config = language)."""
+
+    def load(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
+        _check_split(split, f"mgsm-{language}")
+        if split != "test":
+            raise UserError(f"mgsm-{language} is a test set only (250 problems) and has no {split} split")
+        src = _resolve_source(source, f"mgsm/{language}", "test", "juletxara/mgsm")
+        rows = []
+        for i, r in enumerate(_load_source(src, "test", language)):
+            if not r.get("question") or r.get("answer_number") is None:
+                raise UserError(f"{src}: record {i + 1} needs 'question' and 'answer_number' (the juletxara/mgsm format)")
+            number = float(r["answer_number"])
+            rows.append({"id": f"mgsm-{language}-{i}", "question": r["question"], "answer": str(int(number)) if number.is_integer() else str(number)})
+        return _take(rows, n, src)
+
+    load.__name__ = f"load_mgsm_{language}"
+    return load
+
+
 def _take(rows: list[dict], n: int | None, src: str) -> list[dict]:
     if not rows:
         raise UserError(f"{src}: the dataset is empty")
@@ -246,6 +328,13 @@ TASKS: dict[str, Task] = {
                   description="grade-school math word problems (openai/gsm8k)"),
     "math500": Task("math500", load_math500, verify_answer, train_split="test", validation_split=None,
                     description="500 MATH competition problems (HuggingFaceH4/MATH-500), test only"),
+    "aime24": Task("aime24", load_aime24, verify_answer, train_split="test", validation_split=None,
+                   description="AIME 2024's 30 problems (HuggingFaceH4/aime_2024), test only"),
+    "countdown": Task("countdown", load_countdown, verify_countdown_exact,
+                      description="TinyZero's Countdown: reach a target with 3-4 numbers, each once (Jiayi-Pan/Countdown-Tasks-3to4)"),
+    **{f"mgsm-{lang}": Task(f"mgsm-{lang}", mgsm_loader(lang), verify_answer, train_split="test", validation_split=None, language=lang,
+                            description=f"MGSM's 250 grade-school problems in {lang} (juletxara/mgsm), test only; mixing is read against {lang}")
+       for lang in MGSM_LANGUAGES},
 }
 
 
@@ -257,7 +346,7 @@ def get_task(name: str) -> Task:
     >>> get_task("gsm9k")
     Traceback (most recent call last):
     ...
-    rlsft.io.UserError: unknown task 'gsm9k'; valid: gsm8k, math500, micro-arith, micro-countdown
+    rlsft.io.UserError: unknown task 'gsm9k'; valid: gsm8k, math500, aime24, countdown, mgsm-en, mgsm-zh, mgsm-ja, mgsm-de, mgsm-fr, mgsm-es, mgsm-ru, mgsm-th, mgsm-sw, micro-arith, micro-countdown
     """
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")
