@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help=f"run a training recipe ({', '.join(RECIPES)}) or a pipeline of them from a config", allow_abbrev=False)
     t.add_argument("config", help="YAML under configs/ with a recipe: key")
-    t.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (optim.max_steps=50)")
+    t.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (training.max_steps=50)")
     t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run (a pipeline's folder for a pipeline) from its latest checkpoint")
     t.add_argument("--dry-run", action="store_true", help="validate; print (YAML) each stage's folder, compute estimate, TRL config fields that differ from TRL's defaults, and resolved config; train nothing")
 

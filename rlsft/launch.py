@@ -1,8 +1,9 @@
 """`rlsft train CONFIG [key=value ...] [--dry-run] [--resume RUN_DIR]`: run the recipe named by the
 config's `recipe:` key, or a pipeline of recipes.
 
-`RECIPES` is the registry of recipes: name -> module exporting `Config`, `main`, `training_args`
-and `estimate` (see recipes/__init__.py). Adding a recipe is one file and one entry here.
+`RECIPES` is the registry of recipes: name -> the module (by name, imported when used, so the
+library never imports its recipes at import time) exporting `Config`, `main`, `training_args` and
+`estimate` (see recipes/__init__.py). Adding a recipe is one file and one entry here.
 
 A pipeline config chains stages (SFT -> GRPO, distill -> GRPO):
 
@@ -19,23 +20,28 @@ interrupted pipeline goes on where it stopped.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from dataclasses import dataclass, field
 from types import ModuleType
 
-import recipes.distill
-import recipes.grpo
-import recipes.sft
 from rlsft.config import apply_overrides, from_dict, read_yaml, to_dict
 from rlsft.io import UserError
 from rlsft.runs.folder import RunFolder
 from rlsft.trainer import run_folder
 
-RECIPES: dict[str, ModuleType] = {
-    "grpo": recipes.grpo,
-    "sft": recipes.sft,
-    "distill": recipes.distill,
+RECIPES: dict[str, str] = {
+    "grpo": "recipes.grpo",
+    "sft": "recipes.sft",
+    "distill": "recipes.distill",
 }
+
+
+def recipe_module(name: str) -> ModuleType:
+    """The registered recipe `name`'s module, imported on first use."""
+    if name not in RECIPES:
+        raise UserError(f"unknown recipe {name!r}; valid: {', '.join(RECIPES)}")
+    return importlib.import_module(RECIPES[name])
 
 
 @dataclass
@@ -67,7 +73,7 @@ def load_recipe_config(path: str, overrides: list[str] | None = None) -> tuple[M
     name = data.get("recipe")
     if name not in RECIPES:
         raise UserError(f"{path}: recipe must be one of {', '.join(RECIPES)} or pipeline, got {name!r}")
-    module = RECIPES[name]
+    module = recipe_module(name)
     try:
         cfg = from_dict(module.Config, data)
         check_names(cfg)
@@ -186,7 +192,7 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     if is_pipeline(path):
         raise UserError(f"{path}: a pipeline; probe its GRPO stage's config (with the previous stage's model as model.name)")
     module, cfg = load_recipe_config(path, overrides)
-    if module is not recipes.grpo:
+    if cfg.recipe != "grpo":
         raise UserError(f"{path}: rlsft probe checks GRPO configs; this one's recipe is {cfg.recipe!r}")
     args = module.training_args(cfg)
     model, tokenizer = load_model_and_tokenizer(cfg.model)

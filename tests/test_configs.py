@@ -62,7 +62,7 @@ def test_every_config_parses(path, monkeypatch):
         assert all(cfg.recipe in RECIPES for _, _, cfg, _ in stages)
     else:
         module, cfg = load_recipe_config(str(path))
-        assert module is RECIPES[cfg.recipe] and cfg.run.name
+        assert module.__name__ == RECIPES[cfg.recipe] and cfg.run.name
     if k in ("recipe", "pipeline"):
         plan = dry_run(str(path))
         assert plan["stages"] and all(s["out"].startswith("runs/") for s in plan["stages"])

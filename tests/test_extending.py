@@ -3,6 +3,7 @@
 
 import dataclasses
 import json
+import sys
 import types
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ from conftest import REPO
 
 from rlsft.cli import main as cli_main
 from rlsft.config import OWNED_BY_THE_LAB, check_trl_section, trl_class, trl_fields
-from rlsft.launch import RECIPES, dry_run
+from rlsft.launch import RECIPES, dry_run, recipe_module
 from rlsft.scoring.rewards import REWARDS
 from rlsft.scoring.tasks import TASKS, Task
 from rlsft.scoring.verify import verify_answer
@@ -74,7 +75,8 @@ def test_recipes_keep_trainer_fields_apart_from_training_fields():
     """A recipe's default for a shared TrainingArguments field lives in its `training:` section only,
     so the order of `rlsft.trainer.trl_args` can never silently override the user's `training:`."""
     shared = set(trl_fields(trl_class("transformers:TrainingArguments")))
-    for name, module in RECIPES.items():
+    for name in RECIPES:
+        module = recipe_module(name)
         assert {"Config", "main", "training_args", "estimate"} <= set(vars(module)), name
         cfg_fields = {f.name: f for f in dataclasses.fields(module.Config)}
         assert cfg_fields["recipe"].default == name
@@ -141,7 +143,8 @@ def test_a_fourth_recipe_dry_runs_with_only_a_registry_entry(monkeypatch, tmp_pa
 
     module = types.SimpleNamespace(Config=Config, main=None, training_args=lambda cfg: trl_args("trl:SFTConfig", cfg, cfg.sft),
                                    estimate=lambda cfg, params=None: estimate_record(params, 0, 0))
-    monkeypatch.setitem(RECIPES, "kto", module)
+    monkeypatch.setitem(sys.modules, "kto_recipe", module)  # a recipe is registered by its module's name
+    monkeypatch.setitem(RECIPES, "kto", "kto_recipe")
     path = tmp_path / "kto.yaml"
     path.write_text("recipe: kto\nrun: {name: kto}\nsft: {max_length: 64}\n")
     plan = dry_run(str(path))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, to_json
+from rlsft.launch import recipe_module
 from rlsft.runs.compute import peak_memory_gb
 
 
@@ -177,7 +178,6 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    import recipes.grpo
     from rlsft import grpo_trainer
     from rlsft.config import DataConfig, ModelConfig, RunConfig
     from rlsft.models import load_model, load_tokenizer, resolve_model
@@ -195,14 +195,14 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     train = prompt_dataset(DataConfig(task="micro-arith", n_train=steps * v["prompts"], template=args.template), seed=0)
     if v["config"] == "lab":
         model = load_model(args.model, v["dtype"])
-        cfg = recipes.grpo.Config(
+        cfg = recipe_module("grpo").Config(
             run=RunConfig(name="bench", out_dir=str(work), report_to="none"), rewards={"accuracy": 1.0},
             model=ModelConfig(name=args.model, lora_r=v["lora_r"]),
             training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation,
                           logging_steps=1, save_strategy="no"),
             grpo=dict(num_generations=args.num_generations, max_completion_length=args.max_completion_length,
                       loss_type="dapo", beta=0.0, steps_per_generation=reuse * accumulation))
-        config = recipes.grpo.training_args(cfg)  # the recipe's own TRL config
+        config = recipe_module("grpo").training_args(cfg)  # the recipe's own TRL config
         config.reward_weights = [1.0]  # no monitor here
         config.bf16 = v["bf16"]  # bfloat16 autocast of the forward and backward passes
         peft_config = lora_config(cfg.model)
@@ -256,7 +256,6 @@ def bench_profile(args: BenchArgs, work: Path, peak: float) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import recipes.grpo
     from rlsft import grpo_trainer
     from rlsft.config import DataConfig, ModelConfig, RunConfig
     from rlsft.models import load_model, load_tokenizer
@@ -265,11 +264,11 @@ def bench_profile(args: BenchArgs, work: Path, peak: float) -> dict:
 
     torch.manual_seed(0)
     batch = args.prompts_per_step * args.num_generations
-    cfg = recipes.grpo.Config(
+    cfg = recipe_module("grpo").Config(
         run=RunConfig(name="bench", out_dir=str(work), report_to="none"), rewards={"accuracy": 1.0}, model=ModelConfig(name=args.model),
         training=dict(learning_rate=1e-4, max_steps=1, per_device_train_batch_size=batch, logging_steps=1, save_strategy="no"),
         grpo=dict(num_generations=args.num_generations, max_completion_length=args.max_completion_length, loss_type="dapo", beta=0.0))
-    config = recipes.grpo.training_args(cfg)
+    config = recipe_module("grpo").training_args(cfg)
     config.reward_weights = [1.0]
     train = prompt_dataset(DataConfig(task="micro-arith", n_train=args.prompts_per_step, template=args.template), seed=0)
     trainer = grpo_trainer.GRPOTrainer(model=load_model(args.model), args=config, train_dataset=train, reward_funcs=[accuracy_reward],
@@ -329,11 +328,9 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    import recipes.sft
     from rlsft.config import RunConfig
     from rlsft.micro.world import clean_solution, generate_problems
-    from rlsft.models import load_model, load_tokenizer, resolve_model
-    from rlsft.models import n_params
+    from rlsft.models import load_model, load_tokenizer, n_params, resolve_model
     from rlsft.scoring.tasks import build_prompt
 
     torch.manual_seed(0)
@@ -344,11 +341,11 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     sizes = dict(per_device_train_batch_size=args.sft_batch_size, max_steps=steps, logging_steps=1, max_length=args.sft_max_length)
     if variant == "lab":
         model = load_model(args.model)
-        cfg = recipes.sft.Config(
+        cfg = recipe_module("sft").Config(
             run=RunConfig(name="bench", out_dir=str(work), report_to="none"),
             training=dict(learning_rate=1e-4, max_steps=steps, per_device_train_batch_size=args.sft_batch_size, logging_steps=1, save_strategy="no"),
             sft=dict(completion_only_loss=True, max_length=args.sft_max_length))
-        config = recipes.sft.training_args(cfg)  # the recipe's own TRL config
+        config = recipe_module("sft").training_args(cfg)  # the recipe's own TRL config
     else:
         model = AutoModelForCausalLM.from_pretrained(resolve_model(args.model))
         gpu = torch.cuda.is_available()

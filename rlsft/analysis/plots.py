@@ -46,10 +46,18 @@ def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, fl
     return xs, [sum(y) / len(y) for y in ys], [min(y) for y in ys], [max(y) for y in ys]
 
 
+def curve_keys() -> list[tuple[str, str]]:
+    """(metrics.jsonl key, label) of the training curves: one per registered reward (TRL logs
+    `rewards/<function name>/mean`), the monitor's mixing rate, length and loss."""
+    from rlsft.scoring.rewards import REWARDS
+
+    rewards = [(f"rewards/{fn.__name__}/mean", f"training reward: {name}") for name, fn in REWARDS.items()]
+    return rewards + [("rewards/language_monitor/mean", "training mixing rate"),
+                      ("completions/mean_length", "completion length (tokens)"), ("loss", "loss")]
+
+
 def plot_curves(results: dict, out: Path) -> list[str]:
     """Training curves against step and against PFLOPs, one line per arm, seed range shaded."""
-    from rlsft.analysis.report import curve_keys
-
     plt = _pyplot()
     files = []
     for key, label in curve_keys():

@@ -12,18 +12,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from rlsft.analysis import plots
 from rlsft.io import UserError, atomic_write, read_jsonl
 from rlsft.runs.folder import RunFolder
-
-
-def curve_keys() -> list[tuple[str, str]]:
-    """(metrics.jsonl key, label) of the training curves: one per registered reward (TRL logs
-    `rewards/<function name>/mean`), the monitor's mixing rate, length and loss."""
-    from rlsft.scoring.rewards import REWARDS
-
-    rewards = [(f"rewards/{fn.__name__}/mean", f"training reward: {name}") for name, fn in REWARDS.items()]
-    return rewards + [("rewards/language_monitor/mean", "training mixing rate"),
-                      ("completions/mean_length", "completion length (tokens)"), ("loss", "loss")]
 
 
 PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
@@ -570,7 +561,6 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     import shutil
     import tempfile
 
-    from rlsft.analysis import plots
     from rlsft.analysis.claims import evaluate_claim, holm
 
     runs = RunFolder.find(paths)
