@@ -67,7 +67,7 @@ def plot_curves(results: dict, out: Path) -> list[str]:
         fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
         for arm, by_seed in sorted(arms.items()):
             steps_total = {s: max([x["step"] for x in v] + [1]) for s, v in by_seed.items()}
-            own_pflops = {s: results["records"][arm][s]["compute"]["flops"] / 1e15 / steps_total[s] for s in by_seed}
+            own_pflops = {s: results["records"][arm][s].pflops / steps_total[s] for s in by_seed}
             for ax, scale in ((axes[0], None), (axes[1], own_pflops)):
                 xs, mean, lo, hi = _band(by_seed, key, scale)
                 line, = ax.plot(xs, mean, label=arm)

@@ -15,6 +15,7 @@ from pathlib import Path
 from rlsft.analysis import plots
 from rlsft.io import UserError, atomic_write, read_jsonl
 from rlsft.runs.folder import RunFolder
+from rlsft.runs.record import RunRecord
 
 
 PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
@@ -61,7 +62,7 @@ def teacher_run(run: RunFolder) -> RunFolder | None:
     """The training run of a distillation run's teacher, when the teacher is a model a lab run
     trained (`<run>/model`); None for shipped or hub teachers, whose training is not the lab's."""
     for stage in run.with_earlier_stages:
-        teacher = (stage.record.get("config", {}).get("distill") or {}).get("teacher")
+        teacher = stage.run_record.teacher
         if teacher and Path(teacher).name == "model" and RunFolder(Path(teacher).parent).finished:
             return RunFolder(Path(teacher).parent)
     return None
@@ -89,13 +90,13 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
     pflops: dict[str, dict[int, float]] = defaultdict(dict)
     minutes: dict[str, dict[int, float]] = defaultdict(dict)  # training wall minutes, all stages
     curves: dict[str, dict[int, list[dict]]] = defaultdict(dict)
-    records: dict[str, dict[int, dict]] = defaultdict(dict)
+    records: dict[str, dict[int, RunRecord]] = defaultdict(dict)
     folders: dict[str, dict[int, RunFolder]] = defaultdict(dict)
     compute_curves: dict = defaultdict(lambda: defaultdict(dict))  # metric -> arm -> seed -> [(pflops, {problem: value})]
     teachers: dict[str, RunFolder] = {}  # arm -> its teacher's training run
     for run in runs:
         arm, seed = run.arm_and_seed()
-        records[arm][seed] = run.record
+        records[arm][seed] = run.run_record
         folders[arm][seed] = run
         for metric, values in per_problem(run.eval_dir("after"), task).items():
             scores[metric][arm][seed] = values
@@ -116,7 +117,7 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
                 compute_curves[metric][arm].setdefault(seed, []).append((pflop, values))
     return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records, "folders": folders,
             "compute_curves": compute_curves, "teachers": teachers,
-            "teacher_pflops": {arm: t.record["compute"]["flops"] / 1e15 for arm, t in teachers.items()}}
+            "teacher_pflops": {arm: t.run_record.pflops for arm, t in teachers.items()}}
 
 
 def compute_curve(run: RunFolder, task: str) -> list[tuple[float, dict[str, dict[str, float]]]]:
@@ -127,11 +128,11 @@ def compute_curve(run: RunFolder, task: str) -> list[tuple[float, dict[str, dict
     for i, stage in enumerate(run.with_earlier_stages):
         if i == 0 and stage.eval_dir("before", task).is_dir():
             points.append((0.0, per_problem(stage.eval_dir("before"), task)))
-        for pt in stage.record.get("curve", []):
+        for pt in stage.run_record.curve:
             folder = stage.eval_dir("after") if pt["step"] == "final" else stage.curve_dir(pt["step"], task).parent
             if (folder / task).is_dir():
                 points.append((offset + pt["pflops"], per_problem(folder, task)))
-        offset += stage.record["compute"]["flops"] / 1e15
+        offset += stage.run_record.pflops
     return [p for p in points if p[1]]
 
 
@@ -327,7 +328,7 @@ def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
         steps: dict = defaultdict(list)
         for seed, record in by_seed.items():
             run = results.get("folders", {}).get(arm, {}).get(seed)
-            for pt in record.get("curve", []):
+            for pt in record.curve:
                 folder = Path() if run is None else run.eval_dir("after", task) if pt["step"] == "final" else run.curve_dir(pt["step"], task)
                 metrics = json.loads((folder / "metrics.json").read_text())["metrics"] if run and (folder / "metrics.json").is_file() else {}
                 steps[pt["step"]].append((pt["pflops"], pt["pass@1"], metrics.get("pass@1_lenient", {}).get("value")))
@@ -348,8 +349,8 @@ def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[in
     out: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
     for arm, by_seed in sorted(results["folders"].items()):
         for seed, run in by_seed.items():
-            last = run.record.get("config", {}).get("training", {}).get("max_steps") or "final"
-            for pt in run.record.get("curve", []):
+            last = run.run_record.max_steps or "final"
+            for pt in run.run_record.curve:
                 folder = run.eval_dir("after") if pt["step"] == "final" else run.curve_dir(pt["step"], task).parent
                 values = per_problem(folder, task).get(metric)
                 if values:
@@ -382,7 +383,7 @@ def run_commits(runs: list[RunFolder]) -> dict[str, int]:
     commits: dict[str, int] = {}
     for run in runs:
         for stage in run.with_earlier_stages:
-            c = stage.record.get("provenance", {}).get("git_commit", "unknown")
+            c = stage.run_record.git_commit
             commits[c] = commits.get(c, 0) + 1
     return commits
 
@@ -461,13 +462,13 @@ def provenance_section(runs: list[RunFolder], results: dict, knobs_changed: list
     lines += ["", "### Provenance", "", f"- report written {prov['time_utc']} at commit `{prov['git_commit']}`",
               f"- versions: {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}"]
     for arm, t in sorted(results["teachers"].items()):
-        lines.append(f"- teacher of {arm}: `{t.path}`, commit `{t.record['provenance']['git_commit']}`, "
-                     f"{t.record['compute']['flops'] / 1e15:.4g} PFLOPs, {t.record['compute']['wall_seconds']:.0f} s")
+        lines.append(f"- teacher of {arm}: `{t.path}`, commit `{t.run_record.git_commit}`, "
+                     f"{t.run_record.pflops:.4g} PFLOPs, {t.run_record.compute.wall_seconds:.0f} s")
     lines.append("- runs:")
     for run in runs:
-        rec = run.record
-        lines.append(f"  - `{run.path}`: recipe {rec['recipe']}, commit `{rec['provenance']['git_commit']}`, "
-                     f"{rec['compute']['flops'] / 1e15:.4g} PFLOPs, {rec['compute']['wall_seconds']:.0f} s on {rec['compute']['device']}")
+        rec = run.run_record
+        lines.append(f"  - `{run.path}`: recipe {rec.recipe}, commit `{rec.git_commit}`, "
+                     f"{rec.pflops:.4g} PFLOPs, {rec.compute.wall_seconds:.0f} s on {rec.compute.device}")
     return lines
 
 
@@ -477,10 +478,10 @@ def header_lines(title: str | None, runs: list[RunFolder], task: str, results: d
     if mixed:
         lines += ["**Runs from more than one commit, or a dirty tree** (written with --allow-mixed-commits): "
                   + ", ".join(f"`{c}` ({n} runs)" for c, n in sorted(commits.items())), ""]
-    splits = sorted({run.record.get("config", {}).get("eval", {}).get("split", "test") for run in runs})
+    splits = sorted({run.run_record.eval_split for run in runs})
     lines += [f"{len(runs)} runs, task `{task}` (held-out {' and '.join(splits)} split). Generated by `rlsft report` from the run "
               "folders listed under Provenance; every number here comes from them.", ""]
-    prerequisites = sorted({(str(t.path), t.record.get("provenance", {}).get("git_commit", "unknown"))
+    prerequisites = sorted({(str(t.path), t.run_record.git_commit)
                             for t in results["teachers"].values()})
     if prerequisites:
         lines += ["Prerequisites (trained once, read by the arms above, outside the one-commit check): "

@@ -398,17 +398,17 @@ def transfer_evals(cfg: StudyConfig, job: Job) -> list[tuple[str, "EvalArgs"]]:
     run = final_run(job.config, job.overrides)
     if not run.finished:
         return []
-    rc, first = run.record["config"], run.with_earlier_stages[0]
+    rec, first = run.run_record, run.with_earlier_stages[0]
     todo = []
     for t in cfg.transfer:
         if job.seed not in t.seeds:
             continue
         targets = [(run.transfer_dir(t.task), str(run.model_dir), job.arm)]
         if job.arm == cfg.base_arm:
-            targets.append((first.transfer_dir(t.task, before=True), first.record["config"]["model"]["name"], "base"))
-        todo += [(who, EvalArgs(model=model, task=t.task, out=str(out), n=t.n, samples=t.samples, temperature=rc["eval"]["temperature"],
-                                max_new_tokens=t.max_new_tokens, seed=job.seed, template=rc["data"]["template"],
-                                think_prefill=rc["data"].get("think_prefill", False), extraction=rc.get("extraction", "strict")))
+            targets.append((first.transfer_dir(t.task, before=True), first.run_record.model, "base"))
+        todo += [(who, EvalArgs(model=model, task=t.task, out=str(out), n=t.n, samples=t.samples, temperature=rec.eval_temperature,
+                                max_new_tokens=t.max_new_tokens, seed=job.seed, template=rec.template,
+                                think_prefill=rec.think_prefill, extraction=rec.extraction))
                  for out, model, who in targets if not (out / "metrics.json").is_file()]
     return todo
 

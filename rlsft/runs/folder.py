@@ -28,6 +28,7 @@ from functools import cached_property
 from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
+from rlsft.runs.record import RunRecord
 
 JOB_FILE = "job.json"  # written by a study's executor, possibly before the run itself starts
 _STAGE = re.compile(r"(\d+)-(.+)")
@@ -131,6 +132,11 @@ class RunFolder:
         return json.loads(self.record_file.read_text())
 
     @cached_property
+    def run_record(self) -> RunRecord:
+        """run.json, typed (rlsft.runs.record): what studies, reports and the analysis read."""
+        return RunRecord.from_json(self.record)
+
+    @cached_property
     def metrics(self) -> list[dict]:
         """The logged training steps (metrics.jsonl), [] before the first."""
         if not self.metrics_file.is_file():
@@ -193,12 +199,14 @@ class RunFolder:
 
         atomic_write(self.record_file, to_json({**record, "provenance": provenance()}))
         self.__dict__.pop("record", None)
+        self.__dict__.pop("run_record", None)
 
     def amend_record(self, fields: dict) -> None:
         """Replace fields of a finished run's run.json (a correction), keeping the rest of it, its
         provenance (the run's, not the correction's) included."""
         atomic_write(self.record_file, to_json({**self.record, **fields}))
         self.__dict__.pop("record", None)
+        self.__dict__.pop("run_record", None)
 
     def append_metrics(self, row: dict) -> None:
         from rlsft.io import json_safe
@@ -252,8 +260,8 @@ class RunFolder:
 
     def total_compute(self) -> dict[str, float]:
         """FLOPs and training wall seconds of this run and the earlier stages of its pipeline."""
-        computes = [s.record["compute"] for s in self.with_earlier_stages]
-        return {k: sum(c[k] for c in computes) for k in ("flops", "wall_seconds")}
+        computes = [s.run_record.compute for s in self.with_earlier_stages]
+        return {"flops": sum(c.flops for c in computes), "wall_seconds": sum(c.wall_seconds for c in computes)}
 
     # ------------------------------------------------------------------ studies
     @staticmethod
@@ -269,8 +277,7 @@ class RunFolder:
             m = _SEED.fullmatch(parts[i])
             if m:
                 return parts[i - 1], int(m.group(1))
-        run = self.record["config"]["run"]
-        return re.sub(r"-seed\d+$", "", run["name"]), run["seed"]
+        return re.sub(r"-seed\d+$", "", self.run_record.run_name), self.run_record.seed
 
     @property
     def is_first_stage_or_run(self) -> bool:

@@ -1,0 +1,83 @@
+"""The record of a finished run, typed: what studies, reports and the analysis read.
+
+`rlsft.trainer.finish_run` writes `run.json`; `RunRecord.read` (through `RunFolder.run`) reads it
+back. This module is the one place where a run's raw config and results are read by key, with the
+defaults that older records (archived studies) need; everything else reads the fields below.
+
+>>> rec = RunRecord.from_json({"recipe": "grpo", "config": {"run": {"name": "r1_zero", "seed": 2}, "model": {"name": "m"},
+...                            "training": {"max_steps": 50}}, "compute": {"flops": 3e15, "wall_seconds": 60.0},
+...                            "eval_after": {}, "curve": [{"step": 10, "pflops": 0.6}]})
+>>> rec.seed, rec.max_steps, rec.extraction, rec.pflops, rec.git_commit
+(2, 50, 'strict', 3.0, 'unknown')
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Compute:
+    """What a run spent (rlsft.runs.compute.compute_record)."""
+
+    flops: int | float
+    wall_seconds: float
+    device: str = "unknown"
+    teacher_flops: int | float = 0
+    raw: dict = field(default_factory=dict, repr=False)  # every field as written (tokens, hours, memory)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A finished run: the settings analysis reads from its config, its compute, its headline
+    evaluations (full metrics and samples stay in the run folder's eval_* directories) and its
+    accuracy-against-compute curve."""
+
+    recipe: str
+    run_name: str
+    seed: int
+    model: str  # the starting model (model.name)
+    teacher: str | None  # distillation's teacher (distill.teacher), None otherwise
+    max_steps: int | None  # training.max_steps when the run had one (> 0)
+    extraction: str  # how the GRPO reward read answers (strict or lenient)
+    template: str  # the prompt form the run used (data.template as resolved)
+    think_prefill: bool
+    eval_split: str  # the held-out split its evaluations read (test or validation)
+    eval_temperature: float
+    compute: Compute
+    eval_before: dict | None  # {task: headline metrics} before training, None when skipped
+    eval_after: dict  # {task: headline metrics}
+    curve: list[dict]  # [{step, pflops, pass@1, ...}], the final point last
+    git_commit: str  # the commit the run ran at ("unknown" for records without provenance)
+    raw: dict = field(default_factory=dict, repr=False)  # run.json as written
+
+    @property
+    def pflops(self) -> float:
+        return self.compute.flops / 1e15
+
+    @classmethod
+    def from_json(cls, data: dict) -> "RunRecord":
+        cfg = data.get("config", {})
+        run, training, evaluation = cfg.get("run", {}), cfg.get("training", {}), cfg.get("eval", {})
+        c = data.get("compute", {})
+        max_steps = training.get("max_steps")
+        return cls(
+            recipe=data.get("recipe", "unknown"), run_name=run.get("name", ""), seed=int(run.get("seed", 0)),
+            model=cfg.get("model", {}).get("name", ""), teacher=(cfg.get("distill") or {}).get("teacher"),
+            max_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
+            extraction=data.get("extraction") or cfg.get("extraction", "strict"),
+            template=cfg.get("data", {}).get("template", "auto"), think_prefill=bool(cfg.get("data", {}).get("think_prefill", False)),
+            eval_split=evaluation.get("split", "test"), eval_temperature=float(evaluation.get("temperature", 1.0)),
+            # numbers as written (FLOPs are integers in run.json): sums and ratios come out as they did from the raw JSON
+            compute=Compute(flops=c.get("flops", 0), wall_seconds=c.get("wall_seconds", 0.0), device=c.get("device", "unknown"),
+                            teacher_flops=c.get("teacher_flops", 0), raw=c),
+            eval_before=data.get("eval_before"), eval_after=data.get("eval_after") or {}, curve=list(data.get("curve") or []),
+            git_commit=data.get("provenance", {}).get("git_commit", "unknown"), raw=data)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunRecord":
+        """The record in `path` (a run.json, or the run folder holding it)."""
+        path = Path(path)
+        return cls.from_json(json.loads((path / "run.json" if path.is_dir() else path).read_text()))
