@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_bench_parser(sub) -> None:
-    """`rlsft bench`'s flags (rlsft.analysis.bench.BenchArgs)."""
+    """`rlsft bench`'s flags (rlsft.bench.bench.BenchArgs)."""
     b = sub.add_parser("bench", help="GRPO step split and SFT throughput/MFU, side by side with TRL's defaults", allow_abbrev=False)
     b.add_argument("--model", default="micro-student", help="micro model name or local folder")
     b.add_argument("--out", default="reports/bench", help="folder for bench-<device>-<model>.json and .md")
@@ -144,12 +144,12 @@ def add_bench_parser(sub) -> None:
 
 def study_command(args) -> int:
     """`rlsft study`: its runs (or their status), then its report once every run has finished."""
-    from rlsft.analysis.report import make_report
-    from rlsft.analysis.study import all_finished, run_study, study_root, study_task
+    from rlsft.verdicts.report import make_report
+    from rlsft.studies.study import all_finished, run_study, study_root, study_task
 
     if args.status:
-        from rlsft.analysis.executors import status_table
-        from rlsft.analysis.study import study_status
+        from rlsft.studies.executors import status_table
+        from rlsft.studies.study import study_status
 
         print(status_table(study_status(args.config, args.overrides, archive=args.archive)), end="")
         return 0
@@ -172,11 +172,11 @@ def study_command(args) -> int:
 
 def report_command(args) -> None:
     """`rlsft report`: a report of any runs, with a study's claims, task and sweep rule when --claims names one."""
-    from rlsft.analysis.report import make_report
+    from rlsft.verdicts.report import make_report
 
     claims, knobs, title, base_arm, scope, panels, choose, task = None, None, None, None, None, None, None, args.task
     if args.claims:
-        from rlsft.analysis.study import StudyConfig, study_task
+        from rlsft.studies.study import StudyConfig, study_task
         from rlsft.config import load_config
 
         study = load_config(StudyConfig, args.claims)
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "study":
             return study_command(args)
         elif args.command == "bench":
-            from rlsft.analysis.bench import BenchArgs, main_bench
+            from rlsft.bench.bench import BenchArgs, main_bench
 
             main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
                                  max_completion_length=args.max_completion_length, reuse=args.reuse, eval_n=args.eval_n, parts=args.parts,

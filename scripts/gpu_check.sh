@@ -17,7 +17,7 @@ if [ "${1:-}" = "--check" ]; then
   bash scripts/setup.sh >/dev/null
   out=$(mktemp -d)
   # micro sizes under the same 5-minute limit as the GPU run: a part that overruns fails the check
-  HF_HUB_OFFLINE=1 WANDB_MODE=disabled timeout 300 .venv/bin/python -m rlsft.analysis.gpucheck --check --out "$out"
+  HF_HUB_OFFLINE=1 WANDB_MODE=disabled timeout 300 .venv/bin/python -m rlsft.bench.gpucheck --check --out "$out"
   test -s "$out/gpu-cpu-check.md"
   rm -rf "$out"
   exit 0
@@ -28,4 +28,4 @@ if ! python3 -c "import trl, datasets, math_verify, langdetect" 2>/dev/null; the
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 WANDB_MODE=disabled
-exec timeout 300 python3 -m rlsft.analysis.gpucheck --out reports/bench  # exec: a time limit's SIGTERM reaches the check
+exec timeout 300 python3 -m rlsft.bench.gpucheck --out reports/bench  # exec: a time limit's SIGTERM reaches the check

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from rlsft.analysis.claims import Claim, evaluate_claim
+from rlsft.verdicts.claims import Claim, evaluate_claim
 
 
 def arm(p_correct: float, seeds=(0, 1, 2), n=200, rng_seed=0):

@@ -44,11 +44,11 @@ def test_every_config_parses(path, monkeypatch):
         data = yaml.safe_load(text)
         assert data["distributed_type"] in {"NO", "MULTI_GPU", "DEEPSPEED", "MULTI_CPU"} and data["num_processes"] >= 1
     elif k == "study":
-        from rlsft.analysis.study import StudyConfig
+        from rlsft.studies.study import StudyConfig
 
         study = load_config(StudyConfig, path)
         if study.claims:  # a claims study needs the seeds a verdict needs, or says it is a pilot (estimates, no verdicts)
-            from rlsft.analysis.claims import MIN_SEEDS
+            from rlsft.verdicts.claims import MIN_SEEDS
 
             assert len(study.seeds) >= MIN_SEEDS or any("pilot" in line.lower() for line in study.scope), study.name
         assert set(study.arm_overrides) <= set(study.recipes)
@@ -99,7 +99,7 @@ def test_cli_reports_a_bad_config_on_one_line(capsys):
 
 def test_a_studys_stage_override_wins_over_the_pipelines_own(monkeypatch):
     # the hybrid's file sets its SFT stage to 96 steps; a study arm asking for 32 gets 32
-    from rlsft.analysis.study import StudyConfig, run_overrides
+    from rlsft.studies.study import StudyConfig, run_overrides
 
     monkeypatch.chdir(REPO)
     assert pipeline_stages("configs/micro/hybrid.yaml")[1][0][2].training["max_steps"] == 96

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import REPO, tiny_prerequisite, tiny_recipe_overrides
 
-from rlsft.analysis.executors import (ClusterConfig, Job, StudyElement, read_job_record, run_local, running_elsewhere, train_command,
+from rlsft.studies.executors import (ClusterConfig, Job, StudyElement, read_job_record, run_local, running_elsewhere, train_command,
                                       write_job_record)
 from rlsft.cli import main as cli_main
 

@@ -16,7 +16,7 @@ def test_gpu_check_script_runs_on_cpu_in_check_mode():
 
 
 def test_card_peak_and_architectures():
-    from rlsft.analysis.gpucheck import ARCHITECTURES, card_peak
+    from rlsft.bench.gpucheck import ARCHITECTURES, card_peak
 
     assert card_peak("NVIDIA H100 PCIe") == 756e12 and card_peak("NVIDIA H200") == 989e12
     q = ARCHITECTURES["qwen2.5-0.5b"]
@@ -31,7 +31,7 @@ def test_gpu_check_stopped_part_way_keeps_what_it_measured(tmp_path):
     import time
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    proc = subprocess.Popen([sys.executable, "-m", "rlsft.analysis.gpucheck", "--check", "--out", str(tmp_path)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "rlsft.bench.gpucheck", "--check", "--out", str(tmp_path)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     partial = tmp_path / ".gpu-check-work" / "sft" / "bench-cpu-random-tiny.md"  # the first part, written as it ends
     deadline = time.time() + 120
@@ -46,7 +46,7 @@ def test_gpu_check_stopped_part_way_keeps_what_it_measured(tmp_path):
 
 
 def test_bench_table_marks_partial_results():
-    from rlsft.analysis.bench import bench_table
+    from rlsft.bench.bench import bench_table
 
     row = {"variant": "prompts-16", "samples": 1, "problems": 4, "sequences_per_call": 16, "calls": 1, "seconds": 1.0,
            "generated_tokens": 10, "useful_tflops": 0.0, "fraction_of_peak": 0.1, "pass@1": 0.0}

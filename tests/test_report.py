@@ -2,7 +2,7 @@
 
 import json
 
-from rlsft.analysis.report import language_composition, load_results
+from rlsft.verdicts.report import language_composition, load_results
 from rlsft.runs.folder import RunFolder
 
 
@@ -42,7 +42,7 @@ def test_language_composition(tmp_path):
 def test_a_report_refuses_runs_from_mixed_or_dirty_commits(tmp_path):
     import pytest
 
-    from rlsft.analysis.report import make_report
+    from rlsft.verdicts.report import make_report
     from rlsft.io import UserError
 
     for name, commit in (("a-seed0", "abc123"), ("b-seed0", "def456-dirty")):
@@ -68,7 +68,7 @@ def test_compute_curve_spans_a_pipelines_stages(tmp_path):
         record = json.loads((stage / "run.json").read_text())
         record["curve"] = [{"step": "final", "pflops": 0.001, "pass@1": 1.0}]
         (stage / "run.json").write_text(json.dumps(record))
-    from rlsft.analysis.report import compute_curve
+    from rlsft.verdicts.report import compute_curve
 
     points = compute_curve(RunFolder(grpo), "t")
     assert [round(p, 6) for p, _ in points] == [0.0, 0.001, 0.002]
@@ -76,7 +76,7 @@ def test_compute_curve_spans_a_pipelines_stages(tmp_path):
 
 
 def test_per_problem_reads_pass_at_k_up_to_the_samples_taken(tmp_path):
-    from rlsft.analysis.report import per_problem
+    from rlsft.verdicts.report import per_problem
 
     folder = tmp_path / "eval_after" / "t"
     folder.mkdir(parents=True)
@@ -91,7 +91,7 @@ def test_a_problem_with_an_unverifiable_sample_is_left_out_not_the_seeds_pass_at
     """A checker timeout (correct None) on one of p2's 4 samples once left p2 with 3 samples, so
     pass@4 vanished for the whole seed (and a pass@64 claim lost that seed). Now p2 is left out of
     accuracy and pass@k, as the run's own summary does, and p1 keeps its pass@4; mixing keeps p2."""
-    from rlsft.analysis.report import per_problem
+    from rlsft.verdicts.report import per_problem
 
     folder = tmp_path / "eval_after" / "t"
     folder.mkdir(parents=True)
@@ -107,7 +107,7 @@ def test_a_problem_with_an_unverifiable_sample_is_left_out_not_the_seeds_pass_at
 def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
     """SmolLM2 wrote a U+2028 in a completion; `json.dumps(ensure_ascii=False)` leaves it raw, and a
     reader that split lines with `str.splitlines` broke the record in two (a JSONDecodeError traceback)."""
-    from rlsft.analysis.report import per_problem, sample_completions
+    from rlsft.verdicts.report import per_problem, sample_completions
     from rlsft.io import to_jsonl
 
     completion = "1 + 4 = 5" + chr(0x2028) + "so" + chr(0x85) + "<answer>5</answer>"
@@ -124,7 +124,7 @@ def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
 
 
 def test_an_interrupted_study_invocation_shows_in_the_wall_time_table(tmp_path):
-    from rlsft.analysis.report import study_sessions
+    from rlsft.verdicts.report import study_sessions
 
     t1, t2, t3 = "2026-11-30T17:00:00Z", "2026-11-30T18:00:00Z", "2026-11-30T18:05:00Z"
     rows = [{"started_utc": t1, "jobs": 2, "torch_threads_per_run": 1, "runs_trained": 10, "runs_skipped": 0, "wall_seconds": None},

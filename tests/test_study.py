@@ -232,7 +232,7 @@ def test_a_study_reads_its_own_task_not_micro_arith(tmp_path, capsys):
     `rlsft report --claims` reads that task where it is given none."""
     from test_report import fake_run
 
-    from rlsft.analysis.study import StudyConfig, study_task
+    from rlsft.studies.study import StudyConfig, study_task
     from rlsft.config import from_dict
 
     recipes = {"r1_zero": str(MICRO / "r1_zero.yaml")}

@@ -2,7 +2,7 @@
 
 import json
 
-from rlsft.analysis.sweep import SweepRule, choose
+from rlsft.verdicts.sweep import SweepRule, choose
 
 N = 64  # problems; 4 samples each (one sample's step: 0.25)
 
@@ -41,7 +41,7 @@ def test_candidates_that_separate_are_ranked_and_ties_among_them_go_to_prefer():
 
 def test_a_sweep_study_reports_its_choice(tmp_path):
     """Through `make_report` with the study's `choose:`: the section, its one line, and sweep.json."""
-    from rlsft.analysis.report import make_report
+    from rlsft.verdicts.report import make_report
 
     for arm, (mid, end) in {"lr3e-6": (1, 1), "lr1e-5": (1, 0)}.items():
         run = tmp_path / "runs" / arm / "seed0"
@@ -70,7 +70,7 @@ def test_a_choose_rule_naming_an_unknown_candidate_is_refused_before_anything_ru
     import yaml
     from conftest import REPO
 
-    from rlsft.analysis.study import StudyConfig, plan
+    from rlsft.studies.study import StudyConfig, plan
     from rlsft.config import load_config
     from rlsft.io import UserError
 

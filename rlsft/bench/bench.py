@@ -582,7 +582,7 @@ def bench_table(r: dict) -> str:
               "generation), `trl` is trl.GRPOTrainer; `lab-trl-trainer` is the lab's step before that trainer. "
               "Fraction of peak: the step's useful matmul FLOPs per second over the measured matmul peak; per token, 2 per body "
               "parameter to generate or prefill it and 6 to train on it (4 with LoRA: frozen weights need no weight gradient), "
-              "the output head counted on completion tokens only (rlsft.analysis.bench.step_flops)."]
+              "the output head counted on completion tokens only (rlsft.bench.bench.step_flops)."]
     lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"]
     for s in r["sft"]:
         lines.append(f"| {s['variant']} | {s['model_dtype']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")

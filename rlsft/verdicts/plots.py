@@ -1,4 +1,4 @@
-"""The report's figures, drawn with matplotlib from `rlsft.analysis.report.load_results`' output
+"""The report's figures, drawn with matplotlib from `rlsft.verdicts.report.load_results`' output
 and `arm_summary`'s. Each function writes one PNG into `out` and returns its file name."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
     PFLOPs spent. Each point is the mean over seeds at an evaluated checkpoint with the 90% interval
     the verdicts use (`claims.claim_interval`, its floor included). A line joins an arm's points only
     where it has 3 or more evaluated checkpoints, so a line is a measured curve; fewer stand as points."""
-    from rlsft.analysis.claims import claim_interval, discordant_floor, metric_unit
+    from rlsft.verdicts.claims import claim_interval, discordant_floor, metric_unit
 
     plt = _pyplot()
     curves = results["compute_curves"]

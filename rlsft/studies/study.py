@@ -4,7 +4,7 @@ Each (arm, seed) runs in `RunFolder.in_study(root, arm, seed)` with `run.seed=k`
 is skipped and an unfinished one resumes from its latest checkpoint, so an interrupted study goes
 on where it stopped. Pipelines run their stages under that folder the same way. Every run logs to
 wandb with the study's name as its group and `<arm>/seed<k>` as its name. Where the runs run
-(this machine, or a Slurm cluster) is the executor's business: `rlsft.analysis.executors`.
+(this machine, or a Slurm cluster) is the executor's business: `rlsft.studies.executors`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rlsft.analysis.claims import Claim
-from rlsft.analysis.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere,
-                                      sacct_states, status, submit_slurm, train_command, utc_now, write_job_record)
-from rlsft.analysis.sweep import SweepRule
 from rlsft.config import load_config
 from rlsft.io import UserError
 from rlsft.runs.folder import RunFolder
+from rlsft.studies.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere,
+                                     sacct_states, status, submit_slurm, train_command, utc_now, write_job_record)
+from rlsft.verdicts.claims import Claim
+from rlsft.verdicts.sweep import SweepRule
 
 
 @dataclass
@@ -58,7 +58,7 @@ class StudyConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)  # what each run asks of a Slurm cluster or a GPU node (--executor)
     transfer: list[TransferConfig] = field(default_factory=list)  # measured once every run has finished (`run_transfer`)
     task: str | None = None  # the held-out task the claims and the report read (default: the base arm's first eval task)
-    choose: SweepRule | None = None  # a sweep's preregistered rule for the setting it picks (`rlsft.analysis.sweep`)
+    choose: SweepRule | None = None  # a sweep's preregistered rule for the setting it picks (`rlsft.verdicts.sweep`)
 
 
 def study_root(cfg: StudyConfig) -> Path:

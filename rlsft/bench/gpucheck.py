@@ -2,8 +2,8 @@
 Qwen2.5-0.5B architecture and one short micro recipe trained on the GPU, in one report written
 part by part (SFT, GRPO step, the recipe; evaluation batching last, only inside the time budget).
 
-    python -m rlsft.analysis.gpucheck --out reports/bench        # on a GPU machine (essential parts: under 5 minutes)
-    python -m rlsft.analysis.gpucheck --check --out /tmp/check   # CPU, CI-sized: the same code path, tiny
+    python -m rlsft.bench.gpucheck --out reports/bench        # on a GPU machine (essential parts: under 5 minutes)
+    python -m rlsft.bench.gpucheck --check --out /tmp/check   # CPU, CI-sized: the same code path, tiny
 
 The model is built in code from its architecture (no download: GPU machines have no network)
 with the micro tokenizer, so its token ids stay under 1,024 while its embedding, layers and LM
@@ -87,7 +87,7 @@ BUDGET_S = 270  # the essential parts' target on one H100/H200 (the lease's 5 mi
 def main(argv: list[str] | None = None) -> Path:
     import torch
 
-    from rlsft.analysis.bench import BenchArgs, run_bench
+    from rlsft.bench.bench import BenchArgs, run_bench
     from rlsft.launch import train_from_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from rlsft.analysis.claims import ALPHA, claim_interval, discordant_floor, paired_seed_differences
+from rlsft.verdicts.claims import ALPHA, claim_interval, discordant_floor, paired_seed_differences
 
 
 @dataclass

@@ -12,10 +12,10 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from rlsft.analysis import plots
 from rlsft.io import UserError, atomic_write, read_jsonl
 from rlsft.runs.folder import RunFolder
 from rlsft.runs.record import RunRecord
+from rlsft.verdicts import plots
 
 
 PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
@@ -142,7 +142,7 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     """Per arm (and base): mean over seeds of held-out accuracy, mixing, format and length, each
     with a 95% hierarchical bootstrap interval (seeds, then problems), plus mean PFLOPs and training
     wall minutes per run."""
-    from rlsft.analysis.claims import hierarchical_bootstrap
+    from rlsft.verdicts.claims import hierarchical_bootstrap
 
     summary: dict[str, dict] = defaultdict(dict)
     for metric in ("accuracy", "accuracy_lenient", "mixing", "format", "length"):
@@ -306,7 +306,7 @@ def readme_table(verdicts: list, by_id: dict) -> str:
     """The claims as the README shows them (and tests/test_readme_results.py checks): claim and
     text, verdict, Holm's verdict, estimate with its 90% interval to three decimals, seeds.
 
-    >>> from rlsft.analysis.claims import Claim, Verdict
+    >>> from rlsft.verdicts.claims import Claim, Verdict
     >>> c = Claim("C1", "RL helps", "accuracy", "rl", "base", "greater")
     >>> print(readme_table([Verdict("C1", "reproduced", 0.12749, 0.1, 0.15, 8, 256, verdict_holm="reproduced")], {"C1": c}), end="")
     | claim | verdict | Holm | estimate [90% CI] | seeds |
@@ -359,10 +359,10 @@ def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[in
 
 
 def sweep_section(results: dict, rule, task: str) -> tuple[list[str], "Choice"]:
-    """The report's "Sweep choice": the preregistered rule (`rlsft.analysis.sweep`) applied to every
+    """The report's "Sweep choice": the preregistered rule (`rlsft.verdicts.sweep`) applied to every
     checkpoint of every arm against the base, a line saying what it picks and why, and the table."""
-    from rlsft.analysis.claims import metric_unit
-    from rlsft.analysis.sweep import choose
+    from rlsft.verdicts.claims import metric_unit
+    from rlsft.verdicts.sweep import choose
 
     base = results["scores"].get(rule.metric, {}).get("base", {})
     counts = results["scores"].get("samples", {}).get("base", {})
@@ -390,7 +390,7 @@ def run_commits(runs: list[RunFolder]) -> dict[str, int]:
 
 def _method(claim, verdict) -> str:
     """The headline's method cell: the interval and what was compared."""
-    from rlsft.analysis.claims import METHOD
+    from rlsft.verdicts.claims import METHOD
 
     how = (verdict.test or "t") + ", t over seeds" if verdict.method == METHOD else verdict.method
     if claim.at_pflops is not None:
@@ -404,7 +404,7 @@ def _method(claim, verdict) -> str:
 
 def claims_section(verdicts: list, by_id: dict) -> list[str]:
     """The report's headline: one row per claim, then its pilots, unmatched and short-armed claims."""
-    from rlsft.analysis.claims import ALPHA, MIN_SEEDS
+    from rlsft.verdicts.claims import ALPHA, MIN_SEEDS
 
     lines: list[str] = []
     level = f"{1 - 2 * ALPHA:.0%}"
@@ -431,7 +431,7 @@ def claims_section(verdicts: list, by_id: dict) -> list[str]:
 
 def claim_details(verdicts: list, by_id: dict) -> list[str]:
     """The decision rules in words and each claim's detail (the Details section)."""
-    from rlsft.analysis.claims import ALPHA, METHOD, MIN_SEEDS
+    from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS
 
     lines: list[str] = []
     lines += ["### Claims: decision rules and detail", "", f"Intervals: {METHOD}, {1 - 2 * ALPHA:.0%} two-sided; the seed is the "
@@ -562,7 +562,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     import shutil
     import tempfile
 
-    from rlsft.analysis.claims import evaluate_claim, holm
+    from rlsft.verdicts.claims import evaluate_claim, holm
 
     runs = RunFolder.find(paths)
     commits = run_commits(runs)
