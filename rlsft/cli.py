@@ -115,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--claims", default=None, help="a study YAML whose claims to check on these runs")
     r.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
 
+    pw = sub.add_parser("power", help="minimum detectable effects of a study design from a pilot run's per-problem changes", allow_abbrev=False)
+    pw.add_argument("run", help="the pilot's run folder (evaluated before training and at --at)")
+    pw.add_argument("--at", default="after", help="the pilot's evaluation to read: after (default) or a curve step")
+    pw.add_argument("--task", default="micro-arith")
+    pw.add_argument("--seeds", type=_positive_int, nargs="+", default=[4], help="seeds per arm of the designs (at least 2)")
+    pw.add_argument("--problems", type=_positive_int, nargs="+", default=[64], help="held-out problems per seed")
+    pw.add_argument("--samples", type=_positive_int, nargs="+", default=[4], help="samples per problem")
+    pw.add_argument("--out", default=None, help="also write the table to this markdown file")
+
     add_bench_parser(sub)
     return p
 
@@ -188,74 +197,110 @@ def report_command(args) -> None:
     print(f"report: {out / 'report.md'}")
 
 
+def score_command(args) -> None:
+    from rlsft.scoring.evaluate import score_file
+
+    print(to_json(score_file(args.task, args.completions, args.out, args.language)), end="")
+
+
+def eval_command(args) -> None:
+    from rlsft.scoring.evaluate import EvalArgs, evaluate
+
+    kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    if "max_new_tokens" not in kwargs:
+        kwargs["max_new_tokens"] = _default_max_new_tokens(args.model)
+    result = evaluate(EvalArgs(**kwargs))
+    print(to_json({"out": args.out, **{k: v["value"] for k, v in result["metrics"].items() if isinstance(v, dict)}}), end="")
+
+
+def pretrain_command(args) -> None:
+    from rlsft.micro.pretrain import pretrain_from_config
+
+    result = pretrain_from_config(args.config, args.overrides, args.overlap)
+    if args.overlap:
+        print(to_json(result), end="")
+
+
+def train_command(args) -> None:
+    import contextlib
+
+    import yaml
+
+    from rlsft.launch import dry_run, train_from_config
+
+    if args.dry_run:
+        with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time prints stay out of the YAML
+            plan = json.loads(to_json(dry_run(args.config, args.overrides)))
+        print(yaml.safe_dump(plan, sort_keys=False, allow_unicode=True), end="")
+        return
+    record = train_from_config(args.config, args.overrides, resume=args.resume)
+    print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
+
+
+def probe_command(args) -> None:
+    import contextlib
+
+    from rlsft.launch import probe_from_config
+    from rlsft.preflight import refusal, summary_line
+
+    with contextlib.redirect_stdout(sys.stderr):  # libraries' prints stay out of the JSON
+        record = probe_from_config(args.config, args.overrides, args.out)
+    print(to_json(record), end="")
+    if not record["passed"]:
+        raise UserError(refusal(record))
+    print(summary_line(record), file=sys.stderr)
+
+
+def bench_command(args) -> None:
+    from rlsft.bench.bench import BenchArgs, main_bench
+
+    main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
+                         max_completion_length=args.max_completion_length, reuse=args.reuse, eval_n=args.eval_n, parts=args.parts,
+                         prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
+                         micro_batch=args.micro_batch, isolate=args.isolate, precision=args.precision, template=args.template,
+                         wide=args.wide, lora=args.lora, eval_samples=args.eval_samples, profile=args.profile))
+
+
+def power_command(args) -> None:
+    """`rlsft power`: the minimum detectable effects of study designs from a pilot run (rlsft/verdicts/power.py)."""
+    from pathlib import Path
+
+    from rlsft.io import atomic_write
+    from rlsft.runs.folder import RunFolder
+    from rlsft.verdicts.power import power_table, render
+    from rlsft.verdicts.report import per_problem
+
+    if min(args.seeds) < 2:
+        raise UserError("--seeds: a t test over seeds needs at least 2")
+    run = RunFolder(args.run)
+    before = per_problem(run.eval_dir("before"), args.task)
+    at = run.eval_dir("after") if args.at == "after" else run.curve_dir(int(args.at), args.task).parent if args.at.isdigit() else None
+    if at is None:
+        raise UserError(f"--at must be after or a curve step, got {args.at!r}")
+    after = per_problem(at, args.task)
+    if not before or not after:
+        raise UserError(f"{run.path}: no {args.task} samples {'before training' if not before else f'at {args.at}'} ({at / args.task})")
+    designs = [(S, n, m) for S in args.seeds for n in args.problems for m in args.samples]
+    table = render(power_table(before, after, designs), f"{run.path}, before training and at {args.at}")
+    if args.out:
+        atomic_write(Path(args.out), table)
+    print(table, end="")
+
+
+COMMANDS = {"score": score_command, "eval": eval_command, "pretrain": pretrain_command, "train": train_command, "probe": probe_command,
+            "study": study_command, "bench": bench_command, "report": report_command, "power": power_command}  # subcommand -> its function
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "score":
-            from rlsft.scoring.evaluate import score_file
-
-            summary = score_file(args.task, args.completions, args.out, args.language)
-            print(to_json(summary), end="")
-        elif args.command == "eval":
-            from rlsft.scoring.evaluate import EvalArgs, evaluate
-
-            kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
-            if "max_new_tokens" not in kwargs:
-                kwargs["max_new_tokens"] = _default_max_new_tokens(args.model)
-            result = evaluate(EvalArgs(**kwargs))
-            print(to_json({"out": args.out, **{k: v["value"] for k, v in result["metrics"].items() if isinstance(v, dict)}}), end="")
-        elif args.command == "pretrain":
-            from rlsft.micro.pretrain import pretrain_from_config
-
-            result = pretrain_from_config(args.config, args.overrides, args.overlap)
-            if args.overlap:
-                print(to_json(result), end="")
-        elif args.command == "train":
-            from rlsft.launch import dry_run, train_from_config
-
-            if args.dry_run:
-                import contextlib
-
-                import yaml
-
-                with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time prints stay out of the YAML
-                    plan = json.loads(to_json(dry_run(args.config, args.overrides)))
-                print(yaml.safe_dump(plan, sort_keys=False, allow_unicode=True), end="")
-                return 0
-            record = train_from_config(args.config, args.overrides, resume=args.resume)
-            print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
-        elif args.command == "probe":
-            from rlsft.launch import probe_from_config
-            from rlsft.preflight import refusal, summary_line
-
-            import contextlib
-
-            with contextlib.redirect_stdout(sys.stderr):  # libraries' prints stay out of the JSON
-                record = probe_from_config(args.config, args.overrides, args.out)
-            print(to_json(record), end="")
-            if not record["passed"]:
-                raise UserError(refusal(record))
-            print(summary_line(record), file=sys.stderr)
-        elif args.command == "study":
-            return study_command(args)
-        elif args.command == "bench":
-            from rlsft.bench.bench import BenchArgs, main_bench
-
-            main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
-                                 max_completion_length=args.max_completion_length, reuse=args.reuse, eval_n=args.eval_n, parts=args.parts,
-                                 prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
-                                 micro_batch=args.micro_batch, isolate=args.isolate, precision=args.precision, template=args.template,
-                                 wide=args.wide, lora=args.lora, eval_samples=args.eval_samples,
-                                 profile=args.profile))
-        elif args.command == "report":
-            report_command(args)
+        return COMMANDS[args.command](args) or 0
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 def _default_max_new_tokens(model: str) -> int:
