@@ -19,24 +19,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import rlsft.scoring.tasks
+import rlsft.scoring.verify
 from rlsft.config import RecipeConfig, training_section, trl_section
-from rlsft.io import UserError, atomic_write, to_jsonl
-from rlsft.models import n_params
+from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
+from rlsft.models import count_parameters, load_model, load_tokenizer, n_params, resolve_model, vocab_size
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, param_count
-from rlsft.scoring.tasks import TEMPLATES
-from rlsft.trainer import (
-    curve_callback,
-    evaluate_model,
-    finish_run,
-    lora_config,
-    metrics_logger,
-    prompt_dataset,
-    save_trained,
-    sft_pair,
-    start_run,
-    train_and_count,
-    trl_args,
-)
+from rlsft.scoring.evaluate import generate
+from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task, render_prompt, resolve_template
+from rlsft.trainer import (curve_callback, evaluate_model, finish_run, lora_config, metrics_logger, prompt_dataset, save_trained, sft_pair, start_run, train_and_count, trl_args)
 
 MODES = ("offline", "on_policy")
 
@@ -94,24 +85,20 @@ def check_vocabularies(cfg: Config, download: bool = False) -> None:
     ...              distill=DistillConfig(mode="on_policy", teacher="Qwen/Qwen2.5-7B-Instruct"))
     >>> check_vocabularies(cfg)
     Traceback (most recent call last):
-    rlsft.io.UserError: teacher 'Qwen/Qwen2.5-7B-Instruct' has 152064 logit rows (config.vocab_size) and student 'Qwen/Qwen2.5-1.5B' 151936; on-policy distillation needs the same number: choose a teacher of the student's vocabulary (Qwen/Qwen2.5-3B-Instruct for Qwen2.5-1.5B)
+    rlsft.io.UserError: teacher 'Qwen/Qwen2.5-7B-Instruct' has 152064 logit rows (config.vocab_size) and student 'Qwen/Qwen2.5-1.5B' 151936; on-policy distillation needs the same number: choose a teacher of the student's vocabulary (Qwen2.5 up to 3B has 151,936, 7B and larger 152,064)
     """
-    from rlsft.models import vocab_size
-
     if cfg.distill.mode != "on_policy":
         return  # offline distillation trains on the teacher's text: any vocabulary
     m, teacher = cfg.model, cfg.distill.teacher
     s, t = vocab_size(m.name, m.trust_remote_code, download), vocab_size(teacher, m.trust_remote_code, download)
     if s and t and s != t:
+        hint = " (Qwen2.5 up to 3B has 151,936, 7B and larger 152,064)" if "Qwen2.5" in teacher + m.name else ""
         raise UserError(f"teacher {teacher!r} has {t} logit rows (config.vocab_size) and student {m.name!r} {s}; on-policy "
-                        "distillation needs the same number: choose a teacher of the student's vocabulary "
-                        "(Qwen/Qwen2.5-3B-Instruct for Qwen2.5-1.5B)")
+                        f"distillation needs the same number: choose a teacher of the student's vocabulary{hint}")
 
 
 def estimate(cfg: Config, params: int | None = None) -> dict:
     """Upper-bound compute, the teacher's sampling or scoring included (see rlsft.runs.compute)."""
-    from rlsft.scoring.tasks import get_task
-
     check_vocabularies(cfg)  # a dry run refuses a teacher that cannot fit
     a, d = training_args(cfg), cfg.distill
     n = param_count(cfg.model.name) or params
@@ -134,9 +121,6 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list
     Returns (rows {question, answer, completion, prompt}, stats {prompts, samples, kept, forward_tokens, seconds}).
     """
     import torch
-
-    from rlsft.scoring.evaluate import generate
-    from rlsft.scoring.tasks import get_task, render_prompt
 
     d = cfg.distill
     seed = cfg.run.seed if d.trace_seed is None else d.trace_seed
@@ -171,16 +155,12 @@ def teacher_template(cfg: Config, teacher_tokenizer) -> str:
     """The teacher samples in its own form: `distill.teacher_template`, else the run's, unless that
     is chat and the teacher has no chat template (a micro teacher for a chat student); its traces
     are text, so any student can learn them."""
-    from rlsft.scoring.tasks import resolve_template
-
     template = resolve_template(cfg.distill.teacher_template or cfg.data.template, teacher_tokenizer)
     return template if template != "chat" or getattr(teacher_tokenizer, "chat_template", None) else "r1-zero"
 
 
 def teacher_prompts(cfg: Config, tokenizer) -> tuple[list[dict], list]:
     """(train problems, prompts in the teacher's form) that the teacher samples traces for."""
-    from rlsft.scoring.tasks import build_prompt, get_task
-
     d, data = cfg.distill, cfg.data
     task = get_task(data.task)
     problems = task.load(task.train_split, source=data.source, n=data.n_train, seed=cfg.run.seed if d.trace_seed is None else d.trace_seed)
@@ -197,11 +177,6 @@ def trace_cache_key(cfg: Config, tokenizer) -> str:
     import json
     from importlib import metadata
     from pathlib import Path
-
-    import rlsft.scoring.tasks
-    import rlsft.scoring.verify
-    from rlsft.models import resolve_model
-    from rlsft.scoring.tasks import render_prompt
 
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
@@ -224,8 +199,6 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
     import json
     from pathlib import Path
 
-    from rlsft.io import read_jsonl, to_json
-
     if cfg.distill.cache_dir is None:
         return teacher_traces(teacher_loader(), tokenizer, cfg)
     folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer)
@@ -245,9 +218,6 @@ def main(cfg: Config, resume: bool = False) -> dict:
     import torch
     from datasets import Dataset
     from trl import DistillationTrainer, SFTTrainer
-
-    from rlsft.models import count_parameters, load_model, load_tokenizer
-    from rlsft.scoring.tasks import build_prompt
 
     # ------------------------------------------------------------------ config
     check_vocabularies(cfg, download=True)  # before a folder is made, weights load or the "before" evaluation is paid

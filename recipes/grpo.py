@@ -21,25 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
-from rlsft.io import UserError
-from rlsft.models import n_params
-from rlsft.preflight import ProbeConfig
-from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, param_count
+from rlsft.io import UserError, atomic_write, to_json
+from rlsft.models import load_tokenizer, n_params
+from rlsft.preflight import ProbeConfig, refusal, run_probe, summary_line
+from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, is_main_process, param_count
 from rlsft.runs.folder import RunFolder
+from rlsft.scoring.language import language_stats
+from rlsft.scoring.rewards import completion_text, get_reward
 from rlsft.scoring.tasks import ANSWER_STOP
-from rlsft.trainer import (
-    curve_callback,
-    evaluate_model,
-    finish_run,
-    load_model_and_tokenizer,
-    lora_config,
-    metrics_logger,
-    prompt_dataset,
-    save_trained,
-    start_run,
-    train_and_count,
-    trl_args,
-)
+from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_model_and_tokenizer, lora_config, metrics_logger, prompt_dataset, save_trained, start_run, train_and_count, trl_args)
 
 
 @dataclass
@@ -107,10 +97,6 @@ def completion_monitor(folder: RunFolder, monitor: MonitorConfig):
     samples_train.jsonl every `monitor.every` calls. With weight 0 it never changes the gradient."""
     import json
 
-    from rlsft.runs.compute import is_main_process
-    from rlsft.scoring.language import language_stats
-    from rlsft.scoring.rewards import completion_text
-
     calls = [0]
     main = is_main_process()
 
@@ -130,16 +116,12 @@ def completion_monitor(folder: RunFolder, monitor: MonitorConfig):
 
 def reward_functions(cfg: Config) -> dict:
     """{name: reward function} of the config's rewards, with the run's extraction and partial credit bound."""
-    from rlsft.scoring.rewards import get_reward
-
     return {name: get_reward(name, extraction=cfg.extraction, partial_credit=cfg.partial_credit) for name in cfg.rewards}
 
 
 def probe(cfg: Config, args, model, tokenizer, train_set) -> dict:
     """The pre-flight check's record with this run's sampling settings (`args`: its GRPOConfig),
     rewards, extraction and seed; what `preflight` and `rlsft probe` both run."""
-    from rlsft.preflight import run_probe
-
     return run_probe(model, tokenizer, train_set, reward_functions(cfg), cfg.rewards, cfg.probe,
                      num_generations=args.num_generations, temperature=args.temperature, top_p=args.top_p,
                      max_completion_length=args.max_completion_length, think_prefill=cfg.data.think_prefill,
@@ -154,9 +136,6 @@ def preflight(cfg: Config, args, model, tokenizer, train_set, folder: RunFolder 
     its probe.json."""
     import json
     import shutil
-
-    from rlsft.io import atomic_write, to_json
-    from rlsft.preflight import refusal, summary_line
 
     if not cfg.probe.enabled:
         return None
@@ -187,7 +166,6 @@ def main(cfg: Config, resume: bool = False) -> dict:
     import torch
 
     from rlsft.grpo_trainer import GRPOTrainer  # TRL's, with completion-only log-probs on a CPU and LoRA merged for generation
-    from rlsft.models import load_tokenizer
 
     # ------------------------------------------------------------------ config
     folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)

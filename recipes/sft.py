@@ -23,19 +23,8 @@ from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
 from rlsft.models import n_params
 from rlsft.runs.compute import estimate_record, flops, param_count
-from rlsft.trainer import (
-    curve_callback,
-    evaluate_model,
-    finish_run,
-    load_model_and_tokenizer,
-    lora_config,
-    metrics_logger,
-    save_trained,
-    sft_pair,
-    start_run,
-    train_and_count,
-    trl_args,
-)
+from rlsft.scoring.tasks import build_prompt, get_task
+from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_model_and_tokenizer, lora_config, metrics_logger, save_trained, sft_pair, start_run, train_and_count, trl_args)
 
 
 @dataclass
@@ -59,8 +48,6 @@ def training_args(cfg: Config):
 
 def estimate(cfg: Config, params: int | None = None) -> dict:
     """Upper-bound compute: every example at the maximum length (see rlsft.runs.compute)."""
-    from rlsft.scoring.tasks import get_task
-
     a = training_args(cfg)
     if a.max_steps > 0:
         tokens = a.max_steps * a.per_device_train_batch_size * a.gradient_accumulation_steps * a.max_length
@@ -72,8 +59,6 @@ def estimate(cfg: Config, params: int | None = None) -> dict:
 
 def sft_examples(cfg: Config) -> list[dict]:
     """Prompt/completion pairs for SFTTrainer (a completion as the assistant's message in chat form)."""
-    from rlsft.scoring.tasks import build_prompt, get_task
-
     ex, template = cfg.examples, cfg.data.template
     if ex.source != "clean":
         pairs = []

@@ -19,7 +19,20 @@ import json
 import os
 import sys
 
-from rlsft.io import UserError, to_json
+from rlsft.bench.bench import BenchArgs, main_bench
+from rlsft.config import load_config
+from rlsft.io import UserError, atomic_write, to_json
+from rlsft.launch import RECIPES, dry_run, probe_from_config, train_from_config
+from rlsft.micro.pretrain import pretrain_from_config
+from rlsft.models import MICRO_MODELS_DIR, MODEL_CARDS
+from rlsft.preflight import refusal, summary_line
+from rlsft.runs.folder import RunFolder
+from rlsft.scoring.evaluate import EvalArgs, evaluate, score_file
+from rlsft.scoring.tasks import TASKS
+from rlsft.studies.executors import status_table
+from rlsft.studies.study import StudyConfig, all_finished, run_study, study_root, study_status, study_task
+from rlsft.verdicts.power import power_table, render
+from rlsft.verdicts.report import make_report, per_problem
 
 
 def _positive_int(text: str) -> int:
@@ -44,7 +57,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("score", help="score completions from a JSONL file (no model needed)", allow_abbrev=False)
-    from rlsft.scoring.tasks import TASKS
 
     s.add_argument("--task", required=True, help=f"task whose verifier to use ({', '.join(TASKS)})")
     s.add_argument("--completions", required=True, help="JSONL with completion and answer per line (prompt, language optional)")
@@ -77,8 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("overrides", nargs="*", help="key=value overrides of config fields")
     pt.add_argument("--overlap", type=_positive_int, metavar="N", default=None,
                     help="train nothing: print the corpus's overlap (questions, step chains) with N problems of each split")
-
-    from rlsft.launch import RECIPES
 
     t = sub.add_parser("train", help=f"run a training recipe ({', '.join(RECIPES)}) or a pipeline of them from a config", allow_abbrev=False)
     t.add_argument("config", help="YAML under configs/ with a recipe: key")
@@ -153,13 +163,7 @@ def add_bench_parser(sub) -> None:
 
 def study_command(args) -> int:
     """`rlsft study`: its runs (or their status), then its report once every run has finished."""
-    from rlsft.verdicts.report import make_report
-    from rlsft.studies.study import all_finished, run_study, study_root, study_task
-
     if args.status:
-        from rlsft.studies.executors import status_table
-        from rlsft.studies.study import study_status
-
         print(status_table(study_status(args.config, args.overrides, archive=args.archive)), end="")
         return 0
     only = [x for x in args.only.split(",") if x] if args.only is not None else None
@@ -181,13 +185,8 @@ def study_command(args) -> int:
 
 def report_command(args) -> None:
     """`rlsft report`: a report of any runs, with a study's claims, task and sweep rule when --claims names one."""
-    from rlsft.verdicts.report import make_report
-
     claims, knobs, title, base_arm, scope, panels, choose, task = None, None, None, None, None, None, None, args.task
     if args.claims:
-        from rlsft.studies.study import StudyConfig, study_task
-        from rlsft.config import load_config
-
         study = load_config(StudyConfig, args.claims)
         claims, knobs, title, base_arm, scope, panels, choose = (study.claims, study.knobs_changed_after_results, f"Study {study.name}",
                                                                  study.base_arm, study.scope, study.panels, study.choose)
@@ -198,14 +197,10 @@ def report_command(args) -> None:
 
 
 def score_command(args) -> None:
-    from rlsft.scoring.evaluate import score_file
-
     print(to_json(score_file(args.task, args.completions, args.out, args.language)), end="")
 
 
 def eval_command(args) -> None:
-    from rlsft.scoring.evaluate import EvalArgs, evaluate
-
     kwargs = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     if "max_new_tokens" not in kwargs:
         kwargs["max_new_tokens"] = _default_max_new_tokens(args.model)
@@ -214,8 +209,6 @@ def eval_command(args) -> None:
 
 
 def pretrain_command(args) -> None:
-    from rlsft.micro.pretrain import pretrain_from_config
-
     result = pretrain_from_config(args.config, args.overrides, args.overlap)
     if args.overlap:
         print(to_json(result), end="")
@@ -225,8 +218,6 @@ def train_command(args) -> None:
     import contextlib
 
     import yaml
-
-    from rlsft.launch import dry_run, train_from_config
 
     if args.dry_run:
         with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time prints stay out of the YAML
@@ -240,9 +231,6 @@ def train_command(args) -> None:
 def probe_command(args) -> None:
     import contextlib
 
-    from rlsft.launch import probe_from_config
-    from rlsft.preflight import refusal, summary_line
-
     with contextlib.redirect_stdout(sys.stderr):  # libraries' prints stay out of the JSON
         record = probe_from_config(args.config, args.overrides, args.out)
     print(to_json(record), end="")
@@ -252,8 +240,6 @@ def probe_command(args) -> None:
 
 
 def bench_command(args) -> None:
-    from rlsft.bench.bench import BenchArgs, main_bench
-
     main_bench(BenchArgs(model=args.model, out=args.out, steps=args.steps, warmup=args.warmup,
                          max_completion_length=args.max_completion_length, reuse=args.reuse, eval_n=args.eval_n, parts=args.parts,
                          prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
@@ -264,11 +250,6 @@ def bench_command(args) -> None:
 def power_command(args) -> None:
     """`rlsft power`: the minimum detectable effects of study designs from a pilot run (rlsft/verdicts/power.py)."""
     from pathlib import Path
-
-    from rlsft.io import atomic_write
-    from rlsft.runs.folder import RunFolder
-    from rlsft.verdicts.power import power_table, render
-    from rlsft.verdicts.report import per_problem
 
     if min(args.seeds) < 2:
         raise UserError("--seeds: a t test over seeds needs at least 2")
@@ -307,8 +288,6 @@ def _default_max_new_tokens(model: str) -> int:
     """A real model's card (rlsft.models.MODEL_CARDS, else 512); a micro model's rlsft_card.json
     gives the budget its context allows."""
     from pathlib import Path
-
-    from rlsft.models import MICRO_MODELS_DIR, MODEL_CARDS
 
     card = MICRO_MODELS_DIR / model / "rlsft_card.json"
     if not card.is_file() and (Path(model) / "rlsft_card.json").is_file():

@@ -30,6 +30,7 @@ import yaml
 
 from rlsft.io import UserError
 from rlsft.models import check_attention
+from rlsft.scoring.verify import EXTRACTIONS
 
 T = TypeVar("T")
 
@@ -327,8 +328,6 @@ class RecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        from rlsft.scoring.verify import EXTRACTIONS
-
         if self.extraction not in EXTRACTIONS:
             raise UserError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
         if self.eval.split not in ("test", "validation"):

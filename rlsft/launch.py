@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from rlsft.config import apply_overrides, from_dict, read_yaml, to_dict
-from rlsft.io import UserError
+from rlsft.io import UserError, atomic_write, to_json
 from rlsft.runs.folder import RunFolder
-from rlsft.trainer import run_folder
+from rlsft.scoring.rewards import get_reward
+from rlsft.scoring.tasks import get_task, resolve_template
+from rlsft.trainer import TRAINING_DEFAULTS, differs_from_defaults, load_model_and_tokenizer, prompt_dataset, run_folder
 
 RECIPES: dict[str, str] = {
     "grpo": "recipes.grpo",
@@ -84,10 +86,6 @@ def load_recipe_config(path: str, overrides: list[str] | None = None) -> tuple[M
 
 def check_names(cfg) -> None:
     """Fail before anything runs on a task or reward name the registries do not know."""
-    from rlsft.scoring.rewards import get_reward
-    from rlsft.scoring.tasks import get_task
-    from rlsft.trainer import TRAINING_DEFAULTS
-
     get_task(cfg.data.task)
     for task in cfg.eval.tasks:
         get_task(task)
@@ -185,10 +183,6 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     (and written to OUT/probe.json)."""
     from pathlib import Path
 
-    from rlsft.io import atomic_write, to_json
-    from rlsft.scoring.tasks import resolve_template
-    from rlsft.trainer import load_model_and_tokenizer, prompt_dataset
-
     if is_pipeline(path):
         raise UserError(f"{path}: a pipeline; probe its GRPO stage's config (with the previous stage's model as model.name)")
     module, cfg = load_recipe_config(path, overrides)
@@ -209,8 +203,6 @@ def dry_run(path: str, overrides: list[str] | None = None) -> dict:
     """Validate a config and describe what `train` would do, training nothing: per stage, the run
     folder, a compute estimate, the resolved config, and TRL's config fields that differ from TRL's
     defaults."""
-    from rlsft.trainer import differs_from_defaults
-
     if is_pipeline(path):
         items = [(name, module, cfg, folder) for name, module, cfg, folder in pipeline_stages(path, overrides)[1]]
     else:

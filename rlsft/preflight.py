@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 
 from rlsft.io import UserError
+from rlsft.scoring.evaluate import generate
+from rlsft.scoring.tasks import THINK_PREFILL
 
 REMEDIES = ("extraction=lenient (read answers without tags)", "a shaped format reward (rewards.tag_count)",
             "partial_credit for a parsable wrong answer", "data.think_prefill=true", "an easier task", "a cold start (SFT first)")
@@ -68,9 +70,6 @@ def run_probe(model, tokenizer, train_set, reward_funcs: dict, weights: dict[str
     score them with `reward_funcs` ({name: function}); returns the record described above, with
     `passed` (signal_share >= min_signal)."""
     import torch
-
-    from rlsft.scoring.evaluate import generate
-    from rlsft.scoring.tasks import THINK_PREFILL
 
     rows = train_set.select(range(min(probe.prompts, len(train_set))))
     rng = torch.get_rng_state()

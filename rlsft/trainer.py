@@ -19,10 +19,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from rlsft.config import DataConfig, ModelConfig, RunConfig, trl_class
-from rlsft.io import UserError
-from rlsft.runs.compute import distributed_state, is_main_process
+from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
+from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl
+from rlsft.models import load_model, load_tokenizer
+from rlsft.runs.compute import compute_record, continue_token_count, distributed_state, is_main_process, trained_tokens
 from rlsft.runs.folder import RunFolder
+from rlsft.scoring.evaluate import EvalArgs, evaluate
+from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
 
 # Where the lab departs from TRL's defaults; each can be overridden in a recipe's `training:`.
 TRAINING_DEFAULTS = {
@@ -83,8 +86,6 @@ def setup_reporting(cfg) -> None:
     sit side by side in wandb's UI), with the lab's resolved config (TRL adds its own). Online with
     a key (`wandb login` or WANDB_API_KEY: `wandb_credentials`), offline without one: sync later
     with `wandb sync runs/wandb/offline-run-*`."""
-    from rlsft.config import to_dict
-
     run = cfg.run
     if run.report_to == "none" or not is_main_process():
         return
@@ -134,8 +135,6 @@ def lora_config(model: ModelConfig):
 def start_run(cfg, resume: bool = False) -> RunFolder:
     """Create the run folder with the resolved config and provenance before anything runs, or
     reopen a killed one (`resume`); on the main process, the others wait for it."""
-    from rlsft.config import to_dict
-
     folder = run_folder(cfg.run)
     if is_main_process():
         if resume and folder.started:
@@ -143,9 +142,6 @@ def start_run(cfg, resume: bool = False) -> RunFolder:
         else:
             folder.create(to_dict(cfg))
     if cfg.data.template == "auto":  # config.yaml keeps `auto`; from here on the run uses the resolved form
-        from rlsft.models import load_tokenizer
-        from rlsft.scoring.tasks import resolve_template
-
         cfg.data.template = resolve_template("auto", load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision))
     setup_reporting(cfg)
     distributed_state().wait_for_everyone()
@@ -165,8 +161,6 @@ def prompt_dataset(data: DataConfig, seed: int, tokenizer=None):
     import random
 
     from datasets import Dataset
-
-    from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt
 
     task = get_task(data.task)
     if task.train_split == task.eval_split:
@@ -208,8 +202,6 @@ def sft_pair(prompt: str | list[dict], completion: str) -> dict:
 def load_model_and_tokenizer(model: ModelConfig):
     """(model, tokenizer) of the config's model, with its dtype and trust setting (tokenizer first:
     it fails sooner on a bad name)."""
-    from rlsft.models import load_model, load_tokenizer
-
     tokenizer = load_tokenizer(model.name, model.trust_remote_code, model.revision)
     return load_model(model.name, model.dtype, model.trust_remote_code, model.revision, model.attn_implementation), tokenizer
 
@@ -276,9 +268,6 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
 
     from transformers import TrainerCallback
 
-    from rlsft.io import atomic_write
-    from rlsft.runs.compute import continue_token_count, trained_tokens
-
     checkpoint = folder.last_checkpoint() if resume else None
     saved = {}
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).is_file():
@@ -314,8 +303,6 @@ def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost:
     the recipe's own formula: (trained tokens, forward-only tokens, other models' FLOPs) for the
     tokens the Trainer consumed. Seconds are the Trainer's runtime without the curve evaluations,
     plus `other_seconds` (a teacher's sampling)."""
-    from rlsft.runs.compute import compute_record, trained_tokens
-
     seconds = train(trainer, folder, resume, curve) + other_seconds
     train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
     return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops)
@@ -344,9 +331,6 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
     main process ({} elsewhere), None for `before` when the config skips it. A resumed run keeps
     what it evaluated before it stopped."""
     import json
-
-    from rlsft.io import copy_tree_atomic
-    from rlsft.scoring.evaluate import EvalArgs, evaluate
 
     if when == "before" and not cfg.eval.before:
         return None
@@ -392,7 +376,6 @@ def log_heldout(cfg, when: str, step: int, task: str, out: Path, metrics: dict) 
 
     if wandb.run is None:
         return
-    from rlsft.io import read_jsonl
 
     k = (cfg.eval.before_samples if when == "before" else cfg.eval.curve_samples if when == "curve" else None) or cfg.eval.samples
     values = headline(metrics, k)
@@ -446,8 +429,6 @@ def finish_run(folder: RunFolder, recipe: str, cfg, compute: dict, before: dict 
     the accuracy-against-compute curve (the first eval task at each curve step, then the trained
     model at the run's whole compute), written by the main process. The training log stays in
     metrics.jsonl alone. Returns it."""
-    from rlsft.config import to_dict
-
     k = cfg.eval.samples
     record = {
         "recipe": recipe,

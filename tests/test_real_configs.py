@@ -42,11 +42,11 @@ def tiny(recipe: str, model: str, out: Path) -> list[str]:
     """Shrink a real config to seconds; the code path stays the config's own."""
     common = [
         f"model.name={model}", "model.dtype=float32", f"run.out_dir={out}", "run.report_to=none",
-        "training.max_steps=2", "training.logging_steps=1", "training.per_device_train_batch_size=8",
+        "training.max_steps=2", "training.logging_steps=1", "training.per_device_train_batch_size=8", "training.gradient_accumulation_steps=1",
         "data.n_train=16", "eval.n=4", "eval.samples=2", "eval.max_new_tokens=24", "eval.batch_size=8",
     ]
     return common + {
-        "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.gradient_accumulation_steps=1", "probe.prompts=2",
+        "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=24", "probe.prompts=2",
                  "probe.force=true"],
         "sft": ["examples.n=16", "sft.max_length=256"],
         # micro-student solves micro-arith, so rejection sampling keeps traces

@@ -84,13 +84,12 @@ def test_distill(toy_model, tmp_path, mode):
 
 
 def test_offline_distillation_loads_its_teacher_only_to_sample_traces_the_cache_lacks(toy_model, tmp_path, monkeypatch):
-    import rlsft.models
-    from rlsft.models import count_parameters, load_model
-    from rlsft.models import n_params
+    import recipes.distill
+    from rlsft.models import count_parameters, load_model, n_params
 
     assert count_parameters(toy_model) == n_params(load_model(toy_model))  # counted on the meta device, no weights read
     loads = []
-    monkeypatch.setattr(rlsft.models, "load_model", lambda name, *a, **k: loads.append(name) or load_model(name, *a, **k))
+    monkeypatch.setattr(recipes.distill, "load_model", lambda name, *a, **k: loads.append(name) or load_model(name, *a, **k))
     extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}/.", f"distill.cache_dir={tmp_path / 'cache'}"]
     outcomes = []
     for run in ("miss", "hit"):
@@ -255,11 +254,11 @@ def test_arms_of_one_seed_share_their_evaluation_before_training(toy_model, tmp_
     """`eval.before_cache`: the first run evaluates the starting model, a second arm of the same seed
     (other training prompts) copies it, the same samples, and evaluates nothing before training; a
     run with another seed makes its own."""
-    import rlsft.scoring.evaluate as ev
+    import rlsft.trainer
 
     calls = []
-    real = ev.evaluate
-    monkeypatch.setattr(ev, "evaluate", lambda args, **kw: calls.append(Path(args.out).parts[-2]) or real(args, **kw))
+    real = rlsft.trainer.evaluate
+    monkeypatch.setattr(rlsft.trainer, "evaluate", lambda args, **kw: calls.append(Path(args.out).parts[-2]) or real(args, **kw))
     cache = tmp_path / "before"
 
     def run(name: str, *extra: str) -> Path:

@@ -23,9 +23,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlsft.config import DataConfig, ModelConfig, RunConfig
 from rlsft.io import UserError, atomic_write, to_json
 from rlsft.launch import recipe_module
+from rlsft.micro.world import clean_solution, generate_problems
+from rlsft.models import load_model, load_tokenizer, n_params, resolve_model
 from rlsft.runs.compute import peak_memory_gb
+from rlsft.runs.provenance import provenance
+from rlsft.scoring import pool
+from rlsft.scoring.evaluate import generate
+from rlsft.scoring.rewards import accuracy_reward
+from rlsft.scoring.tasks import build_prompt, get_task
+from rlsft.trainer import lora_config, prompt_dataset
 
 
 @dataclass
@@ -178,11 +187,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlsft import grpo_trainer
-    from rlsft.config import DataConfig, ModelConfig, RunConfig
-    from rlsft.models import load_model, load_tokenizer, resolve_model
-    from rlsft.scoring.rewards import accuracy_reward
-    from rlsft.trainer import lora_config, prompt_dataset
+    from rlsft import grpo_trainer  # imports torch and trl at its top
 
     torch.manual_seed(0)
     v = grpo_variant(args, variant)
@@ -256,11 +261,7 @@ def bench_profile(args: BenchArgs, work: Path, peak: float) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from rlsft import grpo_trainer
-    from rlsft.config import DataConfig, ModelConfig, RunConfig
-    from rlsft.models import load_model, load_tokenizer
-    from rlsft.scoring.rewards import accuracy_reward
-    from rlsft.trainer import prompt_dataset
+    from rlsft import grpo_trainer  # imports torch and trl at its top
 
     torch.manual_seed(0)
     batch = args.prompts_per_step * args.num_generations
@@ -328,11 +329,6 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from rlsft.config import RunConfig
-    from rlsft.micro.world import clean_solution, generate_problems
-    from rlsft.models import load_model, load_tokenizer, n_params, resolve_model
-    from rlsft.scoring.tasks import build_prompt
-
     torch.manual_seed(0)
     tokenizer = load_tokenizer(args.model)
     steps = args.warmup + args.steps
@@ -371,10 +367,6 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
     today's (`rlsft.scoring.evaluate.generate` defaults). Same model, problems and seed."""
     import torch
 
-    from rlsft.models import load_model, load_tokenizer
-    from rlsft.scoring.evaluate import generate
-    from rlsft.scoring.tasks import build_prompt, get_task
-
     task = get_task("micro-arith")
     rows = task.load(task.eval_split, n=args.eval_n, seed=0)
     model, tokenizer = load_model(args.model), load_tokenizer(args.model)
@@ -397,8 +389,6 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
 def _run_and_close(fn, *args):
     """fn(*args), then the answer-check workers closed: a spawned process joins its children
     before its atexit handlers run, so open workers would keep it from ever exiting."""
-    from rlsft.scoring import pool
-
     try:
         return fn(*args)
     finally:
@@ -481,8 +471,6 @@ def run_bench(args: BenchArgs) -> Path:
     from concurrent.futures.process import BrokenProcessPool
 
     import torch
-
-    from rlsft.runs.provenance import provenance
 
     plan = checked(args)
     parts, eval_samples, precision = plan["parts"], plan["eval_samples"], plan["precision"]

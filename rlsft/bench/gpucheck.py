@@ -20,7 +20,10 @@ import signal
 import time
 from pathlib import Path
 
+from rlsft.bench.bench import BenchArgs, run_bench
 from rlsft.io import atomic_write
+from rlsft.launch import train_from_config
+from rlsft.models import load_tokenizer
 
 # Architectures built in code: Qwen2.5-0.5B's published config, and a tiny one for --check
 # (its vocabulary holds the micro tokenizer's 1,026 tokens).
@@ -47,8 +50,6 @@ def random_model(arch: str, out: Path) -> Path:
     """A randomly initialised model folder of architecture `arch` with the micro tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
-
-    from rlsft.models import load_tokenizer
 
     torch.manual_seed(0)
     config = Qwen2Config(**ARCHITECTURES[arch])
@@ -86,9 +87,6 @@ BUDGET_S = 270  # the essential parts' target on one H100/H200 (the lease's 5 mi
 
 def main(argv: list[str] | None = None) -> Path:
     import torch
-
-    from rlsft.bench.bench import BenchArgs, run_bench
-    from rlsft.launch import train_from_config
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="reports/bench")

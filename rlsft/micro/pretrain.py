@@ -21,7 +21,11 @@ from pathlib import Path
 
 from rlsft.config import load_config, to_dict
 from rlsft.io import UserError, atomic_write, to_json
-from rlsft.micro.world import ArithConfig, CorpusConfig, CountdownConfig, corpus_rows
+from rlsft.micro.tokenizer import train_tokenizer
+from rlsft.micro.world import ArithConfig, CorpusConfig, CountdownConfig, corpus_overlap, corpus_rows, generate_problems
+from rlsft.models import MICRO_MODELS_DIR, load_model, load_tokenizer
+from rlsft.runs.provenance import provenance
+from rlsft.scoring.evaluate import EvalArgs, evaluate
 from rlsft.scoring.tasks import build_prompt
 
 
@@ -96,9 +100,6 @@ def model_config(shape: ModelShape, tokenizer):
 def evaluate_saved(folder: Path, cfg: PretrainConfig) -> dict:
     """The saved model (as users load it) on both micro tasks: the card's metrics per task ({} when
     cfg.eval_n is 0); the evaluation's own files are not kept."""
-    from rlsft.models import load_model, load_tokenizer
-    from rlsft.scoring.evaluate import EvalArgs, evaluate
-
     model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
     evals = {}
     for task in ("micro-arith", "micro-countdown") if cfg.eval_n > 0 else ():
@@ -175,9 +176,6 @@ def main(cfg: PretrainConfig) -> Path:
     import torch
     from transformers import Qwen2ForCausalLM
 
-    from rlsft.models import MICRO_MODELS_DIR
-    from rlsft.runs.provenance import provenance
-
     t_start = time.time()
     out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name
     if cfg.threads:
@@ -192,7 +190,6 @@ def main(cfg: PretrainConfig) -> Path:
     texts = [build_prompt(r["question"]) + r["completion"] for r in rows]
 
     # ------------------------------------------------------------------ tokenizer
-    from rlsft.micro.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     blocks, corpus_tokens = token_blocks(tokenizer, texts, cfg.model.max_positions)
@@ -298,8 +295,6 @@ def overlap(cfg: PretrainConfig, n: int) -> dict:
     """The corpus's overlap with `n` problems of each split of each task (seed 0, the sets that
     evaluation and RL read first): the share of problems whose exact question is a corpus document,
     and the share whose step chain is, in any wording (`world.corpus_overlap`)."""
-    from rlsft.micro.world import corpus_overlap, generate_problems
-
     rows = corpus_rows(cfg.n_documents, cfg.seed, cfg.corpus, cfg.arith, cfg.countdown, cfg.countdown_share)
     out = {"model": cfg.name, "corpus_documents": len(rows), "problems_per_split": n}
     for task, kw in (("micro-arith", {"arith": cfg.arith}), ("micro-countdown", {"countdown": cfg.countdown})):

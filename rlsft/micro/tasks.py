@@ -5,7 +5,8 @@ is imported. Problems are generated (seeded, split by a hash of the question), s
 
 from __future__ import annotations
 
-from rlsft.io import read_jsonl
+from rlsft.io import UserError, read_jsonl
+from rlsft.micro.world import clean_solution, generate_problems, question_zh
 from rlsft.scoring.countdown import verify_countdown
 from rlsft.scoring.tasks import TASKS, Task, _take
 from rlsft.scoring.verify import extract_answer, verify_answer
@@ -13,8 +14,6 @@ from rlsft.scoring.verify import extract_answer, verify_answer
 
 def _loader(task: str):
     def load(split: str = "test", source: str | None = None, n: int | None = None, seed: int = 0) -> list[dict]:
-        from rlsft.micro.world import generate_problems
-
         if source:  # a saved set of micro problems
             return _take(read_jsonl(source, required=("question", "answer")), n, source)
         return generate_problems(task, split, n or 500, seed)
@@ -25,16 +24,11 @@ def _loader(task: str):
 
 def clean_solutions(problems: list[dict], language: str = "en") -> list[str]:
     """Error-free solutions in one language (the cold-start SFT data of SFT-then-RL)."""
-    from rlsft.micro.world import clean_solution
-
     return [clean_solution(p, language)["completion"] for p in problems]
 
 
 def translate(row: dict, language: str) -> str:
     """A generated problem's question in `language` (en or zh), for multilingual RL prompts."""
-    from rlsft.io import UserError
-    from rlsft.micro.world import question_zh
-
     if language == "en":
         return row["question"]
     if language != "zh" or "steps" not in row:

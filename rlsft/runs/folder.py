@@ -27,7 +27,8 @@ import re
 from functools import cached_property
 from pathlib import Path
 
-from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
+from rlsft.io import UserError, atomic_write, json_safe, read_jsonl, to_json, to_jsonl
+from rlsft.runs.provenance import provenance
 from rlsft.runs.record import RunRecord
 
 JOB_FILE = "job.json"  # written by a study's executor, possibly before the run itself starts
@@ -162,8 +163,6 @@ class RunFolder:
         """A new run: refuses an existing non-empty folder (runs are never overwritten)."""
         import yaml
 
-        from rlsft.runs.provenance import provenance
-
         if self.path.exists() and any(p.name != JOB_FILE for p in self.path.iterdir()):
             raise UserError(f"run folder {self.path} already exists; pick another run.name or run.out_dir (runs are never overwritten)")
         self.path.mkdir(parents=True, exist_ok=True)
@@ -177,8 +176,6 @@ class RunFolder:
         checkpoint (they are logged again), so it has no gap and no duplicate.
         """
         import yaml
-
-        from rlsft.runs.provenance import provenance
 
         now = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         changed = sorted(config_differences(self.config, now))
@@ -195,8 +192,6 @@ class RunFolder:
 
     def write_record(self, record: dict) -> None:
         """run.json, with provenance: written last, it marks the run finished."""
-        from rlsft.runs.provenance import provenance
-
         atomic_write(self.record_file, to_json({**record, "provenance": provenance()}))
         self.__dict__.pop("record", None)
         self.__dict__.pop("run_record", None)
@@ -209,8 +204,6 @@ class RunFolder:
         self.__dict__.pop("run_record", None)
 
     def append_metrics(self, row: dict) -> None:
-        from rlsft.io import json_safe
-
         with open(self.metrics_file, "a", encoding="utf-8") as f:
             f.write(json.dumps(json_safe(row)) + "\n")
 

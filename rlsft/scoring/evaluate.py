@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
+from rlsft.models import load_model, load_tokenizer
 from rlsft.runs.provenance import provenance
 from rlsft.scoring.language import LANGUAGE_SCRIPTS, language_stats
 from rlsft.scoring.metrics import mean, summarise
+from rlsft.scoring.pool import TIMEOUTS, check_many
 from rlsft.scoring.tasks import ANSWER_STOP, THINK_PREFILL, Task, build_prompt, get_task, render_prompt, resolve_template
-from rlsft.scoring.verify import extract_answer, format_ok
+from rlsft.scoring.verify import extract_answer, format_ok, same_answer
 
 
 def score_samples(task: Task, completions: list[str], golds: list[str], languages: list[str]) -> list[dict]:
@@ -63,7 +65,6 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
             raise UserError(f"{completions_path}: record {i}: 'completion' must be a string")
         if "language" in r:
             check_language(r["language"])
-    from rlsft.scoring.pool import TIMEOUTS
 
     t0, timeouts = time.perf_counter(), TIMEOUTS["count"]
     scores = score_samples(task, [r["completion"] for r in rows], [str(r["answer"]) for r in rows],
@@ -99,9 +100,6 @@ def answer_groups(per_problem: list[list[str | None]]) -> list[list[int | None]]
     >>> answer_groups([["0.5", "1/2", "3", None, "3"]])
     [[0, 0, 1, None, 1]]
     """
-    from rlsft.scoring.pool import check_many
-    from rlsft.scoring.verify import same_answer
-
     distinct = [list(dict.fromkeys(a for a in answers if a)) for answers in per_problem]
     pairs = [(p, i, j) for p, ds in enumerate(distinct) for i in range(len(ds)) for j in range(i + 1, len(ds))]
     same = check_many(same_answer, [(distinct[p][i], distinct[p][j]) for p, i, j in pairs])
@@ -348,8 +346,6 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     """Generate K samples for each of n problems, score them, write `metrics.json` and
     `samples.jsonl` under `args.out`, and return the metrics dict."""
     import torch
-
-    from rlsft.models import load_model, load_tokenizer
 
     task = get_task(args.task)
     language = check_language(args.language or task.language)

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from rlsft.io import UserError, read_jsonl
 from rlsft.scoring.countdown import verify_countdown_exact
+from rlsft.scoring.pool import check_many
 from rlsft.scoring.verify import EXTRACTIONS, last_boxed, verify_answer
 
 # DeepSeek-R1-Zero's template (DeepSeek-R1 paper, Table 1), with the question in place of `prompt`.
@@ -314,8 +315,6 @@ class Task:
         (`rlsft.scoring.pool`): what every scorer, reward and filter of the lab calls. `mode` is
         the answer extraction (`verify.EXTRACTIONS`); a verifier that takes two arguments is
         called in strict mode only."""
-        from rlsft.scoring.pool import check_many
-
         if mode not in EXTRACTIONS:
             raise UserError(f"unknown extraction {mode!r}; valid: {', '.join(EXTRACTIONS)}")
         extra = () if mode == "strict" else (mode,)

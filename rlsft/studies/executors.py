@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from rlsft.io import UserError, atomic_write, to_json
+from rlsft.launch import final_run
 from rlsft.runs.folder import JOB_FILE, RunFolder
 
 EXECUTORS = ("local", "slurm")
@@ -428,8 +429,6 @@ def run_state(job: Job, slurm: dict[str, str]) -> tuple[str, str]:
 
 def _final_folder(job: Job) -> RunFolder:
     """The folder whose run.json holds the job's result (a pipeline's last stage)."""
-    from rlsft.launch import final_run
-
     return final_run(job.config, job.overrides)
 
 

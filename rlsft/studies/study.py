@@ -21,9 +21,11 @@ from pathlib import Path
 
 from rlsft.config import load_config
 from rlsft.io import UserError
+from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, train_from_config
 from rlsft.runs.folder import RunFolder
-from rlsft.studies.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere,
-                                     sacct_states, status, submit_slurm, train_command, utc_now, write_job_record)
+from rlsft.scoring.evaluate import EvalArgs, evaluate
+from rlsft.studies.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere, sacct_states, status, submit_slurm, train_command, utc_now, write_job_record)
+from rlsft.trainer import run_folder
 from rlsft.verdicts.claims import Claim
 from rlsft.verdicts.sweep import SweepRule
 
@@ -67,8 +69,6 @@ def study_root(cfg: StudyConfig) -> Path:
 
 def run_overrides(cfg: StudyConfig, arm: str, seed: int) -> list[str]:
     """What the study sets on one run: its folder, seed, wandb group and name, and the study's overrides."""
-    from rlsft.launch import is_pipeline
-
     folder = RunFolder.in_study(study_root(cfg), arm, seed)
     placed = [f"run.out_dir={folder.path}", f"run.seed={seed}", f"run.group={cfg.name}", f"run.name={arm}/seed{seed}"]
     extra = cfg.overrides + cfg.arm_overrides.get(arm, [])
@@ -80,9 +80,6 @@ def run_overrides(cfg: StudyConfig, arm: str, seed: int) -> list[str]:
 def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
     """The study's prerequisites and its matrix of runs (seed-major, so a study stopped early has
     whole seeds), each a `Job`; everything is validated before anything runs."""
-    from rlsft.launch import is_pipeline, load_recipe_config
-    from rlsft.trainer import run_folder
-
     unknown = (set(cfg.arm_overrides) | set(cfg.arm_seeds)) - set(cfg.recipes)
     if unknown:
         raise UserError(f"{path}: arm_overrides or arm_seeds name unknown arm(s) {sorted(unknown)}; arms: {', '.join(cfg.recipes)}")
@@ -113,8 +110,6 @@ def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
 def arm_evals(cfg: StudyConfig, arm: str):
     """The `eval` sections of an arm's first and last stage (the same for a single recipe), as the
     study's overrides leave them."""
-    from rlsft.launch import is_pipeline, load_recipe_config, pipeline_stages
-
     overrides = run_overrides(cfg, arm, (cfg.arm_seeds.get(arm) or cfg.seeds)[0])
     if is_pipeline(cfg.recipes[arm]):
         stages = [c for _, _, c, _ in pipeline_stages(cfg.recipes[arm], overrides)[1]]
@@ -174,8 +169,6 @@ def still_to_run(cfg: StudyConfig, selected: list[Job], prerequisites: list[Job]
     removed, so the run starts clean."""
     import shutil
 
-    from rlsft.launch import final_run
-
     todo = []
     for job in selected:
         if final_run(job.config, job.overrides).finished:
@@ -199,8 +192,6 @@ def still_to_run(cfg: StudyConfig, selected: list[Job], prerequisites: list[Job]
 
 def train_in_process(job: Job, resume: bool) -> None:
     """Train one run (or prerequisite) in this process, its job.json recording start and end."""
-    from rlsft.launch import train_from_config
-
     write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
                                   "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
     train_from_config(job.config, job.overrides, resume=job.folder if resume else None)
@@ -302,8 +293,6 @@ def select_runs(matrix: list[Job], only: list[str]) -> list[Job]:
 
 def all_finished(cfg: StudyConfig, path: str = "study") -> bool:
     """Every run of the study's matrix has finished (its report can be written)."""
-    from rlsft.launch import final_run
-
     return all(final_run(j.config, j.overrides).finished for j in plan(cfg, path)[1])
 
 
@@ -333,8 +322,6 @@ def archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
 def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
     import shutil
 
-    from rlsft.launch import final_run
-
     src, dst = Path(job.folder), archived_folder(archive, job)
     merge_sessions(study_root(cfg), archive)
     if dst.exists() or not final_run(job.config, job.overrides).finished or transfer_evals(cfg, job):
@@ -355,8 +342,6 @@ def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
 def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
     """Copy each archived run that is not finished here into the study's folder (with its log)."""
     import shutil
-
-    from rlsft.launch import final_run
 
     for job in matrix:
         src, dst = archived_folder(archive, job), Path(job.folder)
@@ -392,9 +377,6 @@ def transfer_evals(cfg: StudyConfig, job: Job) -> list[tuple[str, "EvalArgs"]]:
     final model into its `transfer_dir(task)` for each listed seed and, for `base_arm`'s run, the
     base model into its first stage's `transfer_dir(task, before=True)`; each with the run's own
     prompt form, think prefill, extraction and temperature."""
-    from rlsft.launch import final_run
-    from rlsft.scoring.evaluate import EvalArgs
-
     run = final_run(job.config, job.overrides)
     if not run.finished:
         return []
@@ -437,8 +419,6 @@ def run_transfer(cfg: StudyConfig, jobs: list[Job]) -> None:
     restored from an archive without its measurement cannot be measured (its weights were not
     kept): it is named, not skipped silently."""
     import json
-
-    from rlsft.scoring.evaluate import evaluate
 
     for job in jobs:
         for who, args in transfer_evals(cfg, job):

@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from rlsft.scoring.rewards import REWARDS
+from rlsft.verdicts.claims import claim_interval, discordant_floor, metric_unit
+
 
 def _pyplot():
     import matplotlib
@@ -49,8 +52,6 @@ def _band(curves_by_seed: dict[int, list[dict]], key: str, x_scale: dict[int, fl
 def curve_keys() -> list[tuple[str, str]]:
     """(metrics.jsonl key, label) of the training curves: one per registered reward (TRL logs
     `rewards/<function name>/mean`), the monitor's mixing rate, length and loss."""
-    from rlsft.scoring.rewards import REWARDS
-
     rewards = [(f"rewards/{fn.__name__}/mean", f"training reward: {name}") for name, fn in REWARDS.items()]
     return rewards + [("rewards/language_monitor/mean", "training mixing rate"),
                       ("completions/mean_length", "completion length (tokens)"), ("loss", "loss")]
@@ -94,8 +95,6 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
     PFLOPs spent. Each point is the mean over seeds at an evaluated checkpoint with the 90% interval
     the verdicts use (`claims.claim_interval`, its floor included). A line joins an arm's points only
     where it has 3 or more evaluated checkpoints, so a line is a measured curve; fewer stand as points."""
-    from rlsft.verdicts.claims import claim_interval, discordant_floor, metric_unit
-
     plt = _pyplot()
     curves = results["compute_curves"]
     arms = curves.get("accuracy", {})

@@ -14,8 +14,13 @@ from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, read_jsonl
 from rlsft.runs.folder import RunFolder
+from rlsft.runs.provenance import provenance
 from rlsft.runs.record import RunRecord
+from rlsft.scoring.language import reasoning_language
+from rlsft.scoring.metrics import pass_at_k
 from rlsft.verdicts import plots
+from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS, evaluate_claim, hierarchical_bootstrap, holm, metric_unit
+from rlsft.verdicts.sweep import choose
 
 
 PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
@@ -31,8 +36,6 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
     summary leaves it out (`metrics.summarise`): one such sample would otherwise leave the problem
     with fewer than k samples and drop pass@k for the whole seed. Paired claims then read the
     problems both arms scored."""
-    from rlsft.scoring.metrics import pass_at_k
-
     path = folder / task / "samples.jsonl"
     if not path.is_file():
         return {}
@@ -71,8 +74,6 @@ def teacher_run(run: RunFolder) -> RunFolder | None:
 def language_composition(folder: Path, task: str) -> dict[str, float] | None:
     """Shares of a run's held-out completions that reason only in the target language, only in
     another, or switch between them (see `rlsft.scoring.language.reasoning_language`); None without samples."""
-    from rlsft.scoring.language import reasoning_language
-
     path = folder / task / "samples.jsonl"
     if not path.is_file():
         return None
@@ -142,8 +143,6 @@ def arm_summary(results: dict, n_boot: int = 1000) -> dict[str, dict]:
     """Per arm (and base): mean over seeds of held-out accuracy, mixing, format and length, each
     with a 95% hierarchical bootstrap interval (seeds, then problems), plus mean PFLOPs and training
     wall minutes per run."""
-    from rlsft.verdicts.claims import hierarchical_bootstrap
-
     summary: dict[str, dict] = defaultdict(dict)
     for metric in ("accuracy", "accuracy_lenient", "mixing", "format", "length"):
         for arm, by_seed in results["scores"].get(metric, {}).items():
@@ -361,9 +360,6 @@ def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[in
 def sweep_section(results: dict, rule, task: str) -> tuple[list[str], "Choice"]:
     """The report's "Sweep choice": the preregistered rule (`rlsft.verdicts.sweep`) applied to every
     checkpoint of every arm against the base, a line saying what it picks and why, and the table."""
-    from rlsft.verdicts.claims import metric_unit
-    from rlsft.verdicts.sweep import choose
-
     base = results["scores"].get(rule.metric, {}).get("base", {})
     counts = results["scores"].get("samples", {}).get("base", {})
     unit = metric_unit(rule.metric, min((min(c.values()) for c in counts.values() if c), default=0))
@@ -390,8 +386,6 @@ def run_commits(runs: list[RunFolder]) -> dict[str, int]:
 
 def _method(claim, verdict) -> str:
     """The headline's method cell: the interval and what was compared."""
-    from rlsft.verdicts.claims import METHOD
-
     how = (verdict.test or "t") + ", t over seeds" if verdict.method == METHOD else verdict.method
     if claim.at_pflops is not None:
         how += f", at {claim.at_pflops}'s PFLOPs" if isinstance(claim.at_pflops, str) else f", at {claim.at_pflops:g} PFLOPs"
@@ -404,8 +398,6 @@ def _method(claim, verdict) -> str:
 
 def claims_section(verdicts: list, by_id: dict) -> list[str]:
     """The report's headline: one row per claim, then its pilots, unmatched and short-armed claims."""
-    from rlsft.verdicts.claims import ALPHA, MIN_SEEDS
-
     lines: list[str] = []
     level = f"{1 - 2 * ALPHA:.0%}"
     lines += ["## Claims", "", f"| claim | verdict | Holm | estimate [{level} CI] | seeds | test | claim text |", "|---|---|---|---|---|---|---|"]
@@ -431,8 +423,6 @@ def claims_section(verdicts: list, by_id: dict) -> list[str]:
 
 def claim_details(verdicts: list, by_id: dict) -> list[str]:
     """The decision rules in words and each claim's detail (the Details section)."""
-    from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS
-
     lines: list[str] = []
     lines += ["### Claims: decision rules and detail", "", f"Intervals: {METHOD}, {1 - 2 * ALPHA:.0%} two-sided; the seed is the "
               f"unit of replication, one seed gives no interval and fewer than {MIN_SEEDS} no verdict (a pilot). `greater`/`less`: a "
@@ -454,8 +444,6 @@ def claim_details(verdicts: list, by_id: dict) -> list[str]:
 
 def provenance_section(runs: list[RunFolder], results: dict, knobs_changed: list[str] | None) -> list[str]:
     """Knobs changed after results, then where the report and every run it read came from."""
-    from rlsft.runs.provenance import provenance
-
     lines = ["", "### Knobs changed after seeing results", ""]
     lines += [f"- {k}" for k in (knobs_changed or [])] or ["- none"]
     prov = provenance()
@@ -561,8 +549,6 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     import os
     import shutil
     import tempfile
-
-    from rlsft.verdicts.claims import evaluate_claim, holm
 
     runs = RunFolder.find(paths)
     commits = run_commits(runs)
