@@ -1,6 +1,6 @@
 """Pretrain a micro base model on the bilingual micro corpus: corpus -> tokenizer -> model -> card.
 
-    rlsft pretrain configs/micro/student.yaml            # about 12 min on 2 CPU cores
+    rlsft pretrain configs/micro/student.yaml            # its card records the time (train_seconds, threads)
     rlsft pretrain configs/micro/teacher.yaml
     rlsft pretrain configs/micro/student.yaml out_dir=/tmp/my-student max_steps=200
 
