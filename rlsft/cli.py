@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--claims", default=None, help="a study YAML whose claims to check on these runs")
     r.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
 
+    add_power_parser(sub)
+    add_bench_parser(sub)
+    return p
+
+
+def add_power_parser(sub) -> None:
     pw = sub.add_parser("power", help="minimum detectable effects of a study design from a pilot run's per-problem changes", allow_abbrev=False)
     pw.add_argument("run", help="the pilot's run folder (evaluated before training and at --at)")
     pw.add_argument("--at", default="after", help="the pilot's evaluation to read: after (default) or a curve step")
@@ -133,9 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     pw.add_argument("--problems", type=_positive_int, nargs="+", default=[64], help="held-out problems per seed")
     pw.add_argument("--samples", type=_positive_int, nargs="+", default=[4], help="samples per problem")
     pw.add_argument("--out", default=None, help="also write the table to this markdown file")
-
-    add_bench_parser(sub)
-    return p
 
 
 def add_bench_parser(sub) -> None:
