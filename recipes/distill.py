@@ -25,7 +25,7 @@ from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.models import count_parameters, load_model, load_tokenizer, n_params, resolve_model, vocab_size
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, param_count
-from rlsft.scoring.evaluate import generate
+from rlsft.scoring.evaluate import BACKENDS, generate, resolve_backend, vllm_generate
 from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task, render_prompt, resolve_template
 from rlsft.trainer import (curve_callback, evaluate_model, finish_run, lora_config, metrics_logger, prompt_dataset, save_trained, sft_pair, start_run, train_and_count, trl_args)
 
@@ -51,10 +51,13 @@ class DistillConfig:
     # the teacher's prompt form: auto, r1-zero or chat (None: the run's data.template). An R1-Distill
     # teacher wants chat with its own template while the student learns from plain r1-zero prompts
     teacher_template: str | None = None
+    backend: str = "auto"  # the teacher's sampling: auto (vLLM where it is installed and a GPU is present), transformers, vllm
 
     def __post_init__(self):
         if self.teacher_template not in (None, *TEMPLATES):
             raise UserError(f"distill.teacher_template must be one of {', '.join(TEMPLATES)} (or unset), got {self.teacher_template!r}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"distill.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
 
 @dataclass
@@ -115,6 +118,7 @@ def estimate(cfg: Config, params: int | None = None) -> dict:
 
 def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list[dict], dict]:
     """Rejection sampling: K teacher samples per train prompt, keep verified-correct distinct ones.
+    `teacher` is the model, or a function that loads it (not called when vLLM samples: `distill.backend`).
     Prompts are in the teacher's form (`teacher_template`): text, or chat messages rendered with its
     chat template. `progress` (a file) lets a killed sampling continue (see `generate`).
 
@@ -128,9 +132,14 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list
     problems, prompts = teacher_prompts(cfg, tokenizer)
     torch.manual_seed(seed)
     generation: dict = {}  # receives the sampling's wall seconds, every sitting of a continued one included
-    groups = generate(teacher, tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
-                      d.generation_batch_size, d.generation_memory_gb, desc="teacher traces", stats=generation,
-                      progress=progress, progress_key=f"{d.teacher} seed={seed}")
+    loaded = hasattr(teacher, "generate")  # a model, else a function that loads one
+    if not loaded and resolve_backend(d.backend) == "vllm":  # vLLM loads the teacher from its own files
+        groups = vllm_generate(resolve_model(d.teacher), tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
+                               seed, stats=generation)
+    else:
+        groups = generate(teacher if loaded else teacher(), tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0,
+                          d.max_new_tokens, d.generation_batch_size, d.generation_memory_gb, desc="teacher traces", stats=generation,
+                          progress=progress, progress_key=f"{d.teacher} seed={seed}")
     t0 = time.time()
     # tokens of each prompt as the teacher read it (chat messages rendered), for its forward FLOPs
     prompt_tokens = [len(ids) for ids in tokenizer([render_prompt(p, tokenizer) for p in prompts], add_special_tokens=False)["input_ids"]]
@@ -200,14 +209,14 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
     from pathlib import Path
 
     if cfg.distill.cache_dir is None:
-        return teacher_traces(teacher_loader(), tokenizer, cfg)
+        return teacher_traces(teacher_loader, tokenizer, cfg)
     folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer)
     if (folder / "stats.json").is_file():
         stats = json.loads((folder / "stats.json").read_text())
         rows = read_jsonl(folder / "traces.jsonl", required=("prompt", "completion")) if stats["kept"] else []
         return rows, {**stats, "cache": f"hit: {folder}"}
     # a sampling killed part way (a study's sitting ending) continues from its last generate call
-    rows, stats = teacher_traces(teacher_loader(), tokenizer, cfg, progress=folder / "generation.partial.json")
+    rows, stats = teacher_traces(teacher_loader, tokenizer, cfg, progress=folder / "generation.partial.json")
     atomic_write(folder / "traces.jsonl", to_jsonl(rows))
     atomic_write(folder / "stats.json", to_json(stats))  # written last: its presence marks a complete entry
     (folder / "generation.partial.json").unlink(missing_ok=True)

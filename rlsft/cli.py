@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
     e.add_argument("--top-p", type=float, default=1.0)
     e.add_argument("--max-new-tokens", type=_positive_int, default=None, help="default: 512, or the micro model's context budget")
+    e.add_argument("--backend", choices=("auto", "transformers", "vllm"), default=None,
+                   help="generation: transformers' generate (default), vllm (a GPU with vLLM installed), or auto (vllm where it can run)")
     e.add_argument("--batch-size", type=_positive_int, default=None, help="sequences (prompts x samples) per generate call (default: sized from --memory-gb)")
     e.add_argument("--memory-gb", type=float, default=None, help="generation memory budget that sizes the batch (default 4)")
     e.add_argument("--seed", type=int, default=0)

@@ -30,6 +30,7 @@ import yaml
 
 from rlsft.io import UserError
 from rlsft.models import check_attention
+from rlsft.scoring.evaluate import BACKENDS
 from rlsft.scoring.verify import EXTRACTIONS
 
 T = TypeVar("T")
@@ -308,10 +309,15 @@ class EvalConfig:
     # accuracy-against-compute curve (multiples of training.logging_steps; [] for none)
     curve_steps: list[int] = field(default_factory=list)
     curve_samples: int | None = None  # samples per problem at curve checkpoints (None: `samples`)
+    # generation: auto (vLLM where it is installed and a GPU is present, from the saved model; curve
+    # checkpoints, in memory, always use transformers), transformers, or vllm
+    backend: str = "auto"
 
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
             raise UserError(f"eval.top_p must be in (0, 1], got {self.top_p}")
+        if self.backend not in BACKENDS:
+            raise UserError(f"eval.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 
 
 @dataclass

@@ -24,7 +24,7 @@ from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl
 from rlsft.models import load_model, load_tokenizer
 from rlsft.runs.compute import compute_record, continue_token_count, distributed_state, is_main_process, trained_tokens
 from rlsft.runs.folder import RunFolder
-from rlsft.scoring.evaluate import EvalArgs, evaluate
+from rlsft.scoring.evaluate import EvalArgs, evaluate, resolve_backend
 from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
 
 # Where the lab departs from TRL's defaults; each can be overridden in a recipe's `training:`.
@@ -135,6 +135,7 @@ def lora_config(model: ModelConfig):
 def start_run(cfg, resume: bool = False) -> RunFolder:
     """Create the run folder with the resolved config and provenance before anything runs, or
     reopen a killed one (`resume`); on the main process, the others wait for it."""
+    resolve_backend(cfg.eval.backend)  # vLLM asked for where it cannot run: refused before a folder exists
     folder = run_folder(cfg.run)
     if is_main_process():
         if resume and folder.started:
@@ -346,7 +347,8 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         samples = {"curve": e.curve_samples, "before": e.before_samples}.get(when) or e.samples
         args = EvalArgs(model=name, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature, top_p=e.top_p,
                         max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template,
-                        think_prefill=cfg.data.think_prefill, extraction=cfg.extraction, dtype=cfg.model.dtype)
+                        think_prefill=cfg.data.think_prefill, extraction=cfg.extraction, dtype=cfg.model.dtype,
+                        backend="transformers" if when == "curve" else e.backend)  # a curve checkpoint is only in memory
         shared = before_cache_dir(e.before_cache, args) if when == "before" and e.before_cache else None
         if shared is not None and (shared / "metrics.json").is_file():
             copy_tree_atomic(shared, out)  # the same model, settings and seed: the same samples, made once

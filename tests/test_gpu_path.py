@@ -81,3 +81,27 @@ def test_attention_and_revision_reach_the_model_and_a_wrong_one_is_one_line(toy_
         dry_run("configs/qwen2.5-0.5b/r1_zero.yaml", ["model.attn_implementation=flash"])
     with pytest.raises(UserError, match="needs a CUDA GPU"):  # refused before any weights load, here
         load_model(toy_model, attn_implementation="flash_attention_2")
+
+
+def test_generation_backends_map_the_labs_sampling_to_vllm_and_refuse_vllm_where_it_cannot_run(monkeypatch, toy_model, tmp_path):
+    import rlsft.scoring.evaluate as ev
+    from rlsft.launch import load_recipe_config
+
+    # what can be checked without vLLM: the settings it would get, and the switch
+    assert ev.sampling_params(8, 0.6, 0.95, 1024, 1, think_prefill=True) == {
+        "n": 8, "temperature": 0.6, "top_p": 0.95, "max_tokens": 1024, "seed": 1, "stop": ["</answer>"], "include_stop_str_in_output": True}
+    assert ev.resolve_backend("auto") == "transformers"  # no GPU here
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(UserError, match="vllm asked for, but vLLM is not installed"):
+        ev.resolve_backend("vllm")
+    # a recipe asking for it stops before its run folder exists; a bad name is refused as the config loads
+    _, cfg = load_recipe_config("configs/micro/r1_zero.yaml", [f"model.name={toy_model}", f"run.out_dir={tmp_path / 'run'}", "run.report_to=none",
+                                                             "eval.backend=vllm"])
+    from rlsft.trainer import start_run
+
+    with pytest.raises(UserError, match="vLLM is not installed"):
+        start_run(cfg)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(UserError, match="eval.backend must be one of auto, transformers, vllm"):
+        load_recipe_config("configs/micro/r1_zero.yaml", ["eval.backend=sglang"])

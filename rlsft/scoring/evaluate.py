@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
-from rlsft.models import load_model, load_tokenizer
+from rlsft.models import load_model, load_tokenizer, resolve_model
 from rlsft.runs.provenance import provenance
 from rlsft.scoring.language import LANGUAGE_SCRIPTS, language_stats
 from rlsft.scoring.metrics import mean, summarise
@@ -143,6 +143,7 @@ class EvalArgs:
     source: str | None = None  # local JSONL or hub id overriding the task's default data
     dtype: str = "auto"
     trust_remote_code: bool = False
+    backend: str = "transformers"  # generation: transformers, vllm (a GPU with vLLM), or auto (vllm where it can run)
 
 
 MAX_SEQUENCES = 512  # most sequences per generate call on a GPU: every sequence of a call waits for
@@ -342,6 +343,73 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     return out
 
 
+BACKENDS = ("auto", "transformers", "vllm")
+
+
+def resolve_backend(backend: str) -> str:
+    """The generation backend to use: `auto` is vllm where vLLM is installed and a GPU is present,
+    transformers' `generate` otherwise; `vllm` without either is a one-line error.
+
+    >>> resolve_backend("transformers")
+    'transformers'
+    """
+    import importlib.util
+
+    if backend not in BACKENDS:
+        raise UserError(f"generation backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "transformers":
+        return backend
+    import torch
+
+    usable = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if backend == "vllm" and not usable:
+        missing = "vLLM is not installed (pip install -e '.[vllm]')" if importlib.util.find_spec("vllm") is None else "no CUDA GPU is present"
+        raise UserError(f"generation backend vllm asked for, but {missing}; use transformers or auto")
+    return "vllm" if usable else "transformers"
+
+
+def sampling_params(samples: int, temperature: float, top_p: float, max_new_tokens: int, seed: int, think_prefill: bool) -> dict:
+    """The lab's sampling settings as vLLM `SamplingParams` fields: n samples a prompt, plain
+    sampling (no top-k), seeded; with a think prefill, generation stops after `</answer>` and keeps
+    it, as `generate`'s stop string does. Greedy (temperature 0) is one sample.
+
+    >>> sampling_params(4, 0.6, 0.95, 512, 0, True)
+    {'n': 4, 'temperature': 0.6, 'top_p': 0.95, 'max_tokens': 512, 'seed': 0, 'stop': ['</answer>'], 'include_stop_str_in_output': True}
+    >>> sampling_params(1, 0.0, 1.0, 64, 3, False)
+    {'n': 1, 'temperature': 0.0, 'top_p': 1.0, 'max_tokens': 64, 'seed': 3}
+    """
+    params = {"n": samples, "temperature": temperature, "top_p": top_p, "max_tokens": max_new_tokens, "seed": seed}
+    if think_prefill:
+        params.update(stop=[ANSWER_STOP], include_stop_str_in_output=True)
+    return params
+
+
+def vllm_generate(model_path: str, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
+                  seed: int, think_prefill: bool = False, stats: dict | None = None, gpu_memory_utilization: float = 0.5) -> list[list[dict]]:
+    """`generate`'s result from vLLM's `LLM.generate` (one call, vLLM batches): per prompt, K dicts
+    {text, length, truncated}. The model is loaded from `model_path` (saved weights: vLLM cannot read
+    a model in memory) and freed afterwards. Not run on the lab's CPU machines (docs/recipes.md)."""
+    import gc
+
+    import torch
+    from vllm import LLM, SamplingParams
+
+    prefill = THINK_PREFILL if think_prefill else ""
+    texts = [render_prompt(p, tokenizer, prefill) for p in prompts]
+    t0 = time.time()
+    llm = LLM(model=model_path, seed=seed, gpu_memory_utilization=gpu_memory_utilization)
+    outs = llm.generate(texts, SamplingParams(**sampling_params(samples, temperature, top_p, max_new_tokens, seed, think_prefill)))
+    groups = [[{"text": prefill + o.text, "length": len(o.token_ids), "truncated": o.finish_reason == "length"} for o in out.outputs]
+              for out in outs]
+    del llm
+    gc.collect()
+    torch.cuda.empty_cache()
+    if stats is not None:
+        stats.update(backend="vllm", sequences=sum(len(g) for g in groups), generated_tokens=sum(x["length"] for g in groups for x in g),
+                     seconds=round(time.time() - t0, 2))
+    return groups
+
+
 def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     """Generate K samples for each of n problems, score them, write `metrics.json` and
     `samples.jsonl` under `args.out`, and return the metrics dict."""
@@ -356,18 +424,22 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     split = task.eval_split if args.split == "test" else task.validation_split
     if split is None:
         raise UserError(f"task {task.name!r} has no {args.split} split")
+    backend = resolve_backend(args.backend)
     rows = task.load(split, source=args.source, n=args.n, seed=args.seed)
     tokenizer = tokenizer or load_tokenizer(args.model, args.trust_remote_code)
-    model = model or load_model(args.model, args.dtype, args.trust_remote_code)
     torch.manual_seed(args.seed)
     template = resolve_template(args.template, tokenizer)
     prompts = [build_prompt(r["question"], template) for r in rows]
     stats: dict = {}
     out = Path(args.out)
     progress = out / "generation.partial.json"  # a killed evaluation continues from here (see `generate`)
-    groups = generate(model, tokenizer, prompts, args.samples, args.temperature, args.top_p, args.max_new_tokens,
-                      args.batch_size, args.memory_gb, desc=f"eval {task.name}", stats=stats, think_prefill=args.think_prefill,
-                      progress=progress, progress_key=f"{args.model} seed={args.seed}")
+    if backend == "vllm":
+        groups = vllm_generate(resolve_model(args.model), tokenizer, prompts, args.samples, args.temperature, args.top_p,
+                               args.max_new_tokens, args.seed, args.think_prefill, stats)
+    else:
+        groups = generate(model or load_model(args.model, args.dtype, args.trust_remote_code), tokenizer, prompts, args.samples,
+                          args.temperature, args.top_p, args.max_new_tokens, args.batch_size, args.memory_gb, desc=f"eval {task.name}",
+                          stats=stats, think_prefill=args.think_prefill, progress=progress, progress_key=f"{args.model} seed={args.seed}")
 
     flat = [(r, j, g) for r, group in zip(rows, groups) for j, g in enumerate(group)]
     scores = score_samples(task, [g["text"] for _, _, g in flat], [r["answer"] for r, _, _ in flat], [language] * len(flat))
