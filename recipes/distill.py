@@ -230,14 +230,14 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ config
     check_vocabularies(cfg, download=True)  # before a folder is made, weights load or the "before" evaluation is paid
-    folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
+    folder, cfg, tokenizer = start_run(cfg, resume)  # the run folder; the config with its prompt form resolved; the tokenizer
     d = cfg.distill
     torch.manual_seed(cfg.run.seed)
     args = training_args(cfg)
 
     # ------------------------------------------------------------------ model (student and teacher)
     m = cfg.model
-    tokenizer, teacher_tokenizer = load_tokenizer(m.name, m.trust_remote_code, m.revision), load_tokenizer(d.teacher, m.trust_remote_code)
+    teacher_tokenizer = load_tokenizer(d.teacher, m.trust_remote_code)
     if d.mode == "on_policy" and teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise UserError(f"teacher {d.teacher!r} and student {m.name!r} have different tokenizers; on-policy distillation needs one vocabulary")
     model = load_model(m.name, m.dtype, m.trust_remote_code, m.revision, m.attn_implementation)

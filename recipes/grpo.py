@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_json
-from rlsft.models import load_tokenizer, n_params
+from rlsft.models import n_params
 from rlsft.preflight import ProbeConfig, refusal, run_probe, summary_line
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, is_main_process, param_count
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.rewards import completion_text, get_reward
 from rlsft.scoring.tasks import ANSWER_STOP
-from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_model_and_tokenizer, lora_config, metrics_logger, prompt_dataset, save_trained, start_run, train_and_count, trl_args)
+from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_configured_model, lora_config, metrics_logger, prompt_dataset, save_trained, start_run, train_and_count, trl_args)
 
 
 @dataclass
@@ -168,17 +168,17 @@ def main(cfg: Config, resume: bool = False) -> dict:
     from rlsft.grpo_trainer import GRPOTrainer  # TRL's, with completion-only log-probs on a CPU and LoRA merged for generation
 
     # ------------------------------------------------------------------ config
-    folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
+    folder, cfg, tokenizer = start_run(cfg, resume)  # the run folder; the config with its prompt form resolved; the tokenizer
     torch.manual_seed(cfg.run.seed)
     if not cfg.rewards:
         raise UserError("rewards is empty; give at least one reward name with a weight")
     args = training_args(cfg)
 
     # ------------------------------------------------------------------ data
-    train_set = prompt_dataset(cfg.data, cfg.run.seed, load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision))  # it renders a <think> prefill
+    train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)  # the tokenizer renders a <think> prefill
 
     # ------------------------------------------------------------------ model
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model = load_configured_model(cfg.model)
     params = n_params(model)
 
     # ------------------------------------------------------------------ rewards

@@ -24,7 +24,7 @@ from rlsft.io import UserError, read_jsonl
 from rlsft.models import n_params
 from rlsft.runs.compute import estimate_record, flops, param_count
 from rlsft.scoring.tasks import build_prompt, get_task
-from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_model_and_tokenizer, lora_config, metrics_logger, save_trained, sft_pair, start_run, train_and_count, trl_args)
+from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_configured_model, lora_config, metrics_logger, save_trained, sft_pair, start_run, train_and_count, trl_args)
 
 
 @dataclass
@@ -82,7 +82,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     from trl import SFTTrainer
 
     # ------------------------------------------------------------------ config
-    folder = start_run(cfg, resume)  # a new folder with config.yaml and provenance.json (or the one resumed)
+    folder, cfg, tokenizer = start_run(cfg, resume)  # the run folder; the config with its prompt form resolved; the tokenizer
     torch.manual_seed(cfg.run.seed)
     args = training_args(cfg)
 
@@ -91,7 +91,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     train_set = Dataset.from_list(pairs)
 
     # ------------------------------------------------------------------ model
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    model = load_configured_model(cfg.model)
     params = n_params(model)
     before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 

@@ -20,6 +20,7 @@ interrupted pipeline goes on where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import shutil
 from dataclasses import dataclass, field
@@ -27,10 +28,11 @@ from types import ModuleType
 
 from rlsft.config import apply_overrides, from_dict, read_yaml, to_dict
 from rlsft.io import UserError, atomic_write, to_json
+from rlsft.models import load_tokenizer
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.rewards import get_reward
 from rlsft.scoring.tasks import get_task, resolve_template
-from rlsft.trainer import TRAINING_DEFAULTS, differs_from_defaults, load_model_and_tokenizer, prompt_dataset, run_folder
+from rlsft.trainer import TRAINING_DEFAULTS, differs_from_defaults, load_configured_model, prompt_dataset, run_folder
 
 RECIPES: dict[str, str] = {
     "grpo": "recipes.grpo",
@@ -189,8 +191,9 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     if cfg.recipe != "grpo":
         raise UserError(f"{path}: rlsft probe checks GRPO configs; this one's recipe is {cfg.recipe!r}")
     args = module.training_args(cfg)
-    model, tokenizer = load_model_and_tokenizer(cfg.model)
-    cfg.data.template = resolve_template(cfg.data.template, tokenizer)
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, template=resolve_template(cfg.data.template, tokenizer)))
+    model = load_configured_model(cfg.model)
     train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)
     record = module.probe(cfg, args, model, tokenizer, train_set)
     record = {"config": path, "overrides": list(overrides or []), "model": cfg.model.name, "task": cfg.data.task, **record}

@@ -132,21 +132,26 @@ def lora_config(model: ModelConfig):
 # --------------------------------------------------------------------------- run lifecycle
 
 
-def start_run(cfg, resume: bool = False) -> RunFolder:
-    """Create the run folder with the resolved config and provenance before anything runs, or
-    reopen a killed one (`resume`); on the main process, the others wait for it."""
+def start_run(cfg, resume: bool = False):
+    """(folder, cfg, tokenizer): the run's tokenizer (loaded first: a bad model name fails before
+    anything is written), the run folder created with the config as given and provenance, or a
+    killed one reopened (`resume`), and a copy of the config with its prompt form resolved
+    (`data.template: auto` becomes chat or r1-zero; config.yaml keeps `auto`), which the run uses
+    from here on. The loaded config is never changed. On the main process; the others wait."""
+    import dataclasses
+
     resolve_backend(cfg.eval.backend)  # vLLM asked for where it cannot run: refused before a folder exists
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     folder = run_folder(cfg.run)
     if is_main_process():
         if resume and folder.started:
             folder.reopen(to_dict(cfg))
         else:
             folder.create(to_dict(cfg))
-    if cfg.data.template == "auto":  # config.yaml keeps `auto`; from here on the run uses the resolved form
-        cfg.data.template = resolve_template("auto", load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, template=resolve_template(cfg.data.template, tokenizer)))
     setup_reporting(cfg)
     distributed_state().wait_for_everyone()
-    return folder
+    return folder, cfg, tokenizer
 
 
 def prompt_dataset(data: DataConfig, seed: int, tokenizer=None):
@@ -200,11 +205,9 @@ def sft_pair(prompt: str | list[dict], completion: str) -> dict:
     return {"prompt": prompt, "completion": completion}
 
 
-def load_model_and_tokenizer(model: ModelConfig):
-    """(model, tokenizer) of the config's model, with its dtype and trust setting (tokenizer first:
-    it fails sooner on a bad name)."""
-    tokenizer = load_tokenizer(model.name, model.trust_remote_code, model.revision)
-    return load_model(model.name, model.dtype, model.trust_remote_code, model.revision, model.attn_implementation), tokenizer
+def load_configured_model(model: ModelConfig):
+    """The config's model with its dtype, trust setting, revision and attention implementation."""
+    return load_model(model.name, model.dtype, model.trust_remote_code, model.revision, model.attn_implementation)
 
 
 def metrics_logger(folder: RunFolder):
