@@ -116,9 +116,10 @@ def estimate(cfg: Config, params: int | None = None) -> dict:
     return estimate_record(n, tokens, tokens, param_count(d.teacher), tokens)
 
 
-def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list[dict], dict]:
+def teacher_traces(teacher, tokenizer, cfg: Config, progress=None, work: tuple[list, list] | None = None) -> tuple[list[dict], dict]:
     """Rejection sampling: K teacher samples per train prompt, keep verified-correct distinct ones.
-    `teacher` is the model, or a function that loads it (not called when vLLM samples: `distill.backend`).
+    `teacher` is the model, or a function that loads it (not called when vLLM samples: `distill.backend`);
+    `work`: `teacher_prompts`' result when the caller has it.
     Prompts are in the teacher's form (`teacher_template`): text, or chat messages rendered with its
     chat template. `progress` (a file) lets a killed sampling continue (see `generate`).
 
@@ -129,7 +130,7 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None) -> tuple[list
     d = cfg.distill
     seed = cfg.run.seed if d.trace_seed is None else d.trace_seed
     task = get_task(cfg.data.task)
-    problems, prompts = teacher_prompts(cfg, tokenizer)
+    problems, prompts = work or teacher_prompts(cfg, tokenizer)
     torch.manual_seed(seed)
     generation: dict = {}  # receives the sampling's wall seconds, every sitting of a continued one included
     loaded = hasattr(teacher, "generate")  # a model, else a function that loads one
@@ -176,7 +177,7 @@ def teacher_prompts(cfg: Config, tokenizer) -> tuple[list[dict], list]:
     return problems, [build_prompt(p["question"], teacher_template(cfg, tokenizer)) for p in problems]
 
 
-def trace_cache_key(cfg: Config, tokenizer) -> str:
+def trace_cache_key(cfg: Config, tokenizer, work: tuple[list, list] | None = None) -> str:
     """What the teacher's traces depend on, hashed, and nothing else (an edit of the lab elsewhere
     reuses them): the teacher (and its weights' size and date when it is a local folder), the
     prompts exactly as the teacher reads them with their gold answers, the sampling settings and
@@ -193,7 +194,7 @@ def trace_cache_key(cfg: Config, tokenizer) -> str:
     d = cfg.distill
     teacher = resolve_model(d.teacher)
     weights = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(teacher).glob("*.safetensors")) if Path(teacher).is_dir() else []
-    problems, prompts = teacher_prompts(cfg, tokenizer)
+    problems, prompts = work or teacher_prompts(cfg, tokenizer)
     verifier = [metadata.version("math-verify")] + [digest(Path(m.__file__).read_text()) for m in (rlsft.scoring.verify, rlsft.scoring.tasks)]
     key = {"teacher": str(Path(teacher).resolve()) if Path(teacher).is_dir() else teacher, "weights": weights,
            "prompts": digest(json.dumps([[render_prompt(q, tokenizer), p["answer"]] for q, p in zip(prompts, problems)])),
@@ -210,13 +211,14 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
 
     if cfg.distill.cache_dir is None:
         return teacher_traces(teacher_loader, tokenizer, cfg)
-    folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer)
+    work = teacher_prompts(cfg, tokenizer)  # loaded and rendered once, for the key and the sampling
+    folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer, work)
     if (folder / "stats.json").is_file():
         stats = json.loads((folder / "stats.json").read_text())
         rows = read_jsonl(folder / "traces.jsonl", required=("prompt", "completion")) if stats["kept"] else []
         return rows, {**stats, "cache": f"hit: {folder}"}
     # a sampling killed part way (a study's sitting ending) continues from its last generate call
-    rows, stats = teacher_traces(teacher_loader, tokenizer, cfg, progress=folder / "generation.partial.json")
+    rows, stats = teacher_traces(teacher_loader, tokenizer, cfg, progress=folder / "generation.partial.json", work=work)
     atomic_write(folder / "traces.jsonl", to_jsonl(rows))
     atomic_write(folder / "stats.json", to_json(stats))  # written last: its presence marks a complete entry
     (folder / "generation.partial.json").unlink(missing_ok=True)

@@ -20,7 +20,6 @@ interrupted pipeline goes on where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import shutil
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ from rlsft.io import UserError, atomic_write, to_json
 from rlsft.models import load_tokenizer
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.rewards import get_reward
-from rlsft.scoring.tasks import get_task, resolve_template
-from rlsft.trainer import TRAINING_DEFAULTS, differs_from_defaults, load_configured_model, prompt_dataset, run_folder
+from rlsft.scoring.tasks import get_task
+from rlsft.trainer import TRAINING_DEFAULTS, differs_from_defaults, load_configured_model, prompt_dataset, run_folder, with_resolved_template
 
 RECIPES: dict[str, str] = {
     "grpo": "recipes.grpo",
@@ -192,7 +191,7 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
         raise UserError(f"{path}: rlsft probe checks GRPO configs; this one's recipe is {cfg.recipe!r}")
     args = module.training_args(cfg)
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, template=resolve_template(cfg.data.template, tokenizer)))
+    cfg = with_resolved_template(cfg, tokenizer)
     model = load_configured_model(cfg.model)
     train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)
     record = module.probe(cfg, args, model, tokenizer, train_set)

@@ -14,6 +14,7 @@ TRL's config for a run is built in one order (`trl_args`), later entries winning
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -132,14 +133,18 @@ def lora_config(model: ModelConfig):
 # --------------------------------------------------------------------------- run lifecycle
 
 
+def with_resolved_template(cfg, tokenizer):
+    """A copy of `cfg` whose `data.template` is the form it resolves to with `tokenizer` (`auto`
+    becomes chat or r1-zero); `cfg` itself is left as it was loaded."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, template=resolve_template(cfg.data.template, tokenizer)))
+
+
 def start_run(cfg, resume: bool = False):
     """(folder, cfg, tokenizer): the run's tokenizer (loaded first: a bad model name fails before
     anything is written), the run folder created with the config as given and provenance, or a
     killed one reopened (`resume`), and a copy of the config with its prompt form resolved
     (`data.template: auto` becomes chat or r1-zero; config.yaml keeps `auto`), which the run uses
     from here on. The loaded config is never changed. On the main process; the others wait."""
-    import dataclasses
-
     resolve_backend(cfg.eval.backend)  # vLLM asked for where it cannot run: refused before a folder exists
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     folder = run_folder(cfg.run)
@@ -148,7 +153,7 @@ def start_run(cfg, resume: bool = False):
             folder.reopen(to_dict(cfg))
         else:
             folder.create(to_dict(cfg))
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, template=resolve_template(cfg.data.template, tokenizer)))
+    cfg = with_resolved_template(cfg, tokenizer)
     setup_reporting(cfg)
     distributed_state().wait_for_everyone()
     return folder, cfg, tokenizer
@@ -360,7 +365,7 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
             if shared is not None:
                 copy_tree_atomic(out, shared)
         results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
-        log_heldout(cfg, when, step, task, out, results[task])
+        log_heldout(cfg, when, step, task, out, results[task], samples)
     return results
 
 
@@ -369,7 +374,7 @@ SAMPLE_COLUMNS = ("id", "sample", "question", "answer", "completion", "extracted
                   "mixed", "language_consistency", "length", "truncated")
 
 
-def log_heldout(cfg, when: str, step: int, task: str, out: Path, metrics: dict) -> None:
+def log_heldout(cfg, when: str, step: int, task: str, out: Path, metrics: dict, samples: int) -> None:
     """An evaluation's held-out results into the run's wandb run, beside TRL's training metrics:
     headline metrics as history at the training step (`heldout/<task>/<metric>` against
     train/global_step: 0 before training, the curve's steps, the last step after), each evaluation's
@@ -382,8 +387,7 @@ def log_heldout(cfg, when: str, step: int, task: str, out: Path, metrics: dict) 
     if wandb.run is None:
         return
 
-    k = (cfg.eval.before_samples if when == "before" else cfg.eval.curve_samples if when == "curve" else None) or cfg.eval.samples
-    values = headline(metrics, k)
+    values = headline(metrics, samples)
     if when == "after":
         step = int(wandb.run.summary.get("train/global_step", step) or step)
     rows = read_jsonl(out / "samples.jsonl")[:WANDB_SAMPLE_ROWS]
@@ -406,7 +410,6 @@ def before_cache_dir(root: str, args) -> Path:
     >>> before_cache_dir("cache", a) == before_cache_dir("cache", EvalArgs(**{**vars(a), "seed": 1}))
     False
     """
-    import dataclasses
     import hashlib
     import json
 

@@ -14,7 +14,7 @@ defaults that older records (archived studies) need; everything else reads the f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -26,7 +26,6 @@ class Compute:
     wall_seconds: float
     device: str = "unknown"
     teacher_flops: int | float = 0
-    raw: dict = field(default_factory=dict, repr=False)  # every field as written (tokens, hours, memory)
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,6 @@ class RunRecord:
     eval_after: dict  # {task: headline metrics}
     curve: list[dict]  # [{step, pflops, pass@1, ...}], the final point last
     git_commit: str  # the commit the run ran at ("unknown" for records without provenance)
-    raw: dict = field(default_factory=dict, repr=False)  # run.json as written
 
     @property
     def pflops(self) -> float:
@@ -72,9 +70,9 @@ class RunRecord:
             eval_split=evaluation.get("split", "test"), eval_temperature=float(evaluation.get("temperature", 1.0)),
             # numbers as written (FLOPs are integers in run.json): sums and ratios come out as they did from the raw JSON
             compute=Compute(flops=c.get("flops", 0), wall_seconds=c.get("wall_seconds", 0.0), device=c.get("device", "unknown"),
-                            teacher_flops=c.get("teacher_flops", 0), raw=c),
+                            teacher_flops=c.get("teacher_flops", 0)),
             eval_before=data.get("eval_before"), eval_after=data.get("eval_after") or {}, curve=list(data.get("curve") or []),
-            git_commit=data.get("provenance", {}).get("git_commit", "unknown"), raw=data)
+            git_commit=data.get("provenance", {}).get("git_commit", "unknown"))
 
     @classmethod
     def read(cls, path: str | Path) -> "RunRecord":
