@@ -29,6 +29,7 @@ from rlsft.runs.folder import RunFolder
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.rewards import completion_text, get_reward
 from rlsft.scoring.tasks import ANSWER_STOP
+from rlsft.scoring.verify import EXTRACTIONS
 from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_configured_model, lora_config, metrics_logger, prompt_dataset, save_trained, start_run, train_and_count, trl_args)
 
 
@@ -42,11 +43,19 @@ class MonitorConfig:
 class Config(RecipeConfig):
     recipe: str = "grpo"
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})  # reward name -> weight
+    # how the accuracy reward reads an answer (rlsft.scoring.verify.EXTRACTIONS): strict (<answer> or
+    # \boxed{}) or lenient (then "the answer is", then the last number). Evaluation scores both.
+    extraction: str = "strict"
     partial_credit: float = 0.0  # accuracy reward for a wrong answer given in <answer> or \boxed{}, not hedged (TinyZero: 0.1)
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # the pre-flight signal check (rlsft/preflight.py)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     training: dict = training_section(max_steps=100)
     grpo: dict = trl_section("trl:GRPOConfig")  # any GRPOConfig field, e.g. loss_type, beta, num_generations, epsilon_high
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.extraction not in EXTRACTIONS:
+            raise UserError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
 
 
 def training_args(cfg: Config):
@@ -210,4 +219,4 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ evaluate
     after = evaluate_model(model, tokenizer, str(folder.model_dir), cfg, folder, "after")
-    return finish_run(folder, "grpo", cfg, compute, before, after, curve, extraction=cfg.extraction, probe=probed)
+    return finish_run(folder, "grpo", cfg, compute, before, after, curve, probe=probed)

@@ -81,7 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--language", default=None, help="target language of the reasoning (default: the task's)")
     e.add_argument("--template", default="auto", help="prompt form: auto (chat when the model has a chat template), r1-zero or chat")
     e.add_argument("--think-prefill", action="store_true", help="open each prompt's answer with <think> and stop at </answer>, as a run trained with data.think_prefill")
-    e.add_argument("--extraction", choices=("strict", "lenient"), default="strict", help="the extraction the model was trained with, recorded (both are always scored)")
     e.add_argument("--source", default=None, help="local JSONL or hub id replacing the task's default data")
     e.add_argument("--dtype", default="auto")
     e.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")

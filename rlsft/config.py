@@ -31,7 +31,6 @@ import yaml
 from rlsft.io import UserError
 from rlsft.models import check_attention
 from rlsft.scoring.evaluate import BACKENDS
-from rlsft.scoring.verify import EXTRACTIONS
 
 T = TypeVar("T")
 
@@ -325,17 +324,11 @@ class RecipeConfig:
     """The sections every recipe's config has; a recipe's `Config` adds its own and its TRL sections."""
 
     run: RunConfig
-    # how an answer is read (rlsft.scoring.verify.EXTRACTIONS): strict (<answer> or \boxed{}) or
-    # lenient (then "the answer is", then the last number); the accuracy reward's mode, recorded in
-    # run.json and metrics.json. Evaluation reports both pass@k (strict) and pass@k_lenient.
-    extraction: str = "strict"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self):
-        if self.extraction not in EXTRACTIONS:
-            raise UserError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
         if self.eval.split not in ("test", "validation"):
             raise UserError(f"eval.split must be test or validation, got {self.eval.split!r}")
 

@@ -355,7 +355,7 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         samples = {"curve": e.curve_samples, "before": e.before_samples}.get(when) or e.samples
         args = EvalArgs(model=name, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature, top_p=e.top_p,
                         max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template,
-                        think_prefill=cfg.data.think_prefill, extraction=cfg.extraction, dtype=cfg.model.dtype,
+                        think_prefill=cfg.data.think_prefill, dtype=cfg.model.dtype,
                         backend="transformers" if when == "curve" else e.backend)  # a curve checkpoint is only in memory
         shared = before_cache_dir(e.before_cache, args) if when == "before" and e.before_cache else None
         if shared is not None and (shared / "metrics.json").is_file():

@@ -30,6 +30,8 @@ CASES = [
     ("config: unknown reward", ["train", GRPO, "rewards={accurcy: 1.0}"], True, "accurcy"),
     ("config: unknown task", ["train", GRPO, "data.task=micro-arithmetic"], True, "micro-arithmetic"),
     ("config: unknown eval task", ["train", GRPO, "eval.tasks=[gsm9k]"], True, "gsm9k"),
+    ("config: unknown extraction", ["train", GRPO, "extraction=loose"], True, "'loose'"),
+    ("config: extraction outside GRPO", ["train", str(MICRO / "sft_cold_start.yaml"), "extraction=lenient"], True, "extraction"),
     # data
     ("data: missing file", ["train", GRPO, "data.source={tmp}/missing.jsonl"], True, "missing.jsonl"),
     ("data: bad JSONL line", ["train", GRPO, "data.source={tmp}/bad.jsonl"], True, "bad.jsonl:2"),

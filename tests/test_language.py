@@ -38,6 +38,10 @@ def test_other_scripts_and_languages():
     assert language_consistency("Привет мир", "ru") == 1.0
     assert is_mixed("Привет world", "ru")
     assert language_consistency("こんにちは 世界", "ja") == 1.0
+    # MGSM's Bengali and Telugu: vowel signs are marks inside words, digits are not letters
+    assert not is_mixed("রামের কাছে ৫টি আপেল আছে। মোট ১২টি।", "bn") and is_mixed("রামের কাছে 5 apples আছে।", "bn")
+    assert not is_mixed("రాముడి దగ్గర 5 ఆపిల్స్ ఉన్నాయి. మొత్తం 12.", "te") and is_mixed("రాముడి దగ్గర so మొత్తం 12.", "te")
+    assert is_mixed("Rama has 5 apples ఉన్నాయి.", "en")
     with pytest.raises(ValueError, match="unknown language 'xx'"):
         language_stats("hi", "xx")
 

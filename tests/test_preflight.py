@@ -48,7 +48,7 @@ def test_grpo_refuses_before_training_and_force_goes_on(toy_model, tmp_path):
     assert not (tmp_path / "run").exists()  # nothing was trained, and the same command can run again
     module, cfg = load_recipe_config(R1_ZERO, [*base, "probe.force=true"])
     record = module.main(cfg)
-    assert record["probe"]["forced"] and record["probe"]["signal_share"] == 0 and record["extraction"] == "strict"
+    assert record["probe"]["forced"] and record["probe"]["signal_share"] == 0 and record["config"]["extraction"] == "strict"
 
 
 def test_a_pipeline_or_another_recipe_is_not_probed():

@@ -104,6 +104,29 @@ def test_a_problem_with_an_unverifiable_sample_is_left_out_not_the_seeds_pass_at
     assert scores["mixing"] == {"p1": 0.0, "p2": 1.0}
 
 
+def test_the_report_and_the_runs_summary_leave_out_the_same_problems(tmp_path):
+    """One rule for unverifiable samples (`metrics.verdicts`), per extraction: p2's lenient check
+    timed out on one sample (strict found no answer there), p3's strict and lenient both did. The
+    report's per-problem means average to the summary's pass@1 under each extraction."""
+    from rlsft.scoring.metrics import summarise
+    from rlsft.verdicts.report import per_problem
+
+    def sample(i, strict, lenient):
+        return {"id": i, "correct": strict, "correct_lenient": lenient, "mixed": False, "format_ok": True, "language_consistency": 1.0,
+                "length": 5, "truncated": False, "extracted": None}
+
+    problems = [[sample("p1", True, True), sample("p1", False, True)],
+                [sample("p2", False, None), sample("p2", True, True)],
+                [sample("p3", None, None), sample("p3", False, False)]]
+    folder = tmp_path / "eval_after" / "t"
+    folder.mkdir(parents=True)
+    (folder / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for p in problems for s in p))
+    scores, summary = per_problem(tmp_path / "eval_after", "t"), summarise(problems)
+    assert scores["accuracy"] == {"p1": 0.5, "p2": 0.5} and scores["accuracy_lenient"] == {"p1": 1.0}
+    assert summary["pass@1"]["value"] == 0.5 and summary["pass@1_lenient"]["value"] == 1.0
+    assert summary["pass@1"]["n"] == 2 and summary["pass@1_lenient"]["n"] == 1
+
+
 def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
     """SmolLM2 wrote a U+2028 in a completion; `json.dumps(ensure_ascii=False)` leaves it raw, and a
     reader that split lines with `str.splitlines` broke the record in two (a JSONDecodeError traceback)."""

@@ -7,8 +7,8 @@ defaults that older records (archived studies) need; everything else reads the f
 >>> rec = RunRecord.from_json({"recipe": "grpo", "config": {"run": {"name": "r1_zero", "seed": 2}, "model": {"name": "m"},
 ...                            "training": {"max_steps": 50}}, "compute": {"flops": 3e15, "wall_seconds": 60.0},
 ...                            "eval_after": {}, "curve": [{"step": 10, "pflops": 0.6}]})
->>> rec.seed, rec.max_steps, rec.extraction, rec.pflops, rec.git_commit
-(2, 50, 'strict', 3.0, 'unknown')
+>>> rec.seed, rec.max_steps, rec.pflops, rec.git_commit
+(2, 50, 3.0, 'unknown')
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ class RunRecord:
     model: str  # the starting model (model.name)
     teacher: str | None  # distillation's teacher (distill.teacher), None otherwise
     max_steps: int | None  # training.max_steps when the run had one (> 0)
-    extraction: str  # how the GRPO reward read answers (strict or lenient)
     template: str  # the prompt form the run used (data.template as resolved)
     think_prefill: bool
     eval_split: str  # the held-out split its evaluations read (test or validation)
@@ -65,7 +64,6 @@ class RunRecord:
             recipe=data.get("recipe", "unknown"), run_name=run.get("name", ""), seed=int(run.get("seed", 0)),
             model=cfg.get("model", {}).get("name", ""), teacher=(cfg.get("distill") or {}).get("teacher"),
             max_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
-            extraction=data.get("extraction") or cfg.get("extraction", "strict"),
             template=cfg.get("data", {}).get("template", "auto"), think_prefill=bool(cfg.get("data", {}).get("think_prefill", False)),
             eval_split=evaluation.get("split", "test"), eval_temperature=float(evaluation.get("temperature", 1.0)),
             # numbers as written (FLOPs are integers in run.json): sums and ratios come out as they did from the raw JSON

@@ -139,7 +139,6 @@ class EvalArgs:
     language: str | None = None
     template: str = "auto"  # auto: chat when the model's tokenizer has a chat template, else r1-zero
     think_prefill: bool = False  # the prompt opens <think>; generation stops at </answer> (data.think_prefill)
-    extraction: str = "strict"  # the run's training extraction, recorded; both modes are always scored
     source: str | None = None  # local JSONL or hub id overriding the task's default data
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -464,7 +463,6 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         "seed": args.seed,
         "template": template,  # the form used (auto resolved)
         "think_prefill": args.think_prefill,
-        "extraction": args.extraction,  # the run's training extraction; pass@k is strict, pass@k_lenient lenient
         "generation_seconds": stats["seconds"],  # every sitting of a continued evaluation
         "generation": stats,  # sequences per call, calls, prompt and generated tokens
         "metrics": summarise(per_problem, ks=ks, seed=args.seed),

@@ -56,6 +56,8 @@ LANGUAGE_SCRIPTS: dict[str, frozenset[str]] = {
     "ar": frozenset({"Arabic"}),
     "he": frozenset({"Hebrew"}),
     "hi": frozenset({"Devanagari"}),
+    "bn": frozenset({"Bengali"}),
+    "te": frozenset({"Telugu"}),
     "th": frozenset({"Thai"}),
 }
 
@@ -69,7 +71,7 @@ _TEXT_COMMAND = re.compile(r"\\(?:text(?:bf|it|rm|sf|tt|normal|up)?|mbox|operato
 _TAG_OR_COMMAND = re.compile(r"</?[A-Za-z][A-Za-z0-9_-]*>|\\[A-Za-z]+")
 # One alternative per script the languages above use, matched by the `regex` module's Unicode
 # script-extension property, so the code-point tables are Unicode's own (ー counts as kana, 々 as Han).
-_KNOWN_SCRIPTS = ("Latin", "Han", "Hiragana", "Katakana", "Hangul", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Thai")
+_KNOWN_SCRIPTS = ("Latin", "Han", "Hiragana", "Katakana", "Hangul", "Cyrillic", "Greek", "Arabic", "Hebrew", "Devanagari", "Bengali", "Telugu", "Thai")
 _NAMED_SCRIPT = regex.compile(r"[^\p{Script=Common}\p{Script=Inherited}]")  # letterlike symbols are Common
 _SCRIPT = regex.compile("|".join(f"(?P<{s}>\\p{{scx={s}}})" for s in _KNOWN_SCRIPTS))
 

@@ -92,20 +92,41 @@ def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def verdicts(samples: Sequence[dict], key: str = "correct") -> list[bool] | None:
+    """One problem's verdicts under `key` (`correct`: strict extraction, `correct_lenient`:
+    lenient), or None when a sample has none: the checker could not verify it (it ran past its
+    time limit, see rlsft.scoring.pool) or its gold is unverifiable. Such a problem is left out of
+    that extraction's accuracy and pass@k, here and in reports (`rlsft.verdicts.report.per_problem`),
+    so one slow check cannot leave a problem with fewer than k samples.
+
+    >>> verdicts([{"correct": True}, {"correct": False}])
+    [True, False]
+    >>> verdicts([{"correct": True, "correct_lenient": None}], "correct_lenient") is None, verdicts([]) is None
+    (True, True)
+    """
+    values = [s.get(key) for s in samples]
+    return None if not values or any(v is None for v in values) else [bool(v) for v in values]
+
+
 def summarise(per_problem: list[list[dict]], ks: Sequence[int] = (1,), seed: int = 0) -> dict:
     """Aggregate scored samples into metrics, each `{"value", "ci_low", "ci_high", "n"}`.
 
     `per_problem[i]` lists sample dicts with `correct` (strict extraction; `correct_lenient`, when
     present, gives `pass@k_lenient` too), `format_ok`, `mixed`,
     `language_consistency`, `length` (tokens), `truncated` and `extracted` (answer or None).
-    Accuracy metrics use problems whose gold is verifiable; CIs are bootstraps over problems.
+    Accuracy metrics (pass@k, maj@k) use the problems every sample of which has a verdict under
+    that extraction (`verdicts`); CIs are bootstraps over problems.
 
     >>> s = summarise([[{"correct": True, "format_ok": True, "mixed": False, "language_consistency": 1.0,
     ...                  "length": 10, "truncated": False, "extracted": "4"}]])
     >>> s["pass@1"]["value"], s["format_rate"]["value"], s["mixing_rate"]["value"]
     (1.0, 1.0, 0.0)
     """
-    verifiable = [p for p in per_problem if p and all(s["correct"] is not None for s in p)]
+    verifiable = [p for p in per_problem if verdicts(p) is not None]
+    strict = [verdicts(p) for p in verifiable]
+    # lenient verdicts when the samples carry them (verify.EXTRACTIONS)
+    lenient = [v for p in per_problem if (v := verdicts(p, "correct_lenient")) is not None] \
+        if all("correct_lenient" in s for p in verifiable for s in p) else []
     out: dict = {"n_problems": len(per_problem), "n_unverifiable": len(per_problem) - len(verifiable)}
 
     def metric(per_unit: list[float], index: int) -> dict:
@@ -115,11 +136,9 @@ def summarise(per_problem: list[list[dict]], ks: Sequence[int] = (1,), seed: int
     k_samples = min((len(p) for p in verifiable), default=0)
     for idx, k in enumerate(sorted(set(ks))):
         if 1 <= k <= k_samples:
-            vals = [pass_at_k(len(p), sum(bool(s["correct"]) for s in p), k) for p in verifiable]
-            out[f"pass@{k}"] = metric(vals, idx)
-            if all("correct_lenient" in s for p in verifiable for s in p):  # lenient extraction (verify.EXTRACTIONS)
-                vals = [pass_at_k(len(p), sum(bool(s["correct_lenient"]) for s in p), k) for p in verifiable]
-                out[f"pass@{k}_lenient"] = metric(vals, 20 + idx)
+            out[f"pass@{k}"] = metric([pass_at_k(len(v), sum(v), k) for v in strict], idx)
+            if lenient and k <= min(len(v) for v in lenient):
+                out[f"pass@{k}_lenient"] = metric([pass_at_k(len(v), sum(v), k) for v in lenient], 20 + idx)
     if k_samples >= 1:  # over each problem's first k_samples samples, so the label is what was computed
         votes = [majority_vote([s.get("answer_group", s["extracted"]) for s in p[:k_samples]], [s["correct"] for s in p[:k_samples]])
                  for p in verifiable]

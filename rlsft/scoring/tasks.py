@@ -244,7 +244,7 @@ def load_countdown(split: str = "test", source: str | None = None, n: int | None
     return _take(rows, n, f"{src} ({split})")
 
 
-MGSM_LANGUAGES = ("en", "zh", "ja", "de", "fr", "es", "ru", "th", "sw")  # MGSM's languages the mixing metric reads (not bn, te)
+MGSM_LANGUAGES = ("en", "zh", "ja", "de", "fr", "es", "ru", "th", "sw", "bn", "te")  # all eleven of MGSM's languages
 
 
 def mgsm_loader(language: str):
@@ -345,7 +345,7 @@ def get_task(name: str) -> Task:
     >>> get_task("gsm9k")
     Traceback (most recent call last):
     ...
-    rlsft.io.UserError: unknown task 'gsm9k'; valid: gsm8k, math500, aime24, countdown, mgsm-en, mgsm-zh, mgsm-ja, mgsm-de, mgsm-fr, mgsm-es, mgsm-ru, mgsm-th, mgsm-sw, micro-arith, micro-countdown
+    rlsft.io.UserError: unknown task 'gsm9k'; valid: gsm8k, math500, aime24, countdown, mgsm-en, mgsm-zh, mgsm-ja, mgsm-de, mgsm-fr, mgsm-es, mgsm-ru, mgsm-th, mgsm-sw, mgsm-bn, mgsm-te, micro-arith, micro-countdown
     """
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; valid: {', '.join(TASKS)}")

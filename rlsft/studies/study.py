@@ -376,7 +376,7 @@ def transfer_evals(cfg: StudyConfig, job: Job) -> list[tuple[str, "EvalArgs"]]:
     """The `transfer:` measurements of one finished run still to make, as (who, EvalArgs): its
     final model into its `transfer_dir(task)` for each listed seed and, for `base_arm`'s run, the
     base model into its first stage's `transfer_dir(task, before=True)`; each with the run's own
-    prompt form, think prefill, extraction and temperature."""
+    prompt form, think prefill and temperature."""
     run = final_run(job.config, job.overrides)
     if not run.finished:
         return []
@@ -390,7 +390,7 @@ def transfer_evals(cfg: StudyConfig, job: Job) -> list[tuple[str, "EvalArgs"]]:
             targets.append((first.transfer_dir(t.task, before=True), first.run_record.model, "base"))
         todo += [(who, EvalArgs(model=model, task=t.task, out=str(out), n=t.n, samples=t.samples, temperature=rec.eval_temperature,
                                 max_new_tokens=t.max_new_tokens, seed=job.seed, template=rec.template,
-                                think_prefill=rec.think_prefill, extraction=rec.extraction))
+                                think_prefill=rec.think_prefill))
                  for out, model, who in targets if not (out / "metrics.json").is_file()]
     return todo
 

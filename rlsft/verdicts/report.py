@@ -17,7 +17,7 @@ from rlsft.runs.folder import RunFolder
 from rlsft.runs.provenance import provenance
 from rlsft.runs.record import RunRecord
 from rlsft.scoring.language import reasoning_language
-from rlsft.scoring.metrics import pass_at_k
+from rlsft.scoring.metrics import pass_at_k, verdicts
 from rlsft.verdicts import plots
 from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS, evaluate_claim, hierarchical_bootstrap, holm, metric_unit
 from rlsft.verdicts.sweep import choose
@@ -31,33 +31,25 @@ def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
     (accuracy_lenient: lenient extraction), mixed (mixing), format_ok and length, and pass@k for
     each k in `PASS_KS` up to the samples per problem; `samples` is each problem's sample count.
 
-    A problem with a sample the checker could not verify (None: it ran past its time limit, see
-    rlsft.scoring.pool) is left out of that extraction's accuracy and pass@k, as the run's own
-    summary leaves it out (`metrics.summarise`): one such sample would otherwise leave the problem
-    with fewer than k samples and drop pass@k for the whole seed. Paired claims then read the
-    problems both arms scored."""
+    A problem with a sample the checker could not verify is left out of that extraction's
+    accuracy and pass@k by the rule the run's own summary follows (`metrics.verdicts`). Paired
+    claims then read the problems both arms scored."""
     path = folder / task / "samples.jsonl"
     if not path.is_file():
         return {}
-    acc: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    unverified: dict[str, set[str]] = defaultdict(set)  # metric -> problems with an unverifiable sample
-    drawn: dict[str, float] = defaultdict(float)  # problem -> samples drawn
+    by_id: dict[str, list[dict]] = defaultdict(list)  # problem -> its samples, in the order drawn
     for s in read_jsonl(path):
-        drawn[s["id"]] += 1
-        for key, name in (("correct", "accuracy"), ("correct_lenient", "accuracy_lenient"), ("mixed", "mixing"), ("format_ok", "format"),
-                          ("length", "length")):
-            if s.get(key) is not None:
-                acc[name][s["id"]].append(float(s[key]))
-            elif key in s and name.startswith("accuracy"):
-                unverified[name].add(s["id"])
-    for name, ids in unverified.items():
-        for i in ids:
-            acc[name].pop(i, None)
-    out = {m: {i: sum(v) / len(v) for i, v in by_id.items()} for m, by_id in acc.items()}
-    out["samples"] = dict(drawn)  # per problem: the step of the claims' floor
-    n = min((len(v) for v in acc["accuracy"].values()), default=0)
-    for k in (k for k in PASS_KS if k <= n):
-        out[f"pass@{k}"] = {i: pass_at_k(len(v), int(sum(v)), k) for i, v in acc["accuracy"].items()}
+        by_id[s["id"]].append(s)
+    strict = {i: v for i, samples in by_id.items() if (v := verdicts(samples)) is not None}
+    lenient = {i: v for i, samples in by_id.items() if (v := verdicts(samples, "correct_lenient")) is not None}
+    out = {name: {i: sum(v) / len(v) for i, v in scored.items()} for name, scored in (("accuracy", strict), ("accuracy_lenient", lenient)) if scored}
+    for key, name in (("mixed", "mixing"), ("format_ok", "format"), ("length", "length")):
+        values = {i: [float(s[key]) for s in samples if s.get(key) is not None] for i, samples in by_id.items()}
+        if any(values.values()):
+            out[name] = {i: sum(v) / len(v) for i, v in values.items() if v}
+    out["samples"] = {i: float(len(samples)) for i, samples in by_id.items()}  # per problem: the step of the claims' floor
+    n = min((len(v) for v in strict.values()), default=0)
+    out.update({f"pass@{k}": {i: pass_at_k(len(v), sum(v), k) for i, v in strict.items()} for k in PASS_KS if k <= n})
     return out
 
 
