@@ -196,12 +196,14 @@ def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_d
     out = capsys.readouterr().out
     assert "| r1_zero | 0 | done (archive) |" in out and "| r1_zero | 1 | not started |" in out and "1/2 done" in out
     assert not (tmp_path / "runs" / "studies" / "arch-study" / "r1_zero").exists()  # a status restores nothing
-    assert cli_main(["study", str(path), "--archive", str(archive), "--report", "reports/arch", "--allow-mixed-commits"]) == 0
+    # the study's own report goes to reports/arch-study/ (the default), around the archive it did not read
+    assert cli_main(["study", str(path), "--archive", str(archive), "--allow-mixed-commits"]) == 0
     out = capsys.readouterr().out
     assert "r1_zero seed 0: restored from" in out and "r1_zero seed 0: finished before, skipped" in out
     assert "transfer: base" not in out  # the restored run's measurements came with it
     assert (archive / "r1_zero" / "seed1" / "run.json").is_file() and not (archive / "r1_zero" / "seed1" / "model").exists()
-    assert "| r1_zero | 2 |" in (tmp_path / "reports" / "arch" / "report.md").read_text()
+    assert (archive / "r1_zero" / "seed0" / "run.json").is_file() and (archive / "sessions.jsonl").is_file()  # kept by the report
+    assert "| r1_zero | 2 |" in (tmp_path / "reports" / "arch-study" / "report.md").read_text()
     # the archive alone is a study folder the report reads, and a report written around it keeps it, each time
     kept = sorted(p.relative_to(archive) for p in archive.rglob("*"))
     for _ in range(2):

@@ -514,8 +514,9 @@ def mixed_commits(commits: dict[str, int], allowed: bool) -> bool:
 
 
 def swap_in(work: Path, final: Path, kept: list[Path]) -> None:
-    """Replace the report folder `final` by the finished `work`; the runs it read (`kept`, paths
-    inside `final`) stay with the report: renamed into the new folder, never copied or deleted."""
+    """Replace the report folder `final` by the finished `work`; its folders (`kept`: a study's
+    archive, the runs the report may have read) stay with the report: renamed into the new folder,
+    never copied or deleted."""
     import os
     import shutil
 
@@ -536,8 +537,8 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     `choose`: a sweep's rule (`sweep.SweepRule`); its choice goes under the claims and into sweep.json.
 
     A report's runs must come from one clean commit; `allow_mixed_commits` writes it anyway, with
-    the mix at the top. Runs inside `out` (a study's archive, `out/runs/`) are kept: the new report
-    replaces everything else there."""
+    the mix at the top. Folders inside `out` (a study's archive, `out/runs/`, whether or not the
+    report read it) are kept: the report writes files only, and replaces those."""
     import os
     import shutil
     import tempfile
@@ -547,7 +548,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     mixed = mixed_commits(commits, allow_mixed_commits)
     results = load_results(runs, task, base_arm)
     final = Path(out)
-    kept = [Path(p).resolve().relative_to(final.resolve()) for p in paths if final.resolve() in Path(p).resolve().parents]
+    kept = sorted(Path(d.name) for d in final.iterdir() if d.is_dir()) if final.is_dir() else []
     if any(Path(p).resolve() == final.resolve() for p in paths):
         raise UserError(f"--out {out} is a folder the report reads; write the report elsewhere (its runs may sit in a subfolder of it)")
     final.parent.mkdir(parents=True, exist_ok=True)
