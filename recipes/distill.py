@@ -24,7 +24,7 @@ import rlsft.scoring.verify
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.models import count_parameters, load_model, load_tokenizer, n_params, resolve_model, vocab_size
-from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, param_count
+from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, param_count
 from rlsft.scoring.evaluate import BACKENDS, generate, resolve_backend, vllm_generate
 from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task, render_prompt, resolve_template
 from rlsft.trainer import (curve_callback, evaluate_model, finish_run, lora_config, metrics_logger, prompt_dataset, save_trained, sft_pair, start_run, train_and_count, trl_args)
@@ -277,7 +277,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
         return tokens, tokens, 2 * teacher_params * tokens
 
     curve: list[dict] = []
-    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, lambda t: flops(params, *cost(t)), curve)]
+    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, params, cost, curve)]
     common = dict(model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
                   peft_config=lora_config(cfg.model), callbacks=callbacks)
     trainer = SFTTrainer(**common) if d.mode == "offline" else DistillationTrainer(teacher_model=teacher, **common)

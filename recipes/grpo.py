@@ -24,7 +24,7 @@ from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_json
 from rlsft.models import n_params
 from rlsft.preflight import ProbeConfig, refusal, run_probe, summary_line
-from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, flops, is_main_process, param_count
+from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, is_main_process, param_count
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.rewards import completion_text, get_reward
@@ -205,7 +205,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
         return tokens * args.num_iterations, tokens * passes, 0
 
     curve: list[dict] = []
-    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, lambda t: flops(params, *cost(t)), curve)]
+    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, params, cost, curve)]
     trainer = GRPOTrainer(model=model, args=args, train_dataset=train_set, reward_funcs=reward_funcs, processing_class=tokenizer,
                           peft_config=lora_config(cfg.model), callbacks=callbacks)
     if cfg.data.think_prefill:

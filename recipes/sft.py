@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
 from rlsft.models import n_params
-from rlsft.runs.compute import estimate_record, flops, param_count
+from rlsft.runs.compute import estimate_record, param_count
 from rlsft.scoring.tasks import build_prompt, get_task
 from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_configured_model, lora_config, metrics_logger, save_trained, sft_pair, start_run, train_and_count, trl_args)
 
@@ -102,7 +102,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
         return tokens, 0, 0
 
     curve: list[dict] = []
-    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, lambda t: flops(params, *cost(t)), curve)]
+    callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, params, cost, curve)]
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_set, processing_class=tokenizer,
                          peft_config=lora_config(cfg.model), callbacks=callbacks)
 

@@ -23,7 +23,7 @@ from typing import Callable
 from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
 from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl
 from rlsft.models import load_model, load_tokenizer
-from rlsft.runs.compute import compute_record, continue_token_count, distributed_state, is_main_process, trained_tokens
+from rlsft.runs.compute import compute_record, continue_token_count, distributed_state, flops, is_main_process, trainable_parameters, trained_tokens
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate, resolve_backend
 from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
@@ -228,11 +228,12 @@ def metrics_logger(folder: RunFolder):
     return MetricsLogger()
 
 
-def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], int], points: list[dict]):
+def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callable[[int], tuple[int, int, int]], points: list[dict]):
     """A TrainerCallback that evaluates the model on the first eval task at `cfg.eval.curve_steps`
     (at logging steps, where TRL has logged the tokens so far) and appends
-    {step, tokens, pflops, pass@1 [CI]} to `points`; `flops_at(tokens)` is the recipe's own compute
-    formula. The global RNG state is restored afterwards, so training goes on exactly as without it."""
+    {step, tokens, pflops, pass@1 [CI]} to `points`; `cost(tokens)` is the recipe's own compute
+    formula (as for `train_and_count`), counted for a model of `params` parameters and whichever of
+    them train. The global RNG state is restored afterwards, so training goes on exactly as without it."""
     from transformers import TrainerCallback
 
     steps, task = set(cfg.eval.curve_steps), cfg.eval.tasks[0]
@@ -252,7 +253,8 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, flops_at: Callable[[int], 
             torch.set_rng_state(rng)
             if metrics is not None:
                 p1 = metrics["pass@1"]
-                points.append({"step": state.global_step, "tokens": int(tokens), "pflops": flops_at(int(tokens)) / 1e15,
+                pflops = flops(params, *cost(int(tokens)), trainable=trainable_parameters(model)) / 1e15
+                points.append({"step": state.global_step, "tokens": int(tokens), "pflops": pflops,
                                "pass@1": p1["value"], "ci_low": p1["ci_low"], "ci_high": p1["ci_high"],
                                "eval_seconds": round(time.perf_counter() - t0, 4)})  # not training time: recipes subtract it
 
@@ -310,11 +312,12 @@ def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost:
                     curve: list[dict], other_seconds: float = 0.0) -> dict:
     """Train, then the run's compute record, over every sitting of a resumed run. `cost(tokens)` is
     the recipe's own formula: (trained tokens, forward-only tokens, other models' FLOPs) for the
-    tokens the Trainer consumed. Seconds are the Trainer's runtime without the curve evaluations,
-    plus `other_seconds` (a teacher's sampling)."""
+    tokens the Trainer consumed, with `params` parameters of which those that train (LoRA's
+    adapters, `trainable_parameters`) set the backward's cost. Seconds are the Trainer's runtime
+    without the curve evaluations, plus `other_seconds` (a teacher's sampling)."""
     seconds = train(trainer, folder, resume, curve) + other_seconds
     train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
-    return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops)
+    return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops, trainable=trainable_parameters(trainer.model))
 
 
 def save_trained(trainer, tokenizer, folder: RunFolder):

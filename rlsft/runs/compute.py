@@ -2,6 +2,9 @@
 
 FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020):
 - a training token (forward + backward) costs 6 * N FLOPs, N = all parameters (embeddings included);
+  when only T of them train (LoRA), 4 * N + 2 * T: the backward still runs through the frozen
+  weights to reach the adapters, but computes no weight gradients for them (the adapters' own
+  matmuls, a few percent of N at the ranks used, are not counted);
 - a generated or scored token (forward only) costs 2 * N FLOPs;
 - attention's extra FLOPs are ignored (contexts here are short next to the model width).
 GPU-hours are wall hours times GPUs; on a CPU the record gives CPU core-hours instead.
@@ -37,27 +40,46 @@ def is_main_process() -> bool:
     return distributed_state().is_main_process
 
 
-def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int = 0) -> int:
-    """6N per trained token, 2N per forward-only token, plus another model's work (a teacher's).
+def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int = 0, trainable: int | None = None) -> int:
+    """6N per trained token (4N + 2T when only `trainable` = T parameters train), 2N per
+    forward-only token, plus another model's work (a teacher's).
 
-    >>> flops(1_000_000, 10_000, 5_000)
-    70000000000
+    >>> flops(1_000_000, 10_000, 5_000), flops(1_000_000, 10_000, 5_000, trainable=10_000)
+    (70000000000, 50200000000)
     """
-    return int(6 * params * train_tokens + 2 * params * forward_tokens + extra_flops)
+    per_train_token = 6 * params if trainable is None else 4 * params + 2 * trainable
+    return int(per_train_token * train_tokens + 2 * params * forward_tokens + extra_flops)
 
 
-def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds: float, extra_flops: int = 0) -> dict:
+def trainable_parameters(model) -> int | None:
+    """The parameters that get gradients when fewer than all do (LoRA adapters); None when every
+    parameter trains (full fine-tuning: `flops` counts 6N).
+
+    >>> import torch
+    >>> m = torch.nn.Linear(4, 2); trainable_parameters(m) is None
+    True
+    >>> _ = m.bias.requires_grad_(False); trainable_parameters(m)  # the 4 x 2 weight
+    8
+    """
+    params = list(model.parameters())
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    return None if trainable == sum(p.numel() for p in params) else trainable
+
+
+def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds: float, extra_flops: int = 0,
+                   trainable: int | None = None) -> dict:
     """FLOPs and device-hours of a run. `seconds` is the Trainer's own `train_runtime` (plus any
-    teacher sampling before it)."""
+    teacher sampling before it); `trainable`: the parameters that trained, when not all did."""
     import torch
 
     processes = distributed_state().num_processes  # data-parallel workers (accelerate launch)
     gpu = torch.cuda.is_available()
     return {
         "parameters": params,
+        **({"trainable_parameters": trainable} if trainable is not None else {}),  # LoRA: 4N + 2T per trained token
         "train_tokens": int(train_tokens),  # tokens through forward + backward
         "forward_tokens": int(forward_tokens),  # tokens generated or scored without backward
-        "flops": flops(params, train_tokens, forward_tokens, extra_flops),
+        "flops": flops(params, train_tokens, forward_tokens, extra_flops, trainable),
         "wall_seconds": round(seconds, 1),
         "processes": processes,
         "gpu_hours": round(processes * seconds / 3600, 4) if gpu else 0.0,
