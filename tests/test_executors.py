@@ -168,7 +168,7 @@ def test_local_two_by_two_study_status_and_a_killed_run_resumed(toy_model, tmp_p
     write_job_record(killed, {"started_utc": "2001-09-09T01:46:40Z", "ended_utc": None, "exit_code": None})  # killed: no end
     capsys.readouterr()
     assert cli_main(["study", path, "--status"]) == 0
-    assert "| r1_zero | 1 | interrupted |" in capsys.readouterr().out
+    assert "| r1_zero | 1 | interrupted, step 2 of 2 |" in capsys.readouterr().out  # trained to its last step
     assert cli_main(["study", path, "--jobs", "2", "--report", "reports/c", "--allow-mixed-commits"]) == 0
     assert (killed / "run.json").is_file()
     assert read_job_record(killed)["command"].endswith(f"--resume {killed.relative_to(tmp_path)}")

@@ -490,7 +490,8 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
             if kept.finished:
                 state, error, final, record, in_archive = "done", "", kept, read_job_record(archived[j.folder]), True
         row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": record.get("job_id"),
-               "pflops": None, "wall_hours": None, "in_archive": in_archive}
+               "pflops": None, "wall_hours": None, "in_archive": in_archive,
+               "progress": training_progress(final) if state in ("running", "interrupted") else None}
         if state == "done":
             cost = final.total_compute()
             row.update(pflops=cost["flops"] / 1e15, wall_hours=cost["wall_seconds"] / 3600)
@@ -506,13 +507,28 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
                        "train_hours_left_estimate": left if every else None}}
 
 
+def training_progress(final: RunFolder) -> str | None:
+    """Where an unfinished run's training stands: "step s of N" in the stage it is in (a pipeline's
+    "stage k, step s of N"), from its logged steps and its config's max_steps; None before any
+    stage has started or when max_steps is not set (an epoch-based run)."""
+    started = [s for s in (final.pipeline.stages() if final.stage_index else [final]) if s.started]
+    if not started:
+        return None
+    stage = started[-1]
+    max_steps = (stage.config.get("training") or {}).get("max_steps")
+    if not isinstance(max_steps, int) or max_steps <= 0:
+        return None
+    step = max((row["step"] for row in stage.metrics if isinstance(row.get("step"), int)), default=0)
+    return ("" if not final.stage_index else f"stage {stage.stage_index}, ") + f"step {step} of {max_steps}"
+
+
 def status_table(view: dict) -> str:
     """`status` as the text `rlsft study --status` prints."""
     lines = [f"study {view['study']}", "", "| arm | seed | state | job | PFLOPs | train h | last error |", "|---|---|---|---|---|---|---|"]
     for r in view["rows"]:
         pf = "" if r["pflops"] is None else f"{r['pflops']:.4g}"
         h = "" if r["wall_hours"] is None else f"{r['wall_hours']:.3f}"
-        state = r["state"] + (" (archive)" if r.get("in_archive") else "")
+        state = r["state"] + (" (archive)" if r.get("in_archive") else "") + (f", {r['progress']}" if r.get("progress") else "")
         lines.append(f"| {r['arm']} | {'-' if r['seed'] is None else r['seed']} | {state} | {r['job_id'] or ''} | {pf} | {h} | {r['error']} |")
     t = view["totals"]
     left = ("unknown (no run finished yet)" if t["train_hours_left_estimate"] is None else
