@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The lab's GPU check, in parts written as each ends: SFT tokens/s and MFU, then a GRPO step's split
 # (both beside TRL's defaults, on a randomly initialised Qwen2.5-0.5B architecture), then one short
-# micro recipe end to end (pure RL, 20 steps), then evaluation batching if time is left. Writes
-# reports/bench/gpu-<device>.md and .json.
+# micro recipe end to end (pure RL, 20 steps), then, while time is left, evaluation batching and one
+# step of each real config with its peak memory. Writes reports/bench/gpu-<device>.md and .json
+# (`--parts configs`: that part alone, with the whole budget, to gpu-<device>-configs.md).
 #
 #   bash scripts/gpu_check.sh            # on a GPU machine with no network: the essential parts in under 5 minutes, wheels included
 #   bash scripts/gpu_check.sh --check    # on CPU, CI-sized: the same code path with a tiny model,
@@ -28,4 +29,4 @@ if ! python3 -c "import trl, datasets, math_verify, langdetect" 2>/dev/null; the
   export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 WANDB_MODE=disabled
-exec timeout 300 python3 -m rlsft.bench.gpucheck --out reports/bench  # exec: a time limit's SIGTERM reaches the check
+exec timeout 300 python3 -m rlsft.bench.gpucheck --out reports/bench "$@"  # exec: a time limit's SIGTERM reaches the check; "$@": e.g. --parts configs

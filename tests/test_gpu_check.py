@@ -11,8 +11,27 @@ def test_gpu_check_script_runs_on_cpu_in_check_mode():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(["bash", "scripts/gpu_check.sh", "--check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    for section in ("# GPU check:", "## Evaluation", "## GRPO step", "## SFT", "## One micro-claims arm on this device"):
+    for section in ("# GPU check:", "## Evaluation", "## GRPO step", "## SFT", "## One micro-claims arm on this device",
+                    "## The real configs on this device"):
         assert section in done.stdout
+    # a real config's one step, in its own process, with its peak memory (the code path; sizes are tiny on a CPU)
+    assert "| `configs/qwen2.5-0.5b/r1_zero.yaml` | qwen2.5-0.5b |" in done.stdout and "**Failed**" not in done.stdout
+
+
+def test_a_real_configs_smoke_run_keeps_its_own_sizes():
+    """On a GPU the smoke run changes only what it must (models, one step, a token evaluation), so
+    the peak memory is that of the config's own batch sizes and lengths."""
+    import yaml
+
+    from rlsft.bench.gpucheck import HUB_ARCHITECTURES, REAL_CONFIGS, smoke_overrides
+
+    for path in REAL_CONFIGS:
+        cfg = yaml.safe_load((ROOT / path).read_text())
+        models = {m: Path(f"random-{HUB_ARCHITECTURES[m]}") for m in filter(None, (cfg["model"]["name"], (cfg.get("distill") or {}).get("teacher")))}
+        keys = {o.split("=")[0] for o in smoke_overrides(cfg, models, Path("out"), small=False)}
+        assert not keys & {"training.per_device_train_batch_size", "training.gradient_accumulation_steps", "grpo.max_completion_length",
+                           "grpo.num_generations", "sft.max_length", "distillation.max_completion_length", "model.dtype"}
+        assert "training.max_steps" in keys and ("distill.teacher" in keys) == ("distill" in cfg)
 
 
 def test_card_peak_and_architectures():

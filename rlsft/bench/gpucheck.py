@@ -1,9 +1,11 @@
 """The lab's GPU check (`scripts/gpu_check.sh`): `rlsft bench` parts on a randomly initialised
 Qwen2.5-0.5B architecture and one short micro recipe trained on the GPU, in one report written
-part by part (SFT, GRPO step, the recipe; evaluation batching last, only inside the time budget).
+part by part (SFT, GRPO step, the recipe; then, only inside the time budget, evaluation batching
+and a one-step smoke run of each real config with its peak memory).
 
-    python -m rlsft.bench.gpucheck --out reports/bench        # on a GPU machine (essential parts: under 5 minutes)
-    python -m rlsft.bench.gpucheck --check --out /tmp/check   # CPU, CI-sized: the same code path, tiny
+    python -m rlsft.bench.gpucheck --out reports/bench                  # on a GPU machine (under 5 minutes)
+    python -m rlsft.bench.gpucheck --parts configs --out reports/bench  # the real configs alone, with the whole budget
+    python -m rlsft.bench.gpucheck --check --out /tmp/check             # CPU, CI-sized: the same code path, tiny
 
 The model is built in code from its architecture (no download: GPU machines have no network)
 with the micro tokenizer, so its token ids stay under 1,024 while its embedding, layers and LM
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import time
@@ -30,6 +33,10 @@ from rlsft.models import load_tokenizer
 ARCHITECTURES = {
     "qwen2.5-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
                          num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
+    "qwen2.5-1.5b": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
+    "qwen2.5-3b": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                       num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
     "tiny": dict(vocab_size=1152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True),
 }
@@ -78,11 +85,22 @@ def failure(e: BaseException) -> str:
     return f"**Failed**: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-# The parts, in the order they run: the essential three first (each written as it ends), the
-# evaluation-batching bench last and only while time is left. Sizes (GPU, --check).
-PARTS = ("sft", "grpo", "arm", "eval")
+# The parts, in the order they run: the essential three first (each written as it ends), then
+# evaluation batching and the real configs' smoke runs, only while time is left. Sizes (GPU, --check).
+PARTS = ("sft", "grpo", "arm", "eval", "configs")
 ESSENTIAL = ("sft", "grpo", "arm")
-BUDGET_S = 270  # the essential parts' target on one H100/H200 (the lease's 5 minutes, less set-up); eval runs only inside it
+BUDGET_S = 270  # the whole check's target on one H100/H200 (the lease's 5 minutes, less set-up); eval and configs run only inside it
+
+# The real configs a 24 GB card is meant to hold (docs/recipes.md), in the order the smoke runs go
+# while time is left; each runs one optimizer step at its own batch sizes and lengths, with random
+# weights of its models' architectures (real weights cannot reach the GPU machine). The pipelines
+# (r1, hybrid) chain these same configs. Offline distillation is left out: a random teacher writes
+# no trace the verifier keeps, so there is nothing to train on; its training is SFT's shape.
+REAL_CONFIGS = ("configs/qwen2.5-0.5b/r1_zero.yaml", "configs/qwen2.5-0.5b/sft_cold_start.yaml", "configs/qwen2.5-1.5b/r1_zero.yaml",
+                "configs/qwen2.5-1.5b/sft_cold_start.yaml", "configs/qwen2.5-0.5b/distill_onpolicy.yaml", "configs/qwen2.5-1.5b/distill_onpolicy.yaml")
+HUB_ARCHITECTURES = {"Qwen/Qwen2.5-0.5B": "qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct": "qwen2.5-0.5b", "Qwen/Qwen2.5-1.5B": "qwen2.5-1.5b",
+                     "Qwen/Qwen2.5-1.5B-Instruct": "qwen2.5-1.5b", "Qwen/Qwen2.5-3B-Instruct": "qwen2.5-3b"}
+CARD_GB = 24  # the card the real configs are sized for
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -91,7 +109,11 @@ def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="reports/bench")
     p.add_argument("--check", action="store_true", help="CPU, tiny model, a step each: checks the code path, measures nothing")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, from {', '.join(PARTS)} (default: all, in that order)")
     args = p.parse_args(argv)
+    parts = [x for x in PARTS if x in args.parts.split(",")]
+    if not parts or set(args.parts.split(",")) - set(PARTS):
+        raise SystemExit(f"gpu_check: --parts takes {', '.join(PARTS)}, got {args.parts!r}")
     out = Path(args.out)
     work = out / ".gpu-check-work"
     shutil.rmtree(work, ignore_errors=True)
@@ -99,21 +121,22 @@ def main(argv: list[str] | None = None) -> Path:
     small = args.check
     arch = "tiny" if small else "qwen2.5-0.5b"
     device = "cpu-check" if small else (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu")
-    slug = "cpu-check" if small else "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")
+    slug = ("cpu-check" if small else "".join(c if c.isalnum() else "-" for c in device.lower()).strip("-")) \
+        + ("" if parts == list(PARTS) else "-" + "-".join(parts))  # a partial check keeps its own report
     report, record = out / f"gpu-{slug}.md", {"parts": {}}
     head = [f"# GPU check: {device}", "", f"Written by `scripts/gpu_check.sh{' --check' if small else ''}`. "
             f"Model: a randomly initialised {arch} architecture (built in code, micro tokenizer). Parts in order: SFT tokens/s "
             "and MFU, a GRPO step's split beside TRL's defaults, one short micro recipe end to end, then (time allowing) "
-            "evaluation batching; each is written as it ends.", ""]
-    titles = {"sft": "## SFT", "grpo": "## GRPO step", "arm": ARM_HEADING, "eval": "## Evaluation"}
-    sections = {part: [titles[part], "", "Not run yet."] for part in PARTS}
+            "evaluation batching and one step of each real config with its peak memory; each is written as it ends.", ""]
+    titles = {"sft": "## SFT", "grpo": "## GRPO step", "arm": ARM_HEADING, "eval": "## Evaluation", "configs": CONFIGS_HEADING}
+    sections = {part: [titles[part], "", "Not run yet."] for part in parts}
     failed: list[str] = []
 
     def write() -> None:
         """The report so far: each part is written as it ends, so a part that fails or runs out of time
         leaves the others' results (and its own error line) in place."""
         tail = [f"Elapsed at this writing: {time.time() - t0:.0f} s." + (f" Failed parts: {', '.join(failed)}." if failed else "")]
-        body = [line for part in PARTS for line in sections[part] + [""]]
+        body = [line for part in parts for line in sections[part] + [""]]
         atomic_write(report, "\n".join(head + body + tail + [""]))
         atomic_write(out / f"gpu-{slug}.json", json.dumps(record, indent=2, default=str))
 
@@ -123,9 +146,9 @@ def main(argv: list[str] | None = None) -> Path:
     signal.signal(signal.SIGTERM, stop)
     write()
     folder = None
-    for part in PARTS:
-        if part == "eval" and not small and time.time() - t0 > BUDGET_S:
-            sections[part] = [titles[part], "", f"Skipped: the essential parts took {time.time() - t0:.0f} s of the {BUDGET_S} s budget."]
+    for part in parts:
+        if part not in ESSENTIAL and not small and time.time() - t0 > BUDGET_S:
+            sections[part] = [titles[part], "", f"Skipped: the parts before it took {time.time() - t0:.0f} s of the {BUDGET_S} s budget."]
             write()
             continue
         t_part = time.time()
@@ -133,6 +156,8 @@ def main(argv: list[str] | None = None) -> Path:
             if part == "arm":
                 sections[part] = arm_part(train_from_config, work, small)
                 record["parts"][part] = {"seconds": time.time() - t_part}
+            elif part == "configs":
+                sections[part], record["parts"][part] = configs_part(work, small, deadline=t0 + BUDGET_S)
             else:
                 folder = folder or random_model(arch, work / f"random-{arch}")
                 bench = BenchArgs(model=str(folder), out=str(work / part), steps=1 if small else 3, warmup=1, parts=part,
@@ -185,6 +210,95 @@ def arm_part(train_from_config, work: Path, small: bool) -> list[str]:
             f"{'4' if small else '64'} held-out problems): {seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
             f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
             f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f})."]
+
+
+CONFIGS_HEADING = "## The real configs on this device (random weights, one step each)"
+
+
+def smoke_data(root: Path, n: int = 64) -> Path:
+    """A folder laid out like ../shared/data (`RLSFT_DATA`) whose GSM8K files hold `n` micro-arith
+    problems in GSM8K's upstream format, so the real configs load their task with no network."""
+    from rlsft.scoring.tasks import get_task
+
+    rows = get_task("micro-arith").load("train", n=n)
+    # solutions longer than any config's sft.max_length, so SFT trains at its full length (the worst case)
+    reasoning = " ".join(["Add the first two numbers, then take the third away."] * 300)
+    text = "".join(json.dumps({"question": r["question"], "answer": f"{reasoning}\n#### {r['answer']}"}) + "\n" for r in rows)
+    for split in ("train", "test"):
+        (root / "gsm8k").mkdir(parents=True, exist_ok=True)
+        atomic_write(root / "gsm8k" / f"{split}.jsonl", text)
+    return root
+
+
+def smoke_overrides(cfg: dict, models: dict[str, Path], out: Path, small: bool) -> list[str]:
+    """The overrides that turn a real config into its smoke run: random models of its
+    architectures, one optimizer step at the config's own batch sizes and lengths (all of them on
+    the GPU; tiny with --check), a token evaluation after it (evaluation memory is bounded by
+    eval.memory_gb by construction), no pre-flight.
+
+    >>> smoke_overrides({"recipe": "sft", "model": {"name": "Qwen/Qwen2.5-0.5B"}}, {"Qwen/Qwen2.5-0.5B": Path("m")}, Path("o"), False)[:3]
+    ['model.name=m', 'run.out_dir=o', 'run.report_to=none']
+    """
+    o = [f"model.name={models[cfg['model']['name']]}", f"run.out_dir={out}", "run.report_to=none", "training.max_steps=1",
+         "training.logging_steps=1", "training.save_steps=1000", "eval.before=false", "eval.tasks=[gsm8k]", "eval.n=2", "eval.samples=1",
+         "eval.max_new_tokens=8"]
+    recipe, teacher = cfg["recipe"], (cfg.get("distill") or {}).get("teacher")
+    if teacher:
+        o.append(f"distill.teacher={models[teacher]}")
+    if recipe == "grpo":
+        o.append("probe.enabled=false")
+    if small:  # the code path only: a CPU cannot hold the real sizes in minutes
+        o += ["model.dtype=float32", "training.per_device_train_batch_size=2", "training.gradient_accumulation_steps=1",
+              "training.gradient_checkpointing=false"]
+        o += {"grpo": ["grpo.num_generations=2", "grpo.max_completion_length=8"], "sft": ["sft.max_length=64", "examples.n=4"],
+              "distill": ["distillation.max_completion_length=8"]}[recipe]
+    return o
+
+
+def configs_part(work: Path, small: bool, deadline: float) -> tuple[list[str], dict]:
+    """One optimizer step of each of `REAL_CONFIGS` (the first two with --check), each in its own
+    process so that its peak memory is its own, while time is left before `deadline`: the report's
+    rows (peak memory against a 24 GB card) and the record."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    data = smoke_data(work / "data")
+    models: dict[str, Path] = {}
+    rows, record = [], {}
+    for path in REAL_CONFIGS[:2] if small else REAL_CONFIGS:
+        cfg = yaml.safe_load(Path(path).read_text())
+        left = deadline - time.time()
+        if left < 30 and not small:
+            rows.append(f"| `{path}` | | | | not run: {max(left, 0):.0f} s of the budget left |")
+            continue
+        t = time.time()
+        try:
+            for hub_id in filter(None, (cfg["model"]["name"], (cfg.get("distill") or {}).get("teacher"))):
+                arch = "tiny" if small else HUB_ARCHITECTURES[hub_id]
+                if hub_id not in models:
+                    models[hub_id] = random_model(arch, work / f"random-{arch}") if not (work / f"random-{arch}").is_dir() else work / f"random-{arch}"
+            out = work / "configs" / Path(path).parent.name / Path(path).stem
+            command = [sys.executable, "-m", "rlsft.cli", "train", path, *smoke_overrides(cfg, models, out, small)]
+            env = {**os.environ, "RLSFT_DATA": str(data), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=None if small else max(left, 1))
+            if done.returncode != 0:
+                raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
+            compute = json.loads((out / "run.json").read_text())["compute"]
+            peak = compute["peak_memory_gb"]
+            verdict = f"within {CARD_GB} GB" if peak is not None and peak <= CARD_GB else f"over {CARD_GB} GB"
+            rows.append(f"| `{path}` | {HUB_ARCHITECTURES.get(cfg['model']['name'], '?')} | {peak} | {verdict} | {time.time() - t:.0f} s |")
+            record[path] = {"peak_memory_gb": peak, "seconds": time.time() - t, "device": compute["device"]}
+        except Exception as e:  # noqa: BLE001 -- one config's failure is its row; the others still run
+            rows.append(f"| `{path}` | | | | {failure(e)} |")
+            record[path] = {"error": failure(e)}
+    lines = [CONFIGS_HEADING, "", "Each config runs one optimizer step (`training.max_steps=1`) at its own batch sizes, gradient "
+             "accumulation and lengths, with randomly initialised weights of its models' architectures and GSM8K-format problems "
+             "(random weights write every completion to its maximum length: the worst case). Peak memory: torch's peak allocation "
+             "in that run's own process (on a CPU, its resident high-water mark)." + (" --check: tiny sizes, the code path only." if small else ""),
+             "", "| config | student | peak memory GB | on a 24 GB card | seconds |", "|---|---|---|---|---|", *rows]
+    return lines, record
 
 
 if __name__ == "__main__":
