@@ -160,18 +160,8 @@ def main(argv: list[str] | None = None) -> Path:
                 sections[part], record["parts"][part] = configs_part(work, small, deadline=t0 + BUDGET_S)
             else:
                 folder = folder or random_model(arch, work / f"random-{arch}")
-                bench = BenchArgs(model=str(folder), out=str(work / part), steps=1 if small else 3, warmup=1, parts=part,
-                                  prompts_per_step=2 if small else 8, num_generations=2 if small else 8,
-                                  max_completion_length=8 if small else 128, sft_batch_size=2 if small else 16,
-                                  sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 64, eval_max_new_tokens=8 if small else 128)
-                md = Path(run_bench(bench)).read_text()
-                result = json.loads(next((work / part).glob("*.json")).read_text())
+                sections[part], result = bench_part(part, folder, work, small, titles[part])
                 record["parts"][part] = {"seconds": time.time() - t_part, "bench": result}
-                sections[part] = [f"{titles[part]} ({time.time() - t_part:.0f} s)", "", _bench_section(md, titles[part])]
-                peak = card_peak(result["device"])
-                if part == "sft" and peak:
-                    sections[part] += ["", f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
-                                       + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"])]
         except (Exception, Stopped) as e:  # noqa: BLE001 -- the check reports a failing part and goes on to the next
             failed.append(part)
             partial = sorted((work / part).glob("*.md"))  # what the bench measured before it stopped
@@ -186,6 +176,23 @@ def main(argv: list[str] | None = None) -> Path:
     if failed:
         raise SystemExit(f"gpu_check: failed parts: {', '.join(failed)} (see {report})")
     return report
+
+
+def bench_part(part: str, folder: Path, work: Path, small: bool, title: str) -> tuple[list[str], dict]:
+    """One `rlsft bench` part on the random model in `folder`: the report's lines and the bench's record."""
+    t = time.time()
+    bench = BenchArgs(model=str(folder), out=str(work / part), steps=1 if small else 3, warmup=1, parts=part,
+                      prompts_per_step=2 if small else 8, num_generations=2 if small else 8,
+                      max_completion_length=8 if small else 128, sft_batch_size=2 if small else 16,
+                      sft_max_length=64 if small else 512, reuse=1, eval_n=4 if small else 64, eval_max_new_tokens=8 if small else 128)
+    md = Path(run_bench(bench)).read_text()
+    result = json.loads(next((work / part).glob("*.json")).read_text())
+    lines = [f"{title} ({time.time() - t:.0f} s)", "", _bench_section(md, title)]
+    peak = card_peak(result["device"])
+    if part == "sft" and peak:
+        lines += ["", f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
+                  + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"])]
+    return lines, result
 
 
 def _bench_section(md: str, title: str) -> str:
