@@ -1,4 +1,4 @@
-"""TRL's GRPOTrainer with the two costs a CPU step does not need taken out.
+"""TRL's GRPOTrainer with the three costs a CPU step does not need taken out.
 
 `GRPOTrainer` here is `trl.GRPOTrainer` with two methods changed; everything else (sampling,
 rewards, advantages, the loss, logging) is TRL's own.
@@ -18,8 +18,11 @@ rewards, advantages, the loss, logging) is TRL's own.
    subtraction, which would round). The trained adapters are untouched. With LoRA dropout live
    (`model.lora_dropout` > 0 in training mode) TRL samples through the dropout, which a merged
    model cannot reproduce, so the adapters then stay unmerged.
+3. **Finished completions leave the batch.** `generate` computes every completion of a call
+   until the longest ends; `rlsft.scoring.decode` stops computing a completion once it has ended,
+   with `generate`'s tokens for the same seed (its random draws made for the whole batch).
 
-Both fall back to TRL's own code wherever they would not be exact or do not apply: several
+All three fall back to TRL's own code wherever they would not be exact or do not apply: several
 processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
 auxiliary losses, an entropy bonus (needs the entropy's gradient), logit scaling or soft-capping.
 """
@@ -30,6 +33,8 @@ import contextlib
 
 import torch
 from trl import GRPOTrainer as TRLGRPOTrainer
+
+from rlsft.scoring import decode
 
 # config fields that change the LM head's logits; a model with any of them set keeps TRL's head
 _SCALED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
@@ -126,7 +131,9 @@ class GRPOTrainer(TRLGRPOTrainer):
         return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        with merged_lora(self.model) if not self.use_vllm and self.accelerator.num_processes == 1 else contextlib.nullcontext():
+        transformers_path = not self.use_vllm and not self.use_transformers_continuous_batching
+        with (merged_lora(self.model) if transformers_path and self.accelerator.num_processes == 1 else contextlib.nullcontext(),
+              decode.compacting(self.model) if transformers_path else contextlib.nullcontext()):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
 
 

@@ -6,6 +6,7 @@ import time
 import torch
 
 from rlsft.models import load_model, load_tokenizer
+from rlsft.scoring import decode
 from rlsft.scoring.evaluate import generate, sequences_per_call
 from rlsft.scoring.tasks import build_prompt, get_task
 
@@ -83,7 +84,7 @@ def test_a_killed_generation_continues_to_the_same_samples(toy_model, tmp_path):
     torch.manual_seed(5)
     whole = generate(model, tok, prompts, 2, 1.0, 1.0, 16, batch_size=4)
 
-    real, calls = model.generate, []
+    real, calls = decode.generate, []
 
     def killed_on_second_call(*args, **kwargs):
         calls.append(1)
@@ -91,14 +92,15 @@ def test_a_killed_generation_continues_to_the_same_samples(toy_model, tmp_path):
             raise KeyboardInterrupt  # what a kill leaves: the file written after call 1
         return real(*args, **kwargs)
 
-    model.generate = killed_on_second_call
+    decode.generate = killed_on_second_call  # each generate call of evaluate's goes through it
     torch.manual_seed(5)
     try:
         generate(model, tok, prompts, 2, 1.0, 1.0, 16, batch_size=4, progress=progress)
         raise AssertionError("the generation was not interrupted")
     except KeyboardInterrupt:
         pass
-    model.generate = real
+    finally:
+        decode.generate = real
     saved = json.loads(progress.read_text())
     assert saved["calls"] == 1 and len(saved["done"]) + len(saved["queue"]) == 12 and saved["seconds"] > 0
     progress.write_text(json.dumps({**saved, "seconds": 1000.0}))  # as if the first sitting had taken 1000 s

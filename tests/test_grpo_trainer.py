@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from rlsft import grpo_trainer
+from rlsft.scoring import decode
 
 
 def short_run(model_path: str, tmp_path, trainer_class, lora_r: int = 0) -> list[dict]:
@@ -39,11 +40,13 @@ def short_run(model_path: str, tmp_path, trainer_class, lora_r: int = 0) -> list
 def test_five_steps_match_trl_step_for_step(toy_model, tmp_path, monkeypatch, lora_r):
     import trl
 
-    calls = []
-    head = grpo_trainer.completion_logprobs
+    calls, loops = [], []
+    head, sample = grpo_trainer.completion_logprobs, decode.sample
     monkeypatch.setattr(grpo_trainer, "completion_logprobs", lambda *a, **k: calls.append(1) or head(*a, **k))
+    monkeypatch.setattr(decode, "sample", lambda *a: loops.append(1) or sample(*a))
     lab = short_run(toy_model, tmp_path, grpo_trainer.GRPOTrainer, lora_r)
     assert calls, "the lab's head never ran: the comparison would be TRL against itself"
+    assert len(loops) == 5, "the rollouts did not go through rlsft.scoring.decode (finished completions leaving the batch)"
     theirs = short_run(toy_model, tmp_path, trl.GRPOTrainer, lora_r)
     assert len(lab) == len(theirs) == 5
     assert len({round(s["reward"], 6) for s in theirs}) > 1 and any(s["grad_norm"] > 0 for s in theirs)  # it learns something

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ class BenchArgs:
     lora: str = ""  # GRPO LoRA variants (alpha 32, all linear layers), a comma list of ranks, e.g. "1,16"; on the wide step if any
     eval_samples: str = "1,8"  # samples per problem of the evaluation measurements, a comma list
     profile: bool = False  # also profile one GRPO update with TRL's and the lab's log-prob head (profile-<device>-<model>.md)
+    full_batch: bool = False  # also the lab's step (the wide one if any) and the evaluation with every sequence computed to
+    # its call's end (transformers' generate, not rlsft.scoring.decode): the same-run baseline of finished sequences leaving
 
 
 def cpu_features() -> list[str]:
@@ -156,10 +159,12 @@ def grpo_variant(args: BenchArgs, variant: str) -> dict:
 
     `lab-trl-trainer` is the lab's config on TRL's own trainer: the lab's step before
     rlsft.grpo_trainer. `lab-wide` is a step of `args.wide` prompts. `lab[-wide]-lora-rN` is LoRA of
-    rank N on the wide step (if any) or the narrow one."""
+    rank N on the wide step (if any) or the narrow one. A `-full-batch` suffix: the same step with
+    every completion computed to its generate call's end (transformers' `generate` itself)."""
     narrow = args.prompts_per_step * args.num_generations
     v = {"trainer": "lab", "config": "lab", "prompts": args.prompts_per_step, "micro": narrow, "reuse": 1, "lora_r": 0,
-         "dtype": "auto", "bf16": False}
+         "dtype": "auto", "bf16": False, "compact": not variant.endswith("-full-batch")}
+    variant = variant.removesuffix("-full-batch")
     if variant == "trl-defaults":
         v.update(trainer="trl", config="trl")
     elif variant == "lab-trl-trainer":
@@ -188,6 +193,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from rlsft import grpo_trainer  # imports torch and trl at its top
+    from rlsft.scoring import decode  # imports torch at its top
 
     torch.manual_seed(0)
     v = grpo_variant(args, variant)
@@ -226,7 +232,11 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     trainer.add_callback(clock.callback())
     trainer._generate = clock.wrap("generation", trainer._generate)
     trainer._calculate_rewards = clock.wrap("scoring", trainer._calculate_rewards)
-    trainer.train()
+    decode.COMPACT = v["compact"]
+    try:
+        trainer.train()
+    finally:
+        decode.COMPACT = True
     # one log per generate call (of reuse x batch completions), at the step that made it (1-based)
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h and h["step"] > warmup]
     completion_tokens = sum(h["completions/mean_length"] for h in logs) * batch * reuse
@@ -238,6 +248,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)  # includes the old-log-prob pass
     return {
         "variant": variant, "trainer": v["trainer"], "lora_r": v["lora_r"], "steps_timed": timed, "steps_per_generation": reuse,
+        "finished_leave_batch": v["compact"] and v["trainer"] == "lab",
         "completions_per_step": batch, "micro_batch": micro, "tokens_per_step": tokens_per_step, "model_tflops_per_step": step_tflops,
         "fraction_of_peak": step_tflops * 1e12 / (s["step"] / timed) / peak,
         "step_seconds": s["step"] / timed, "generation_seconds": s.get("generation", 0.0) / timed,
@@ -364,8 +375,12 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
 def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict:
     """One evaluation measurement (generation only, as in `rlsft eval`): `variant` "prompts-16" is
     the lab's former batching, 16 prompts (x samples) per call run to the longest; "sequences" is
-    today's (`rlsft.scoring.evaluate.generate` defaults). Same model, problems and seed."""
+    today's (`rlsft.scoring.evaluate.generate` defaults); "sequences-full-batch" the same calls with
+    every sequence computed to its call's end (`generate` itself, not rlsft.scoring.decode). Same
+    model, problems and seed."""
     import torch
+
+    from rlsft.scoring import decode  # imports torch at its top
 
     task = get_task("micro-arith")
     rows = task.load(task.eval_split, n=args.eval_n, seed=0)
@@ -374,8 +389,12 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
     kw = dict(batch_size=16 * samples, tokens_per_round=args.eval_max_new_tokens) if variant == "prompts-16" else {}
     torch.manual_seed(0)
     stats: dict = {}
+    decode.COMPACT = variant != "sequences-full-batch"
     t = time.perf_counter()
-    groups = generate(model, tokenizer, prompts, samples, 1.0, 1.0, args.eval_max_new_tokens, desc=f"bench eval {variant}", stats=stats, **kw)
+    try:
+        groups = generate(model, tokenizer, prompts, samples, 1.0, 1.0, args.eval_max_new_tokens, desc=f"bench eval {variant}", stats=stats, **kw)
+    finally:
+        decode.COMPACT = True
     seconds = time.perf_counter() - t
     correct = task.verify_many([g["text"] for group in groups for g in group], [r["answer"] for r, group in zip(rows, groups) for _ in group])
     body, head = matmul_params(model)
@@ -428,6 +447,9 @@ def grpo_ratios(rows: list[dict], precision: list[str], micro_batch: int) -> dic
             full = by.get(g["variant"].split("-lora-")[0])
             if full:
                 out[f"grpo_{key}_vs_full"] = full["step_seconds"] / g["step_seconds"]
+        leaving = by.get(g["variant"].removesuffix("-full-batch")) if g["variant"].endswith("-full-batch") else None
+        if leaving:  # the same step with finished completions leaving the batch, against this one
+            out[f"grpo_{key.removesuffix('_full_batch')}_finished_leave_speedup"] = g["step_seconds"] / leaving["step_seconds"]
         if (g["variant"].startswith("lab-wide") or g.get("lora_r")) and "lab-trl-trainer" in by:
             out[f"grpo_{key}_rollouts_per_hour_vs_before"] = g["rollouts_per_hour"] / by["lab-trl-trainer"]["rollouts_per_hour"]
     return out
@@ -463,7 +485,8 @@ def checked(args: BenchArgs) -> dict:
         raise UserError("--eval-samples is empty")
     ranks = ints(args.lora, "--lora", "LoRA ranks")
     grpo = (["trl-defaults", "lab-trl-trainer", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch)
-            + precision + ["lab-wide"] * bool(args.wide) + [f"{'lab-wide' if args.wide else 'lab'}-lora-r{r}" for r in ranks])
+            + precision + ["lab-wide"] * bool(args.wide) + [f"{'lab-wide' if args.wide else 'lab'}-lora-r{r}" for r in ranks]
+            + [f"{'lab-wide' if args.wide else 'lab'}-full-batch"] * args.full_batch)
     return {"parts": parts, "eval_samples": eval_samples, "precision": precision, "grpo": grpo if "grpo" in parts else []}
 
 
@@ -495,12 +518,14 @@ def run_bench(args: BenchArgs) -> Path:
     if "eval" in parts:
         for samples in eval_samples:
             # 16 prompts or fewer: prompts-16 is one call of them all, the same batch as sequences
-            for variant in ("prompts-16", "sequences") if args.eval_n > 16 else ("sequences",):
+            variants = ("prompts-16",) * (args.eval_n > 16) + ("sequences-full-batch",) * args.full_batch + ("sequences",)
+            for variant in variants:
                 results["eval"].append(bench_eval(args, samples, variant, peak))
                 save(False)
-            if args.eval_n > 16:
-                before, after = results["eval"][-2:]
-                results["ratios"][f"eval_samples{samples}_speedup"] = before["seconds"] / after["seconds"]
+            rows = {e["variant"]: e for e in results["eval"][-len(variants):]}
+            for before, name in (("prompts-16", "speedup"), ("sequences-full-batch", "finished_leave_speedup")):
+                if before in rows:
+                    results["ratios"][f"eval_samples{samples}_{name}"] = rows[before]["seconds"] / rows["sequences"]["seconds"]
     measure = _isolated if args.isolate else (lambda fn, *a: fn(*a))
     with tempfile.TemporaryDirectory() as tmp:
         for variant in plan["grpo"]:  # the baseline first, so the lab never benefits from a warm cache
@@ -525,6 +550,37 @@ def run_bench(args: BenchArgs) -> Path:
     return out / f"{stem}.md"
 
 
+def eval_table(r: dict) -> list[str]:
+    """The evaluation section of a bench result's table (no lines without evaluation rows)."""
+    ra, lines = r["ratios"], []
+    if r["eval"]:
+        lines += ["## Evaluation (generation, `rlsft eval` at temperature 1)", "",
+                  f"{r['eval'][0]['problems']} held-out micro-arith problems, up to {r['settings']['eval_max_new_tokens']} new tokens, seed 0. "
+                  "`prompts-16`: 16 prompts (x samples) per call, each call run until its longest sequence ends; "
+                  "`sequences`: the lab's batching by sequences, sized from memory (on a CPU at most 64 a call, a finished sequence leaving it; "
+                  "on a GPU up to 512, with unfinished sequences re-batched); `sequences-full-batch`: the same calls, each sequence "
+                  "computed to its call's end. "
+                  "Useful FLOPs: 2 per matmul parameter of the body for each real prompt and generated token, and of the "
+                  "output head for each generated token (no padding, no input embedding).", "",
+                  "| samples | variant | sequences | sequences per call | calls | seconds | generated tokens | tokens/s | useful TFLOP | fraction of peak | pass@1 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for e in r["eval"]:
+            tps = e.get("tokens_per_second", e["generated_tokens"] / e["seconds"])
+            lines.append(f"| {e['samples']} | {e['variant']} | {e.get('sequences', e['problems'] * e['samples'])} | {e['sequences_per_call']} | {e['calls']} | {e['seconds']:.2f} | "
+                         f"{e['generated_tokens']:,} | {tps:.1f} | {e['useful_tflops']:.4f} | {e['fraction_of_peak']:.1%} | {e['pass@1']:.3f} |")
+        batching = {k: v for k, v in ra.items() if re.fullmatch(r"eval_samples\d+_speedup", k)}
+        leaving = {k: v for k, v in ra.items() if re.fullmatch(r"eval_samples\d+_finished_leave_speedup", k)}
+        if batching:
+            lines += ["", "Speed-up of batching by sequences: " + ", ".join(f"**{v:.2f}x** with --samples {k.split('samples')[1].split('_')[0]}"
+                                                                     for k, v in batching.items())
+                      + " (same run, same model and problems; the samples differ, the pass@1 columns show the same distribution).", ""]
+        if leaving:
+            lines += ["", "Finished sequences leaving the batch (`sequences` against `sequences-full-batch`, rlsft.scoring.decode): "
+                      + ", ".join(f"**{v:.2f}x** with --samples {k.split('samples')[1].split('_')[0]}" for k, v in leaving.items())
+                      + " (same run; the same samples, token for token).", ""]
+    return lines
+
+
 def bench_table(r: dict) -> str:
     """The Markdown table of a bench result."""
     lines = [f"# rlsft bench: {r['model']} on {r['device']}", "",
@@ -534,24 +590,7 @@ def bench_table(r: dict) -> str:
         lines += ["**Partial**: the bench stopped before its last measurement; the rows below are those it finished.", ""]
     lines += [f"**Not measured**: {f}." for f in r.get("failed", [])] + ([""] if r.get("failed") else [])
     ra = r["ratios"]
-    if r["eval"]:
-        lines += ["## Evaluation (generation, `rlsft eval` at temperature 1)", "",
-                  f"{r['eval'][0]['problems']} held-out micro-arith problems, up to {r['settings']['eval_max_new_tokens']} new tokens, seed 0. "
-                  "`prompts-16`: 16 prompts (x samples) per call, each call run until its longest sequence ends; "
-                  "`sequences`: the lab's batching by sequences, sized from memory (on a CPU at most 64 a call, each run to the end; "
-                  "on a GPU up to 512, with unfinished sequences re-batched). "
-                  "Useful FLOPs: 2 per matmul parameter of the body for each real prompt and generated token, and of the "
-                  "output head for each generated token (no padding, no input embedding).", "",
-                  "| samples | variant | sequences | sequences per call | calls | seconds | generated tokens | tokens/s | useful TFLOP | fraction of peak | pass@1 |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for e in r["eval"]:
-            tps = e.get("tokens_per_second", e["generated_tokens"] / e["seconds"])
-            lines.append(f"| {e['samples']} | {e['variant']} | {e.get('sequences', e['problems'] * e['samples'])} | {e['sequences_per_call']} | {e['calls']} | {e['seconds']:.2f} | "
-                         f"{e['generated_tokens']:,} | {tps:.1f} | {e['useful_tflops']:.4f} | {e['fraction_of_peak']:.1%} | {e['pass@1']:.3f} |")
-        if any(k.startswith("eval_") for k in ra):
-            lines += ["", "Speed-up of batching by sequences: " + ", ".join(f"**{v:.2f}x** with --samples {k.split('samples')[1].split('_')[0]}"
-                                                                     for k, v in ra.items() if k.startswith("eval_samples"))
-                      + " (same run, same model and problems; the samples differ, the pass@1 columns show the same distribution).", ""]
+    lines += eval_table(r)
     if not r["grpo"] and not r["sft"]:
         return "\n".join(lines)
     lines += ["## GRPO step (per step, after warm-up)", "",
@@ -567,7 +606,7 @@ def bench_table(r: dict) -> str:
                      f"{g['update_seconds']:.3f} | {per_hour:.0f} | {g['rollout_tokens_per_second'] or 0:.0f} | {g.get('fraction_of_peak', 0):.1%} | "
                      f"{reward} | {g['peak_memory_gb']} |")
     lines += ["", "Trainer: `lab` is rlsft.grpo_trainer.GRPOTrainer (completion-only log-probabilities on a CPU, LoRA merged for "
-              "generation), `trl` is trl.GRPOTrainer; `lab-trl-trainer` is the lab's step before that trainer. "
+              "generation, finished completions leaving the generate batch), `trl` is trl.GRPOTrainer; `lab-trl-trainer` is the lab's step before that trainer. "
               "Fraction of peak: the step's useful matmul FLOPs per second over the measured matmul peak; per token, 2 per body "
               "parameter to generate or prefill it and 6 to train on it (4 with LoRA: frozen weights need no weight gradient), "
               "the output head counted on completion tokens only (rlsft.bench.bench.step_flops)."]
@@ -589,6 +628,10 @@ def bench_table(r: dict) -> str:
         if key.endswith("_rollouts_per_hour_vs_before"):
             name = "lab-" + key.removeprefix("grpo_").removesuffix("_rollouts_per_hour_vs_before").replace("_", "-")
             lines.append(f"{name}: **{value:.2f}x** the rollouts an hour of the lab's step before rlsft.grpo_trainer (same run).")
+        if key.endswith("_finished_leave_speedup"):
+            name = "lab-" + key.removeprefix("grpo_").removesuffix("_finished_leave_speedup").replace("_", "-")
+            lines.append(f"{name} against the same step with every completion computed to its generate call's end ({name}-full-batch): "
+                         f"**{value:.2f}x** (same run, the same rollouts).")
         if key.endswith("_vs_full"):
             name = "lab-" + key.removeprefix("grpo_").removesuffix("_vs_full").replace("_", "-")
             lines.append(f"{name} against full fine-tuning of the same step: **{value:.2f}x** (same run; > 1 is faster).")

@@ -277,10 +277,10 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     Batching is by *sequences* (prompt x sample), not prompts. A queue holds every sequence,
     longest prompt first; each `generate` call takes up to `batch_size` of them (default: as many
     as `memory_gb` holds, see `sequences_per_call`) and runs `tokens_per_round` steps (default: on a
-    GPU `round_tokens(max_new_tokens)`, on a CPU all of them). Finished sequences leave;
-    unfinished ones go back to the queue with their tokens so far as prefix, so a call never runs
-    long for a few stragglers while the rest of the batch waits. Continuing from a prefix is the
-    same autoregressive sampling, and the queue's order is fixed, so a seed gives the same samples.
+    GPU `round_tokens(max_new_tokens)`, on a CPU all of them, through `rlsft.scoring.decode`, where a
+    finished sequence leaves the batch). Unfinished ones go back to the queue with their tokens so
+    far as prefix; continuing from a prefix is the same autoregressive sampling, and the queue's
+    order is fixed, so a seed gives the same samples.
     `stats`, if given, receives the batch size, calls, prompt and generated token counts and the
     generation's wall seconds (a continued generation's earlier sittings included).
 
@@ -296,6 +296,8 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
 
     import torch
     from tqdm.auto import tqdm
+
+    from rlsft.scoring import decode  # imports torch at its top
 
     prefill = THINK_PREFILL if think_prefill else ""
     texts = [render_prompt(p, tokenizer, prefill) for p in prompts]
@@ -324,7 +326,8 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
         with torch.no_grad():
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {"do_sample": False}
             # top_k=0: plain sampling, no hidden top-k=50 default
-            gen = model.generate(**enc, **sampling, max_new_tokens=steps, pad_token_id=eos if stop else pad, eos_token_id=eos, **stop)
+            gen = decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **sampling, max_new_tokens=steps,
+                                  pad_token_id=eos if stop else pad, eos_token_id=eos, **stop)
         calls += 1
         bar.update(settle(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), max_new_tokens, eos, done, queue))
         if progress is not None and queue:
