@@ -610,7 +610,7 @@ def bench_table(r: dict) -> str:
               "Fraction of peak: the step's useful matmul FLOPs per second over the measured matmul peak; per token, 2 per body "
               "parameter to generate or prefill it and 6 to train on it (4 with LoRA: frozen weights need no weight gradient), "
               "the output head counted on completion tokens only (rlsft.bench.bench.step_flops)."]
-    lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"]
+    lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"] if r["sft"] else []
     for s in r["sft"]:
         lines.append(f"| {s['variant']} | {s['model_dtype']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")
     lines += ["", "*On a GPU, torch's peak allocation; on a CPU, the process's resident high-water mark: "
@@ -628,7 +628,7 @@ def bench_table(r: dict) -> str:
         if key.endswith("_rollouts_per_hour_vs_before"):
             name = "lab-" + key.removeprefix("grpo_").removesuffix("_rollouts_per_hour_vs_before").replace("_", "-")
             lines.append(f"{name}: **{value:.2f}x** the rollouts an hour of the lab's step before rlsft.grpo_trainer (same run).")
-        if key.endswith("_finished_leave_speedup"):
+        if key.startswith("grpo_") and key.endswith("_finished_leave_speedup"):
             name = "lab-" + key.removeprefix("grpo_").removesuffix("_finished_leave_speedup").replace("_", "-")
             lines.append(f"{name} against the same step with every completion computed to its generate call's end ({name}-full-batch): "
                          f"**{value:.2f}x** (same run, the same rollouts).")
