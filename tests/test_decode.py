@@ -1,5 +1,7 @@
 """rlsft.scoring.decode: finished sequences leave the batch, and the tokens stay generate's."""
 
+import functools
+
 import pytest
 import torch
 
@@ -76,3 +78,12 @@ def test_compacting_routes_model_generate_and_restores_it(student):
         decode.sample = original
     assert calls and torch.equal(got, expected)
     assert "generate" not in vars(model)  # the class's method again
+
+    bound = functools.partial(model.generate, max_new_tokens=8)  # an instance's own binding (the recipe's stop-string tokenizer)
+    model.generate = bound
+    try:
+        with decode.compacting(model):
+            assert model.generate is not bound
+        assert model.generate is bound  # kept, not dropped
+    finally:
+        del model.generate

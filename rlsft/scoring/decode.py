@@ -126,8 +126,10 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
 
 @contextlib.contextmanager
 def compacting(model):
-    """Inside, `model.generate(...)` (as TRL's GRPOTrainer calls it) goes through `generate` above."""
-    original = model.generate
+    """Inside, `model.generate(...)` (as TRL's GRPOTrainer calls it) goes through `generate` above;
+    on exit `model.generate` is what it was (the class's method, or an instance's own binding such
+    as the GRPO recipe's stop-string tokenizer)."""
+    original, own = model.generate, vars(model).get("generate")
 
     def routed(input_ids=None, attention_mask=None, generation_config=None, **kwargs):
         return generate(model, input_ids, attention_mask, generation_config, fallback=original, **kwargs)
@@ -136,4 +138,7 @@ def compacting(model):
     try:
         yield
     finally:
-        del model.generate
+        if own is None:
+            del model.generate
+        else:
+            model.generate = own
