@@ -7,7 +7,7 @@
     rlsft probe configs/smollm2-135m/r1_zero.yaml                                # the pre-flight check alone
 
 Config: `rewards` (name -> weight, from `rlsft.scoring.rewards.REWARDS`), `extraction` (how the
-accuracy reward reads an answer: strict or lenient), `partial_credit`, `probe` (the pre-flight
+accuracy reward reads an answer: strict or lenient), `partial_credit`, `group_by_length`, `probe` (the pre-flight
 signal check, rlsft/preflight.py), `monitor`, and the sections every recipe has; `training:` and
 `grpo:` go unchanged into TRL's `GRPOConfig` (any of its fields). vLLM: `grpo.use_vllm` unset
 means on (colocated) when vllm is installed and a GPU is present, HF generate otherwise.
@@ -47,6 +47,9 @@ class Config(RecipeConfig):
     # \boxed{}) or lenient (then "the answer is", then the last number). Evaluation scores both.
     extraction: str = "strict"
     partial_credit: float = 0.0  # accuracy reward for a wrong answer given in <answer> or \boxed{}, not hedged (TinyZero: 0.1)
+    # train each generate call's completions in micro-batches of similar length, each trimmed of padding
+    # (rlsft.grpo_trainer, 4): the same gradient in another floating-point order; loss_type dapo, dr_grpo or grpo
+    group_by_length: bool = False
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # the pre-flight signal check (rlsft/preflight.py)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     training: dict = training_section(max_steps=100)
@@ -75,7 +78,14 @@ def training_args(cfg: Config):
         # transformers' generate takes `stop_strings`; vLLM's SamplingParams, where TRL sends these kwargs, takes `stop`
         stop = {"stop": [ANSWER_STOP], "include_stop_str_in_output": True} if grpo["use_vllm"] else {"stop_strings": [ANSWER_STOP]}
         grpo["generation_kwargs"] = {**stop, **(grpo.get("generation_kwargs") or {})}
-    return trl_args("trl:GRPOConfig", cfg, grpo, reward_weights=[*cfg.rewards.values(), 0.0])
+    args = trl_args("trl:GRPOConfig", cfg, grpo, reward_weights=[*cfg.rewards.values(), 0.0])
+    if cfg.group_by_length:
+        from rlsft.grpo_trainer import LENGTH_GROUPED_LOSSES  # imports torch and trl at its top
+
+        if args.loss_type not in LENGTH_GROUPED_LOSSES:
+            raise UserError(f"group_by_length needs grpo.loss_type one of {', '.join(LENGTH_GROUPED_LOSSES)} (its normaliser spans "
+                            f"the micro-batch), got {args.loss_type!r}")
+    return args
 
 
 def forward_passes(beta: float, steps_per_generation: int, num_iterations: int, gradient_accumulation_steps: int) -> int:
@@ -208,6 +218,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, params, cost, curve)]
     trainer = GRPOTrainer(model=model, args=args, train_dataset=train_set, reward_funcs=reward_funcs, processing_class=tokenizer,
                           peft_config=lora_config(cfg.model), callbacks=callbacks)
+    trainer.group_by_length = cfg.group_by_length
     if cfg.data.think_prefill:
         stop_at_answer(trainer.model, tokenizer)
 

@@ -22,7 +22,14 @@ rewards, advantages, the loss, logging) is TRL's own.
    until the longest ends; `rlsft.scoring.decode` stops computing a completion once it has ended,
    with `generate`'s tokens for the same seed (its random draws made for the whole batch).
 
-All three fall back to TRL's own code wherever they would not be exact or do not apply: several
+4. **Micro-batches by length** (opt-in: the GRPO recipe's `group_by_length`): TRL pads every
+   micro-batch of a generate call to the call's longest prompt and completion. Here the call's
+   completions are regrouped shortest first and each micro-batch trimmed to its own longest, so
+   the backbone trains on less padding. The gradient is the same sum (loss types whose normaliser
+   spans the call or counts sequences: dapo, dr_grpo, grpo) in another floating-point order, and
+   TRL's per-micro-batch averages that it logs (entropy, clip ratios) are taken over other groups.
+
+All four fall back to TRL's own code wherever they would not be exact or do not apply: several
 processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
 auxiliary losses, an entropy bonus (needs the entropy's gradient), logit scaling or soft-capping.
 """
@@ -35,6 +42,13 @@ import torch
 from trl import GRPOTrainer as TRLGRPOTrainer
 
 from rlsft.scoring import decode
+
+# a generate call's keys that `by_length` regroups; any other key (images, tools) keeps TRL's micro-batches
+GROUPABLE = {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "num_items_in_batch",
+             "old_per_token_logps", "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"}
+PER_COMPLETION_TOKEN = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
+                        "sampling_per_token_logps", "importance_sampling_ratio")  # (B, C) tensors, trimmed with the completions
+LENGTH_GROUPED_LOSSES = ("dapo", "dr_grpo", "grpo")  # their gradient does not depend on which completions share a micro-batch
 
 # config fields that change the LM head's logits; a model with any of them set keeps TRL's head
 _SCALED_HEAD = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
@@ -89,6 +103,42 @@ def completion_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
     return _CompletionLogProbs.apply(hidden, weight, bias, targets, 1.0 / temperature, with_entropy)
 
 
+def by_length(chunks: list[dict]) -> list[dict] | None:
+    """One generate call's micro-batches regrouped by completion length (shortest first, ties in
+    their shuffled order) into micro-batches of the same size, each trimmed to its own longest
+    prompt (left padding) and completion (right padding). None where a key is not one it knows.
+
+    >>> mask = lambda rows: torch.tensor(rows)
+    >>> chunks = [{"prompt_ids": mask([[0, 5], [6, 7]]), "prompt_mask": mask([[0, 1], [1, 1]]),
+    ...            "completion_ids": mask([[1, 2, 3], [4, 0, 0]]), "completion_mask": mask([[1, 1, 1], [1, 0, 0]]),
+    ...            "advantages": torch.tensor([0.5, -0.5]), "num_items_in_batch": torch.tensor(6)},
+    ...           {"prompt_ids": mask([[0, 8], [0, 9]]), "prompt_mask": mask([[0, 1], [0, 1]]),
+    ...            "completion_ids": mask([[1, 0, 0], [2, 3, 0]]), "completion_mask": mask([[1, 0, 0], [1, 1, 0]]),
+    ...            "advantages": torch.tensor([1.0, -1.0]), "num_items_in_batch": torch.tensor(6)}]
+    >>> short, long = by_length(chunks)
+    >>> short["completion_ids"].tolist(), short["prompt_ids"].tolist(), short["advantages"].tolist()
+    ([[4], [1]], [[6, 7], [0, 8]], [-0.5, 1.0])
+    >>> long["completion_ids"].tolist(), long["prompt_ids"].tolist(), int(long["num_items_in_batch"])
+    ([[2, 3, 0], [1, 2, 3]], [[9], [5]], 6)
+    """
+    if set(chunks[0]) - GROUPABLE:
+        return None
+    size = chunks[0]["completion_ids"].size(0)
+    whole = {k: torch.cat([c[k] for c in chunks]) if isinstance(v, torch.Tensor) and v.ndim else v for k, v in chunks[0].items()}
+    order = torch.argsort(whole["completion_mask"].sum(1), stable=True)
+    groups = []
+    for rows in order.split(size):
+        g = {k: v[rows] if isinstance(v, torch.Tensor) and v.ndim else v for k, v in whole.items()}
+        first = int(g["prompt_mask"].any(0).int().argmax())  # first prompt column holding a real token
+        last = int(g["completion_mask"].any(0).nonzero().max()) + 1 if g["completion_mask"].any() else 1
+        g["prompt_ids"], g["prompt_mask"] = g["prompt_ids"][:, first:], g["prompt_mask"][:, first:]
+        for k in PER_COMPLETION_TOKEN:
+            if g.get(k) is not None and g[k].ndim == 2:
+                g[k] = g[k][:, :last]
+        groups.append(g)
+    return groups
+
+
 def _unwrapped(model):
     """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -99,6 +149,18 @@ class GRPOTrainer(TRLGRPOTrainer):
     generation (module docstring). `completion_head = False` turns the first off (TRL's head)."""
 
     completion_head = True
+    group_by_length = False  # the GRPO recipe's `group_by_length` (module docstring, 4)
+
+    def _prepare_inputs(self, generation_batch):
+        buffered = self._buffered_inputs
+        inputs = super()._prepare_inputs(generation_batch)
+        fresh = self.model.training and self._buffered_inputs is not buffered  # a generate call just filled the buffer
+        if fresh and self.group_by_length and self.loss_type in LENGTH_GROUPED_LOSSES and self.top_entropy_quantile == 1.0:
+            grouped = by_length(self._buffered_inputs)
+            if grouped is not None:
+                self._buffered_inputs = grouped
+                inputs = grouped[self._step % self.args.steps_per_generation]
+        return inputs
 
     def _lab_head_applies(self, model, extra: dict, compute_aux_loss: bool) -> bool:
         # one process first: under DDP `model` is the wrapper (no config), and its forward must run for the gradient sync

@@ -8,7 +8,7 @@ from rlsft import grpo_trainer
 from rlsft.scoring import decode
 
 
-def short_run(model_path: str, tmp_path, trainer_class, lora_r: int = 0) -> list[dict]:
+def short_run(model_path: str, tmp_path, trainer_class, lora_r: int = 0, group_by_length: bool = False, max_len: int = 24) -> list[dict]:
     """5 GRPO steps of 2 prompts x 4 completions (micro-batches of 4, one generate call a step) on
     the toy model; the logged (loss, reward, grad norm) of each step."""
     import trl
@@ -25,13 +25,14 @@ def short_run(model_path: str, tmp_path, trainer_class, lora_r: int = 0) -> list
         model=ModelConfig(name=model_path, lora_r=lora_r), data=DataConfig(task="micro-arith", n_train=16, template="r1-zero"),
         training=dict(learning_rate=1e-3, max_steps=5, per_device_train_batch_size=4, gradient_accumulation_steps=2,
                       logging_steps=1, save_strategy="no"),
-        grpo=dict(num_generations=4, max_completion_length=24, loss_type="dapo", beta=0.0, temperature=0.8))
+        grpo=dict(num_generations=4, max_completion_length=max_len, loss_type="dapo", beta=0.0, temperature=0.8))
     args = recipes.grpo.training_args(cfg)
     args.reward_weights = [1.0, 1.0]
     rewards = [get_reward("accuracy", extraction="lenient", partial_credit=0.3), get_reward("format")]
     trainer = trainer_class(model=load_model(model_path), args=args, train_dataset=prompt_dataset(cfg.data, 0),
                             reward_funcs=rewards, processing_class=load_tokenizer(model_path), peft_config=lora_config(cfg.model))
     assert isinstance(trainer, trl.GRPOTrainer)
+    trainer.group_by_length = group_by_length
     trainer.train()
     return [{k: h[k] for k in ("loss", "reward", "grad_norm", "entropy")} for h in trainer.state.log_history if "loss" in h]
 
@@ -54,6 +55,42 @@ def test_five_steps_match_trl_step_for_step(toy_model, tmp_path, monkeypatch, lo
         assert mine["reward"] == other["reward"]  # the same samples: generation and its random stream are unchanged
         for key in ("loss", "grad_norm", "entropy"):
             assert mine[key] == pytest.approx(other[key], rel=1e-4, abs=1e-6), key
+
+
+def test_micro_batches_by_length_train_the_same_steps_on_less_padding(tmp_path, monkeypatch):
+    """group_by_length: each generate call's 8 completions go into 2 micro-batches of similar length,
+    each trimmed of padding, and the 5 steps still match TRL's (same rewards, loss and grad norm to
+    float tolerance: the same gradient summed in another order). The logged entropy is not compared:
+    TRL averages it per micro-batch, and the micro-batches now hold other completions."""
+    import trl
+
+    widths, regroup = [], grpo_trainer.by_length
+
+    def spy(chunks):
+        grouped = regroup(chunks)
+        widths.append(([c["completion_ids"].size(1) for c in chunks], [g["completion_ids"].size(1) for g in grouped]))
+        return grouped
+
+    monkeypatch.setattr(grpo_trainer, "by_length", spy)
+    # micro-student: its completions end (EOS) at different lengths, where the toy model's run to the limit
+    lab = short_run("micro-student", tmp_path, grpo_trainer.GRPOTrainer, group_by_length=True, max_len=96)
+    theirs = short_run("micro-student", tmp_path, trl.GRPOTrainer, max_len=96)
+    assert len(widths) == 5 and any(min(after) < min(before) for before, after in widths)  # padding really went
+    for mine, other in zip(lab, theirs, strict=True):
+        assert mine["reward"] == other["reward"]
+        for key in ("loss", "grad_norm"):
+            assert mine[key] == pytest.approx(other[key], rel=1e-4, abs=1e-6), key
+
+
+def test_group_by_length_refuses_a_loss_normalised_per_micro_batch(tmp_path):
+    import recipes.grpo
+    from rlsft.config import RunConfig
+    from rlsft.io import UserError
+
+    cfg = recipes.grpo.Config(run=RunConfig(name="x", out_dir=str(tmp_path / "x"), report_to="none"), group_by_length=True,
+                              grpo=dict(loss_type="bnpo"))
+    with pytest.raises(UserError, match="group_by_length needs grpo.loss_type one of dapo, dr_grpo, grpo"):
+        recipes.grpo.training_args(cfg)
 
 
 def test_log_probs_and_gradients_match_autograd_through_log_softmax():
