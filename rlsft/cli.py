@@ -163,6 +163,8 @@ def add_bench_parser(sub) -> None:
     b.add_argument("--eval-samples", default="1,8", help="samples per problem of the evaluation measurements, a comma list")
     b.add_argument("--eval-max-new-tokens", type=_positive_int, default=128, help="token budget of the evaluation measurements")
     b.add_argument("--profile", action="store_true", help="also profile one GRPO update with TRL's and the lab's log-prob head")
+    b.add_argument("--by-length", action="store_true",
+                   help="also time the lab's step with group_by_length (micro-batches by completion length, each trimmed of padding)")
     b.add_argument("--full-batch", action="store_true",
                    help="also time the lab's step and evaluation with every sequence computed to its call's end (generate itself)")
     b.add_argument("--template", default="r1-zero", help="prompt form of the GRPO measurement: r1-zero, or chat (the model's template)")
@@ -252,7 +254,7 @@ def bench_command(args) -> None:
                          prompts_per_step=args.prompts_per_step, num_generations=args.num_generations,
                          micro_batch=args.micro_batch, isolate=args.isolate, precision=args.precision, template=args.template,
                          wide=args.wide, lora=args.lora, eval_samples=args.eval_samples, eval_max_new_tokens=args.eval_max_new_tokens, profile=args.profile,
-                         full_batch=args.full_batch))
+                         full_batch=args.full_batch, by_length=args.by_length))
 
 
 def power_command(args) -> None:

@@ -89,19 +89,21 @@ def test_the_profile_times_one_update_with_each_head(toy_model, tmp_path):
 def test_the_full_batch_rows_are_the_same_samples_computed_to_the_end(toy_model, tmp_path):
     """--full-batch: the lab's step and the evaluation once more with every sequence computed to
     its call's end. Finished sequences leaving the batch changes no sample: the same rewards,
-    completion lengths and pass@1, with a same-run ratio for each."""
+    completion lengths and pass@1, with a same-run ratio for each. --by-length adds the step with
+    micro-batches by length."""
     out = tmp_path / "bench"
     assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "grpo,eval", "--steps", "2", "--warmup", "0", "--reuse", "1",
                      "--prompts-per-step", "2", "--num-generations", "4", "--max-completion-length", "24", "--wide", "4",
-                     "--eval-n", "8", "--eval-samples", "4", "--full-batch"]) == 0
+                     "--eval-n", "8", "--eval-samples", "4", "--full-batch", "--by-length"]) == 0
     r = json.loads(next(out.glob("bench-*.json")).read_text())
     rows = {g["variant"]: g for g in r["grpo"]}
-    assert list(rows) == ["trl-defaults", "lab-trl-trainer", "lab", "lab-wide", "lab-wide-full-batch"]
-    assert [rows[v]["finished_leave_batch"] for v in rows] == [False, False, True, True, False]
-    for key in ("reward_mean", "mean_completion_tokens", "tokens_per_step"):
+    assert list(rows) == ["trl-defaults", "lab-trl-trainer", "lab", "lab-wide", "lab-wide-full-batch", "lab-wide-by-length"]
+    assert [rows[v]["finished_leave_batch"] for v in rows] == [False, False, True, True, False, True]
+    assert [rows[v]["group_by_length"] for v in rows] == [False] * 5 + [True]
+    for key in ("reward_mean", "mean_completion_tokens", "tokens_per_step"):  # the first step's samples, the same in all three
         assert rows["lab-wide"][key] == rows["lab-wide-full-batch"][key], key
     evals = {e["variant"]: e for e in r["eval"]}
     assert list(evals) == ["sequences-full-batch", "sequences"]
     for key in ("pass@1", "generated_tokens", "calls"):
         assert evals["sequences"][key] == evals["sequences-full-batch"][key], key
-    assert {"grpo_wide_finished_leave_speedup", "eval_samples4_finished_leave_speedup"} <= set(r["ratios"])
+    assert {"grpo_wide_finished_leave_speedup", "grpo_wide_by_length_speedup", "eval_samples4_finished_leave_speedup"} <= set(r["ratios"])

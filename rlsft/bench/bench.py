@@ -64,6 +64,7 @@ class BenchArgs:
     lora: str = ""  # GRPO LoRA variants (alpha 32, all linear layers), a comma list of ranks, e.g. "1,16"; on the wide step if any
     eval_samples: str = "1,8"  # samples per problem of the evaluation measurements, a comma list
     profile: bool = False  # also profile one GRPO update with TRL's and the lab's log-prob head (profile-<device>-<model>.md)
+    by_length: bool = False  # also the lab's step (the wide one if any) with group_by_length (micro-batches by length, trimmed)
     full_batch: bool = False  # also the lab's step (the wide one if any) and the evaluation with every sequence computed to
     # its call's end (transformers' generate, not rlsft.scoring.decode): the same-run baseline of finished sequences leaving
 
@@ -163,8 +164,8 @@ def grpo_variant(args: BenchArgs, variant: str) -> dict:
     every completion computed to its generate call's end (transformers' `generate` itself)."""
     narrow = args.prompts_per_step * args.num_generations
     v = {"trainer": "lab", "config": "lab", "prompts": args.prompts_per_step, "micro": narrow, "reuse": 1, "lora_r": 0,
-         "dtype": "auto", "bf16": False, "compact": not variant.endswith("-full-batch")}
-    variant = variant.removesuffix("-full-batch")
+         "dtype": "auto", "bf16": False, "compact": not variant.endswith("-full-batch"), "by_length": variant.endswith("-by-length")}
+    variant = variant.removesuffix("-full-batch").removesuffix("-by-length")
     if variant == "trl-defaults":
         v.update(trainer="trl", config="trl")
     elif variant == "lab-trl-trainer":
@@ -232,6 +233,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     trainer.add_callback(clock.callback())
     trainer._generate = clock.wrap("generation", trainer._generate)
     trainer._calculate_rewards = clock.wrap("scoring", trainer._calculate_rewards)
+    trainer.group_by_length = v["by_length"] and v["trainer"] == "lab"
     decode.COMPACT = v["compact"]
     try:
         trainer.train()
@@ -248,7 +250,7 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)  # includes the old-log-prob pass
     return {
         "variant": variant, "trainer": v["trainer"], "lora_r": v["lora_r"], "steps_timed": timed, "steps_per_generation": reuse,
-        "finished_leave_batch": v["compact"] and v["trainer"] == "lab",
+        "finished_leave_batch": v["compact"] and v["trainer"] == "lab", "group_by_length": v["by_length"],
         "completions_per_step": batch, "micro_batch": micro, "tokens_per_step": tokens_per_step, "model_tflops_per_step": step_tflops,
         "fraction_of_peak": step_tflops * 1e12 / (s["step"] / timed) / peak,
         "step_seconds": s["step"] / timed, "generation_seconds": s.get("generation", 0.0) / timed,
@@ -447,6 +449,9 @@ def grpo_ratios(rows: list[dict], precision: list[str], micro_batch: int) -> dic
             full = by.get(g["variant"].split("-lora-")[0])
             if full:
                 out[f"grpo_{key}_vs_full"] = full["step_seconds"] / g["step_seconds"]
+        padded = by.get(g["variant"].removesuffix("-by-length")) if g["variant"].endswith("-by-length") else None
+        if padded:  # micro-batches by length, against the same step padded to the call's longest
+            out[f"grpo_{key.removesuffix('_by_length')}_by_length_speedup"] = padded["step_seconds"] / g["step_seconds"]
         leaving = by.get(g["variant"].removesuffix("-full-batch")) if g["variant"].endswith("-full-batch") else None
         if leaving:  # the same step with finished completions leaving the batch, against this one
             out[f"grpo_{key.removesuffix('_full_batch')}_finished_leave_speedup"] = g["step_seconds"] / leaving["step_seconds"]
@@ -486,7 +491,8 @@ def checked(args: BenchArgs) -> dict:
     ranks = ints(args.lora, "--lora", "LoRA ranks")
     grpo = (["trl-defaults", "lab-trl-trainer", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch)
             + precision + ["lab-wide"] * bool(args.wide) + [f"{'lab-wide' if args.wide else 'lab'}-lora-r{r}" for r in ranks]
-            + [f"{'lab-wide' if args.wide else 'lab'}-full-batch"] * args.full_batch)
+            + [f"{'lab-wide' if args.wide else 'lab'}-full-batch"] * args.full_batch
+            + [f"{'lab-wide' if args.wide else 'lab'}-by-length"] * args.by_length)
     return {"parts": parts, "eval_samples": eval_samples, "precision": precision, "grpo": grpo if "grpo" in parts else []}
 
 
@@ -628,6 +634,10 @@ def bench_table(r: dict) -> str:
         if key.endswith("_rollouts_per_hour_vs_before"):
             name = "lab-" + key.removeprefix("grpo_").removesuffix("_rollouts_per_hour_vs_before").replace("_", "-")
             lines.append(f"{name}: **{value:.2f}x** the rollouts an hour of the lab's step before rlsft.grpo_trainer (same run).")
+        if key.endswith("_by_length_speedup"):
+            name = "lab-" + key.removeprefix("grpo_").removesuffix("_by_length_speedup").replace("_", "-")
+            lines.append(f"{name}-by-length (micro-batches by completion length, each trimmed of padding) against {name}: "
+                         f"**{value:.2f}x** (same run, the same rollouts).")
         if key.startswith("grpo_") and key.endswith("_finished_leave_speedup"):
             name = "lab-" + key.removeprefix("grpo_").removesuffix("_finished_leave_speedup").replace("_", "-")
             lines.append(f"{name} against the same step with every completion computed to its generate call's end ({name}-full-batch): "
