@@ -29,12 +29,12 @@ def trl_config_of(plan: dict) -> dict:
 
 def test_a_trl_field_the_lab_never_declares_reaches_trl(capsys):
     lab_code = "".join(p.read_text() for p in (REPO / "rlsft").rglob("*.py"))
-    assert "epsilon_high" not in lab_code and "top_entropy_quantile" not in lab_code
-    assert cli_main(["train", GRPO, "grpo.epsilon_high=0.28", "grpo.top_entropy_quantile=0.2", "--dry-run"]) == 0
+    assert "epsilon_high" not in lab_code and "mask_truncated_completions" not in lab_code
+    assert cli_main(["train", GRPO, "grpo.epsilon_high=0.28", "grpo.mask_truncated_completions=true", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "epsilon_high: 0.28" in out
     differs = trl_config_of(yaml.safe_load(out))
-    assert differs["epsilon_high"] == 0.28 and differs["top_entropy_quantile"] == 0.2
+    assert differs["epsilon_high"] == 0.28 and differs["mask_truncated_completions"] is True
     assert differs["max_completion_length"] == 96 and differs["learning_rate"] == 1e-4
 
 
