@@ -1,6 +1,6 @@
-"""TRL's GRPOTrainer with the three costs a CPU step does not need taken out.
+"""TRL's GRPOTrainer with the costs a CPU step does not need taken out.
 
-`GRPOTrainer` here is `trl.GRPOTrainer` with two methods changed; everything else (sampling,
+`GRPOTrainer` here is `trl.GRPOTrainer` with three methods changed; everything else (sampling,
 rewards, advantages, the loss, logging) is TRL's own.
 
 1. **Log-probabilities of completion tokens only.** TRL's fused LM head scores only the labelled

@@ -87,3 +87,17 @@ def test_compacting_routes_model_generate_and_restores_it(student):
         assert model.generate is bound  # kept, not dropped
     finally:
         del model.generate
+
+
+def test_full_batch_sends_every_call_to_generate(student, monkeypatch):
+    """Inside `full_batch()` (the bench's baseline) the loop never runs; outside it does again."""
+    model, tok, enc = student
+    kw = dict(do_sample=True, max_new_tokens=16, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    calls = []
+    original = decode.sample
+    monkeypatch.setattr(decode, "sample", lambda *a: calls.append(1) or original(*a))
+    with decode.full_batch():
+        decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **kw)
+    assert calls == [] and decode.COMPACT
+    decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **kw)
+    assert calls == [1]

@@ -234,11 +234,8 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     trainer._generate = clock.wrap("generation", trainer._generate)
     trainer._calculate_rewards = clock.wrap("scoring", trainer._calculate_rewards)
     trainer.group_by_length = v["by_length"] and v["trainer"] == "lab"
-    decode.COMPACT = v["compact"]
-    try:
+    with decode.full_batch(not v["compact"]):
         trainer.train()
-    finally:
-        decode.COMPACT = True
     # one log per generate call (of reuse x batch completions), at the step that made it (1-based)
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h and h["step"] > warmup]
     completion_tokens = sum(h["completions/mean_length"] for h in logs) * batch * reuse
@@ -391,12 +388,9 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
     kw = dict(batch_size=16 * samples, tokens_per_round=args.eval_max_new_tokens) if variant == "prompts-16" else {}
     torch.manual_seed(0)
     stats: dict = {}
-    decode.COMPACT = variant != "sequences-full-batch"
     t = time.perf_counter()
-    try:
+    with decode.full_batch(variant == "sequences-full-batch"):
         groups = generate(model, tokenizer, prompts, samples, 1.0, 1.0, args.eval_max_new_tokens, desc=f"bench eval {variant}", stats=stats, **kw)
-    finally:
-        decode.COMPACT = True
     seconds = time.perf_counter() - t
     correct = task.verify_many([g["text"] for group in groups for g in group], [r["answer"] for r, group in zip(rows, groups) for _ in group])
     body, head = matmul_params(model)

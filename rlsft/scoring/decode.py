@@ -23,7 +23,7 @@ import contextlib
 import inspect
 
 import torch
-from transformers import GenerationConfig
+from transformers import DynamicCache, GenerationConfig
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     MinPLogitsWarper,
@@ -32,9 +32,8 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-COMPACT = True  # False: every call goes to `generate` itself (the bench's same-run baseline, `rlsft bench`)
+COMPACT = True  # False: every call goes to `generate` itself (the bench's same-run baseline: `full_batch`)
 ROW_WISE = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper, MinPLogitsWarper)
-PER_ROW_INPUTS = ("input_ids", "attention_mask")  # the only inputs `sample` accepts (others: `generate`)
 
 
 def plan(model, generation_config: GenerationConfig | None, kwargs: dict, prompt_length: int):
@@ -72,8 +71,6 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, config:
            processors: LogitsProcessorList) -> torch.Tensor:
     """`generate`'s output for a plan (prompt ids then generated ids, (B, L + T), pad after EOS),
     computing only the sequences still running at each step."""
-    from transformers import DynamicCache
-
     eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
     eos = torch.tensor([e for e in eos if e is not None], dtype=torch.long)
     pad = config.pad_token_id if config.pad_token_id is not None else int(eos[0])
@@ -122,6 +119,18 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
         return (fallback or model.generate)(input_ids=input_ids, attention_mask=attention_mask,
                                             generation_config=generation_config, **kwargs)
     return sample(model, input_ids, attention_mask, *found)
+
+
+@contextlib.contextmanager
+def full_batch(on: bool = True):
+    """Inside (when `on`), every call goes to `generate` itself: each sequence computed to its
+    call's end, the same tokens; `rlsft bench --full-batch` times it against the loop."""
+    global COMPACT
+    saved, COMPACT = COMPACT, not on and COMPACT
+    try:
+        yield
+    finally:
+        COMPACT = saved
 
 
 @contextlib.contextmanager
