@@ -1,6 +1,7 @@
 """Answer checking in worker processes: bounded in wall time, from any thread, no timer or signal
 handler in the calling process, nothing leaking out."""
 
+import os
 import signal
 import threading
 import time
@@ -39,3 +40,16 @@ def test_the_adversarial_set_fifty_times_with_nothing_leaking():
     assert len(results) == len(completions) and set(results) <= {True, False, None}
     assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)  # no handler installed here
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # and no timer running
+
+
+def parent_pid() -> int:
+    """The pid of the process a worker was forked from."""
+    return os.getppid()
+
+
+def test_workers_are_not_forked_from_the_caller():
+    """A worker forked from the caller would hold a copy-on-write snapshot of its heap (a model,
+    its optimizer state) and copy every page the caller writes afterwards."""
+    assert pool.check_many(parent_pid, [()]) != [os.getpid()]
+    assert pool.check_many(sleep_then_true, [("a", "b")], timeout=0.5) == [None]  # a replacement worker
+    assert pool.check_many(parent_pid, [()]) != [os.getpid()]

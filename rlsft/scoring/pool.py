@@ -3,17 +3,20 @@
 sympy (under math-verify) can run for minutes inside C code on an adversarial answer, where no
 Python-level timer can stop it, and a timer's signal or asynchronous exception can fire in the
 wrong place of the training process. So no check of an answer runs in the training or evaluation
-process (only `warm_up`'s one fixed check, before the workers are forked):
-`check_many` hands a batch to a small pool of worker processes, and a worker that runs past
+process: `check_many` hands a batch to a small pool of worker processes, and a worker that runs past
 `TIME_LIMIT_S` on one check is killed and replaced; that check returns None (unverifiable) and is
 counted in `TIMEOUTS`. Nothing raises, from any thread, under `accelerate launch` (one pool per
 process) and inside TRL's reward call.
 
 The pool is pebble's `ProcessPool` (a kept library whose tasks take a timeout, and which kills and
 replaces a worker that overruns; `concurrent.futures` can only abandon such a worker). Workers
-are forked, so they start in milliseconds with the verifiers already imported and need nothing
-importable by name from the caller's main script (a forkserver or spawn worker re-imports it);
-a forked child holds only the forking thread and never touches torch or a GPU.
+come from multiprocessing's forkserver: a small process started fresh (it imports the caller's
+main script once, and the verifiers), from which each worker, and each replacement for one killed
+at the limit, is forked. A worker forked from the training process itself would hold a
+copy-on-write snapshot of its heap, and every page the process then writes (weights, optimizer
+state) would be copied: a Qwen2.5-0.5B run whose pool first started after its optimizer state was
+loaded held 7.5 GB more than it used and was killed by the OOM killer (docs/real-models.md).
+A check must be importable by name (a module-level function; the caller's main script counts).
 """
 
 from __future__ import annotations
@@ -35,29 +38,26 @@ _pool_pid = None
 
 
 def warm_up() -> None:
-    """One benign check in this process before any worker is forked, so every worker (and each
-    replacement for one killed at the limit) inherits math-verify's parsers and sympy's caches
-    already loaded: a fresh worker's first check otherwise pays about 0.2 s more of its 1 s limit
-    (measured on an equation with fractions, 0.38-0.44 s warm against 0.49-0.65 s cold)."""
-    import random
-
+    """One benign check as each worker starts, before it takes a task (pebble's initializer runs
+    before the worker's first task is timed), so a check's limit never pays for loading
+    math-verify's parsers and sympy's caches: a cold worker's first check otherwise pays about
+    0.2 s more of its 1 s limit (an equation with fractions, 0.38-0.44 s warm, 0.49-0.65 s cold)."""
     from rlsft.scoring.verify import verify_answer
 
-    state = random.getstate()  # the caller's seeded stream goes on as if nothing ran
     verify_answer("\\boxed{\\frac{a^2}{2}+b=1}", "a^2/2+b=1")  # LaTeX and plain forms, fractions, powers, an equation
-    random.setstate(state)
 
 
 def _get_pool():
     """This process's pool, started on first use (a forked child starts its own), its workers
-    forked warm (`warm_up`)."""
+    forked from the forkserver and warmed (`warm_up`) before their first task."""
     global _pool, _pool_pid
     with _lock:
         if _pool is None or _pool_pid != os.getpid():
             from pebble import ProcessPool
 
-            warm_up()
-            _pool, _pool_pid = ProcessPool(max_workers=WORKERS, context=multiprocessing.get_context("fork")), os.getpid()
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["__main__", "rlsft.scoring.verify"])  # imported once, shared by every worker
+            _pool, _pool_pid = ProcessPool(max_workers=WORKERS, context=context, initializer=warm_up), os.getpid()
         return _pool
 
 
