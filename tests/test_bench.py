@@ -35,7 +35,11 @@ def test_bench_parts_and_bad_parts(toy_model, tmp_path, capsys):
     assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "eval", "--eval-n", "4"]) == 0
     r = json.loads(next(out.glob("bench-*.json")).read_text())
     assert r["grpo"] == [] and r["sft"] == [] and len(r["eval"]) == 2  # 4 problems: sequences alone, at 1 and 8 samples
-    assert "## GRPO" not in next(out.glob("bench-*.md")).read_text()
+    table = next(out.glob("bench-*.md")).read_text()
+    assert "## GRPO" not in table and "The ceiling of generation" in table
+    assert [d["sequences"] for d in r["decode"]] == [1, 8, 16, 32, 64, 128]  # the ceiling at each decode batch
+    assert all(d["tflops"] == pytest.approx(d["tflop"] / d["seconds_per_token_step"]) and 0 < d["fraction_of_peak"] for d in r["decode"])
+    assert r["decode"][-1]["tflop"] == pytest.approx(128 * r["decode"][0]["tflop"])  # 2 x rows x the linear layers' weights
     assert cli_main(["bench", "--model", toy_model, "--out", str(tmp_path / "b2"), "--parts", "eval,rl"]) == 2
     assert "--parts" in capsys.readouterr().err and not (tmp_path / "b2").exists()
 

@@ -371,6 +371,48 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
             "peak_memory_gb": peak_memory_gb()}
 
 
+DECODE_ROWS = (1, 8, 16, 32, 64, 128)  # sequences a decode step multiplies at once; the lab's CPU calls take at most 64
+
+
+def decode_rates(model, rows: tuple[int, ...] = DECODE_ROWS, repeats: int = 3) -> list[dict]:
+    """The matmul rate a decode step can reach with `m` sequences in its batch, for each `m` in
+    `rows`: every linear layer's own weight (body and output head, in module order, so each step
+    reads all the weights from memory as generation does) times an m-row input, best of `repeats`.
+    Attention, norms and sampling are left out, so this is the ceiling of generation's useful rate
+    at that batch: a small m reads every weight for few rows, and a 2048-square matmul's peak is
+    out of reach.
+
+    >>> import torch
+    >>> [r["tflop"] for r in decode_rates(torch.nn.Sequential(torch.nn.Linear(4, 3)), rows=(1, 2), repeats=1)]
+    [2.4e-11, 4.8e-11]
+    """
+    import torch
+
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    params = sum(w.numel() for w in weights)
+    out = []
+    with torch.no_grad():
+        for m in rows:
+            inputs = {w.shape[1]: torch.randn(m, w.shape[1], dtype=w.dtype, device=w.device) for w in weights}
+            best = float("inf")
+            for _ in range(repeats + 1):  # the first pass warms the allocator and the kernels' choice
+                t = time.perf_counter()
+                for w in weights:
+                    torch.nn.functional.linear(inputs[w.shape[1]], w)
+                if w.is_cuda:
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - t)
+            out.append({"sequences": m, "seconds_per_token_step": best, "tflop": 2 * m * params / 1e12})
+    return out
+
+
+def bench_decode(args: BenchArgs, peak: float) -> list[dict]:
+    """`decode_rates` of the bench's model in float32, each against the measured matmul `peak`."""
+    rows = decode_rates(load_model(args.model))
+    return [{**r, "tflops": r["tflop"] / r["seconds_per_token_step"], "fraction_of_peak": r["tflop"] * 1e12 / r["seconds_per_token_step"] / peak}
+            for r in rows]
+
+
 def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict:
     """One evaluation measurement (generation only, as in `rlsft eval`): `variant` "prompts-16" is
     the lab's former batching, 16 prompts (x samples) per call run to the longest; "sequences" is
@@ -516,6 +558,8 @@ def run_bench(args: BenchArgs) -> Path:
         atomic_write(out / f"{stem}.md", bench_table(results))
 
     if "eval" in parts:
+        results["decode"] = bench_decode(args, peak)
+        save(False)
         for samples in eval_samples:
             # 16 prompts or fewer: prompts-16 is one call of them all, the same batch as sequences
             variants = ("prompts-16",) * (args.eval_n > 16) + ("sequences-full-batch",) * args.full_batch + ("sequences",)
@@ -578,6 +622,14 @@ def eval_table(r: dict) -> list[str]:
             lines += ["", "Finished sequences leaving the batch (`sequences` against `sequences-full-batch`, rlsft.scoring.decode): "
                       + ", ".join(f"**{v:.2f}x** with --samples {k.split('samples')[1].split('_')[0]}" for k, v in leaving.items())
                       + " (same run; the same samples, token for token).", ""]
+    if r.get("decode"):
+        lines += ["", "### The ceiling of generation at each batch", "",
+                  "Each linear layer's weight (body and output head) times an input of that many sequences' rows, as one decode "
+                  "step multiplies them (`rlsft.bench.bench.decode_rates`, best of 3; attention, norms and sampling left out). "
+                  "A decode step reads every weight for few rows, so at the batches generation runs (at most 64 sequences a call "
+                  "on a CPU, fewer as they finish) its attainable fraction of the matmul peak is this, not 100%.", "",
+                  "| sequences | matmul seconds per token step | TFLOP/s | fraction of peak |", "|---|---|---|---|"]
+        lines += [f"| {d['sequences']} | {d['seconds_per_token_step']:.4f} | {d['tflops']:.3f} | {d['fraction_of_peak']:.1%} |" for d in r["decode"]]
     return lines
 
 
