@@ -629,7 +629,7 @@ def eval_table(r: dict) -> list[str]:
                   "A decode step reads every weight for few rows, so at the batches generation runs (at most 64 sequences a call "
                   "on a CPU, fewer as they finish) its attainable fraction of the matmul peak is this, not 100%.", "",
                   "| sequences | matmul seconds per token step | TFLOP/s | fraction of peak |", "|---|---|---|---|"]
-        lines += [f"| {d['sequences']} | {d['seconds_per_token_step']:.4f} | {d['tflops']:.3f} | {d['fraction_of_peak']:.1%} |" for d in r["decode"]]
+        lines += [f"| {d['sequences']} | {d['seconds_per_token_step']:.4f} | {d['tflops']:.3f} | {d['fraction_of_peak']:.1%} |" for d in r["decode"]] + [""]
     return lines
 
 
