@@ -9,16 +9,16 @@ counted in `TIMEOUTS`. Nothing raises, from any thread, under `accelerate launch
 process) and inside TRL's reward call.
 
 The pool is pebble's `ProcessPool` (a kept library whose tasks take a timeout, and which kills and
-replaces a worker that overruns; `concurrent.futures` can only abandon such a worker). Workers
-come from multiprocessing's forkserver: a small process started fresh, with the verifiers imported,
-from which each worker, and each replacement for one killed at the limit, is forked (each worker
-then imports the caller's main script, as a spawned process does). A worker forked from the
-training process itself would hold a copy-on-write snapshot of its heap, and every page the
-process then writes (weights, optimizer state) would be copied: a Qwen2.5-0.5B run whose pool first started after its optimizer state was
-loaded held 7.5 GB more than it used and was killed by the OOM killer (docs/real-models.md).
-A check must be importable by name (a module-level function; the caller's main script counts),
-and a script that checks answers needs Python's `if __name__ == "__main__":` guard, since the
-workers import it.
+replaces a worker that overruns; `concurrent.futures` can only abandon such a worker). Workers come
+from multiprocessing's forkserver: a small process started fresh, with the verifiers imported, from
+which each worker, and each replacement for one killed at the limit, is forked (each worker then
+imports the caller's main script, as a spawned process does). A worker forked from the training
+process itself would hold a copy-on-write snapshot of its heap, and every page the process then
+writes (weights, optimizer state) would be copied: a Qwen2.5-0.5B run whose pool first started
+after its optimizer state was loaded held 7.5 GB more than it used and was killed by the OOM killer
+(docs/real-models.md). A check must be importable by name (a module-level function; the caller's
+main script counts), and a script that checks answers needs Python's `if __name__ == "__main__":`
+guard, since the workers import it.
 """
 
 from __future__ import annotations
