@@ -399,7 +399,7 @@ def decode_rates(model, rows: tuple[int, ...] = DECODE_ROWS, repeats: int = 3) -
                 t = time.perf_counter()
                 for w in weights:
                     torch.nn.functional.linear(inputs[w.shape[1]], w)
-                if w.is_cuda:
+                if weights[0].is_cuda:
                     torch.cuda.synchronize()
                 best = min(best, time.perf_counter() - t)
             out.append({"sequences": m, "seconds_per_token_step": best, "tflop": 2 * m * params / 1e12})

@@ -58,7 +58,7 @@ def _get_pool():
             from pebble import ProcessPool
 
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["__main__", "rlsft.scoring.verify"])  # imported once, shared by every worker
+            context.set_forkserver_preload(["rlsft.scoring.verify"])  # imported once in the server, shared by every worker
             _pool, _pool_pid = ProcessPool(max_workers=WORKERS, context=context, initializer=warm_up), os.getpid()
         return _pool
 
