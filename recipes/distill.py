@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import rlsft.scoring.countdown
 import rlsft.scoring.tasks
 import rlsft.scoring.verify
 from rlsft.config import RecipeConfig, training_section, trl_section
@@ -180,9 +181,9 @@ def teacher_prompts(cfg: Config, tokenizer) -> tuple[list[dict], list]:
 def trace_cache_key(cfg: Config, tokenizer, work: tuple[list, list] | None = None) -> str:
     """What the teacher's traces depend on, hashed, and nothing else (an edit of the lab elsewhere
     reuses them): the teacher (and its weights' size and date when it is a local folder), the
-    prompts exactly as the teacher reads them with their gold answers, the sampling settings and
-    seed, and the verifier that filters them (math-verify's version and the lab's verify and task
-    code, by content)."""
+    prompts exactly as the teacher reads them with their gold answers, the sampling settings, seed
+    and generation backend, and the verifier that filters them (math-verify's version and the
+    lab's verify, countdown and task code, by content)."""
     import hashlib
     import json
     from importlib import metadata
@@ -195,10 +196,12 @@ def trace_cache_key(cfg: Config, tokenizer, work: tuple[list, list] | None = Non
     teacher = resolve_model(d.teacher)
     weights = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(teacher).glob("*.safetensors")) if Path(teacher).is_dir() else []
     problems, prompts = work or teacher_prompts(cfg, tokenizer)
-    verifier = [metadata.version("math-verify")] + [digest(Path(m.__file__).read_text()) for m in (rlsft.scoring.verify, rlsft.scoring.tasks)]
+    verifier = [metadata.version("math-verify")] + [digest(Path(m.__file__).read_text())
+                                                    for m in (rlsft.scoring.verify, rlsft.scoring.countdown, rlsft.scoring.tasks)]
     key = {"teacher": str(Path(teacher).resolve()) if Path(teacher).is_dir() else teacher, "weights": weights,
            "prompts": digest(json.dumps([[render_prompt(q, tokenizer), p["answer"]] for q, p in zip(prompts, problems)])),
            "seed": cfg.run.seed if d.trace_seed is None else d.trace_seed, "verifier": verifier,
+           "backend": resolve_backend(d.backend),  # vLLM and generate draw different samples for one seed
            **{k: getattr(d, k) for k in ("samples_per_prompt", "keep_per_prompt", "temperature", "max_new_tokens",
                                          "generation_batch_size", "generation_memory_gb")}}
     return digest(json.dumps(key, sort_keys=True))[:16]
@@ -232,6 +235,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ config
     check_vocabularies(cfg, download=True)  # before a folder is made, weights load or the "before" evaluation is paid
+    resolve_backend(cfg.distill.backend)  # the teacher's sampling asks for vLLM where it cannot run: refused as early
     folder, cfg, tokenizer = start_run(cfg, resume)  # the run folder; the config with its prompt form resolved; the tokenizer
     d = cfg.distill
     torch.manual_seed(cfg.run.seed)

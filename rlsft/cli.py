@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--think-prefill", action="store_true", help="open each prompt's answer with <think> and stop at </answer>, as a run trained with data.think_prefill")
     e.add_argument("--source", default=None, help="local JSONL or hub id replacing the task's default data")
     e.add_argument("--dtype", default="auto")
+    e.add_argument("--revision", default=None, help="hub branch, tag or commit of --model")
     e.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code to run (off by default)")
 
     pt = sub.add_parser("pretrain", help="build a micro base model (corpus, tokenizer, model, card) from a config", allow_abbrev=False)

@@ -31,7 +31,7 @@ from rlsft.models import load_tokenizer
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.rewards import get_reward
 from rlsft.scoring.tasks import get_task
-from rlsft.trainer import TRAINING_DEFAULTS, differs_from_defaults, load_configured_model, prompt_dataset, run_folder, with_resolved_template
+from rlsft.trainer import TRAINING_DEFAULTS, check_data, differs_from_defaults, load_configured_model, prompt_dataset, run_folder, with_resolved_template
 
 RECIPES: dict[str, str] = {
     "grpo": "recipes.grpo",
@@ -164,6 +164,9 @@ def train_from_config(path: str, overrides: list[str] | None = None, resume: str
             return RunFolder(resume).record
         return run_recipe(module, cfg, resume=bool(resume))
     pipe, stages = pipeline_stages(path, overrides)
+    for _, _, cfg, folder in stages:  # every stage's data is readable before the first stage trains
+        if not folder.finished:
+            check_data(cfg)
     record = None
     for i, (name, module, cfg, folder) in enumerate(stages, 1):
         if folder.finished:

@@ -54,9 +54,10 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
 
     gpu = torch.cuda.is_available()
     cls = trl_class(config_class)
-    if section.get("model_init_kwargs"):  # TRL reads it only when it loads the model from a name; the lab loads it
-        raise UserError(f"{cls.__name__}.model_init_kwargs is ignored for a model the lab loads; set model.dtype or "
-                        "model.trust_remote_code instead")
+    for key in ("model_init_kwargs", "teacher_model_init_kwargs"):  # TRL reads them only when it loads a model from a name; the lab loads both
+        if section.get(key):
+            raise UserError(f"{cls.__name__}.{key} is ignored for a model the lab loads; set model.dtype, model.revision, "
+                            "model.attn_implementation or model.trust_remote_code instead")
     kwargs = {
         "bf16": gpu and torch.cuda.is_bf16_supported(), "use_cpu": not gpu,
         **TRAINING_DEFAULTS, **cfg.training, **section, **owned,
@@ -139,6 +140,22 @@ def with_resolved_template(cfg, tokenizer):
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, template=resolve_template(cfg.data.template, tokenizer)))
 
 
+def check_data(cfg) -> None:
+    """Read the first problem of each data set the run reads (its task's training prompts, unless
+    an SFT run learns from a file of examples, and each held-out task's split), so a wrong hub id,
+    a data set that is not cached offline, or a file whose fields do not match its task fails in
+    one line before a folder exists, weights load or anything is paid."""
+    if getattr(getattr(cfg, "examples", None), "source", "clean") == "clean":
+        task = get_task(cfg.data.task)
+        task.load(task.train_split, source=cfg.data.source, n=1, seed=cfg.run.seed)
+    for name in cfg.eval.tasks:
+        task = get_task(name)
+        split = task.eval_split if cfg.eval.split == "test" else task.validation_split
+        if split is None:
+            raise UserError(f"eval.tasks: task {name!r} has no {cfg.eval.split} split")
+        task.load(split, n=1, seed=cfg.run.seed)
+
+
 def start_run(cfg, resume: bool = False):
     """(folder, cfg, tokenizer): the run's tokenizer (loaded first: a bad model name fails before
     anything is written), the run folder created with the config as given and provenance, or a
@@ -146,6 +163,7 @@ def start_run(cfg, resume: bool = False):
     (`data.template: auto` becomes chat or r1-zero; config.yaml keeps `auto`), which the run uses
     from here on. The loaded config is never changed. On the main process; the others wait."""
     resolve_backend(cfg.eval.backend)  # vLLM asked for where it cannot run: refused before a folder exists
+    check_data(cfg)  # so are data sets that cannot be read
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     folder = run_folder(cfg.run)
     if is_main_process():
@@ -359,6 +377,7 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         args = EvalArgs(model=name, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature, top_p=e.top_p,
                         max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template,
                         think_prefill=cfg.data.think_prefill, dtype=cfg.model.dtype,
+                        revision=cfg.model.revision if name == cfg.model.name else None,  # a saved model has no hub revision
                         backend="transformers" if when == "curve" else e.backend)  # a curve checkpoint is only in memory
         shared = before_cache_dir(e.before_cache, args) if when == "before" and e.before_cache else None
         if shared is not None and (shared / "metrics.json").is_file():
@@ -416,7 +435,8 @@ def before_cache_dir(root: str, args) -> Path:
     import hashlib
     import json
 
-    decides = {k: v for k, v in dataclasses.asdict(args).items() if k != "out"}
+    # revision only where one is set: the keys of caches written before it existed stay valid
+    decides = {k: v for k, v in dataclasses.asdict(args).items() if k != "out" and not (k == "revision" and v is None)}
     key = hashlib.sha256(json.dumps(decides, sort_keys=True).encode()).hexdigest()[:16]
     return Path(root) / f"{args.task}-seed{args.seed}-{key}"
 

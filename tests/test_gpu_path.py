@@ -105,3 +105,106 @@ def test_generation_backends_map_the_labs_sampling_to_vllm_and_refuse_vllm_where
     assert not (tmp_path / "run").exists()
     with pytest.raises(UserError, match="eval.backend must be one of auto, transformers, vllm"):
         load_recipe_config("configs/micro/r1_zero.yaml", ["eval.backend=sglang"])
+
+
+def test_vllm_evaluation_gets_the_models_revision_dtype_and_the_memory_that_is_free(monkeypatch, toy_model, tmp_path):
+    """vLLM cannot run here: a stand-in module records what the lab hands it, and returns texts
+    that the lab then scores as it scores generate's."""
+    import json
+    import sys
+    import types
+
+    import torch
+
+    import rlsft.scoring.evaluate as ev
+
+    made, asked = [], []
+
+    class Output:  # one sample of vLLM's RequestOutput.outputs
+        def __init__(self, text, ended):
+            self.text, self.token_ids, self.finish_reason = text, [0] * 5, "stop" if ended else "length"
+
+    class LLM:
+        def __init__(self, **kw):
+            made.append(kw)
+
+        def generate(self, texts, params):
+            asked.append((texts, params.kw))
+            return [types.SimpleNamespace(outputs=[Output("<think>1+1</think><answer>7</answer>", True), Output("so", False)]) for _ in texts]
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (20 * 2**30, 24 * 2**30))  # a trainer holds 4 GiB
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    result = ev.evaluate(ev.EvalArgs(model=toy_model, task="micro-arith", out=str(tmp_path / "e"), n=3, samples=2, temperature=0.6, top_p=0.9,
+                                     max_new_tokens=32, seed=5, dtype="bfloat16", revision="v1", backend="vllm"))
+    (kw,) = made
+    assert kw == {"model": toy_model, "revision": "v1", "dtype": "bfloat16", "seed": 5, "gpu_memory_utilization": 0.783}
+    ((texts, params),) = asked
+    assert len(texts) == 3 and params == {"n": 2, "temperature": 0.6, "top_p": 0.9, "max_tokens": 32, "seed": 5}
+    samples = [json.loads(line) for line in (tmp_path / "e" / "samples.jsonl").read_text().splitlines()]
+    assert [s["truncated"] for s in samples] == [False, True] * 3 and result["generation"]["backend"] == "vllm"
+    with pytest.raises(UserError, match="1.0 of 24.0 GiB is free"):
+        ev.vllm_memory_share(2**30, 24 * 2**30)
+
+
+def test_the_teachers_sampling_backend_and_init_kwargs_are_refused_before_anything_runs(monkeypatch, toy_model, tmp_path):
+    import recipes.distill as distill
+    from rlsft.launch import load_recipe_config
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    module, cfg = load_recipe_config("configs/micro/distill_offline.yaml", [f"model.name={toy_model}", f"distill.teacher={toy_model}",
+                                                                          f"run.out_dir={tmp_path / 'run'}", "run.report_to=none",
+                                                                          "distill.backend=vllm"])
+    with pytest.raises(UserError, match="vllm asked for, but vLLM is not installed"):
+        module.main(cfg)  # before a folder, the student's weights or its evaluation before training
+    assert not (tmp_path / "run").exists()
+    _, cfg = load_recipe_config("configs/micro/distill_onpolicy.yaml", ["distillation.teacher_model_init_kwargs={dtype: bfloat16}"])
+    with pytest.raises(UserError, match="teacher_model_init_kwargs is ignored for a model the lab loads"):
+        distill.training_args(cfg)
+
+
+def test_data_that_cannot_be_read_stops_a_run_or_a_pipeline_before_anything_is_written(monkeypatch, toy_model, tmp_path):
+    from rlsft.launch import load_recipe_config, train_from_config
+    from rlsft.trainer import start_run
+
+    monkeypatch.delenv("RLSFT_DATA", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    base = [f"model.name={toy_model}", f"run.out_dir={tmp_path / 'run'}", "run.report_to=none"]
+    # a held-out task whose data is neither local nor cached: refused before the run folder, not at the evaluation
+    _, cfg = load_recipe_config("configs/micro/r1_zero.yaml", base + ["eval.tasks=[micro-arith, aime24]"])
+    with pytest.raises(UserError, match="cannot load dataset 'HuggingFaceH4/aime_2024'.*HF_HUB_OFFLINE"):
+        start_run(cfg)
+    # training prompts whose fields do not match the task
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "1+1", "solution": "2"}\n')
+    _, cfg = load_recipe_config("configs/micro/r1_zero.yaml", base + ["data.task=gsm8k", f"data.source={bad}"])
+    with pytest.raises(UserError, match=str(bad)):
+        start_run(cfg)
+    # a held-out split the task does not have
+    _, cfg = load_recipe_config("configs/micro/r1_zero.yaml", base + ["eval.tasks=[math500]", "eval.split=validation"])
+    with pytest.raises(UserError, match="task 'math500' has no validation split"):
+        start_run(cfg)
+    assert not (tmp_path / "run").exists()
+    # a pipeline's last stage with unreadable data stops before its first stage trains
+    with pytest.raises(UserError, match="aime_2024"):
+        train_from_config("configs/micro/r1.yaml", [f"run.out_dir={tmp_path / 'pipe'}",
+                                                    f'stage_overrides=["model.name={toy_model}", "run.report_to=none", "grpo:eval.tasks=[aime24]"]'])
+    assert not any((tmp_path / "pipe").rglob("config.yaml"))
+
+
+def test_a_pipelines_stages_share_one_wandb_group_unless_a_study_names_it():
+    from rlsft.launch import pipeline_stages
+
+    pipe, stages = pipeline_stages("configs/micro/r1.yaml")
+    assert len(stages) > 1 and {cfg.run.group for _, _, cfg, _ in stages} == {pipe.run.name}
+    assert len({cfg.run.name for _, _, cfg, _ in stages}) == len(stages)  # each stage its own wandb run in that group
+    _, stages = pipeline_stages("configs/micro/r1.yaml", ["run.group=my-study"])
+    assert {cfg.run.group for _, _, cfg, _ in stages} == {"my-study"}

@@ -104,3 +104,26 @@ def test_lora_trains_and_saves_a_merged_model(toy_model, tmp_path):
     c = json.loads((tmp_path / "lora" / "run.json").read_text())["compute"]
     n, t = c["parameters"], c["trainable_parameters"]
     assert 0 < t < n / 10 and c["flops"] == (4 * n + 2 * t) * c["train_tokens"] > 0
+
+
+def stage_configs():
+    """(id, module, typed config) of every real recipe config and every stage of a real pipeline."""
+    out = [(f"{p.parent.name}/{p.stem}", *load_recipe_config(str(p))) for p in RECIPE_CONFIGS]
+    for p in PIPELINES:
+        out += [(f"{p.parent.name}/{p.stem}:{name}", module, cfg) for name, module, cfg, _ in pipeline_stages(str(p))[1]]
+    return out
+
+
+@pytest.mark.parametrize("name,module,cfg", stage_configs(), ids=lambda x: x if isinstance(x, str) else "")
+def test_real_configs_keep_their_step_and_split_it_into_micro_batches_that_fit_24_gb(name, module, cfg):
+    """The sizing docs/recipes.md states: checkpointing on, GRPO 128 completions a step in micro-batches
+    of 8 (0.5B) or 4 (1.5B), SFT and distillation 16 examples a step in 4s (2s for the 1.5B
+    distillation configs, whose sequences are longer or share the card with a teacher)."""
+    args = module.training_args(cfg)
+    assert args.gradient_checkpointing, name
+    step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    big = "1.5b" in name
+    if cfg.recipe == "grpo":
+        assert step == 128 and args.per_device_train_batch_size == (4 if big else 8), name
+    else:
+        assert step == 16 and args.per_device_train_batch_size == (2 if big and cfg.recipe == "distill" else 4), name

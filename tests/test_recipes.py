@@ -199,7 +199,8 @@ def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, t
     real_init = wandb.init
     monkeypatch.setattr(wandb, "init", lambda **kw: seen.append(kw) or real_init(**kw))
     overrides = [o for o in tiny_recipe_overrides(toy_model, tmp_path / "run") if o != "run.report_to=none"]
-    run_recipe(MICRO / "r1_zero.yaml", overrides + GRPO_TINY + ["run.report_to=wandb", "run.group=my-study", "run.name=r1_zero/seed0"])
+    run_recipe(MICRO / "r1_zero.yaml", overrides + GRPO_TINY + ["run.report_to=wandb", "run.group=my-study", "run.name=r1_zero/seed0",
+                                                           "eval.curve_steps=[1]"])
     # the study is the group, arm/seed the name, and the lab's own config travels with TRL's
     wandb.teardown()  # the service writes the run's file asynchronously; stopping it flushes every record before the file is read
     (kw,) = seen
@@ -210,7 +211,7 @@ def test_a_run_logs_to_wandb_offline_with_its_group_name_and_config(toy_model, t
     # held-out results too: history beside training's, the summary, and tables of completions with their flags
     assert b"heldout/micro-arith/pass@1" in data and b"heldout/after/micro-arith/mixing_rate" in data
     tables = {p.name.split("_")[1] for p in (tmp_path / "wandb").rglob("media/table/heldout/micro-arith/*.table.json")}
-    assert tables == {"before", "after"}
+    assert tables == {"before", "step-1", "after"}  # the curve's checkpoint too
     (after,) = (tmp_path / "wandb").rglob("media/table/heldout/micro-arith/samples_after*.table.json")
     table = json.loads(after.read_text())
     assert "mixed" in table["columns"] and len(table["data"]) == 4 * 2  # eval.n x eval.samples of the tiny run

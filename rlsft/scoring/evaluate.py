@@ -142,6 +142,7 @@ class EvalArgs:
     source: str | None = None  # local JSONL or hub id overriding the task's default data
     dtype: str = "auto"
     trust_remote_code: bool = False
+    revision: str | None = None  # a hub branch, tag or commit of `model` (model.revision)
     backend: str = "transformers"  # generation: transformers, vllm (a GPU with vLLM), or auto (vllm where it can run)
 
 
@@ -386,11 +387,37 @@ def sampling_params(samples: int, temperature: float, top_p: float, max_new_toke
     return params
 
 
+VLLM_HEADROOM = 0.05  # share of the GPU's memory vLLM leaves free beside what it finds free at start
+
+
+def vllm_memory_share(free_bytes: int, total_bytes: int) -> float:
+    """vLLM's `gpu_memory_utilization` (the share of the whole GPU it may take, weights included):
+    what is free when it starts, less a margin, at most 0.9. Inside a run the trainer, its
+    optimizer state and TRL's own vLLM engine still hold memory, so a fixed share could exceed
+    what is left.
+
+    >>> vllm_memory_share(20 * 2**30, 24 * 2**30)
+    0.783
+    >>> vllm_memory_share(80 * 2**30, 80 * 2**30)
+    0.9
+    >>> vllm_memory_share(2**30, 24 * 2**30)
+    Traceback (most recent call last):
+    rlsft.io.UserError: vLLM generation needs free GPU memory: 1.0 of 24.0 GiB is free; use backend transformers
+    """
+    share = min(0.9, round(free_bytes / total_bytes - VLLM_HEADROOM, 3))
+    if share < 0.05:
+        raise UserError(f"vLLM generation needs free GPU memory: {free_bytes / 2**30:.1f} of {total_bytes / 2**30:.1f} GiB is free; "
+                        "use backend transformers")
+    return share
+
+
 def vllm_generate(model_path: str, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
-                  seed: int, think_prefill: bool = False, stats: dict | None = None, gpu_memory_utilization: float = 0.5) -> list[list[dict]]:
+                  seed: int, think_prefill: bool = False, stats: dict | None = None, revision: str | None = None,
+                  dtype: str = "auto") -> list[list[dict]]:
     """`generate`'s result from vLLM's `LLM.generate` (one call, vLLM batches): per prompt, K dicts
-    {text, length, truncated}. The model is loaded from `model_path` (saved weights: vLLM cannot read
-    a model in memory) and freed afterwards. Not run on the lab's CPU machines (docs/recipes.md)."""
+    {text, length, truncated}. The model is loaded from `model_path` at `revision` (saved weights:
+    vLLM cannot read a model in memory), in `dtype`, into the GPU memory free at the call
+    (`vllm_memory_share`), and freed afterwards. Not run on the lab's CPU machines (docs/recipes.md)."""
     import gc
 
     import torch
@@ -399,7 +426,10 @@ def vllm_generate(model_path: str, tokenizer, prompts: list, samples: int, tempe
     prefill = THINK_PREFILL if think_prefill else ""
     texts = [render_prompt(p, tokenizer, prefill) for p in prompts]
     t0 = time.time()
-    llm = LLM(model=model_path, seed=seed, gpu_memory_utilization=gpu_memory_utilization)
+    gc.collect()
+    torch.cuda.empty_cache()  # the caller's freed tensors back to the device before measuring what is free
+    llm = LLM(model=model_path, revision=revision, dtype=dtype, seed=seed,
+              gpu_memory_utilization=vllm_memory_share(*torch.cuda.mem_get_info()))
     outs = llm.generate(texts, SamplingParams(**sampling_params(samples, temperature, top_p, max_new_tokens, seed, think_prefill)))
     groups = [[{"text": prefill + o.text, "length": len(o.token_ids), "truncated": o.finish_reason == "length"} for o in out.outputs]
               for out in outs]
@@ -428,7 +458,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         raise UserError(f"task {task.name!r} has no {args.split} split")
     backend = resolve_backend(args.backend)
     rows = task.load(split, source=args.source, n=args.n, seed=args.seed)
-    tokenizer = tokenizer or load_tokenizer(args.model, args.trust_remote_code)
+    tokenizer = tokenizer or load_tokenizer(args.model, args.trust_remote_code, args.revision)
     torch.manual_seed(args.seed)
     template = resolve_template(args.template, tokenizer)
     prompts = [build_prompt(r["question"], template) for r in rows]
@@ -437,9 +467,9 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     progress = out / "generation.partial.json"  # a killed evaluation continues from here (see `generate`)
     if backend == "vllm":
         groups = vllm_generate(resolve_model(args.model), tokenizer, prompts, args.samples, args.temperature, args.top_p,
-                               args.max_new_tokens, args.seed, args.think_prefill, stats)
+                               args.max_new_tokens, args.seed, args.think_prefill, stats, args.revision, args.dtype)
     else:
-        groups = generate(model or load_model(args.model, args.dtype, args.trust_remote_code), tokenizer, prompts, args.samples,
+        groups = generate(model or load_model(args.model, args.dtype, args.trust_remote_code, args.revision), tokenizer, prompts, args.samples,
                           args.temperature, args.top_p, args.max_new_tokens, args.batch_size, args.memory_gb, desc=f"eval {task.name}",
                           stats=stats, think_prefill=args.think_prefill, progress=progress, progress_key=f"{args.model} seed={args.seed}")
 
