@@ -16,8 +16,12 @@ Compute counts the teacher too: its sampling (offline; a cache hit still counts 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 
 import rlsft.scoring.countdown
 import rlsft.scoring.tasks
@@ -28,7 +32,19 @@ from rlsft.models import count_parameters, load_model, load_tokenizer, n_params,
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, param_count
 from rlsft.scoring.evaluate import BACKENDS, generate, resolve_backend, vllm_generate
 from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task, render_prompt, resolve_template
-from rlsft.trainer import (curve_callback, evaluate_model, finish_run, lora_config, metrics_logger, prompt_dataset, save_trained, sft_pair, start_run, train_and_count, trl_args)
+from rlsft.trainer import (
+    curve_callback,
+    evaluate_model,
+    finish_run,
+    lora_config,
+    metrics_logger,
+    prompt_dataset,
+    save_trained,
+    sft_pair,
+    start_run,
+    train_and_count,
+    trl_args,
+)
 
 MODES = ("offline", "on_policy")
 
@@ -184,10 +200,6 @@ def trace_cache_key(cfg: Config, tokenizer, work: tuple[list, list] | None = Non
     prompts exactly as the teacher reads them with their gold answers, the sampling settings, seed
     and generation backend, and the verifier that filters them (math-verify's version and the
     lab's verify, countdown and task code, by content)."""
-    import hashlib
-    import json
-    from importlib import metadata
-    from pathlib import Path
 
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
@@ -209,8 +221,6 @@ def trace_cache_key(cfg: Config, tokenizer, work: tuple[list, list] | None = Non
 
 def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
     """`teacher_traces`, read from the cache when the same traces were made before."""
-    import json
-    from pathlib import Path
 
     if cfg.distill.cache_dir is None:
         return teacher_traces(teacher_loader, tokenizer, cfg)

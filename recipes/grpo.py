@@ -18,6 +18,10 @@ metrics.json and samples.jsonl), <out>/metrics.jsonl, <out>/samples_train.jsonl 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
+import shutil
 from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
@@ -30,7 +34,19 @@ from rlsft.scoring.language import language_stats
 from rlsft.scoring.rewards import completion_text, get_reward
 from rlsft.scoring.tasks import ANSWER_STOP
 from rlsft.scoring.verify import EXTRACTIONS
-from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_configured_model, lora_config, metrics_logger, prompt_dataset, save_trained, start_run, train_and_count, trl_args)
+from rlsft.trainer import (
+    curve_callback,
+    evaluate_model,
+    finish_run,
+    load_configured_model,
+    lora_config,
+    metrics_logger,
+    prompt_dataset,
+    save_trained,
+    start_run,
+    train_and_count,
+    trl_args,
+)
 
 
 @dataclass
@@ -63,7 +79,6 @@ class Config(RecipeConfig):
 
 def training_args(cfg: Config):
     """TRL's GRPOConfig for this run; the reward weights follow `cfg.rewards`, plus 0 for the monitor."""
-    import importlib.util
 
     import torch
 
@@ -114,7 +129,6 @@ def completion_monitor(folder: RunFolder, monitor: MonitorConfig):
     training completion that mixes languages (TRL then logs the mixing rate of the training
     completions as `rewards/language_monitor/mean`) and writes 8 completions to
     samples_train.jsonl every `monitor.every` calls. With weight 0 it never changes the gradient."""
-    import json
 
     calls = [0]
     main = is_main_process()
@@ -153,8 +167,6 @@ def preflight(cfg: Config, args, model, tokenizer, train_set, folder: RunFolder 
     `probe.min_signal` unless `probe.force`, which removes the run folder (it holds nothing
     trained), so the same command runs again once the settings are fixed. A resumed run reuses
     its probe.json."""
-    import json
-    import shutil
 
     if not cfg.probe.enabled:
         return None
@@ -176,7 +188,6 @@ def preflight(cfg: Config, args, model, tokenizer, train_set, folder: RunFolder 
 def stop_at_answer(model, tokenizer) -> None:
     """Let TRL's generate honour `stop_strings` (data.think_prefill): transformers needs the
     tokenizer for them, and TRL 1.x calls `model.generate` without it, so it is bound here."""
-    import functools
 
     model.generate = functools.partial(model.generate, tokenizer=tokenizer)
 

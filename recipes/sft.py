@@ -24,7 +24,19 @@ from rlsft.io import UserError, read_jsonl
 from rlsft.models import n_params
 from rlsft.runs.compute import estimate_record, param_count
 from rlsft.scoring.tasks import build_prompt, get_task
-from rlsft.trainer import (curve_callback, evaluate_model, finish_run, load_configured_model, lora_config, metrics_logger, save_trained, sft_pair, start_run, train_and_count, trl_args)
+from rlsft.trainer import (
+    curve_callback,
+    evaluate_model,
+    finish_run,
+    load_configured_model,
+    lora_config,
+    metrics_logger,
+    save_trained,
+    sft_pair,
+    start_run,
+    train_and_count,
+    trl_args,
+)
 
 
 @dataclass

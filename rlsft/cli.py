@@ -15,9 +15,13 @@ A user mistake (bad flag, missing file, bad JSONL line, unknown name) prints one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from pathlib import Path
+
+import yaml
 
 from rlsft.bench.bench import BenchArgs, main_bench
 from rlsft.config import load_config
@@ -225,10 +229,6 @@ def pretrain_command(args) -> None:
 
 
 def train_command(args) -> None:
-    import contextlib
-
-    import yaml
-
     if args.dry_run:
         with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time prints stay out of the YAML
             plan = json.loads(to_json(dry_run(args.config, args.overrides)))
@@ -239,8 +239,6 @@ def train_command(args) -> None:
 
 
 def probe_command(args) -> None:
-    import contextlib
-
     with contextlib.redirect_stdout(sys.stderr):  # libraries' prints stay out of the JSON
         record = probe_from_config(args.config, args.overrides, args.out)
     print(to_json(record), end="")
@@ -260,7 +258,6 @@ def bench_command(args) -> None:
 
 def power_command(args) -> None:
     """`rlsft power`: the minimum detectable effects of study designs from a pilot run (rlsft/verdicts/power.py)."""
-    from pathlib import Path
 
     if min(args.seeds) < 2:
         raise UserError("--seeds: a t test over seeds needs at least 2")
@@ -298,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
 def _default_max_new_tokens(model: str) -> int:
     """A real model's card (rlsft.models.MODEL_CARDS, else 512); a micro model's rlsft_card.json
     gives the budget its context allows."""
-    from pathlib import Path
 
     card = MICRO_MODELS_DIR / model / "rlsft_card.json"
     if not card.is_file() and (Path(model) / "rlsft_card.json").is_file():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -112,7 +113,6 @@ def trl_section(config_class: str, **defaults: Any):
 
 def trl_class(config_class: str) -> type:
     """The class named "module:Class"."""
-    import importlib
 
     module, name = config_class.split(":")
     return getattr(importlib.import_module(module), name)

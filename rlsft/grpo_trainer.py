@@ -6,8 +6,8 @@ rewards, advantages, the loss, logging) is TRL's own.
 1. **Log-probabilities of completion tokens only.** TRL's fused LM head scores only the labelled
    positions on a GPU, but on a CPU (no Triton) it scores every position of the batch, prompt and
    padding included, and its backward recomputes each logits tile. For Qwen2.5-Coder-0.5B (151,936-
-   token vocabulary) at 8 completions x 128 tokens after a 116-token prompt, that head was 29 s of a
-   59 s forward and backward (reports/bench/profile-cpu-qwen2.5-coder-0.5b.md). Here the backbone
+   token vocabulary) that head was about half of a forward and backward (the profile in
+   reports/bench/ measures it). Here the backbone
    runs as before and the head runs once, on the real completion tokens alone
    (`completion_logprobs`): one (tokens, vocab) matrix, kept for the backward, which needs no
    recompute. Same mathematics: log-softmax of logits / temperature at each sampled token; the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -65,7 +66,6 @@ _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": 
 
 def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy folder `src` to `dst` (replacing it), atomically: a copy cut short is never read as done."""
-    import shutil
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

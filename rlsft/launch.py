@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 
 from rlsft.config import apply_overrides, from_dict, read_yaml, to_dict
@@ -31,7 +32,15 @@ from rlsft.models import load_tokenizer
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.rewards import get_reward
 from rlsft.scoring.tasks import get_task
-from rlsft.trainer import TRAINING_DEFAULTS, check_data, differs_from_defaults, load_configured_model, prompt_dataset, run_folder, with_resolved_template
+from rlsft.trainer import (
+    TRAINING_DEFAULTS,
+    check_data,
+    differs_from_defaults,
+    load_configured_model,
+    prompt_dataset,
+    run_folder,
+    with_resolved_template,
+)
 
 RECIPES: dict[str, str] = {
     "grpo": "recipes.grpo",
@@ -185,7 +194,6 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     """`rlsft probe`: the GRPO recipe's pre-flight signal check (rlsft/preflight.py) on a config's
     model, prompts, rewards and sampling settings, without a run folder; the record is returned
     (and written to OUT/probe.json)."""
-    from pathlib import Path
 
     if is_pipeline(path):
         raise UserError(f"{path}: a pipeline; probe its GRPO stage's config (with the previous stage's model as model.name)")

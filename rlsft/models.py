@@ -8,38 +8,66 @@ stays as it is; anything else is taken as a hub id. Offline failures become one-
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from rlsft.io import UserError
-from rlsft.packaged import PACKAGED_MODELS, cache_root, packaged_model_folder
+from rlsft.packaged import QWEN_CODER_05B, QWEN_CODER_15B, cache_root, chunked_gguf_model, packaged_model_folder, smollm2_135m
 
 MICRO_MODELS_DIR = Path(__file__).parent / "micro" / "models"  # shipped with the package
+
+
+# Architectures the lab can build with random weights (transformers' Qwen2Config fields), for a GPU
+# check where real weights cannot travel; a card names one.
+ARCHITECTURES = {
+    "qwen2.5-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
+    "qwen2.5-1.5b": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
+    "qwen2.5-3b": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                       num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
+}
 
 
 @dataclass(frozen=True)
 class ModelCard:
     """What the lab knows of a real model without its files: enough for a dry run offline."""
 
-    parameters: int  # as `n_params` counts them: tied weights once
+    parameters: int | None  # as `n_params` counts them: tied weights once (None: known once a packaged model is converted)
     vocab_size: int  # config.vocab_size: the logit rows that on-policy distillation matches
     max_new_tokens: int = 512  # `rlsft eval`'s default completion budget
+    build: Callable[[Path], None] | None = None  # a packaged model: writes its folder (rlsft/packaged.py); None for a hub id
+    architecture: str | None = None  # its key in ARCHITECTURES: the GPU check's random-weight stand-in
 
 
-# The one table to extend when adding a real model. Packaged models (rlsft/packaged.py) also
-# register a builder there; a micro model's card is the rlsft_card.json in its folder.
+# The one table to extend when adding a real model: a hub id, or a name with a `build` for a model
+# that comes as a Python package. A micro model's card is the rlsft_card.json in its folder.
 MODEL_CARDS: dict[str, ModelCard] = {
-    "Qwen/Qwen2.5-0.5B": ModelCard(494_032_768, 151_936),
-    "Qwen/Qwen2.5-0.5B-Instruct": ModelCard(494_032_768, 151_936),
-    "Qwen/Qwen2.5-1.5B": ModelCard(1_543_714_304, 151_936),
-    "Qwen/Qwen2.5-1.5B-Instruct": ModelCard(1_543_714_304, 151_936),
-    "Qwen/Qwen2.5-3B-Instruct": ModelCard(3_085_938_688, 151_936),
+    "Qwen/Qwen2.5-0.5B": ModelCard(494_032_768, 151_936, architecture="qwen2.5-0.5b"),
+    "Qwen/Qwen2.5-0.5B-Instruct": ModelCard(494_032_768, 151_936, architecture="qwen2.5-0.5b"),
+    "Qwen/Qwen2.5-1.5B": ModelCard(1_543_714_304, 151_936, architecture="qwen2.5-1.5b"),
+    "Qwen/Qwen2.5-1.5B-Instruct": ModelCard(1_543_714_304, 151_936, architecture="qwen2.5-1.5b"),
+    "Qwen/Qwen2.5-3B-Instruct": ModelCard(3_085_938_688, 151_936, architecture="qwen2.5-3b"),
     "Qwen/Qwen2.5-7B-Instruct": ModelCard(7_615_616_512, 152_064),
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": ModelCard(7_615_616_512, 152_064),
-    "smollm2-135m": ModelCard(134_515_008, 49_152),  # before its first use converts it
-    "qwen2.5-coder-0.5b": ModelCard(630_167_424, 151_936),  # as converted: its GGUF keeps the output head apart
+    "smollm2-135m": ModelCard(134_515_008, 49_152, build=smollm2_135m),  # before its first use converts it
+    "qwen2.5-coder-0.5b": ModelCard(630_167_424, 151_936, build=chunked_gguf_model(QWEN_CODER_05B)),  # as converted: its GGUF keeps the output head apart
+    "qwen2.5-coder-1.5b": ModelCard(None, 151_936, build=chunked_gguf_model(QWEN_CODER_15B)),  # its converted folder's config counts it
 }
+
+
+def is_packaged(name: str) -> bool:
+    """A real model that comes as a Python package (a card with a `build`).
+
+    >>> is_packaged("smollm2-135m"), is_packaged("Qwen/Qwen2.5-0.5B")
+    (True, False)
+    """
+    card = MODEL_CARDS.get(name)
+    return card is not None and card.build is not None
 
 
 def n_params(model) -> int:
@@ -53,7 +81,7 @@ def model_config(name_or_path: str, trust_remote_code: bool = False, download: b
     converted here."""
     from transformers import AutoConfig
 
-    if name_or_path in PACKAGED_MODELS:
+    if is_packaged(name_or_path):
         folder = cache_root() / name_or_path
         return AutoConfig.from_pretrained(folder) if (folder / "config.json").is_file() else None
     try:
@@ -91,8 +119,8 @@ def resolve_model(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> str
     """
     if (models_dir / name_or_path / "config.json").is_file():
         return str(models_dir / name_or_path)
-    if name_or_path in PACKAGED_MODELS:  # a real model shipped as a Python package (smollm2-135m)
-        return str(packaged_model_folder(name_or_path))
+    if is_packaged(name_or_path):  # a real model shipped as a Python package (smollm2-135m)
+        return str(packaged_model_folder(name_or_path, MODEL_CARDS[name_or_path].build))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -112,7 +140,6 @@ def _load_error(what: str, name: str, e: Exception) -> UserError:
 
 def _is_plain_fast_tokenizer(folder: Path) -> bool:
     """True for a folder holding a bare `tokenizers` tokenizer (as the micro models do)."""
-    import json
 
     cfg = folder / "tokenizer_config.json"
     if not cfg.is_file():
@@ -150,7 +177,6 @@ def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool =
     """Causal LM from a folder or hub id; `trust_remote_code` stays off unless asked for.
     `revision`: a hub branch, tag or commit; `attn_implementation`: one of `ATTENTION` (None:
     transformers' choice, sdpa where it can)."""
-    import importlib.util
 
     import torch
     from transformers import AutoModelForCausalLM

@@ -1,7 +1,7 @@
 """Real open models that come as Python packages, turned into plain Hugging Face folders on first use.
 
-`PACKAGED_MODELS` is the registry: a name usable wherever a model is accepted -> the function
-that builds its folder. The folder is cached under `$RLSFT_CACHE/models/<name>` (default
+Each such model is a card in `rlsft.models.MODEL_CARDS` whose `build` is one of the functions here,
+which write its Hugging Face folder; its name is then usable wherever a model is accepted. The folder is cached under `$RLSFT_CACHE/models/<name>` (default
 `~/.cache/rlsft/models/<name>`); later uses load it directly.
 
 `smollm2-135m` is HuggingFaceTB's SmolLM2-135M-Instruct (Apache-2.0), as the 4-bit GGUF that the
@@ -232,15 +232,9 @@ def chunked_gguf_model(spec: ChunkedGGUF) -> Callable[[Path], None]:
     return build
 
 
-PACKAGED_MODELS: dict[str, Callable[[Path], None]] = {
-    "smollm2-135m": smollm2_135m,
-    "qwen2.5-coder-0.5b": chunked_gguf_model(QWEN_CODER_05B),
-    "qwen2.5-coder-1.5b": chunked_gguf_model(QWEN_CODER_15B),
-}
-
-
-def packaged_model_folder(name: str) -> Path:
-    """The cached HF folder of a packaged model, built on first use (atomically: never half a folder)."""
+def packaged_model_folder(name: str, build: Callable[[Path], None]) -> Path:
+    """The cached HF folder of packaged model `name`, built by `build` (its model card's) on first
+    use, atomically: never half a folder."""
     folder = cache_root() / name
     if (folder / "config.json").is_file() and (folder / "rlsft_card.json").is_file():
         return folder
@@ -248,7 +242,7 @@ def packaged_model_folder(name: str) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
     try:
-        PACKAGED_MODELS[name](work)
+        build(work)
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(work, folder)

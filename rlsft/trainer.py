@@ -15,15 +15,28 @@ TRL's config for a run is built in one order (`trl_args`), later entries winning
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import netrc
 import os
+import random
 import time
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
 from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl
 from rlsft.models import load_model, load_tokenizer
-from rlsft.runs.compute import compute_record, continue_token_count, distributed_state, flops, is_main_process, trainable_parameters, trained_tokens
+from rlsft.runs.compute import (
+    compute_record,
+    continue_token_count,
+    distributed_state,
+    flops,
+    is_main_process,
+    trainable_parameters,
+    trained_tokens,
+)
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate, resolve_backend
 from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
@@ -106,8 +119,6 @@ def wandb_credentials() -> bool:
     """Whether wandb has a key to log online with: `WANDB_API_KEY`, or the entry `wandb login` writes
     to ~/.netrc (or `$NETRC`) for the wandb host (`WANDB_BASE_URL`'s, default api.wandb.ai). Read with
     the standard library's netrc; nothing is sent anywhere."""
-    import netrc
-    from urllib.parse import urlparse
 
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -187,7 +198,6 @@ def prompt_dataset(data: DataConfig, seed: int, tokenizer=None):
     `<think>` (TRL always closes a chat prompt with a new assistant turn, so a chat prefill has to
     be rendered here, with `tokenizer`'s template); the rewards see the prefill in `prompts`.
     """
-    import random
 
     from datasets import Dataset
 
@@ -293,7 +303,6 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
     counts in neither the seconds nor the tokens. The record is the training that made the model
     (the sum of its sittings' training time, each up to the checkpoint the next one resumed from),
     not the time the machine was busy."""
-    import json
 
     from transformers import TrainerCallback
 
@@ -360,7 +369,6 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
     eval_before/, eval_after/ or (when = "curve") eval_curve/step-N/; returns {task: metrics} on the
     main process ({} elsewhere), None for `before` when the config skips it. A resumed run keeps
     what it evaluated before it stopped."""
-    import json
 
     if when == "before" and not cfg.eval.before:
         return None
@@ -432,8 +440,6 @@ def before_cache_dir(root: str, args) -> Path:
     >>> before_cache_dir("cache", a) == before_cache_dir("cache", EvalArgs(**{**vars(a), "seed": 1}))
     False
     """
-    import hashlib
-    import json
 
     # revision only where one is set: the keys of caches written before it existed stay valid
     decides = {k: v for k, v in dataclasses.asdict(args).items() if k != "out" and not (k == "revision" and v is None)}

@@ -23,11 +23,11 @@ def test_a_real_configs_smoke_run_keeps_its_own_sizes():
     the peak memory is that of the config's own batch sizes and lengths."""
     import yaml
 
-    from rlsft.bench.gpucheck import HUB_ARCHITECTURES, REAL_CONFIGS, smoke_overrides
+    from rlsft.bench.gpucheck import REAL_CONFIGS, architecture_of, smoke_overrides
 
     for path in REAL_CONFIGS:
         cfg = yaml.safe_load((ROOT / path).read_text())
-        models = {m: Path(f"random-{HUB_ARCHITECTURES[m]}") for m in filter(None, (cfg["model"]["name"], (cfg.get("distill") or {}).get("teacher")))}
+        models = {m: Path(f"random-{architecture_of(m)}") for m in filter(None, (cfg["model"]["name"], (cfg.get("distill") or {}).get("teacher")))}
         keys = {o.split("=")[0] for o in smoke_overrides(cfg, models, Path("out"), small=False)}
         assert not keys & {"training.per_device_train_batch_size", "training.gradient_accumulation_steps", "grpo.max_completion_length",
                            "grpo.num_generations", "sft.max_length", "distillation.max_completion_length", "model.dtype"}
@@ -35,7 +35,8 @@ def test_a_real_configs_smoke_run_keeps_its_own_sizes():
 
 
 def test_card_peak_and_architectures():
-    from rlsft.bench.gpucheck import ARCHITECTURES, card_peak
+    from rlsft.bench.gpucheck import card_peak
+    from rlsft.models import ARCHITECTURES
 
     assert card_peak("NVIDIA H100 PCIe") == 756e12 and card_peak("NVIDIA H200") == 989e12
     q = ARCHITECTURES["qwen2.5-0.5b"]

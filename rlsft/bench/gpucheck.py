@@ -20,26 +20,24 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from rlsft.bench.bench import BenchArgs, run_bench
-from rlsft.io import atomic_write
-from rlsft.launch import train_from_config
-from rlsft.models import load_tokenizer
+import yaml
 
-# Architectures built in code: Qwen2.5-0.5B's published config, and a tiny one for --check
-# (its vocabulary holds the micro tokenizer's 1,026 tokens).
-ARCHITECTURES = {
-    "qwen2.5-0.5b": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
-    "qwen2.5-1.5b": dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
-    "qwen2.5-3b": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                       num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0, tie_word_embeddings=True),
-    "tiny": dict(vocab_size=1152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                 num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True),
-}
+from rlsft.bench.bench import BenchArgs, run_bench
+from rlsft.io import UserError, atomic_write
+from rlsft.launch import train_from_config
+from rlsft.models import ARCHITECTURES, MODEL_CARDS, load_tokenizer
+from rlsft.runs.folder import RunFolder
+from rlsft.scoring.tasks import get_task
+
+# A tiny architecture for --check (its vocabulary holds the micro tokenizer's 1,026 tokens); real
+# ones come from the model cards (rlsft.models.ARCHITECTURES).
+TINY = dict(vocab_size=1152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True)
 # Dense bf16 peak FLOP/s from the cards' data sheets (without sparsity), by device-name substring.
 CARD_BF16_PEAK = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -54,12 +52,13 @@ def card_peak(device: str) -> float | None:
 
 
 def random_model(arch: str, out: Path) -> Path:
-    """A randomly initialised model folder of architecture `arch` with the micro tokenizer."""
+    """A randomly initialised model folder of architecture `arch` ("tiny", or a key of
+    rlsft.models.ARCHITECTURES) with the micro tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     torch.manual_seed(0)
-    config = Qwen2Config(**ARCHITECTURES[arch])
+    config = Qwen2Config(**(TINY if arch == "tiny" else ARCHITECTURES[arch]))
     model = AutoModelForCausalLM.from_config(config)
     if torch.cuda.is_available():
         model = model.to(torch.bfloat16)
@@ -98,9 +97,19 @@ BUDGET_S = 270  # the whole check's target on one H100/H200 (the lease's 5 minut
 # no trace the verifier keeps, so there is nothing to train on; its training is SFT's shape.
 REAL_CONFIGS = ("configs/qwen2.5-0.5b/r1_zero.yaml", "configs/qwen2.5-0.5b/sft_cold_start.yaml", "configs/qwen2.5-1.5b/r1_zero.yaml",
                 "configs/qwen2.5-1.5b/sft_cold_start.yaml", "configs/qwen2.5-0.5b/distill_onpolicy.yaml", "configs/qwen2.5-1.5b/distill_onpolicy.yaml")
-HUB_ARCHITECTURES = {"Qwen/Qwen2.5-0.5B": "qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct": "qwen2.5-0.5b", "Qwen/Qwen2.5-1.5B": "qwen2.5-1.5b",
-                     "Qwen/Qwen2.5-1.5B-Instruct": "qwen2.5-1.5b", "Qwen/Qwen2.5-3B-Instruct": "qwen2.5-3b"}
 CARD_GB = 24  # the card the real configs are sized for
+
+
+def architecture_of(model: str) -> str:
+    """The architecture a real config's model is stood in for by (its model card's).
+
+    >>> architecture_of("Qwen/Qwen2.5-1.5B-Instruct")
+    'qwen2.5-1.5b'
+    """
+    card = MODEL_CARDS.get(model)
+    if card is None or card.architecture is None:
+        raise UserError(f"{model}: its model card (rlsft.models.MODEL_CARDS) names no architecture to build with random weights")
+    return card.architecture
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -212,11 +221,11 @@ def arm_part(train_from_config, work: Path, small: bool) -> list[str]:
     t = time.time()
     train_from_config("configs/micro/r1_zero.yaml", arm)
     seconds = time.time() - t
-    run = json.loads((work / "r1_zero" / "run.json").read_text())
+    run = RunFolder(work / "r1_zero").run_record
     return [ARM_HEADING, "", f"`rlsft train configs/micro/r1_zero.yaml training.max_steps={steps}` (pure RL on micro-student, "
-            f"{'4' if small else '64'} held-out problems): {seconds:.0f} s in all, {run['compute']['wall_seconds']:.0f} s training, "
-            f"{run['compute']['flops'] / 1e15:.4g} PFLOPs; held-out micro-arith pass@1 {run['eval_after']['micro-arith']['pass@1']:.3f} "
-            f"(before: {run['eval_before']['micro-arith']['pass@1']:.3f})."]
+            f"{'4' if small else '64'} held-out problems): {seconds:.0f} s in all, {run.compute.wall_seconds:.0f} s training, "
+            f"{run.pflops:.4g} PFLOPs; held-out micro-arith pass@1 {run.eval_after['micro-arith']['pass@1']:.3f} "
+            f"(before: {run.eval_before['micro-arith']['pass@1']:.3f})."]
 
 
 CONFIGS_HEADING = "## The real configs on this device (random weights, one step each)"
@@ -225,7 +234,6 @@ CONFIGS_HEADING = "## The real configs on this device (random weights, one step 
 def smoke_data(root: Path, n: int = 64) -> Path:
     """A folder laid out like ../shared/data (`RLSFT_DATA`) whose GSM8K files hold `n` micro-arith
     problems in GSM8K's upstream format, so the real configs load their task with no network."""
-    from rlsft.scoring.tasks import get_task
 
     rows = get_task("micro-arith").load("train", n=n)
     # solutions longer than any config's sft.max_length, so SFT trains at its full length (the worst case)
@@ -266,10 +274,6 @@ def configs_part(work: Path, small: bool, deadline: float) -> tuple[list[str], d
     """One optimizer step of each of `REAL_CONFIGS` (the first two with --check), each in its own
     process so that its peak memory is its own, while time is left before `deadline`: the report's
     rows (peak memory against a 24 GB card) and the record."""
-    import subprocess
-    import sys
-
-    import yaml
 
     data = smoke_data(work / "data")
     models: dict[str, Path] = {}
@@ -283,7 +287,7 @@ def configs_part(work: Path, small: bool, deadline: float) -> tuple[list[str], d
         t = time.time()
         try:
             for hub_id in filter(None, (cfg["model"]["name"], (cfg.get("distill") or {}).get("teacher"))):
-                arch = "tiny" if small else HUB_ARCHITECTURES[hub_id]
+                arch = "tiny" if small else architecture_of(hub_id)
                 if hub_id not in models:
                     models[hub_id] = random_model(arch, work / f"random-{arch}") if not (work / f"random-{arch}").is_dir() else work / f"random-{arch}"
             out = work / "configs" / Path(path).parent.name / Path(path).stem
@@ -292,11 +296,11 @@ def configs_part(work: Path, small: bool, deadline: float) -> tuple[list[str], d
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=None if small else max(left, 1))
             if done.returncode != 0:
                 raise RuntimeError((done.stderr.strip().splitlines() or ["no output"])[-1])
-            compute = json.loads((out / "run.json").read_text())["compute"]
-            peak = compute["peak_memory_gb"]
+            compute = RunFolder(out).run_record.compute
+            peak = compute.peak_memory_gb
             verdict = f"within {CARD_GB} GB" if peak is not None and peak <= CARD_GB else f"over {CARD_GB} GB"
-            rows.append(f"| `{path}` | {HUB_ARCHITECTURES.get(cfg['model']['name'], '?')} | {peak} | {verdict} | {time.time() - t:.0f} s |")
-            record[path] = {"peak_memory_gb": peak, "seconds": time.time() - t, "device": compute["device"]}
+            rows.append(f"| `{path}` | {architecture_of(cfg['model']['name'])} | {peak} | {verdict} | {time.time() - t:.0f} s |")
+            record[path] = {"peak_memory_gb": peak, "seconds": time.time() - t, "device": compute.device}
         except Exception as e:  # noqa: BLE001 -- one config's failure is its row; the others still run
             rows.append(f"| `{path}` | | | | {failure(e)} |")
             record[path] = {"error": failure(e)}

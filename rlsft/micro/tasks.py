@@ -9,7 +9,7 @@ from rlsft.io import UserError, read_jsonl
 from rlsft.micro.world import clean_solution, generate_problems, question_zh
 from rlsft.scoring.countdown import verify_countdown
 from rlsft.scoring.tasks import TASKS, Task, _take
-from rlsft.scoring.verify import extract_answer, verify_answer
+from rlsft.scoring.verify import verify_answer
 
 
 def _loader(task: str):

@@ -14,6 +14,8 @@ prompt at `PROMPT_TOKENS`.
 
 from __future__ import annotations
 
+import resource
+
 from rlsft.models import MODEL_CARDS, model_config, n_params
 
 PROMPT_TOKENS = 128  # prompt length assumed by the estimates, tokens
@@ -121,14 +123,12 @@ def continue_token_count(trainer, tokens: int) -> None:
 
 def peak_memory_gb() -> float | None:
     """Peak accelerator memory (GB) on GPU; peak resident memory of the process on CPU."""
-    import resource
 
     import torch
 
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 1e9, 3)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)  # KB on Linux
-
 
 
 def param_count(model_name: str) -> int | None:

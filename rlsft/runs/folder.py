@@ -27,6 +27,8 @@ import re
 from functools import cached_property
 from pathlib import Path
 
+import yaml
+
 from rlsft.io import UserError, atomic_write, json_safe, read_jsonl, to_json, to_jsonl
 from rlsft.runs.provenance import provenance
 from rlsft.runs.record import RunRecord
@@ -135,7 +137,7 @@ class RunFolder:
     @cached_property
     def run_record(self) -> RunRecord:
         """run.json, typed (rlsft.runs.record): what studies, reports and the analysis read."""
-        return RunRecord.from_json(self.record)
+        return RunRecord.from_json(self.record, self.path)
 
     @cached_property
     def metrics(self) -> list[dict]:
@@ -154,14 +156,11 @@ class RunFolder:
 
     @cached_property
     def config(self) -> dict:
-        import yaml
-
         return yaml.safe_load(self.config_file.read_text())
 
     # ------------------------------------------------------------------ writing (main process only)
     def create(self, config: dict) -> None:
         """A new run: refuses an existing non-empty folder (runs are never overwritten)."""
-        import yaml
 
         if self.path.exists() and any(p.name != JOB_FILE for p in self.path.iterdir()):
             raise UserError(f"run folder {self.path} already exists; pick another run.name or run.out_dir (runs are never overwritten)")
@@ -175,7 +174,6 @@ class RunFolder:
         The config must match the saved one. metrics.jsonl loses the steps logged after the
         checkpoint (they are logged again), so it has no gap and no duplicate.
         """
-        import yaml
 
         now = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         changed = sorted(config_differences(self.config, now))

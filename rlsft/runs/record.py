@@ -1,14 +1,15 @@
 """The record of a finished run, typed: what studies, reports and the analysis read.
 
-`rlsft.trainer.finish_run` writes `run.json`; `RunRecord.read` (through `RunFolder.run`) reads it
+`rlsft.trainer.finish_run` writes `run.json`; `RunRecord.read` (or `RunFolder.run_record`) reads it
 back. This module is the one place where a run's raw config and results are read by key, with the
-defaults that older records (archived studies) need; everything else reads the fields below.
+defaults that older records (archived studies) need; everything else reads the fields below (an
+unfinished run's step budget too: `max_steps_of`).
 
 >>> rec = RunRecord.from_json({"recipe": "grpo", "config": {"run": {"name": "r1_zero", "seed": 2}, "model": {"name": "m"},
 ...                            "training": {"max_steps": 50}}, "compute": {"flops": 3e15, "wall_seconds": 60.0},
 ...                            "eval_after": {}, "curve": [{"step": 10, "pflops": 0.6}]})
->>> rec.seed, rec.max_steps, rec.pflops, rec.git_commit
-(2, 50, 3.0, 'unknown')
+>>> rec.seed, rec.max_steps, rec.pflops, rec.git_commit, rec.compute.peak_memory_gb
+(2, 50, 3.0, 'unknown', None)
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ class Compute:
     wall_seconds: float
     device: str = "unknown"
     teacher_flops: int | float = 0
+    peak_memory_gb: float | None = None  # peak memory: a GPU's allocated, else the process's resident set (None in older records)
 
 
 @dataclass(frozen=True)
 class RunRecord:
     """A finished run: the settings analysis reads from its config, its compute, its headline
-    evaluations (full metrics and samples stay in the run folder's eval_* directories) and its
-    accuracy-against-compute curve."""
+    evaluations and its accuracy-against-compute curve. Full metrics and samples stay in the run
+    folder's eval_* directories: `RunFolder(record.folder).eval_dir(when, task)`."""
 
     recipe: str
     run_name: str
@@ -49,31 +51,42 @@ class RunRecord:
     eval_after: dict  # {task: headline metrics}
     curve: list[dict]  # [{step, pflops, pass@1, ...}], the final point last
     git_commit: str  # the commit the run ran at ("unknown" for records without provenance)
+    folder: str = ""  # the run folder it was read from ("" when built from a dict alone)
 
     @property
     def pflops(self) -> float:
         return self.compute.flops / 1e15
 
     @classmethod
-    def from_json(cls, data: dict) -> "RunRecord":
+    def from_json(cls, data: dict, folder: str | Path = "") -> "RunRecord":
         cfg = data.get("config", {})
-        run, training, evaluation = cfg.get("run", {}), cfg.get("training", {}), cfg.get("eval", {})
+        run, evaluation = cfg.get("run", {}), cfg.get("eval", {})
         c = data.get("compute", {})
-        max_steps = training.get("max_steps")
         return cls(
             recipe=data.get("recipe", "unknown"), run_name=run.get("name", ""), seed=int(run.get("seed", 0)),
             model=cfg.get("model", {}).get("name", ""), teacher=(cfg.get("distill") or {}).get("teacher"),
-            max_steps=max_steps if isinstance(max_steps, int) and max_steps > 0 else None,
+            max_steps=max_steps_of(cfg),
             template=cfg.get("data", {}).get("template", "auto"), think_prefill=bool(cfg.get("data", {}).get("think_prefill", False)),
             eval_split=evaluation.get("split", "test"), eval_temperature=float(evaluation.get("temperature", 1.0)),
             # numbers as written (FLOPs are integers in run.json): sums and ratios come out as they did from the raw JSON
             compute=Compute(flops=c.get("flops", 0), wall_seconds=c.get("wall_seconds", 0.0), device=c.get("device", "unknown"),
-                            teacher_flops=c.get("teacher_flops", 0)),
+                            teacher_flops=c.get("teacher_flops", 0), peak_memory_gb=c.get("peak_memory_gb")),
             eval_before=data.get("eval_before"), eval_after=data.get("eval_after") or {}, curve=list(data.get("curve") or []),
-            git_commit=data.get("provenance", {}).get("git_commit", "unknown"))
+            git_commit=data.get("provenance", {}).get("git_commit", "unknown"), folder=str(folder))
 
     @classmethod
     def read(cls, path: str | Path) -> "RunRecord":
         """The record in `path` (a run.json, or the run folder holding it)."""
         path = Path(path)
-        return cls.from_json(json.loads((path / "run.json" if path.is_dir() else path).read_text()))
+        file = path / "run.json" if path.is_dir() else path
+        return cls.from_json(json.loads(file.read_text()), file.parent)
+
+
+def max_steps_of(config: dict) -> int | None:
+    """`training.max_steps` of a run's saved config (run.json's or config.yaml's) when it is set (> 0).
+
+    >>> max_steps_of({"training": {"max_steps": 32}}), max_steps_of({"training": {"max_steps": -1}}), max_steps_of({})
+    (32, None, None)
+    """
+    max_steps = (config.get("training") or {}).get("max_steps")
+    return max_steps if isinstance(max_steps, int) and max_steps > 0 else None

@@ -7,9 +7,17 @@ with a model, then score). Both write their outputs atomically.
 
 from __future__ import annotations
 
+import base64
+import gc
+import hashlib
+import importlib.util
+import json
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.models import load_model, load_tokenizer, resolve_model
@@ -211,8 +219,6 @@ def round_tokens(max_new_tokens: int) -> int:
 def save_progress(progress: Path, model, state: dict) -> None:
     """Write a generation's `state` (key, calls, seconds, queue, done) with the random generators'
     states, atomically, so `resume_progress` continues it as if uninterrupted."""
-    import base64
-    import json
 
     import torch
 
@@ -225,8 +231,6 @@ def save_progress(progress: Path, model, state: dict) -> None:
 def resume_progress(progress: Path | None, key: str, model) -> dict | None:
     """The saved state of the generation `key` at `progress`, with the random generators restored
     to it; None when there is none, or it belongs to other settings."""
-    import base64
-    import json
 
     import torch
 
@@ -291,12 +295,8 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     the samples it would have given uninterrupted. The file is kept only while its settings match
     (prompts, samples, sampling, batching; the caller names the model in `progress_key`).
     """
-    import hashlib
-    import json
-    from collections import deque
 
     import torch
-    from tqdm.auto import tqdm
 
     from rlsft.scoring import decode  # imports torch at its top
 
@@ -356,7 +356,6 @@ def resolve_backend(backend: str) -> str:
     >>> resolve_backend("transformers")
     'transformers'
     """
-    import importlib.util
 
     if backend not in BACKENDS:
         raise UserError(f"generation backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -418,7 +417,6 @@ def vllm_generate(model_path: str, tokenizer, prompts: list, samples: int, tempe
     {text, length, truncated}. The model is loaded from `model_path` at `revision` (saved weights:
     vLLM cannot read a model in memory), in `dtype`, into the GPU memory free at the call
     (`vllm_memory_share`), and freed afterwards. Not run on the lab's CPU machines (docs/recipes.md)."""
-    import gc
 
     import torch
     from vllm import LLM, SamplingParams

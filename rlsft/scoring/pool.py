@@ -15,8 +15,8 @@ which each worker, and each replacement for one killed at the limit, is forked (
 imports the caller's main script, as a spawned process does). A worker forked from the training
 process itself would hold a copy-on-write snapshot of its heap, and every page the process then
 writes (weights, optimizer state) would be copied: a Qwen2.5-0.5B run whose pool first started
-after its optimizer state was loaded held 7.5 GB more than it used and was killed by the OOM killer
-(docs/real-models.md). A check must be importable by name (a module-level function; the caller's
+after its optimizer state was loaded held gigabytes more than it used and was killed by the OOM
+killer (docs/real-models.md). A check must be importable by name (a module-level function; the caller's
 main script counts), and a script that checks answers needs Python's `if __name__ == "__main__":`
 guard, since the workers import it.
 """
@@ -30,6 +30,8 @@ import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Sequence
 
+from pebble import ProcessPool
+
 TIME_LIMIT_S = 1.0  # wall seconds one check may run in a worker before the worker is killed
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # a check is short; a few workers keep a batch moving
 TIMEOUTS = {"count": 0}  # checks that ran out of time in this process (each returned None)
@@ -42,9 +44,8 @@ _pool_pid = None
 def warm_up() -> None:
     """One benign check as each worker starts, before it takes a task (pebble's initializer runs
     before the worker's first task is timed), so a check's limit never pays for loading
-    math-verify's parsers and sympy's caches: a cold worker's first check otherwise pays about
-    0.2 s more of its 1 s limit (an equation with fractions, 0.38-0.44 s warm, 0.49-0.65 s cold)."""
-    from rlsft.scoring.verify import verify_answer
+    math-verify's parsers and sympy's caches (a cold first check's cost: docs/reliability-and-speed.md)."""
+    from rlsft.scoring.verify import verify_answer  # math-verify and sympy: loaded in the worker
 
     verify_answer("\\boxed{\\frac{a^2}{2}+b=1}", "a^2/2+b=1")  # LaTeX and plain forms, fractions, powers, an equation
 
@@ -55,8 +56,6 @@ def _get_pool():
     global _pool, _pool_pid
     with _lock:
         if _pool is None or _pool_pid != os.getpid():
-            from pebble import ProcessPool
-
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["rlsft.scoring.verify"])  # imported once in the server, shared by every worker
             _pool, _pool_pid = ProcessPool(max_workers=WORKERS, context=context, initializer=warm_up), os.getpid()

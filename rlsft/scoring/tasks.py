@@ -10,6 +10,7 @@ like ../shared/data, then the hub id. Hub loading fails with one clear line when
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -141,7 +142,6 @@ def in_validation(question: str, share: float = VALIDATION_SHARE) -> bool:
     >>> in_validation("What is 2 + 3?"), in_validation("What is 3 + 9?")
     (False, True)
     """
-    import hashlib
 
     return int.from_bytes(hashlib.sha256(question.encode()).digest()[:8], "big") / 2**64 < share
 

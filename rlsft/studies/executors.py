@@ -21,14 +21,17 @@ element is the command a user would type, and the report reads the same run fold
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import queue
+import re
 import shlex
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,6 +39,7 @@ from typing import Callable
 from rlsft.io import UserError, atomic_write, to_json
 from rlsft.launch import final_run
 from rlsft.runs.folder import JOB_FILE, RunFolder
+from rlsft.runs.record import max_steps_of
 
 EXECUTORS = ("local", "slurm")
 # sacct states, by what they mean for a run (https://slurm.schedmd.com/sacct.html#SECTION_JOB-STATE-CODES)
@@ -184,7 +188,6 @@ def run_local(name: str, jobs: list[Job], workers: list[dict[str, str]], logs: P
     does not stop the others; once all have ended, the study fails with one line naming the first.
     After a run succeeds, `then(job)`'s commands run on the same worker, into the same log (the
     study's transfer measurements, while the model is here), and `done(job)` is called."""
-    from concurrent.futures import ThreadPoolExecutor
 
     logs.mkdir(parents=True, exist_ok=True)
     free: queue.Queue = queue.Queue()
@@ -369,7 +372,6 @@ def parse_sacct(text: str) -> dict[str, str]:
     >>> parse_sacct("7|COMPLETED\n8_0|RUNNING\n8_[1-3,5%2]|PENDING\n9_4|CANCELLED by 42\n")
     {'7': 'COMPLETED', '8_0': 'RUNNING', '8_1': 'PENDING', '8_2': 'PENDING', '8_3': 'PENDING', '8_5': 'PENDING', '9_4': 'CANCELLED'}
     """
-    import re
 
     states = {}
     for line in text.splitlines():
@@ -442,8 +444,6 @@ def _last_error(log: str | None) -> str:
 
 
 def _utc_seconds(stamp: str) -> float:
-    import calendar
-
     return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
 
 
@@ -515,8 +515,8 @@ def training_progress(final: RunFolder) -> str | None:
     if not started:
         return None
     stage = started[-1]
-    max_steps = (stage.config.get("training") or {}).get("max_steps")
-    if not isinstance(max_steps, int) or max_steps <= 0:
+    max_steps = max_steps_of(stage.config)
+    if max_steps is None:
         return None
     step = max((row["step"] for row in stage.metrics if isinstance(row.get("step"), int)), default=0)
     return ("" if not final.stage_index else f"stage {stage.stage_index}, ") + f"step {step} of {max_steps}"

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
+import shutil
 import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from rlsft.config import load_config
@@ -24,7 +26,22 @@ from rlsft.io import UserError
 from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, train_from_config
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate
-from rlsft.studies.executors import (EXECUTORS, SLURM_ACTIVE, ClusterConfig, Job, local_workers, read_job_record, run_local, running_elsewhere, sacct_states, status, submit_slurm, train_command, utc_now, write_job_record)
+from rlsft.studies.executors import (
+    EXECUTORS,
+    SLURM_ACTIVE,
+    ClusterConfig,
+    Job,
+    local_workers,
+    read_job_record,
+    run_local,
+    running_elsewhere,
+    sacct_states,
+    status,
+    submit_slurm,
+    train_command,
+    utc_now,
+    write_job_record,
+)
 from rlsft.trainer import run_folder
 from rlsft.verdicts.claims import Claim
 from rlsft.verdicts.sweep import SweepRule
@@ -140,7 +157,6 @@ def check_claims_readable(cfg: StudyConfig, path: str = "study") -> None:
     """Refuse, before anything runs, a claim on pass@K whose arms are not sampled K times a problem
     where it reads them: the base (`base_arm` before training) and the arm's own start at `before`,
     other arms at their end, and at their checkpoints too for a matched-compute claim."""
-    import re
 
     for claim in cfg.claims:
         m = re.fullmatch(r"(?:pass|maj)@(\d+)(?:_lenient)?", claim.metric)
@@ -167,7 +183,6 @@ def still_to_run(cfg: StudyConfig, selected: list[Job], prerequisites: list[Job]
     """(runs, prerequisites) this invocation still has to train: finished ones and runs going on in
     another invocation are skipped with a line; a folder killed before it wrote its config is
     removed, so the run starts clean."""
-    import shutil
 
     todo = []
     for job in selected:
@@ -320,8 +335,6 @@ def archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
 
 
 def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
-    import shutil
-
     src, dst = Path(job.folder), archived_folder(archive, job)
     merge_sessions(study_root(cfg), archive)
     if dst.exists() or not final_run(job.config, job.overrides).finished or transfer_evals(cfg, job):
@@ -341,7 +354,6 @@ def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
 
 def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
     """Copy each archived run that is not finished here into the study's folder (with its log)."""
-    import shutil
 
     for job in matrix:
         src, dst = archived_folder(archive, job), Path(job.folder)
@@ -402,7 +414,6 @@ def eval_command(args: "EvalArgs", python: str | None = None) -> list[str]:
     >>> " ".join(eval_command(EvalArgs(model="m", task="gsm8k", out="o", n=64, think_prefill=True), python="python"))
     'python -m rlsft.cli eval --model m --task gsm8k --out o --n 64 --think-prefill'
     """
-    from dataclasses import fields
 
     command = [python or sys.executable, "-m", "rlsft.cli", "eval"]
     for f in fields(args):
@@ -418,7 +429,6 @@ def run_transfer(cfg: StudyConfig, jobs: list[Job]) -> None:
     process. A finished one is kept; a killed one continues (evaluate's progress file). A run
     restored from an archive without its measurement cannot be measured (its weights were not
     kept): it is named, not skipped silently."""
-    import json
 
     for job in jobs:
         for who, args in transfer_evals(cfg, job):

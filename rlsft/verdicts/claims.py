@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import statistics
 from dataclasses import dataclass, field
 
 from rlsft.scoring.metrics import percentile_interval
@@ -166,7 +167,6 @@ def seed_t_interval(per_seed: list[float], alpha: float = 0.05) -> tuple[float, 
     >>> seed_t_interval([0.1])
     (0.1, None, None)
     """
-    import statistics
 
     from scipy.stats import t
 
@@ -188,7 +188,6 @@ def claim_interval(per_seed: list[float], floors: list[float], direction: str, t
     >>> claim_interval([0.0, 0.0, 0.0], [discordant_floor(32)] * 3, "within", 0.03)["low"] < 0  # no zero width
     True
     """
-    import statistics
 
     from scipy.stats import t
 
@@ -447,8 +446,6 @@ def seed_units(metric: str, counts: dict[str, dict[int, dict[str, float]]], arms
 
 
 def _var(values: list[float]) -> float:
-    import statistics
-
     return statistics.variance(values) if len(values) > 1 else 0.0
 
 

@@ -9,7 +9,11 @@ model is read from the runs' eval_before.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from rlsft.io import UserError, atomic_write, read_jsonl
@@ -20,8 +24,7 @@ from rlsft.scoring.language import reasoning_language
 from rlsft.scoring.metrics import pass_at_k, verdicts
 from rlsft.verdicts import plots
 from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS, evaluate_claim, hierarchical_bootstrap, holm, metric_unit
-from rlsft.verdicts.sweep import choose
-
+from rlsft.verdicts.sweep import Choice, choose
 
 PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
 
@@ -283,7 +286,6 @@ def overlapped(a: dict, b: dict) -> bool:
     >>> overlapped(a, b), overlapped(b, a), overlapped(a, c), overlapped(b, c)
     (True, True, False, False)
     """
-    from datetime import datetime
 
     def span(r):
         start = datetime.strptime(r["started_utc"], "%Y-%m-%dT%H:%M:%SZ").timestamp()
@@ -349,7 +351,7 @@ def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[in
     return dict(out)
 
 
-def sweep_section(results: dict, rule, task: str) -> tuple[list[str], "Choice"]:
+def sweep_section(results: dict, rule, task: str) -> tuple[list[str], Choice]:
     """The report's "Sweep choice": the preregistered rule (`rlsft.verdicts.sweep`) applied to every
     checkpoint of every arm against the base, a line saying what it picks and why, and the table."""
     base = results["scores"].get(rule.metric, {}).get("base", {})
@@ -517,8 +519,6 @@ def swap_in(work: Path, final: Path, kept: list[Path]) -> None:
     """Replace the report folder `final` by the finished `work`; its folders (`kept`: a study's
     archive, the runs the report may have read) stay with the report: renamed into the new folder,
     never copied or deleted."""
-    import os
-    import shutil
 
     for rel in kept:
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -539,9 +539,6 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
     A report's runs must come from one clean commit; `allow_mixed_commits` writes it anyway, with
     the mix at the top. Folders inside `out` (a study's archive, `out/runs/`, whether or not the
     report read it) are kept: the report writes files only, and replaces those."""
-    import os
-    import shutil
-    import tempfile
 
     runs = RunFolder.find(paths)
     commits = run_commits(runs)

@@ -1,0 +1,32 @@
+"""Every committed report that keeps its runs (`reports/<study>/runs`, from `rlsft study --archive`)
+regenerates from that archive to the same verdicts, intervals and tables: a change to the lab
+that moves a committed number fails here, not in a reader's hands."""
+
+import json
+
+import pytest
+from conftest import REPO
+
+from rlsft.cli import main
+
+ARCHIVED = {"micro-lora": "configs/studies/micro_lora.yaml", "real-claims-smollm2": "configs/studies/real_claims_smollm2.yaml"}
+
+
+def test_every_archive_is_listed():
+    assert {p.parent.name for p in (REPO / "reports").glob("*/runs")} == set(ARCHIVED)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHIVED))
+def test_a_committed_report_regenerates_from_its_archive(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / name
+    assert main(["report", f"reports/{name}/runs", "--claims", ARCHIVED[name], "--out", str(out)]) == 0
+    committed = REPO / "reports" / name
+    assert json.loads((out / "verdicts.json").read_text()) == json.loads((committed / "verdicts.json").read_text())
+    assert (out / "readme_table.md").read_text() == (committed / "readme_table.md").read_text()
+    assert body(out / "report.md") == body(committed / "report.md")
+
+
+def body(report):
+    """A report's text less the line saying when and at which commit it was written."""
+    return [line for line in report.read_text().splitlines() if not line.startswith("- report written ")]
