@@ -13,9 +13,17 @@ import pytest
 import yaml
 from conftest import REPO, tiny_prerequisite, tiny_recipe_overrides
 
-from rlsft.studies.executors import (ClusterConfig, Job, StudyElement, read_job_record, run_local, running_elsewhere, train_command,
-                                      write_job_record)
 from rlsft.cli import main as cli_main
+from rlsft.studies.executors import (
+    ClusterConfig,
+    Job,
+    StudyElement,
+    read_job_record,
+    run_local,
+    running_elsewhere,
+    train_command,
+    write_job_record,
+)
 
 MICRO = REPO / "configs" / "micro"
 RL = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]

@@ -2,8 +2,8 @@
 
 import json
 
-from rlsft.verdicts.report import language_composition, load_results
 from rlsft.runs.folder import RunFolder
+from rlsft.verdicts.report import language_composition, load_results
 
 
 def fake_run(folder, seed, before_correct, after_correct, completion="<think> so 1 + 1 = 2 </think> <answer>2</answer>"):
@@ -42,8 +42,8 @@ def test_language_composition(tmp_path):
 def test_a_report_refuses_runs_from_mixed_or_dirty_commits(tmp_path):
     import pytest
 
-    from rlsft.verdicts.report import make_report
     from rlsft.io import UserError
+    from rlsft.verdicts.report import make_report
 
     for name, commit in (("a-seed0", "abc123"), ("b-seed0", "def456-dirty")):
         fake_run(tmp_path / "runs" / name, 0, False, True)
@@ -130,8 +130,8 @@ def test_the_report_and_the_runs_summary_leave_out_the_same_problems(tmp_path):
 def test_a_completion_holding_a_unicode_line_separator_is_one_sample(tmp_path):
     """SmolLM2 wrote a U+2028 in a completion; `json.dumps(ensure_ascii=False)` leaves it raw, and a
     reader that split lines with `str.splitlines` broke the record in two (a JSONDecodeError traceback)."""
-    from rlsft.verdicts.report import per_problem, sample_completions
     from rlsft.io import to_jsonl
+    from rlsft.verdicts.report import per_problem, sample_completions
 
     completion = "1 + 4 = 5" + chr(0x2028) + "so" + chr(0x85) + "<answer>5</answer>"
     fake_run(tmp_path / "r" / "seed0", 0, True, True, completion="x")

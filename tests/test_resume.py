@@ -85,8 +85,9 @@ def killed_at(monkeypatch, step: int) -> None:
     """The next run dies once it has logged `step`: as a kill would, after its earlier checkpoint is
     on disk and before any later one. (`rlsft.trainer.train` is wrapped to add the callback to the
     recipe's Trainer; in process, so the kill lands at the same step every time.)"""
-    import rlsft.trainer
     from transformers import TrainerCallback
+
+    import rlsft.trainer
 
     class Kill(TrainerCallback):
         def on_log(self, args, state, control, **kw):

@@ -234,8 +234,8 @@ def test_a_study_reads_its_own_task_not_micro_arith(tmp_path, capsys):
     `rlsft report --claims` reads that task where it is given none."""
     from test_report import fake_run
 
-    from rlsft.studies.study import StudyConfig, study_task
     from rlsft.config import from_dict
+    from rlsft.studies.study import StudyConfig, study_task
 
     recipes = {"r1_zero": str(MICRO / "r1_zero.yaml")}
     assert study_task(from_dict(StudyConfig, {"name": "s", "recipes": recipes})) == "micro-arith"

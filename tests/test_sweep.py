@@ -70,9 +70,9 @@ def test_a_choose_rule_naming_an_unknown_candidate_is_refused_before_anything_ru
     import yaml
     from conftest import REPO
 
-    from rlsft.studies.study import StudyConfig, plan
     from rlsft.config import load_config
     from rlsft.io import UserError
+    from rlsft.studies.study import StudyConfig, plan
 
     study = {"name": "s", "recipes": {"lr1e-5": str(REPO / "configs" / "micro" / "r1_zero.yaml")},
              "choose": {"fallback": "lr3e-5@40"}}
