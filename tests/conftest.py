@@ -60,20 +60,11 @@ def upstream_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def full_data() -> Path:
-    """../shared/data, the full sets; only tests marked `full_data` use it (deselected where it is absent)."""
+    """../shared/data, the full sets, for the audits marked `full_data` (never in the default run: a
+    clone of the project alone runs every test it selects, on conftest's own small fixtures)."""
+    if not (SHARED_DATA / "gsm8k" / "test.jsonl").is_file():
+        pytest.fail(f"{SHARED_DATA}: no gsm8k/test.jsonl; the full_data audits read the full sets there")
     return SHARED_DATA
-
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked `full_data` read the full GSM8K/MATH-500 from ../shared/data: where it is absent
-    they are deselected (not skipped), so a clone of the project alone runs everything it selects."""
-    if (SHARED_DATA / "gsm8k" / "test.jsonl").is_file():
-        return
-    kept = [i for i in items if i.get_closest_marker("full_data") is None]
-    deselected = [i for i in items if i.get_closest_marker("full_data") is not None]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = kept
 
 
 @pytest.fixture(scope="session")

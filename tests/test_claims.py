@@ -31,11 +31,12 @@ def test_reproduced_not_reproduced_inconclusive():
 
 
 def test_estimate_is_the_paired_mean_difference():
-    base = {0: {"a": 0.0, "b": 0.5}, 1: {"a": 0.5, "b": 0.5}}
-    rl = {0: {"a": 1.0, "b": 0.5}, 1: {"a": 1.0, "b": 1.0}}
+    base = {0: {"a": 0.0, "b": 0.5}, 1: {"a": 0.5, "b": 0.5, "c": 0.0}}
+    rl = {0: {"a": 1.0, "b": 0.5, "c": 1.0}, 1: {"a": 1.0, "b": 1.0}}
     v = evaluate_claim(C1, {"accuracy": {"rl": rl, "base": base}})
     assert abs(v.estimate - 0.5) < 1e-9
-    # seed 0 mean diff = (1.0 + 0.0) / 2 = 0.5; seed 1 = (0.5 + 0.5) / 2 = 0.5
+    # on the problems both arms share: seed 0 mean diff = (1.0 + 0.0) / 2 = 0.5; seed 1 = (0.5 + 0.5) / 2 = 0.5;
+    # unpaired means would give (2.5/3 - 0.25 + 1.0 - 1/3) / 2 = 0.625
 
 
 def test_less_direction_and_threshold():

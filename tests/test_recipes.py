@@ -65,22 +65,31 @@ def test_sft_trains_on_clean_examples(toy_model, tmp_path):
     assert record["n_examples"] == 32
 
 
+# micro-student solves micro-arith (the toy model, barely trained, rarely does), so its traces pass the verifier
+TEACHER = ["distill.teacher=micro-student", "distill.samples_per_prompt=2", "distill.max_new_tokens=48"]
+
+
 @pytest.mark.parametrize("mode", ["offline", "onpolicy"])
 def test_distill(toy_model, tmp_path, mode):
     out = tmp_path / mode
-    extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}", f"distill.cache_dir={tmp_path / 'cache'}"]
     if mode == "offline":
-        # an untrained toy teacher is rarely right: a failing filter is a clear error, never an empty SFT
-        try:
-            record = run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, out) + extra)
-        except UserError as e:
-            assert "no verified-correct trace" in str(e)
-            return
-        assert record["teacher_traces"]["kept"] <= record["teacher_traces"]["prompts_with_a_kept_trace"]
+        record = run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, out) + TEACHER + ["distill.cache_dir=null"])
+        t = record["teacher_traces"]  # keep_per_prompt 1: one verified trace at most per prompt
+        assert 0 < t["kept"] == t["prompts_with_a_kept_trace"] <= min(t["prompts"], t["correct_samples"])
+        assert len((out / "teacher_traces.jsonl").read_text().splitlines()) == t["kept"]
     else:
-        record = run_recipe(MICRO / "distill_onpolicy.yaml", tiny_recipe_overrides(toy_model, out) + extra + ["training.per_device_train_batch_size=4"])
+        extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}", "training.per_device_train_batch_size=4"]
+        record = run_recipe(MICRO / "distill_onpolicy.yaml", tiny_recipe_overrides(toy_model, out) + extra)
     check_run_folder(out, f"distill-{'offline' if mode == 'offline' else 'on_policy'}")
     assert record["compute"]["teacher_flops"] > 0
+
+
+def test_a_teacher_with_no_verified_trace_stops_offline_distillation_before_training(toy_model, tmp_path):
+    out = tmp_path / "run"
+    cut = ["distill.max_new_tokens=1", "distill.cache_dir=null"]  # one token: every trace is cut off, and a cut trace is never kept
+    with pytest.raises(UserError, match="no verified-correct trace on 16 prompts"):
+        run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, out) + TEACHER + cut)
+    assert not (out / "model").exists() and not (out / "run.json").exists()
 
 
 def test_offline_distillation_loads_its_teacher_only_to_sample_traces_the_cache_lacks(toy_model, tmp_path, monkeypatch):
@@ -90,19 +99,16 @@ def test_offline_distillation_loads_its_teacher_only_to_sample_traces_the_cache_
     assert count_parameters(toy_model) == n_params(load_model(toy_model))  # counted on the meta device, no weights read
     loads = []
     monkeypatch.setattr(recipes.distill, "load_model", lambda name, *a, **k: loads.append(name) or load_model(name, *a, **k))
-    extra = ["distill.samples_per_prompt=2", "distill.max_new_tokens=24", f"distill.teacher={toy_model}/.", f"distill.cache_dir={tmp_path / 'cache'}"]
     outcomes = []
     for run in ("miss", "hit"):
         loads.clear()
-        try:
-            record = run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, tmp_path / run) + extra)
-            outcomes.append((record["teacher_traces"]["cache"].split(":")[0], record["compute"]["teacher_parameters"]))
-        except UserError as e:  # an untrained toy teacher may verify no trace: the same outcome from the cache
-            outcomes.append(("none kept", str(e).split(";")[0]))
-        assert loads.count(f"{toy_model}/.") == (1 if run == "miss" else 0)  # the student is loaded by its own name
-    assert outcomes[0][1] == outcomes[1][1]
-    if outcomes[0][0] != "none kept":
-        assert [o[0] for o in outcomes] == ["written", "hit"] and outcomes[0][1] == count_parameters(toy_model)
+        record = run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, tmp_path / run) + TEACHER
+                            + [f"distill.cache_dir={tmp_path / 'cache'}"])
+        outcomes.append((record["teacher_traces"]["cache"].split(":")[0], record["compute"]["teacher_parameters"]))
+        assert loads.count("micro-student") == (1 if run == "miss" else 0)  # the toy student is loaded by its own name
+    assert outcomes == [("written", count_parameters("micro-student")), ("hit", count_parameters("micro-student"))]
+    traces = [(tmp_path / run / "teacher_traces.jsonl").read_text() for run in ("miss", "hit")]
+    assert traces[0] == traces[1] != ""
 
 
 def test_pipeline_chains_stages_and_skips_finished_ones(toy_model, tmp_path, capsys):

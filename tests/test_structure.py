@@ -3,7 +3,6 @@ from the library up to recipes/, no function over 80 lines, and imports inside f
 heavy packages (a module that imports torch, or what loads it, only when a function needs it)."""
 
 import ast
-import sys
 from pathlib import Path
 
 from conftest import REPO
@@ -76,4 +75,3 @@ def test_imports_inside_functions_are_heavy_packages_only():
     light = [f"{p.relative_to(REPO)}:{line} {name}" for p in FILES for name, line, inside in imports(p)
              if inside and name.split(".")[0] not in HEAVY and name not in HEAVY_OWN]
     assert not light, f"import these at the module's top: {light}"
-    assert "json" in sys.stdlib_module_names  # the rule's own reading of the standard library

@@ -37,6 +37,6 @@ def translate(row: dict, language: str) -> str:
 
 
 TASKS["micro-arith"] = Task("micro-arith", _loader("micro-arith"), verify_answer, clean_solutions, translate=translate,
-                            description="micro world: 2-5 step arithmetic, expressions and word problems")
+                            description="micro world: 2-3 step arithmetic (ArithConfig), expressions and word problems")
 TASKS["micro-countdown"] = Task("micro-countdown", _loader("micro-countdown"), verify_countdown, clean_solutions, translate=translate,
                                 description="micro world: reach a target from given numbers")

@@ -1,7 +1,7 @@
 """The micro world: a seeded, bilingual synthetic math world that runs offline on a CPU.
 
 Two task shapes, both with English prompts in the R1-Zero template:
-- `micro-arith`: a left-to-right chain of 2-5 operations, shown as a bracketed expression
+- `micro-arith`: a left-to-right chain of operations (2-3 by default, `ArithConfig`), shown as a bracketed expression
   (`((3 + 5) * 2) - 4`) or as an English word problem; the gold answer is an integer.
 - `micro-countdown`: reach a target from given numbers with + - * (each number at most once);
   the verifier checks the expression, so many answers are right.

@@ -24,7 +24,7 @@ from rlsft.models import load_model, load_tokenizer, resolve_model
 from rlsft.runs.provenance import provenance
 from rlsft.scoring.language import LANGUAGE_SCRIPTS, language_stats
 from rlsft.scoring.metrics import mean, summarise
-from rlsft.scoring.pool import TIMEOUTS, check_many
+from rlsft.scoring.pool import FAILURES, TIMEOUTS, check_many
 from rlsft.scoring.tasks import ANSWER_STOP, THINK_PREFILL, Task, build_prompt, get_task, render_prompt, resolve_template
 from rlsft.scoring.verify import extract_answer, format_ok, same_answer
 
@@ -74,7 +74,7 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
         if "language" in r:
             check_language(r["language"])
 
-    t0, timeouts = time.perf_counter(), TIMEOUTS["count"]
+    t0, timeouts, failures = time.perf_counter(), TIMEOUTS["count"], FAILURES["count"]
     scores = score_samples(task, [r["completion"] for r in rows], [str(r["answer"]) for r in rows],
                            [r.get("language", default_language) for r in rows])
     seconds = time.perf_counter() - t0
@@ -97,6 +97,7 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
         "n_format_ok": sum(s["format_ok"] for s in scored),
         "n_mixed": sum(s["mixed"] for s in scored),
         "n_timeouts": TIMEOUTS["count"] - timeouts,  # checks that ran out of time (scored None)
+        "n_check_failures": FAILURES["count"] - failures,  # checks that raised (scored None; a verifier bug)
         "scoring_seconds": round(seconds, 3),  # wall time of the checks and the language metric
     }
 

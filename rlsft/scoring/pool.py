@@ -35,6 +35,7 @@ from pebble import ProcessPool
 TIME_LIMIT_S = 1.0  # wall seconds one check may run in a worker before the worker is killed
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # a check is short; a few workers keep a batch moving
 TIMEOUTS = {"count": 0}  # checks that ran out of time in this process (each returned None)
+FAILURES = {"count": 0}  # checks that raised or crashed their worker in this process (each returned None)
 
 _lock = threading.Lock()
 _pool = None
@@ -93,6 +94,7 @@ def check_many(check: Callable[..., bool | None], args: Sequence[tuple], timeout
         except FutureTimeout:
             TIMEOUTS["count"] += 1
             out.append(None)
-        except Exception:  # a check that crashed its worker: unverifiable, never a reward
+        except Exception:  # a check that raised or crashed its worker: unverifiable, never a reward
+            FAILURES["count"] += 1
             out.append(None)
     return out
