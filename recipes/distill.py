@@ -241,7 +241,9 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
 def main(cfg: Config, resume: bool = False) -> dict:
     import torch
     from datasets import Dataset
-    from trl import DistillationTrainer, SFTTrainer
+    from trl import SFTTrainer
+
+    from rlsft.epoch_order import DistillationTrainer  # TRL's, resuming past its first epoch on the same prompts
 
     # ------------------------------------------------------------------ config
     check_vocabularies(cfg, download=True)  # before a folder is made, weights load or the "before" evaluation is paid

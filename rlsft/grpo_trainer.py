@@ -1,6 +1,6 @@
 """TRL's GRPOTrainer with the costs a CPU step does not need taken out, and an exact resume.
 
-`GRPOTrainer` here is `trl.GRPOTrainer` with four methods changed; everything else (sampling,
+`GRPOTrainer` here is `trl.GRPOTrainer` with three methods changed and its sampler wrapped; everything else (sampling,
 rewards, advantages, the loss, logging) is TRL's own.
 
 1. **Log-probabilities of completion tokens only.** TRL's fused LM head scores only the labelled
@@ -29,13 +29,9 @@ rewards, advantages, the loss, logging) is TRL's own.
    spans the call or counts sequences: dapo, dr_grpo, grpo) in another floating-point order, and
    TRL's per-micro-batch averages that it logs (entropy, clip ratios) are taken over other groups.
 
-5. **A resumed run shuffles as an uninterrupted one.** TRL's `RepeatSampler` draws each epoch's
-   prompt order from one generator that lives as long as the sampler, so epoch e's order is the
-   generator's (e + 1)-th permutation. A resumed run builds a new sampler, and its first epoch
-   after the resume took the first permutation again: past the first epoch, a killed and resumed
-   run trained on other prompts than the uninterrupted run. Here the epoch the trainer sets
-   (`set_epoch`) picks the permutation: the generator is seeded afresh and advanced e draws, the
-   same orders an uninterrupted run has always drawn.
+5. **A resumed run shuffles as an uninterrupted one** (`rlsft.epoch_order`): each epoch's prompt
+   order is picked by the seed and the epoch, so a run killed past its first epoch and resumed
+   trains on the prompts the uninterrupted run would have.
 
 The first four fall back to TRL's own code wherever they would not be exact or do not apply: several
 processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
@@ -49,6 +45,7 @@ import contextlib
 import torch
 from trl import GRPOTrainer as TRLGRPOTrainer
 
+from rlsft.epoch_order import EpochOrder
 from rlsft.scoring import decode
 
 # a generate call's keys that `by_length` regroups; any other key (images, tools) keeps TRL's micro-batches
@@ -152,39 +149,7 @@ def _unwrapped(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-class EpochSampler(torch.utils.data.Sampler):
-    """TRL's `RepeatSampler` (`sampler`) whose epoch e yields the (e + 1)-th permutation of a
-    generator seeded with `sampler.seed`, however many epochs this object has iterated (module
-    docstring, 5). Without a `set_epoch` call, or without shuffling or a seed, it is TRL's sampler.
-
-    >>> from trl.trainer.utils import RepeatSampler
-    >>> whole = RepeatSampler(range(6), mini_repeat_count=1, batch_size=2, seed=0)
-    >>> orders = [list(whole), list(whole)]  # epochs 0 and 1 of one uninterrupted sampler
-    >>> resumed = EpochSampler(RepeatSampler(range(6), mini_repeat_count=1, batch_size=2, seed=0))
-    >>> resumed.set_epoch(1)  # a new sampler, as after a resume, asked for epoch 1
-    >>> list(resumed) == orders[1] != orders[0]
-    True
-    """
-
-    def __init__(self, sampler):
-        self.sampler, self.epoch = sampler, None
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        s = self.sampler
-        if self.epoch is not None and s.shuffle and s.seed is not None:
-            s.generator = torch.Generator().manual_seed(s.seed)
-            for _ in range(self.epoch):  # the orders of the epochs before this one, drawn and dropped
-                torch.randperm(s.num_samples, generator=s.generator)
-        return iter(s)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class GRPOTrainer(TRLGRPOTrainer):
+class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
     """`trl.GRPOTrainer` with completion-only log-probabilities on a CPU, LoRA merged and finished
     completions dropped in generation, and each epoch's prompt order fixed by its seed and epoch
     (module docstring). `completion_head = False` turns the first off (TRL's head)."""
@@ -202,9 +167,6 @@ class GRPOTrainer(TRLGRPOTrainer):
                 self._buffered_inputs = grouped
                 inputs = grouped[self._step % self.args.steps_per_generation]
         return inputs
-
-    def _get_train_sampler(self, dataset=None):
-        return EpochSampler(super()._get_train_sampler(dataset))
 
     def _lab_head_applies(self, model, extra: dict, compute_aux_loss: bool) -> bool:
         # one process first: under DDP `model` is the wrapper (no config), and its forward must run for the gradient sync

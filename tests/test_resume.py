@@ -16,6 +16,7 @@ from rlsft.cli import main as cli_main
 
 CONFIG = str(REPO / "configs" / "micro" / "r1_zero.yaml")
 SFT_CONFIG = str(REPO / "configs" / "micro" / "sft_cold_start.yaml")
+DISTILL_CONFIG = str(REPO / "configs" / "micro" / "distill_onpolicy.yaml")
 GRPO_TINY = ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8", "probe.prompts=2", "probe.force=true"]
 COMPARED = ("learning_rate", "loss", "reward", "rewards/accuracy_reward/mean", "completions/mean_length", "entropy", "grad_norm")
 
@@ -44,7 +45,8 @@ def test_sigkilled_grpo_run_resumes_to_the_same_result(tmp_path):
     after checkpoint-10, in the second epoch (16 prompts, 2 a step), so the resume must restore the
     weights, the optimizer, the RNG and that epoch's prompt order (rlsft/grpo_trainer.py, 5)."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    extra = ["eval.curve_steps=[4]", "training.save_steps=5", "grpo.max_completion_length=48"]  # the curve point is evaluated in the first sitting
+    # the curve point (step 4) is evaluated in the first sitting; 48 tokens: micro-student's answers end inside them
+    extra = ["eval.curve_steps=[4]", "training.save_steps=5", "grpo.max_completion_length=48"]
     assert cli_main(["train", CONFIG, *overrides("micro-student", whole), *extra]) == 0
 
     # the same run in a real subprocess, killed (SIGKILL) once its step-10 checkpoint is on disk
@@ -125,6 +127,29 @@ def test_a_resumed_sft_run_counts_the_compute_of_every_sitting(toy_model, tmp_pa
     # and the training log's running count goes on from the checkpoint rather than from zero
     tokens = [[r["num_tokens"] for r in logged_rows(out, "num_tokens")] for out in (whole, killed)]
     assert tokens[0] == tokens[1] and tokens[0][-1] == c_whole["train_tokens"]
+
+
+def test_a_resumed_on_policy_distillation_trains_on_the_same_prompts_past_its_first_epoch(tmp_path, monkeypatch):
+    """16 prompts, 4 a step: the second epoch starts at step 5. Killed at step 6 and resumed from
+    checkpoint-5, the run must draw the second epoch's order, not the first's again
+    (rlsft/epoch_order.py). The shipped pair (micro-teacher teaching micro-student, one vocabulary)
+    differ, so each step's loss reads its prompts."""
+    def argv(out):
+        return ["train", DISTILL_CONFIG, *tiny_recipe_overrides("micro-student", out), "distill.teacher=micro-teacher",
+                "distillation.max_completion_length=16", "training.per_device_train_batch_size=4", "training.max_steps=8",
+                "training.save_steps=5"]
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli_main(argv(whole)) == 0
+    with monkeypatch.context() as m:
+        killed_at(m, 6)
+        with pytest.raises(Killed):
+            cli_main(argv(killed))
+    assert cli_main([*argv(killed), "--resume", str(killed)]) == 0
+    assert json.loads((killed / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 5
+    resumed, reference = step_metrics(killed), step_metrics(whole)
+    assert [r["step"] for r in reference] == list(range(1, 9)) and len({r["loss"] for r in reference}) > 1
+    assert resumed == reference
 
 
 def logged_rows(out, key: str) -> list[dict]:

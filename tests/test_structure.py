@@ -12,7 +12,7 @@ MAX_LINES = 80
 # packages that take seconds or gigabytes to import, or are optional extras; and the project's modules that import them at their top
 HEAVY = {"torch", "transformers", "trl", "datasets", "peft", "vllm", "wandb", "matplotlib", "accelerate", "scipy", "submitit", "langdetect",
          "tokenizers", "gguf", "deepspeed", "flash_attn", "math_verify", "sympy"}
-HEAVY_OWN = {"rlsft.grpo_trainer", "rlsft.scoring.decode", "rlsft.scoring.verify"}
+HEAVY_OWN = {"rlsft.epoch_order", "rlsft.grpo_trainer", "rlsft.scoring.decode", "rlsft.scoring.verify"}
 
 
 def module_of(path: Path) -> str:
