@@ -25,6 +25,20 @@ def test_a_committed_report_regenerates_from_its_archive(name, tmp_path, monkeyp
     assert json.loads((out / "verdicts.json").read_text()) == json.loads((committed / "verdicts.json").read_text())
     assert (out / "readme_table.md").read_text() == (committed / "readme_table.md").read_text()
     assert body(out / "report.md") == body(committed / "report.md")
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in committed.glob("*.png"))  # every figure, none stale
+
+
+def test_a_study_with_curve_checkpoints_reports_format_and_length_at_each():
+    """The held-out format rate and length are measurements a study reads at every checkpoint: the
+    SmolLM2 study's pure-RL arm, evaluated at step 10 and at the end, has both in its table."""
+    lines = (REPO / "reports" / "real-claims-smollm2" / "report.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| arm | step | seeds | PFLOPs |"))
+    assert "format rate" in header and "length (tokens)" in header
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| r1_zero | ")]
+    at = {row[1]: dict(zip(columns, row)) for row in rows if len(row) == len(columns)}
+    assert set(at) == {"10", "final"} and all(float(at[s]["length (tokens)"]) > 0 for s in at)
+    assert "format_length_vs_pflops.png" in "\n".join(lines)
 
 
 def body(report):

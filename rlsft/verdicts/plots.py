@@ -143,6 +143,49 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
     return "accuracy_vs_pflops.png"
 
 
+def plot_format_length_vs_compute(results: dict, out: Path, panels: dict[str, list[str]] | None = None) -> str | None:
+    """Measurements beside the main figure, in its layout: the held-out format rate (R1-Zero's
+    `<think>`/`<answer>` form) above and the held-out mean completion length (tokens) below, against
+    PFLOPs spent, at the starting model and each evaluated checkpoint. Each point is the mean over
+    seeds, shaded (or barred) between the seeds' lowest and highest; no claim reads them."""
+    curves = results["compute_curves"]
+    arms = {a: by_seed for a, by_seed in curves.get("format", {}).items() if curves.get("length", {}).get(a)}
+    if not any(len(points) > 1 for by_seed in arms.values() for points in by_seed.values()):
+        return None
+    plt = _pyplot()
+    chosen = {title: [a for a in names if a in arms] for title, names in (panels or {"every arm": sorted(arms)}).items()}
+    chosen = {title: names for title, names in chosen.items() if names}
+    metrics = (("format", "held-out format rate"), ("length", "held-out mean length (tokens)"))
+    fig, axes = plt.subplots(2, len(chosen), figsize=(4.8 * len(chosen), 7.2), sharey="row", squeeze=False)
+    colors = {arm: f"C{i % 10}" for i, arm in enumerate(sorted({a for names in chosen.values() for a in names}))}
+    for row, (metric, ylabel) in enumerate(metrics):
+        for ax, (title, names) in zip(axes[row], chosen.items()):
+            for arm in names:
+                by_seed = curves[metric][arm]
+                n = min(len(points) for points in by_seed.values())
+                xs = [sum(by_seed[s][i][0] for s in by_seed) / len(by_seed) for i in range(n)]
+                per_seed = [[sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed] for i in range(n)]
+                mid, lo, hi = [sum(v) / len(v) for v in per_seed], [min(v) for v in per_seed], [max(v) for v in per_seed]
+                label, color = f"{arm} ({len(by_seed)} seeds)", colors[arm]
+                if n >= 3:
+                    ax.plot(xs, mid, marker="o", markersize=3, label=label, color=color)
+                    ax.fill_between(xs, lo, hi, alpha=0.15, color=color)
+                else:
+                    ax.errorbar(xs, mid, yerr=[[m - a for m, a in zip(mid, lo)], [b - m for m, b in zip(mid, hi)]], fmt="o",
+                                markersize=4, capsize=3, label=label, color=color)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(title, fontsize=10)
+                ax.legend(fontsize=7)
+            else:
+                ax.set_xlabel("PFLOPs spent (all stages, teacher sampling included)")
+        axes[row][0].set_ylabel(f"{ylabel}\n(mean over seeds, min-max)")
+    fig.tight_layout()
+    fig.savefig(out / "format_length_vs_pflops.png", dpi=110)
+    plt.close(fig)
+    return "format_length_vs_pflops.png"
+
+
 def plot_final(summary: dict, out: Path) -> str:
     """Held-out accuracy and mixing against PFLOPs per arm, with intervals."""
     plt = _pyplot()

@@ -313,9 +313,16 @@ def readme_table(verdicts: list, by_id: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CHECKPOINT_COLUMNS = (("pass@1_lenient", "pass@1 lenient", ".3f"), ("format_rate", "format rate", ".3f"),
+                      ("mixing_rate", "mixing rate", ".3f"), ("mean_length", "length (tokens)", ".1f"),
+                      ("truncation_rate", "cut off", ".3f"))  # (metrics.json key, column, format)
+
+
 def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
-    """Held-out pass@1, strict and lenient, at each evaluated checkpoint of each arm (its last
-    stage's curve and end), mean over seeds: where a sweep reads the step count it chooses."""
+    """Held-out pass@1 (strict and lenient), format rate, mixing, mean length and the share cut off
+    at the token budget, at each evaluated checkpoint of each arm (its last stage's curve and end),
+    mean over seeds: where a sweep reads the step count it chooses, and the format and length
+    curves as numbers. A cell is n/a where a seed's evaluation lacks the figure."""
     rows = []
     for arm, by_seed in sorted(results["records"].items()):
         steps: dict = defaultdict(list)
@@ -324,16 +331,20 @@ def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
             for pt in record.curve:
                 folder = Path() if run is None else run.eval_dir("after", task) if pt["step"] == "final" else run.curve_dir(pt["step"], task)
                 metrics = json.loads((folder / "metrics.json").read_text())["metrics"] if run and (folder / "metrics.json").is_file() else {}
-                steps[pt["step"]].append((pt["pflops"], pt["pass@1"], metrics.get("pass@1_lenient", {}).get("value")))
+                steps[pt["step"]].append((pt["pflops"], pt["pass@1"], [(metrics.get(key) or {}).get("value") for key, _, _ in CHECKPOINT_COLUMNS]))
         for step, values in sorted(steps.items(), key=lambda kv: (kv[0] == "final", kv[0] if kv[0] != "final" else 0)):
-            lenient = [v[2] for v in values if v[2] is not None]
-            lenient_cell = f"{sum(lenient) / len(lenient):.3f}" if len(lenient) == len(values) else "n/a"
+            cells = []
+            for j, (_, _, fmt) in enumerate(CHECKPOINT_COLUMNS):
+                got = [v[2][j] for v in values if v[2][j] is not None]
+                cells.append(format(sum(got) / len(got), fmt) if len(got) == len(values) else "n/a")
             rows.append(f"| {arm} | {step} | {len(values)} | {sum(v[0] for v in values) / len(values):.4g} | "
-                        f"{sum(v[1] for v in values) / len(values):.3f} | {lenient_cell} |")
+                        f"{sum(v[1] for v in values) / len(values):.3f} | " + " | ".join(cells) + " |")
     if not rows:
         return []
-    return ["### Evaluated checkpoints", "", "Held-out pass@1 at each checkpoint of each run's last stage (mean over seeds), with strict "
-            "and lenient extraction.", "", "| arm | step | seeds | PFLOPs | pass@1 | pass@1 lenient |", "|---|---|---|---|---|---|", *rows, ""]
+    header = "| arm | step | seeds | PFLOPs | pass@1 | " + " | ".join(c for _, c, _ in CHECKPOINT_COLUMNS) + " |"
+    return ["### Evaluated checkpoints", "", "Held-out figures at each checkpoint of each run's last stage (mean over seeds): pass@1 with "
+            "strict and lenient extraction, the format rate, mixing, the mean completion length and the share cut off at the token "
+            "budget.", "", header, "|---" * (5 + len(CHECKPOINT_COLUMNS)) + "|", *rows, ""]
 
 
 def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[int, dict[str, float]]]:
@@ -471,15 +482,24 @@ def header_lines(title: str | None, runs: list[RunFolder], task: str, results: d
     return lines
 
 
-def figures_section(compute_png: str | None, passk_png: str | None) -> list[str]:
-    """The report's two figures with what they show: accuracy against compute, and pass@k."""
+def figures_section(compute_png: str | None, passk_png: str | None, format_png: str | None = None, panels: bool = True) -> list[str]:
+    """The report's figures with what they show: accuracy against compute, the format rate and
+    length against compute (measurements), and pass@k. `panels`: the study's YAML has `panels:`."""
     lines: list[str] = []
+    columns = "One column per question (the study's `panels:`)" if panels else "One column, every arm"
     if compute_png:
         lines += ["## Accuracy against compute", "", "Held-out pass@1 at each evaluated checkpoint (`eval.curve_steps`) and at the end "
                   "of each stage, against the PFLOPs spent so far (earlier stages and teacher sampling included, the teacher's own "
-                  "training not: see Costs); the starting model sits at 0. One column per question (the study's `panels:`), "
-                  "pass@1 with strict extraction, then lenient (an answer in prose counts too), then mixing; the mean over seeds with the 90% interval the verdicts use. A line joins an arm's points only where it has three or more "
+                  f"training not: see Costs); the starting model (a study's base) sits at 0. {columns}, "
+                  "pass@1 with strict extraction, then lenient (an answer in prose counts too), then mixing; the mean over seeds with "
+                  "the 90% interval the verdicts use, whose floor is wider at a checkpoint evaluated with fewer samples "
+                  "(`eval.curve_samples`). A line joins an arm's points only where it has three or more "
                   "evaluated checkpoints; with fewer, its points stand alone.", "", f"![accuracy against compute]({compute_png})", ""]
+    if format_png:
+        lines += ["## Format and length against compute", "", "Measurements, not claims, on the same held-out samples and in the same "
+                  f"layout: the rate of completions in R1-Zero's `<think>`/`<answer>` form, and the mean completion length in tokens. "
+                  f"{columns}; the mean over seeds, shaded between the seeds' lowest and highest.", "",
+                  f"![format and length against compute]({format_png})", ""]
     if passk_png:
         lines += ["## pass@k", "", "Held-out pass@k (unbiased estimate from each problem's samples) for the arms evaluated with 16 "
                   "or more samples per problem.", "", f"![pass@k]({passk_png})", ""]
@@ -555,6 +575,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         summary = arm_summary(results)
         final_png = plots.plot_final(summary, work)
         compute_png = plots.plot_accuracy_vs_compute(results, work, panels)
+        format_png = plots.plot_format_length_vs_compute(results, work, panels)
         passk_png = plots.plot_pass_at_k(results, work)
         verdicts = holm([evaluate_claim(c, results["scores"], results["pflops"], results["compute_curves"], results["teacher_pflops"])
                          for c in (claims or [])])
@@ -571,7 +592,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         if scope:
             lines += ["## What this study can and cannot show", "", "From the study's YAML (`scope:`).", ""] + [f"- {x}" for x in scope] + [""]
         # 2-4. the figures and the language of the reasoning
-        lines += figures_section(compute_png, passk_png)
+        lines += figures_section(compute_png, passk_png, format_png, panels=bool(panels))
         lines += language_by_arm
         lines += transfer_tables(runs, base_arm)
         # 5. details
