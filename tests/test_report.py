@@ -33,6 +33,18 @@ def test_base_comes_from_the_base_arm_never_from_a_later_pipeline_stage(tmp_path
     assert results["pflops"] == {"zero": {0: 0.001}, "pipe": {0: 0.002}}
 
 
+def test_sample_completions_show_the_base_from_the_base_arm_beside_each_arm(tmp_path):
+    from rlsft.verdicts.report import sample_completions
+
+    fake_run(tmp_path / "zero" / "seed0", 0, False, True, completion="zero's")
+    fake_run(tmp_path / "pipe" / "seed0" / "1-sft", 0, False, True, completion="sft stage's")
+    fake_run(tmp_path / "pipe" / "seed0" / "2-grpo", 0, True, True, completion="grpo stage's")
+    runs = RunFolder.find([str(tmp_path)])
+    shown = sample_completions(runs, "t", base_arm="zero")
+    assert sorted(shown) == ["base", "pipe", "zero"] and shown["base"][0]["correct"] is False  # zero's eval_before
+    assert shown["pipe"][0]["completion"] == "grpo stage's"  # an arm's own: its last stage's eval_after
+
+
 def test_language_composition(tmp_path):
     fake_run(tmp_path / "r", 0, True, True, completion="<think> 先算 1 加 1 so 2 </think> <answer>2</answer>")
     assert language_composition(tmp_path / "r" / "eval_after", "t") == {"target": 0.0, "other": 0.0, "switched": 1.0, "none": 0.0}
