@@ -88,6 +88,17 @@ def plot_curves(results: dict, out: Path) -> list[str]:
     return files
 
 
+def _points(ax, xs, mid, lo, hi, label: str, color: str) -> None:
+    """An arm's checkpoints on one axis: a line with a shaded band where it has 3 or more (a
+    measured curve), points with error bars where it has fewer."""
+    if len(xs) >= 3:
+        ax.plot(xs, mid, marker="o", markersize=3, label=label, color=color)
+        ax.fill_between(xs, lo, hi, alpha=0.15, color=color)
+    else:
+        ax.errorbar(xs, mid, yerr=[[m - a for m, a in zip(mid, lo)], [b - m for m, b in zip(mid, hi)]], fmt="o",
+                    markersize=4, capsize=3, label=label, color=color)
+
+
 def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[str]] | None = None) -> str | None:
     """The main figure, small multiples: one column per question (`panels`: title -> arms, from the
     study's YAML; one column of every arm without), held-out pass@1 (strict, then lenient extraction)
@@ -123,13 +134,7 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
                     mid.append(r["estimate"])
                     lo.append(r["low"] if r["low"] is not None else r["estimate"])
                     hi.append(r["high"] if r["high"] is not None else r["estimate"])
-                label, color = f"{arm} ({len(by_seed)} seeds)", colors[arm]
-                if n >= 3:
-                    ax.plot(xs, mid, marker="o", markersize=3, label=label, color=color)
-                    ax.fill_between(xs, lo, hi, alpha=0.15, color=color)
-                else:
-                    ax.errorbar(xs, mid, yerr=[[m - a for m, a in zip(mid, lo)], [b - m for m, b in zip(mid, hi)]], fmt="o",
-                                markersize=4, capsize=3, label=label, color=color)
+                _points(ax, xs, mid, lo, hi, f"{arm} ({len(by_seed)} seeds)", colors[arm])
             ax.grid(alpha=0.3)
             if row == 0:
                 ax.set_title(title, fontsize=10)
@@ -166,13 +171,7 @@ def plot_format_length_vs_compute(results: dict, out: Path, panels: dict[str, li
                 xs = [sum(by_seed[s][i][0] for s in by_seed) / len(by_seed) for i in range(n)]
                 per_seed = [[sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed] for i in range(n)]
                 mid, lo, hi = [sum(v) / len(v) for v in per_seed], [min(v) for v in per_seed], [max(v) for v in per_seed]
-                label, color = f"{arm} ({len(by_seed)} seeds)", colors[arm]
-                if n >= 3:
-                    ax.plot(xs, mid, marker="o", markersize=3, label=label, color=color)
-                    ax.fill_between(xs, lo, hi, alpha=0.15, color=color)
-                else:
-                    ax.errorbar(xs, mid, yerr=[[m - a for m, a in zip(mid, lo)], [b - m for m, b in zip(mid, hi)]], fmt="o",
-                                markersize=4, capsize=3, label=label, color=color)
+                _points(ax, xs, mid, lo, hi, f"{arm} ({len(by_seed)} seeds)", colors[arm])
             ax.grid(alpha=0.3)
             if row == 0:
                 ax.set_title(title, fontsize=10)
