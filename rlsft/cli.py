@@ -34,7 +34,7 @@ from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate, score_file
 from rlsft.scoring.tasks import TASKS
 from rlsft.studies.executors import status_table
-from rlsft.studies.study import StudyConfig, all_finished, run_study, study_root, study_status, study_task
+from rlsft.studies.study import StudyConfig, all_finished, keep_unfinished, run_study, study_root, study_status, study_task
 from rlsft.verdicts.power import power_table, render
 from rlsft.verdicts.report import make_report, per_problem
 
@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run just these arms or runs, in this order (the report waits until every run has finished)")
     st.add_argument("--archive", default=None, metavar="DIR",
                     help="a folder that outlives this machine: finished runs there are restored first, and each run is copied there, weights left out, when it finishes; with --status, runs finished there count as done")
+    st.add_argument("--keep-unfinished", action="store_true",
+                    help="with --archive, after stopping the study: copy each unfinished run's newest checkpoint and what it has made into "
+                         "the archive (LoRA's state: MBs), where --archive on the next machine restores it to resume; run nothing")
     st.add_argument("--jobs", type=_positive_int, default=1,
                     help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
 
@@ -179,6 +182,11 @@ def study_command(args) -> int:
     """`rlsft study`: its runs (or their status), then its report once every run has finished."""
     if args.status:
         print(status_table(study_status(args.config, args.overrides, archive=args.archive)), end="")
+        return 0
+    if args.keep_unfinished:
+        if not args.archive:
+            raise UserError("--keep-unfinished needs --archive DIR (where the unfinished runs are kept)")
+        keep_unfinished(args.config, args.overrides, args.archive)
         return 0
     only = [x for x in args.only.split(",") if x] if args.only is not None else None
     cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run, only=only,

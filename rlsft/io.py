@@ -64,14 +64,15 @@ def atomic_write(path: str | os.PathLike, text: str) -> None:
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
-def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy folder `src` to `dst` (replacing it), atomically: a copy cut short is never read as done."""
+def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike, ignore=None) -> None:
+    """Copy folder `src` to `dst` (replacing it), atomically: a copy cut short is never read as done.
+    `ignore`: as `shutil.copytree`'s."""
 
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
     try:
-        shutil.copytree(src, work, dirs_exist_ok=True)
+        shutil.copytree(src, work, dirs_exist_ok=True, ignore=ignore)
         if dst.exists():
             shutil.rmtree(dst)
         os.replace(work, dst)

@@ -10,10 +10,12 @@ from conftest import REPO
 from rlsft.cli import main
 
 ARCHIVED = {"micro-lora": "configs/studies/micro_lora.yaml", "real-claims-smollm2": "configs/studies/real_claims_smollm2.yaml"}
+RUNNING = {"real-claims-qwen-cpu"}  # studies whose archive fills over several sittings: no report until their last run ends
 
 
 def test_every_archive_is_listed():
-    assert {p.parent.name for p in (REPO / "reports").glob("*/runs")} == set(ARCHIVED)
+    assert {p.parent.name for p in (REPO / "reports").glob("*/runs")} - RUNNING == set(ARCHIVED)
+    assert not [name for name in RUNNING if (REPO / "reports" / name / "report.md").exists()]  # reported: move it to ARCHIVED
 
 
 @pytest.mark.parametrize("name", sorted(ARCHIVED))

@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -217,6 +218,70 @@ def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_d
 
     assert cli_main(["study", str(path), "--only", "sft"]) == 2  # an arm the study does not have: one line naming it
     assert "--only sft: no such run in the study" in capsys.readouterr().err
+
+
+def test_a_lora_run_longer_than_a_sitting_goes_on_from_its_archive_on_a_new_machine(tmp_path, capsys, monkeypatch):
+    """A run stopped mid-study on a machine that does not outlive the sitting: `--keep-unfinished`
+    keeps its newest checkpoint (LoRA's adapters and their Adam moments) and its evaluations in the
+    archive; on a new machine `--archive` restores it and the run resumes from that checkpoint to
+    every figure of the run that was never stopped. micro-student earns rewards, so the adapters
+    and their moments move every step."""
+    from test_resume import GRPO_TINY, Killed, killed_at, step_metrics
+
+    import rlsft.studies.study
+
+    common = [o for o in tiny_recipe_overrides("micro-student", tmp_path) if not o.startswith("run.out_dir")]
+    study = {"name": "lora-study", "seeds": [0], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")},
+             "overrides": common + GRPO_TINY + ["training.max_steps=8", "training.save_steps=4", "grpo.max_completion_length=48",
+                                                "model.lora_r=1", "training.learning_rate=1.0e-3", "eval.curve_steps=[6]"]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    run = Path("runs") / "studies" / "lora-study" / "r1_zero" / "seed0"
+    for where in (whole, stopped):
+        where.mkdir()
+    monkeypatch.chdir(whole)
+    assert cli_main(["study", str(path), "--allow-mixed-commits"]) == 0  # the run never stopped
+
+    monkeypatch.chdir(stopped)
+    archive = stopped / "archive"
+    with pytest.MonkeyPatch.context() as m:
+        killed_at(m, 7)  # after checkpoint-4 and the step-6 curve point
+        with pytest.raises(Killed):
+            cli_main(["study", str(path), "--archive", str(archive)])
+    with pytest.MonkeyPatch.context() as m:  # a state over the limit is refused whole: nothing written
+        m.setattr(rlsft.studies.study, "UNFINISHED_LIMIT_MB", 0.001)
+        assert cli_main(["study", str(path), "--archive", str(archive), "--keep-unfinished"]) == 2
+        assert "over the 0.001 MB an archive keeps" in capsys.readouterr().err and not (archive / "r1_zero").exists()
+    assert cli_main(["study", str(path), "--keep-unfinished"]) == 2
+    assert "--keep-unfinished needs --archive" in capsys.readouterr().err
+    assert cli_main(["study", str(path), "--archive", str(archive), "--keep-unfinished"]) == 0
+    assert "r1_zero seed 0: unfinished, kept in" in capsys.readouterr().out
+    kept = archive / "r1_zero" / ".seed0.unfinished"
+    assert [c.name for c in (kept / "checkpoints").iterdir()] == ["checkpoint-4"]
+    assert (kept / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").is_file()  # the adapters, not the model
+    assert (kept / "checkpoints" / "checkpoint-4" / "optimizer.pt").is_file() and not (kept / "model").exists()
+    assert not [f for f in kept.rglob("*") if f.name in rlsft.studies.study.TOKENIZER_FILES]
+    assert (kept / "eval_curve" / "step-6").is_dir()  # made in the stopped sitting: kept
+    assert cli_main(["report", str(archive), "--out", str(stopped / "report"), "--allow-mixed-commits"]) == 2  # not a run to report
+    capsys.readouterr()
+
+    import shutil
+
+    shutil.rmtree(stopped / "runs")  # a new machine: only the archive is left
+    assert cli_main(["study", str(path), "--archive", str(archive), "--allow-mixed-commits"]) == 0
+    out = capsys.readouterr().out
+    assert "r1_zero seed 0: restored unfinished from" in out and "(checkpoint-4)" in out
+    resumed, reference = step_metrics(stopped / run), step_metrics(whole / run)
+    assert [r["step"] for r in resumed] == list(range(1, 9)) and any(r["grad_norm"] > 0 for r in reference[4:])
+    assert resumed == reference
+    r_stopped, r_whole = (json.loads((where / run / "run.json").read_text()) for where in (stopped, whole))
+    assert r_stopped["eval_after"] == r_whole["eval_after"]
+    # the curve point made in the stopped sitting is read back, not made again (eval_seconds: this sitting's, not training time)
+    assert [{k: v for k, v in p.items() if k != "eval_seconds"} for p in r_stopped["curve"]] == \
+        [{k: v for k, v in p.items() if k != "eval_seconds"} for p in r_whole["curve"]]
+    assert json.loads((stopped / run / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 4
+    assert (archive / "r1_zero" / "seed0" / "run.json").is_file() and not kept.exists()  # finished: archived, its sitting's state gone
 
 
 def test_a_half_copied_archive_entry_is_not_a_run(tmp_path):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from rlsft.config import load_config
-from rlsft.io import UserError
+from rlsft.io import UserError, copy_tree_atomic
 from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, train_from_config
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate
@@ -348,16 +348,93 @@ def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
         (archive / "logs").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(log, archive / "logs" / log.name)
     tmp.rename(dst)
+    if unfinished_folder(archive, job).exists():
+        shutil.rmtree(unfinished_folder(archive, job))  # the finished run supersedes its sitting's state
     print(f"[study {cfg.name}] {job.label}: archived in {dst} (weights left out)")
     return True
 
 
+# A run longer than a sitting, on machines that do not outlive the sitting, needs its state to
+# outlive it too: `--keep-unfinished` copies each stopped run's newest checkpoint and what it has
+# made so far into the archive, which is small enough to commit only where the checkpoint is small
+# (LoRA: its adapters and their Adam moments, a few MB for a 0.5B model at rank 1; full fine-tuning
+# of the same model: the weights and both moments, about 6 GB).
+UNFINISHED_LIMIT_MB = 64
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json",
+                   "added_tokens.json", "chat_template.jinja", "tokenizer.model")  # a checkpoint's copy; a resume reads none
+
+
+def unfinished_folder(archive: Path, job: Job) -> Path:
+    """Where `archive` keeps a stopped run's state: `<arm>/.seed<k>.unfinished/` (a dot: no report reads it as a run)."""
+    return Path(archive) / job.arm / f".seed{job.seed}.unfinished"
+
+
+def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> list[Job]:
+    """`rlsft study CONFIG --archive DIR --keep-unfinished`: copy each started, unfinished run of the
+    study into `unfinished_folder` (replacing an older
+    copy, atomically), for a later `--archive` on another machine to resume: its config, logs and
+    metrics, the evaluations it has made (a stopped evaluation's `generation.partial.json` too) and
+    its newest complete checkpoint, less `model/` and the checkpoint's tokenizer files. Run it with
+    the study stopped. Checks every run first and writes nothing if one cannot be kept: a state over
+    `UNFINISHED_LIMIT_MB`, or a pipeline with a finished stage (the next stage starts from that
+    stage's model). Returns the runs kept."""
+    cfg, archive = load_config(StudyConfig, path, overrides), Path(archive)
+    started = [j for j in plan(cfg, path)[1] if RunFolder(j.folder).started and not final_run(j.config, j.overrides).finished]
+    plans = [(job, _unfinished_ignore(Path(job.folder))) for job in started]
+    for job, (ignore, size) in plans:
+        if size > UNFINISHED_LIMIT_MB * 2**20:
+            raise UserError(f"{job.label}: its state is {size / 2**20:,.0f} MB, over the {UNFINISHED_LIMIT_MB} MB an archive keeps of an "
+                            f"unfinished run (full fine-tuning's checkpoint holds every weight and two Adam moments; LoRA's a few MB): "
+                            f"finish it in one sitting, or train with model.lora_r > 0")
+    for job, (ignore, size) in plans:
+        with _ARCHIVE_LOCK:
+            merge_sessions(study_root(cfg), archive)
+            copy_tree_atomic(job.folder, unfinished_folder(archive, job), ignore=ignore)
+            log = study_root(cfg) / "logs" / f"{job.arm}-seed{job.seed}.log"
+            if log.is_file():
+                (archive / "logs").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log, archive / "logs" / log.name)
+        at = [RunFolder(c.parent).last_checkpoint() for c in Path(job.folder).rglob("checkpoints")]
+        steps = ", ".join(c.name for c in at if c) or "no checkpoint yet"
+        print(f"[study {cfg.name}] {job.label}: unfinished, kept in {unfinished_folder(archive, job)} ({steps}, {size / 2**20:.1f} MB)")
+    return [job for job, _ in plans]
+
+
+def _unfinished_ignore(run: Path):
+    """(`shutil.copytree` ignore function, bytes it keeps) for an unfinished run's state: no
+    `model/`, only each `checkpoints/` folder's newest complete checkpoint, without tokenizer files."""
+    if any(stage.finished or stage.model_dir.is_dir() for stage in RunFolder(run).stages()):  # the run is unfinished: so is a later stage
+        raise UserError(f"{run}: a pipeline with a finished stage cannot be kept unfinished (the next stage starts from that "
+                        f"stage's model/, GBs); finish the pipeline in one sitting")
+    keep = {c.resolve() for c in (RunFolder(d.parent).last_checkpoint() for d in run.rglob("checkpoints") if d.is_dir()) if c}
+
+    def ignore(directory, names):
+        d = Path(directory).resolve()
+        left_out = {n for n in names if n == "model"}
+        if d.name == "checkpoints":
+            left_out |= {n for n in names if (d / n).resolve() not in keep}
+        if d in keep:
+            left_out |= {n for n in names if n in TOKENIZER_FILES}
+        return left_out
+
+    size = 0
+    for directory, dirs, files in os.walk(run):
+        skipped = ignore(directory, dirs + files)
+        dirs[:] = [x for x in dirs if x not in skipped]
+        size += sum(os.path.getsize(os.path.join(directory, f)) for f in files if f not in skipped)
+    return ignore, size
+
+
 def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
-    """Copy each archived run that is not finished here into the study's folder (with its log)."""
+    """Copy each archived run that is not finished here into the study's folder (with its log); and
+    each run kept unfinished there (`keep_unfinished`) that this machine has not started, to resume."""
 
     for job in matrix:
         src, dst = archived_folder(archive, job), Path(job.folder)
-        if not src.is_dir() or final_run(job.config, job.overrides).finished:
+        if final_run(job.config, job.overrides).finished:
+            continue
+        if not src.is_dir():
+            restore_unfinished(cfg, job, archive)
             continue
         if dst.exists():
             if RunFolder(dst).trained or any(s.trained for s in RunFolder(dst).stages()):
@@ -370,6 +447,26 @@ def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
             shutil.copyfile(log, study_root(cfg) / "logs" / log.name)
         print(f"[study {cfg.name}] {job.label}: restored from {src}")
     merge_sessions(archive, study_root(cfg))
+
+
+def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
+    """Copy `unfinished_folder(archive, job)` into the run's folder when this machine has not
+    started the run (a folder with something trained or evaluated here is this machine's, and is kept)."""
+    src, dst = unfinished_folder(archive, job), Path(job.folder)
+    if not src.is_dir():
+        return
+    if dst.exists():
+        if RunFolder(dst).trained or any(dst.rglob("generation.partial.json")) or any(dst.rglob("metrics.json")):
+            print(f"[study {cfg.name}] {job.label}: this machine's unfinished run kept; the archive's ({src}) not restored")
+            return
+        shutil.rmtree(dst)  # only a job.json or a config: nothing made
+    copy_tree_atomic(src, dst)
+    log = archive / "logs" / f"{job.arm}-seed{job.seed}.log"
+    if log.is_file() and not (study_root(cfg) / "logs" / log.name).exists():
+        (study_root(cfg) / "logs").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, study_root(cfg) / "logs" / log.name)
+    checkpoint = RunFolder(dst).last_checkpoint()
+    print(f"[study {cfg.name}] {job.label}: restored unfinished from {src} ({checkpoint.name if checkpoint else 'no checkpoint yet'})")
 
 
 def merge_sessions(src: Path, dst: Path) -> None:
