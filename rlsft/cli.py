@@ -108,24 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("overrides", nargs="*", help="key=value overrides, as for train (probe.prompts=16, extraction=lenient)")
     pr.add_argument("--out", default=None, help="also write the record to DIR/probe.json")
 
-    st = sub.add_parser("study", help="run a recipes x seeds matrix, check the claims, write the report", allow_abbrev=False)
-    st.add_argument("config", help="study YAML under configs/studies/")
-    st.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
-    st.add_argument("--report", default=None, help="report folder (default: reports/<study name>/)")
-    st.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
-    st.add_argument("--executor", choices=("local", "slurm"), default="local",
-                    help="local: this machine (workers pinned to GPUs or CPU threads); slurm: one submitit job array (the YAML's cluster: section)")
-    st.add_argument("--dry-run", action="store_true", help="print what would run (for slurm: the sbatch files and every element's command); run nothing")
-    st.add_argument("--status", action="store_true", help="print each run's state (done, running, queued, failed, interrupted), compute so far and an estimate of what remains")
-    st.add_argument("--only", default=None, metavar="ARM[:SEED],...",
-                    help="run just these arms or runs, in this order (the report waits until every run has finished)")
-    st.add_argument("--archive", default=None, metavar="DIR",
-                    help="a folder that outlives this machine: finished runs there are restored first, and each run is copied there, weights left out, when it finishes; with --status, runs finished there count as done")
-    st.add_argument("--keep-unfinished", action="store_true",
-                    help="with --archive, after stopping the study: copy each unfinished run's newest checkpoint and what it has made into "
-                         "the archive (LoRA's state: MBs), where --archive on the next machine restores it to resume; run nothing")
-    st.add_argument("--jobs", type=_positive_int, default=1,
-                    help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
+    add_study_parser(sub)
 
     r = sub.add_parser("report", help="Markdown report with plots from run or study folders", allow_abbrev=False)
     r.add_argument("runs", nargs="+", help="run folders, or folders holding them (a study, a pipeline)")
@@ -176,6 +159,28 @@ def add_bench_parser(sub) -> None:
     b.add_argument("--full-batch", action="store_true",
                    help="also time the lab's step and evaluation with every sequence computed to its call's end (generate itself)")
     b.add_argument("--template", default="r1-zero", help="prompt form of the GRPO measurement: r1-zero, or chat (the model's template)")
+
+
+def add_study_parser(sub) -> None:
+    """`rlsft study`'s arguments (a subparser of `build_parser`'s)."""
+    st = sub.add_parser("study", help="run a recipes x seeds matrix, check the claims, write the report", allow_abbrev=False)
+    st.add_argument("config", help="study YAML under configs/studies/")
+    st.add_argument("overrides", nargs="*", help="key=value overrides of the study config")
+    st.add_argument("--report", default=None, help="report folder (default: reports/<study name>/)")
+    st.add_argument("--allow-mixed-commits", action="store_true", help="report runs from several commits or a dirty tree (the mix is printed at the top)")
+    st.add_argument("--executor", choices=("local", "slurm"), default="local",
+                    help="local: this machine (workers pinned to GPUs or CPU threads); slurm: one submitit job array (the YAML's cluster: section)")
+    st.add_argument("--dry-run", action="store_true", help="print what would run (for slurm: the sbatch files and every element's command); run nothing")
+    st.add_argument("--status", action="store_true", help="print each run's state (done, running, queued, failed, interrupted), compute so far and an estimate of what remains")
+    st.add_argument("--only", default=None, metavar="ARM[:SEED],...",
+                    help="run just these arms or runs, in this order (the report waits until every run has finished)")
+    st.add_argument("--archive", default=None, metavar="DIR",
+                    help="a folder that outlives this machine: finished runs there are restored first, and each run is copied there, weights left out, when it finishes; with --status, runs finished there count as done")
+    st.add_argument("--keep-unfinished", action="store_true",
+                    help="with --archive, after stopping the study: copy each unfinished run's newest checkpoint and what it has made into "
+                         "the archive (LoRA's state: MBs), where --archive on the next machine restores it to resume; run nothing")
+    st.add_argument("--jobs", type=_positive_int, default=1,
+                    help="runs at a time, each in its own process with cores/jobs threads (default 1: one after another, in this process)")
 
 
 def study_command(args) -> int:
