@@ -53,8 +53,13 @@ def tiny_pretrain_and_eval(tmp_path, max_steps: int) -> tuple[dict, float]:
         vocab_size=800, model=ModelShape(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=384, max_positions=512),
         batch_size=16, learning_rate=5e-3, warmup_steps=10, max_steps=max_steps, eval_n=0, threads=1,
     )
+    import torch
+
+    threads = torch.get_num_threads()
     out = main(cfg)
     card = json.loads((out / "rlsft_card.json").read_text())
+    # it trained on 1 thread and gave this process its own count back (later in-process runs' sums depend on it)
+    assert card["threads"] == 1 and torch.get_num_threads() == threads
     losses = [loss for _, loss in card["loss_curve"]]
     assert losses[-1] < 0.5 * losses[0]
 

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 from conftest import REPO, tiny_recipe_overrides
 
 from rlsft.cli import main as cli_main
@@ -51,7 +52,9 @@ def test_sigkilled_grpo_run_resumes_to_the_same_result(tmp_path):
 
     # the same run in a real subprocess, killed (SIGKILL) once its step-10 checkpoint is on disk
     cmd = [sys.executable, "-m", "rlsft.cli", "train", CONFIG, *overrides("micro-student", killed), *extra]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    # on this process's thread count: float sums (entropy, grad_norm) depend on it, to the 7th digit
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     marker = killed / "checkpoints" / "checkpoint-10" / "rlsft_progress.json"
     deadline = time.time() + 300
     while not marker.is_file() and proc.poll() is None and time.time() < deadline:

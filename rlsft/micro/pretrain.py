@@ -173,13 +173,26 @@ def pretrain_trainer(cfg: PretrainConfig, model, blocks, work: Path, t_start: fl
 
 
 def main(cfg: PretrainConfig) -> Path:
+    """Pretrain with `cfg.threads` torch threads (0: torch's default), then give the caller back its
+    own count: an in-process caller (a test, a study) would otherwise train its later runs on another
+    thread count, and so with other float sums."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return pretrain(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def pretrain(cfg: PretrainConfig) -> Path:
     import torch
     from transformers import Qwen2ForCausalLM
 
     t_start = time.time()
     out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
