@@ -4,6 +4,7 @@ import json
 from collections import Counter
 
 import pytest
+import torch
 
 from rlsft.io import to_jsonl
 from rlsft.micro.pretrain import ModelShape, PretrainConfig, main
@@ -53,8 +54,6 @@ def tiny_pretrain_and_eval(tmp_path, max_steps: int) -> tuple[dict, float]:
         vocab_size=800, model=ModelShape(hidden_size=128, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=384, max_positions=512),
         batch_size=16, learning_rate=5e-3, warmup_steps=10, max_steps=max_steps, eval_n=0, threads=1,
     )
-    import torch
-
     threads = torch.get_num_threads()
     out = main(cfg)
     card = json.loads((out / "rlsft_card.json").read_text())
