@@ -284,6 +284,29 @@ def test_a_lora_run_longer_than_a_sitting_goes_on_from_its_archive_on_a_new_mach
     assert (archive / "r1_zero" / "seed0" / "run.json").is_file() and not kept.exists()  # finished: archived, its sitting's state gone
 
 
+def test_a_runs_log_goes_with_it_and_a_restore_keeps_this_machines(tmp_path):
+    """`copy_log` copies `logs/<arm>-seed<k>.log` from one study folder to another: into the archive
+    it replaces the older copy; back from the archive (replace=False) it never overwrites a log here."""
+    from rlsft.studies.study import Job, copy_log
+
+    job = Job(label="1/1 r1_zero seed 3", arm="r1_zero", seed=3, config="c.yaml", overrides=[], folder=str(tmp_path / "run"))
+    here, archive = tmp_path / "here", tmp_path / "archive"
+    (here / "logs").mkdir(parents=True)
+    (here / "logs" / "r1_zero-seed3.log").write_text("sitting 1\n")
+    copy_log(job, here, archive)
+    assert (archive / "logs" / "r1_zero-seed3.log").read_text() == "sitting 1\n"
+    (here / "logs" / "r1_zero-seed3.log").write_text("sitting 1\nsitting 2\n")
+    copy_log(job, here, archive)  # the archive's copy is replaced by the longer log
+    assert (archive / "logs" / "r1_zero-seed3.log").read_text() == "sitting 1\nsitting 2\n"
+    (here / "logs" / "r1_zero-seed3.log").write_text("this machine's\n")
+    copy_log(job, archive, here, replace=False)
+    assert (here / "logs" / "r1_zero-seed3.log").read_text() == "this machine's\n"
+    copy_log(job, archive, tmp_path / "new", replace=False)  # a new machine has none: restored
+    assert (tmp_path / "new" / "logs" / "r1_zero-seed3.log").read_text() == "sitting 1\nsitting 2\n"
+    copy_log(Job(label="sft", arm="sft", seed=0, config="c.yaml", overrides=[], folder="x"), here, archive)  # no log: nothing copied, no error
+    assert not (archive / "logs" / "sft-seed0.log").exists()
+
+
 def test_a_half_copied_archive_entry_is_not_a_run(tmp_path):
     """`archive_run` copies into `.seed<k>.partial` and renames; a copy killed half-way is never read as a run."""
     from rlsft.runs.folder import RunFolder

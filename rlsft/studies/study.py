@@ -321,6 +321,15 @@ LEFT_OUT = ("model", "checkpoints", "generation.partial.json")
 _ARCHIVE_LOCK = threading.Lock()  # local workers archive from their own threads
 
 
+def copy_log(job: Job, src: Path, dst: Path, replace: bool = True) -> None:
+    """Copy a run's log, `src/logs/<arm>-seed<k>.log`, to the same place under `dst`, if it exists
+    (and, with replace=False, only where `dst` has none: a restore never overwrites this machine's log)."""
+    log, to = Path(src) / "logs" / f"{job.arm}-seed{job.seed}.log", Path(dst) / "logs" / f"{job.arm}-seed{job.seed}.log"
+    if log.is_file() and (replace or not to.exists()):
+        to.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, to)
+
+
 def archived_folder(archive: Path, job: Job) -> Path:
     """Where `archive` keeps a run: `<arm>/seed<k>/`, as in the study folder."""
     return Path(archive) / job.arm / f"seed{job.seed}"
@@ -343,10 +352,7 @@ def _archive_run(cfg: StudyConfig, job: Job, archive: Path) -> bool:
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(*LEFT_OUT))
-    log = study_root(cfg) / "logs" / f"{job.arm}-seed{job.seed}.log"
-    if log.is_file():
-        (archive / "logs").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, archive / "logs" / log.name)
+    copy_log(job, study_root(cfg), archive)
     tmp.rename(dst)
     if unfinished_folder(archive, job).exists():
         shutil.rmtree(unfinished_folder(archive, job))  # the finished run supersedes its sitting's state
@@ -390,10 +396,7 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
         with _ARCHIVE_LOCK:
             merge_sessions(study_root(cfg), archive)
             copy_tree_atomic(job.folder, unfinished_folder(archive, job), ignore=ignore)
-            log = study_root(cfg) / "logs" / f"{job.arm}-seed{job.seed}.log"
-            if log.is_file():
-                (archive / "logs").mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(log, archive / "logs" / log.name)
+            copy_log(job, study_root(cfg), archive)
         at = [RunFolder(c.parent).last_checkpoint() for c in Path(job.folder).rglob("checkpoints")]
         steps = ", ".join(c.name for c in at if c) or "no checkpoint yet"
         print(f"[study {cfg.name}] {job.label}: unfinished, kept in {unfinished_folder(archive, job)} ({steps}, {size / 2**20:.1f} MB)")
@@ -441,10 +444,7 @@ def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
                 raise UserError(f"{dst} holds an unfinished run and {src} the finished one; remove one of them")
             shutil.rmtree(dst)  # only a job.json or a config: nothing trained
         shutil.copytree(src, dst)
-        log = archive / "logs" / f"{job.arm}-seed{job.seed}.log"
-        if log.is_file() and not (study_root(cfg) / "logs" / log.name).exists():
-            (study_root(cfg) / "logs").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, study_root(cfg) / "logs" / log.name)
+        copy_log(job, archive, study_root(cfg), replace=False)
         print(f"[study {cfg.name}] {job.label}: restored from {src}")
     merge_sessions(archive, study_root(cfg))
 
@@ -461,10 +461,7 @@ def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
             return
         shutil.rmtree(dst)  # only a job.json or a config: nothing made
     copy_tree_atomic(src, dst)
-    log = archive / "logs" / f"{job.arm}-seed{job.seed}.log"
-    if log.is_file() and not (study_root(cfg) / "logs" / log.name).exists():
-        (study_root(cfg) / "logs").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, study_root(cfg) / "logs" / log.name)
+    copy_log(job, archive, study_root(cfg), replace=False)
     checkpoint = RunFolder(dst).last_checkpoint()
     print(f"[study {cfg.name}] {job.label}: restored unfinished from {src} ({checkpoint.name if checkpoint else 'no checkpoint yet'})")
 
