@@ -99,6 +99,17 @@ def _points(ax, xs, mid, lo, hi, label: str, color: str) -> None:
                     markersize=4, capsize=3, label=label, color=color)
 
 
+def _label_panel(ax, row: int, rows: int, title: str) -> None:
+    """One panel of a small-multiples grid (a column per question, a row per metric): a grid, the
+    column's title and legend on the top row, the compute axis's label on the bottom row."""
+    ax.grid(alpha=0.3)
+    if row == 0:
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    if row == rows - 1:
+        ax.set_xlabel("PFLOPs spent (all stages, teacher sampling included)")
+
+
 def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[str]] | None = None) -> str | None:
     """The main figure, small multiples: one column per question (`panels`: title -> arms, from the
     study's YAML; one column of every arm without), held-out pass@1 (strict, then lenient extraction)
@@ -135,12 +146,7 @@ def plot_accuracy_vs_compute(results: dict, out: Path, panels: dict[str, list[st
                     lo.append(r["low"] if r["low"] is not None else r["estimate"])
                     hi.append(r["high"] if r["high"] is not None else r["estimate"])
                 _points(ax, xs, mid, lo, hi, f"{arm} ({len(by_seed)} seeds)", colors[arm])
-            ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(title, fontsize=10)
-                ax.legend(fontsize=7)
-            if row == len(metrics) - 1:
-                ax.set_xlabel("PFLOPs spent (all stages, teacher sampling included)")
+            _label_panel(ax, row, len(metrics), title)
         axes[row][0].set_ylabel(f"{ylabel}\n(mean over seeds, 90% interval)")
     fig.tight_layout()
     fig.savefig(out / "accuracy_vs_pflops.png", dpi=110)
@@ -172,12 +178,7 @@ def plot_format_length_vs_compute(results: dict, out: Path, panels: dict[str, li
                 per_seed = [[sum(by_seed[s][i][1].values()) / len(by_seed[s][i][1]) for s in by_seed] for i in range(n)]
                 mid, lo, hi = [sum(v) / len(v) for v in per_seed], [min(v) for v in per_seed], [max(v) for v in per_seed]
                 _points(ax, xs, mid, lo, hi, f"{arm} ({len(by_seed)} seeds)", colors[arm])
-            ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(title, fontsize=10)
-                ax.legend(fontsize=7)
-            else:
-                ax.set_xlabel("PFLOPs spent (all stages, teacher sampling included)")
+            _label_panel(ax, row, len(metrics), title)
         axes[row][0].set_ylabel(f"{ylabel}\n(mean over seeds, min-max)")
     fig.tight_layout()
     fig.savefig(out / "format_length_vs_pflops.png", dpi=110)
