@@ -324,7 +324,8 @@ _ARCHIVE_LOCK = threading.Lock()  # local workers archive from their own threads
 def copy_log(job: Job, src: Path, dst: Path, replace: bool = True) -> None:
     """Copy a run's log, `src/logs/<arm>-seed<k>.log`, to the same place under `dst`, if it exists
     (and, with replace=False, only where `dst` has none: a restore never overwrites this machine's log)."""
-    log, to = Path(src) / "logs" / f"{job.arm}-seed{job.seed}.log", Path(dst) / "logs" / f"{job.arm}-seed{job.seed}.log"
+    name = f"{job.arm}-seed{job.seed}.log"
+    log, to = Path(src) / "logs" / name, Path(dst) / "logs" / name
     if log.is_file() and (replace or not to.exists()):
         to.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(log, to)
