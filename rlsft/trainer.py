@@ -302,9 +302,10 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
     What a sitting did after its last checkpoint is lost with it and done again after the resume: it
     counts in neither the seconds nor the tokens. The record is the training that made the model
     (the sum of its sittings' training time, each up to the checkpoint the next one resumed from),
-    not the time the machine was busy."""
+    not the time the machine was busy. A run that stopped after its last step's checkpoint trains
+    no further: the resume loads that checkpoint's weights."""
 
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback, TrainerState
 
     checkpoint = folder.last_checkpoint() if resume else None
     saved = {}
@@ -312,6 +313,17 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
         saved = json.loads((checkpoint / PROGRESS_FILE).read_text())
         curve[:] = saved["curve"]  # the points evaluated before the checkpoint
     earlier = saved.get("train_seconds", 0.0)
+
+    if checkpoint is not None:
+        state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+        if state.global_step >= state.max_steps > 0:
+            # The run stopped after its last step's checkpoint (saving the model, evaluating it).
+            # transformers' loop checks max_steps only after a step, so `train(resume_from_checkpoint=)`
+            # would take one step more; the Trainer's own loader restores the trained weights instead.
+            trainer._load_from_checkpoint(str(checkpoint))
+            trainer.state = state
+            continue_token_count(trainer, saved.get("train_tokens", trained_tokens(trainer)))
+            return earlier
     kept, t0 = len(curve), time.perf_counter()
 
     def seconds_so_far() -> float:  # this sitting's curve evaluations are not training time

@@ -102,6 +102,36 @@ def killed_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(rlsft.trainer, "train", lambda trainer, *a, **k: trainer.add_callback(Kill()) or train(trainer, *a, **k))
 
 
+def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(toy_model, tmp_path, monkeypatch):
+    """A sitting that ends in the evaluation after training leaves the checkpoint of the last step;
+    transformers' loop, resumed there, would take one more step (it checks max_steps after a step)."""
+    import recipes.grpo
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli_main(["train", CONFIG, *overrides(toy_model, whole, steps=4)]) == 0
+
+    def killed_in_evaluation(*a, **k):
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(recipes.grpo, "save_trained", killed_in_evaluation)
+        with pytest.raises(Killed):
+            cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4)])
+    first_sitting = json.loads((killed / "checkpoints" / "checkpoint-4" / "rlsft_progress.json").read_text())
+    samples = (killed / "samples_train.jsonl").read_text()
+    assert cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4), "--resume", str(killed)]) == 0
+
+    assert json.loads((killed / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 4
+    assert [r["step"] for r in step_metrics(killed)] == [1, 2, 3, 4]  # no step 5
+    assert step_metrics(killed) == step_metrics(whole)
+    assert (killed / "samples_train.jsonl").read_text() == samples  # nothing generated for training
+    assert (killed / "model" / "model.safetensors").read_bytes() == (whole / "model" / "model.safetensors").read_bytes()
+    r_killed, r_whole = (json.loads((out / "run.json").read_text()) for out in (killed, whole))
+    assert r_killed["eval_after"] == r_whole["eval_after"]
+    assert r_killed["compute"]["train_tokens"] == r_whole["compute"]["train_tokens"] > 0
+    assert r_killed["compute"]["wall_seconds"] == round(first_sitting["train_seconds"], 1)  # this sitting trained nothing (the record has 0.1 s)
+
+
 def sft_overrides(model, out) -> list[str]:
     # logs every 2 steps, a checkpoint every 3: the step-3 checkpoint's token count is in no log line
     return [*tiny_recipe_overrides(model, out), "examples.n=32", "training.per_device_train_batch_size=4",
