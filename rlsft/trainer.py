@@ -33,7 +33,9 @@ from rlsft.runs.compute import (
     continue_token_count,
     distributed_state,
     flops,
+    higher_peak,
     is_main_process,
+    peak_memory_gb,
     trainable_parameters,
     trained_tokens,
 )
@@ -292,12 +294,13 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callabl
 PROGRESS_FILE = "rlsft_progress.json"  # in each checkpoint: training seconds, trained tokens and curve points up to it
 
 
-def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
+def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[float, float | None]:
     """Train (from the run's latest checkpoint when resuming); returns the training seconds, curve
-    evaluations excluded, of every sitting up to the end. The Trainer's own runtime, and TRL's SFT
-    token count, cover only this sitting, so each checkpoint also keeps the seconds, the tokens and
-    the curve points up to it (`PROGRESS_FILE`); a resumed run starts from those, and its run.json
-    has the whole curve and the compute of every sitting.
+    evaluations excluded, of every sitting up to the end, and the earlier sittings' peak memory (GB;
+    None without one). The Trainer's own runtime, TRL's SFT token count and the process's peak memory
+    cover only this sitting, so each checkpoint also keeps the seconds, the tokens, the peak and the
+    curve points up to it (`PROGRESS_FILE`); a resumed run starts from those, and its run.json has
+    the whole curve and the compute of every sitting.
 
     What a sitting did after its last checkpoint is lost with it and done again after the resume: it
     counts in neither the seconds nor the tokens. The record is the training that made the model
@@ -312,7 +315,7 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).is_file():
         saved = json.loads((checkpoint / PROGRESS_FILE).read_text())
         curve[:] = saved["curve"]  # the points evaluated before the checkpoint
-    earlier = saved.get("train_seconds", 0.0)
+    earlier, earlier_peak = saved.get("train_seconds", 0.0), saved.get("peak_memory_gb")
 
     if checkpoint is not None:
         state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
@@ -323,7 +326,7 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
             trainer._load_from_checkpoint(str(checkpoint))
             trainer.state = state
             continue_token_count(trainer, saved.get("train_tokens", trained_tokens(trainer)))
-            return earlier
+            return earlier, earlier_peak
     kept, t0 = len(curve), time.perf_counter()
 
     def seconds_so_far() -> float:  # this sitting's curve evaluations are not training time
@@ -340,11 +343,12 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> float:
             saved_to = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if state.is_world_process_zero and saved_to.is_dir():
                 atomic_write(saved_to / PROGRESS_FILE, json.dumps({"step": state.global_step, "train_seconds": seconds_so_far(),
-                                                                   "train_tokens": trained_tokens(trainer), "curve": curve}))
+                                                                   "train_tokens": trained_tokens(trainer), "curve": curve,
+                                                                   "peak_memory_gb": higher_peak(peak_memory_gb(), earlier_peak)}))
 
     trainer.add_callback(Progress())
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    return earlier + output.metrics["train_runtime"] - sum(p["eval_seconds"] for p in curve[kept:])
+    return earlier + output.metrics["train_runtime"] - sum(p["eval_seconds"] for p in curve[kept:]), earlier_peak
 
 
 def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost: Callable[[int], tuple[int, int, int]],
@@ -354,9 +358,11 @@ def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost:
     tokens the Trainer consumed, with `params` parameters of which those that train (LoRA's
     adapters, `trainable_parameters`) set the backward's cost. Seconds are the Trainer's runtime
     without the curve evaluations, plus `other_seconds` (a teacher's sampling)."""
-    seconds = train(trainer, folder, resume, curve) + other_seconds
+    seconds, earlier_peak = train(trainer, folder, resume, curve)
+    seconds += other_seconds
     train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
-    return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops, trainable=trainable_parameters(trainer.model))
+    return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops,
+                          trainable=trainable_parameters(trainer.model), earlier_peak_gb=earlier_peak)
 
 
 def save_trained(trainer, tokenizer, folder: RunFolder):

@@ -119,6 +119,8 @@ def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(to
             cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4)])
     first_sitting = json.loads((killed / "checkpoints" / "checkpoint-4" / "rlsft_progress.json").read_text())
     samples = (killed / "samples_train.jsonl").read_text()
+    # this process's peak memory is its whole life's; the resumed sitting reports a tiny one of its own
+    monkeypatch.setattr("rlsft.runs.compute.peak_memory_gb", lambda: 0.001)
     assert cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4), "--resume", str(killed)]) == 0
 
     assert json.loads((killed / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 4
@@ -130,6 +132,7 @@ def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(to
     assert r_killed["eval_after"] == r_whole["eval_after"]
     assert r_killed["compute"]["train_tokens"] == r_whole["compute"]["train_tokens"] > 0
     assert r_killed["compute"]["wall_seconds"] == round(first_sitting["train_seconds"], 1)  # this sitting trained nothing (the record has 0.1 s)
+    assert r_killed["compute"]["peak_memory_gb"] == first_sitting["peak_memory_gb"] > 0.001  # the training sitting's peak
 
 
 def sft_overrides(model, out) -> list[str]:

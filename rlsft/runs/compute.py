@@ -69,9 +69,10 @@ def trainable_parameters(model) -> int | None:
 
 
 def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds: float, extra_flops: int = 0,
-                   trainable: int | None = None) -> dict:
+                   trainable: int | None = None, earlier_peak_gb: float | None = None) -> dict:
     """FLOPs and device-hours of a run. `seconds` is the Trainer's own `train_runtime` (plus any
-    teacher sampling before it); `trainable`: the parameters that trained, when not all did."""
+    teacher sampling before it); `trainable`: the parameters that trained, when not all did;
+    `earlier_peak_gb`: a resumed run's peak memory in its earlier sittings (this process saw only its own)."""
     import torch
 
     processes = distributed_state().num_processes  # data-parallel workers (accelerate launch)
@@ -87,7 +88,7 @@ def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds:
         "gpu_hours": round(processes * seconds / 3600, 4) if gpu else 0.0,
         "cpu_core_hours": 0.0 if gpu else round(processes * torch.get_num_threads() * seconds / 3600, 4),
         "device": torch.cuda.get_device_name(0) if gpu else f"cpu, {torch.get_num_threads()} threads per process",
-        "peak_memory_gb": peak_memory_gb(),
+        "peak_memory_gb": higher_peak(peak_memory_gb(), earlier_peak_gb),
     }
 
 
@@ -129,6 +130,15 @@ def peak_memory_gb() -> float | None:
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 1e9, 3)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)  # KB on Linux
+
+
+def higher_peak(*peaks_gb: float | None) -> float | None:
+    """The highest of some sittings' peak memories (GB), those unknown (None) left out.
+
+    >>> higher_peak(11.4, None, 3.2), higher_peak(None)
+    (11.4, None)
+    """
+    return max((m for m in peaks_gb if m is not None), default=None)
 
 
 def param_count(model_name: str) -> int | None:
