@@ -71,6 +71,32 @@ def test_a_report_refuses_runs_from_mixed_or_dirty_commits(tmp_path):
     assert "Runs from more than one commit" in text.split("\n## ")[0] and "`def456-dirty` (1 runs)" in text
 
 
+def test_a_run_resumed_at_another_commit_counts_at_both(tmp_path):
+    """run.json has the last sitting's commit; one that trained at another commit and finished at
+    this one is a mix, which the one-commit check sees and the provenance names."""
+    import pytest
+
+    from rlsft.io import UserError
+    from rlsft.verdicts.report import make_report
+
+    for name in ("a-seed0", "a-seed1"):
+        run = tmp_path / "runs" / name
+        fake_run(run, 0, False, True)
+        record = json.loads((run / "run.json").read_text())
+        record.update(recipe="grpo", provenance={"git_commit": "def456"})
+        record["compute"]["device"] = "cpu"
+        (run / "run.json").write_text(json.dumps(record))
+        (run / "provenance.json").write_text(json.dumps({"git_commit": "abc123" if name == "a-seed0" else "def456"}))
+    (tmp_path / "runs" / "a-seed0" / "resumes.jsonl").write_text(json.dumps({"from_step": 8, "git_commit": "def456"}) + "\n")
+    assert RunFolder(tmp_path / "runs" / "a-seed0").commits == ["abc123", "def456"]
+    assert RunFolder(tmp_path / "runs" / "a-seed1").commits == ["def456"]
+    with pytest.raises(UserError, match="not one clean commit"):
+        make_report([str(tmp_path / "runs")], str(tmp_path / "report"), task="t")
+    text = (make_report([str(tmp_path / "runs")], str(tmp_path / "report"), task="t", allow_mixed_commits=True) / "report.md").read_text()
+    assert "`abc123` (1 runs), `def456` (2 runs)" in text
+    assert "commit `def456` (earlier sittings at `abc123`)," in text and text.count("earlier sittings") == 1
+
+
 def test_compute_curve_spans_a_pipelines_stages(tmp_path):
     """The curve of a pipeline starts at its base model (0 PFLOPs) and adds each stage's compute."""
     sft, grpo = tmp_path / "pipe" / "seed0" / "1-sft", tmp_path / "pipe" / "seed0" / "2-grpo"

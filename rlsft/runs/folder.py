@@ -154,6 +154,20 @@ class RunFolder:
             return []
         return [row["from_step"] for row in read_jsonl(self.resumes_file, required=("from_step",))]
 
+    @property
+    def commits(self) -> list[str]:
+        """The commits the run's sittings ran at, in order, each once: its start (provenance.json),
+        each resume (resumes.jsonl) and its end (run.json). run.json's alone would hide a run that
+        trained at one commit and finished at another."""
+        found = []
+        if (self.path / "provenance.json").is_file():
+            found.append(json.loads((self.path / "provenance.json").read_text()).get("git_commit"))
+        if self.resumes_file.is_file():
+            found += [row.get("git_commit") for row in read_jsonl(self.resumes_file)]
+        if self.finished:
+            found.append(self.run_record.git_commit)
+        return list(dict.fromkeys(c for c in found if c))
+
     @cached_property
     def config(self) -> dict:
         return yaml.safe_load(self.config_file.read_text())

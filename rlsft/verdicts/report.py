@@ -386,12 +386,13 @@ def sweep_section(results: dict, rule, task: str) -> tuple[list[str], Choice]:
 
 
 def run_commits(runs: list[RunFolder]) -> dict[str, int]:
-    """{git commit: number of runs (stages included)} of the runs a report reads."""
+    """{git commit: number of runs (stages included) with a sitting at it} of the runs a report
+    reads: a run resumed at another commit counts at both."""
     commits: dict[str, int] = {}
     for run in runs:
         for stage in run.with_earlier_stages:
-            c = stage.run_record.git_commit
-            commits[c] = commits.get(c, 0) + 1
+            for c in stage.commits:
+                commits[c] = commits.get(c, 0) + 1
     return commits
 
 
@@ -466,7 +467,9 @@ def provenance_section(runs: list[RunFolder], results: dict, knobs_changed: list
     lines.append("- runs:")
     for run in runs:
         rec = run.run_record
-        lines.append(f"  - `{run.path}`: recipe {rec.recipe}, commit `{rec.git_commit}`, "
+        earlier = ", ".join(f"`{c}`" for c in run.commits if c != rec.git_commit)
+        sittings = f" (earlier sittings at {earlier})" if earlier else ""
+        lines.append(f"  - `{run.path}`: recipe {rec.recipe}, commit `{rec.git_commit}`{sittings}, "
                      f"{rec.pflops:.4g} PFLOPs, {rec.compute.wall_seconds:.0f} s on {rec.compute.device}")
     return lines
 
