@@ -102,6 +102,12 @@ def killed_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(rlsft.trainer, "train", lambda trainer, *a, **k: trainer.add_callback(Kill()) or train(trainer, *a, **k))
 
 
+def killed_after_training(*a, **k):
+    """Stands for a kill after the last step's checkpoint, in saving or evaluating the model (the
+    recipe's `save_trained`, patched)."""
+    raise Killed
+
+
 def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(toy_model, tmp_path, monkeypatch):
     """A sitting that ends in the evaluation after training leaves the checkpoint of the last step;
     transformers' loop, resumed there, would take one more step (it checks max_steps after a step)."""
@@ -110,11 +116,8 @@ def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(to
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert cli_main(["train", CONFIG, *overrides(toy_model, whole, steps=4)]) == 0
 
-    def killed_in_evaluation(*a, **k):
-        raise Killed
-
     with monkeypatch.context() as m:
-        m.setattr(recipes.grpo, "save_trained", killed_in_evaluation)
+        m.setattr(recipes.grpo, "save_trained", killed_after_training)
         with pytest.raises(Killed):
             cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4)])
     first_sitting = json.loads((killed / "checkpoints" / "checkpoint-4" / "rlsft_progress.json").read_text())
@@ -163,6 +166,26 @@ def test_a_resumed_sft_run_counts_the_compute_of_every_sitting(toy_model, tmp_pa
     # and the training log's running count goes on from the checkpoint rather than from zero
     tokens = [[r["num_tokens"] for r in logged_rows(out, "num_tokens")] for out in (whole, killed)]
     assert tokens[0] == tokens[1] and tokens[0][-1] == c_whole["train_tokens"]
+
+
+def test_an_sft_run_stopped_after_its_last_checkpoint_counts_its_tokens_once(toy_model, tmp_path, monkeypatch):
+    """TRL's SFT trainer keeps its token count on the trainer object, not in the checkpoint: a
+    resume that trains nothing still carries it on from the checkpoint."""
+    import recipes.sft
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert cli_main(["train", SFT_CONFIG, *sft_overrides(toy_model, whole)]) == 0
+    with monkeypatch.context() as m:
+        m.setattr(recipes.sft, "save_trained", killed_after_training)
+        with pytest.raises(Killed):
+            cli_main(["train", SFT_CONFIG, *sft_overrides(toy_model, killed)])
+    assert cli_main(["train", SFT_CONFIG, *sft_overrides(toy_model, killed), "--resume", str(killed)]) == 0
+
+    assert json.loads((killed / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 6
+    assert max(r["step"] for r in logged_rows(killed, "loss")) == 6  # no step 7
+    assert (killed / "model" / "model.safetensors").read_bytes() == (whole / "model" / "model.safetensors").read_bytes()
+    c_whole, c_killed = (json.loads((out / "run.json").read_text())["compute"] for out in (whole, killed))
+    assert c_killed["train_tokens"] == c_whole["train_tokens"] > 0 and c_killed["flops"] == c_whole["flops"]
 
 
 def test_a_resumed_on_policy_distillation_trains_on_the_same_prompts_past_its_first_epoch(tmp_path, monkeypatch):
