@@ -127,19 +127,23 @@ def estimate(cfg: Config, params: int | None = None) -> dict:
 def completion_monitor(folder: RunFolder, monitor: MonitorConfig):
     """A zero-weight GRPO "reward" that measures instead of rewarding: it returns 1.0 for each
     training completion that mixes languages (TRL then logs the mixing rate of the training
-    completions as `rewards/language_monitor/mean`) and writes 8 completions to
-    samples_train.jsonl every `monitor.every` calls. With weight 0 it never changes the gradient."""
+    completions as `rewards/language_monitor/mean`) and writes 8 completions, with the step they
+    train, to samples_train.jsonl every `monitor.every` calls. With weight 0 it never changes the
+    gradient."""
 
     calls = [0]
     main = is_main_process()
 
-    def language_monitor(completions, prompts=None, answer=None, **kwargs):
+    def language_monitor(completions, prompts=None, answer=None, trainer_state=None, **kwargs):
         texts = [completion_text(c) for c in completions]
         stats = [language_stats(t, monitor.language) for t in texts]
         if main and calls[0] % monitor.every == 0:
+            # step: the first optimizer step these completions train (global_step counts finished
+            # ones); `call` restarts at 0 in each sitting of a resumed run, the step does not
+            step = trainer_state.global_step + 1 if trainer_state is not None else None
             with open(folder.samples_train_file, "a", encoding="utf-8") as f:
                 for i, t in enumerate(texts[:8]):
-                    f.write(json.dumps({"call": calls[0], "answer": answer[i] if answer else None, "completion": t,
+                    f.write(json.dumps({"step": step, "call": calls[0], "answer": answer[i] if answer else None, "completion": t,
                                         "mixed": stats[i].mixed}, ensure_ascii=False) + "\n")
         calls[0] += 1
         return [1.0 if s.mixed else 0.0 for s in stats]

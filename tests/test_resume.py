@@ -122,6 +122,7 @@ def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(to
             cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4)])
     first_sitting = json.loads((killed / "checkpoints" / "checkpoint-4" / "rlsft_progress.json").read_text())
     samples = (killed / "samples_train.jsonl").read_text()
+    assert {json.loads(line)["step"] for line in samples.splitlines()} == {1}  # monitor.every: the first generation's
     # this process's peak memory is its whole life's; the resumed sitting reports a tiny one of its own
     monkeypatch.setattr("rlsft.runs.compute.peak_memory_gb", lambda: 0.001)
     assert cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4), "--resume", str(killed)]) == 0
