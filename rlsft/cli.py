@@ -25,7 +25,7 @@ import yaml
 
 from rlsft.bench.bench import BenchArgs, main_bench
 from rlsft.config import load_config
-from rlsft.io import UserError, atomic_write, to_json
+from rlsft.io import UserError, atomic_write, is_blind, to_json
 from rlsft.launch import RECIPES, dry_run, probe_from_config, train_from_config
 from rlsft.micro.pretrain import pretrain_from_config
 from rlsft.models import MICRO_MODELS_DIR, MODEL_CARDS
@@ -232,7 +232,8 @@ def eval_command(args) -> None:
     if "max_new_tokens" not in kwargs:
         kwargs["max_new_tokens"] = _default_max_new_tokens(args.model)
     result = evaluate(EvalArgs(**kwargs))
-    print(to_json({"out": args.out, **{k: v["value"] for k, v in result["metrics"].items() if isinstance(v, dict)}}), end="")
+    figures = {} if is_blind() else {k: v["value"] for k, v in result["metrics"].items() if isinstance(v, dict)}
+    print(to_json({"out": args.out, **figures}), end="")
 
 
 def pretrain_command(args) -> None:
@@ -248,7 +249,8 @@ def train_command(args) -> None:
         print(yaml.safe_dump(plan, sort_keys=False, allow_unicode=True), end="")
         return
     record = train_from_config(args.config, args.overrides, resume=args.resume)
-    print(to_json({"out": record["out"], "compute": record["compute"], "eval_before": record["eval_before"], "eval_after": record["eval_after"]}), end="")
+    held_out = {} if is_blind() else {"eval_before": record["eval_before"], "eval_after": record["eval_after"]}
+    print(to_json({"out": record["out"], "compute": record["compute"], **held_out}), end="")
 
 
 def probe_command(args) -> None:

@@ -6,12 +6,14 @@ bad line is reported with its number and no output is ever left half-written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+from unittest import mock
 
 
 class UserError(Exception):
@@ -109,3 +111,25 @@ def json_safe(obj: Any) -> Any:
 def to_json(obj: Any) -> str:
     """Pretty JSON with NaN written as null, so every output parses with strict JSON readers."""
     return json.dumps(json_safe(obj), ensure_ascii=False, indent=2) + "\n"
+
+
+# Set while a study runs, and inherited by the workers and Slurm jobs it starts: held-out figures
+# stay in the run folders, read once, by the study's report (nothing held-out is read before its
+# last run ends). WANDB_QUIET: wandb's closing run summary holds them too.
+BLIND_ENV = {"RLSFT_BLIND": "1", "WANDB_QUIET": "true"}
+
+
+@contextlib.contextmanager
+def blind():
+    """`rlsft train` and `rlsft eval` print no held-out figure inside this block (`is_blind`)."""
+    with mock.patch.dict(os.environ, BLIND_ENV):
+        yield
+
+
+def is_blind() -> bool:
+    """Whether held-out figures stay off the console (`blind`).
+
+    >>> with blind(): is_blind()
+    True
+    """
+    return os.environ.get("RLSFT_BLIND") == "1"

@@ -43,7 +43,12 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, upstream_data, tmp_
     path.write_text(yaml.safe_dump(study))
 
     assert cli_main(["study", str(path), "--report", "reports/tiny", "--allow-mixed-commits"]) == 0  # a dev tree may be dirty
+    printed = capsys.readouterr().out
     root = tmp_path / "runs" / "studies" / "tiny-study"
+    # blind: the transfer lines say what was measured, not its figures, which only the report reads
+    transfer_lines = [line for line in printed.splitlines() if "transfer:" in line]
+    assert len(transfer_lines) == 6 and not any("pass@" in line for line in transfer_lines)
+    assert os.environ.get("RLSFT_BLIND") is None  # the study's blindness ends with it
     for arm in ("r1_zero", "sft"):
         for seed in (0, 1):
             record = json.loads((root / arm / f"seed{seed}" / "run.json").read_text())
@@ -106,7 +111,8 @@ def test_study_with_two_jobs_runs_each_seed_in_its_own_one_thread_process(toy_mo
         record = json.loads((root / "r1_zero" / f"seed{seed}" / "run.json").read_text())
         assert record["config"]["run"]["seed"] == seed
         assert record["compute"]["device"] == f"cpu, {max(1, cores // 2)} threads per process"
-        assert "eval_after" in (root / "logs" / f"r1_zero-seed{seed}.log").read_text()  # the run's own output
+        log = (root / "logs" / f"r1_zero-seed{seed}.log").read_text()
+        assert '"compute"' in log and "eval_after" not in log  # the run's own output, blind: no held-out figure
     start, end = [json.loads(x) for x in (root / "sessions.jsonl").read_text().splitlines()]  # written at start and at end
     assert start["started_utc"] == end["started_utc"] and start["wall_seconds"] is None
     assert end["jobs"] == 2 and end["runs_trained"] == 2 and end["wall_seconds"] > 0
@@ -186,6 +192,7 @@ def test_a_study_goes_on_from_its_archive_on_a_new_machine(toy_model, upstream_d
         assert json.loads((kept / sub / "gsm8k" / "metrics.json").read_text())["n_problems"] == 2
     log = (archive / "logs" / "r1_zero-seed0.log").read_text()
     assert "-m rlsft.cli eval --model" in log and "--task gsm8k" in log  # the transfer's own command, in the run's log
+    assert "eval_after" not in log and "pass@1" not in log and "heldout/" not in log  # blind: the worker printed no held-out figure
     assert len((archive / "sessions.jsonl").read_text().splitlines()) == 2
 
     import shutil

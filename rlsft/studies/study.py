@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from rlsft.config import load_config
-from rlsft.io import UserError, copy_tree_atomic
+from rlsft.io import UserError, blind, copy_tree_atomic
 from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, train_from_config
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate
@@ -221,7 +221,13 @@ def run_study(path: str, overrides: list[str] | None = None, jobs: int = 1, exec
 
     `only` (["r1_zero", "hybrid:2"]): just these arms or runs, in that order. `archive`: a folder
     that outlives this machine (`archive_run`): finished runs found there are restored before
-    anything runs, and each run is archived as soon as it and its transfer measurements finish."""
+    anything runs, and each run is archived as soon as it and its transfer measurements finish.
+    It runs `blind`: no held-out figure reaches the console or a worker's log before the report."""
+    with blind():
+        return _run_study(path, overrides, jobs, executor, dry_run, only, archive)
+
+
+def _run_study(path, overrides, jobs, executor, dry_run, only, archive) -> StudyConfig:
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     cfg = load_config(StudyConfig, path, overrides)
@@ -532,8 +538,7 @@ def run_transfer(cfg: StudyConfig, jobs: list[Job]) -> None:
                 continue
             print(f"[study {cfg.name}] transfer: {who} seed {job.seed} on {args.task} -> {args.out}")
             evaluate(args)
-            meta = json.loads((Path(args.out) / "metrics.json").read_text())
-            print(f"[study {cfg.name}] transfer: {who} seed {job.seed}: pass@1 {meta['metrics']['pass@1']['value']:.3f}")
+            print(f"[study {cfg.name}] transfer: {who} seed {job.seed} on {args.task}: done (the report reads it)")
 
 
 def study_status(path: str, overrides: list[str] | None = None, archive: str | None = None) -> dict:
