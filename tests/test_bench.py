@@ -111,3 +111,16 @@ def test_the_full_batch_rows_are_the_same_samples_computed_to_the_end(toy_model,
     for key in ("pass@1", "generated_tokens", "calls"):
         assert evals["sequences"][key] == evals["sequences-full-batch"][key], key
     assert {"grpo_wide_finished_leave_speedup", "grpo_wide_by_length_speedup", "eval_samples4_finished_leave_speedup"} <= set(r["ratios"])
+
+
+def test_peak_memory_reads_each_systems_unit(monkeypatch):
+    """getrusage's ru_maxrss is KB on Linux and bytes on macOS: a laptop's 2.5 GB is 2.5 on both."""
+    from types import SimpleNamespace
+
+    from rlsft.runs import compute
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    for platform, maxrss in (("linux", 2_500_000), ("darwin", 2_500_000_000)):
+        monkeypatch.setattr(compute.sys, "platform", platform)
+        monkeypatch.setattr(compute.resource, "getrusage", lambda who, m=maxrss: SimpleNamespace(ru_maxrss=m))
+        assert compute.peak_memory_gb() == 2.5

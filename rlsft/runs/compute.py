@@ -15,6 +15,7 @@ prompt at `PROMPT_TOKENS`.
 from __future__ import annotations
 
 import resource
+import sys
 
 from rlsft.models import MODEL_CARDS, model_config, n_params
 
@@ -129,7 +130,8 @@ def peak_memory_gb() -> float | None:
 
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 1e9, 3)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 3)  # KB on Linux
+    per_gb = 1e9 if sys.platform == "darwin" else 1e6  # ru_maxrss: bytes on macOS, KB on Linux
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_gb, 3)
 
 
 def higher_peak(*peaks_gb: float | None) -> float | None:
