@@ -1,6 +1,7 @@
 """`rlsft bench` runs both variants and writes its JSON and table (no timing is asserted)."""
 
 import json
+import sys
 
 import pytest
 
@@ -120,7 +121,27 @@ def test_peak_memory_reads_each_systems_unit(monkeypatch):
     from rlsft.runs import compute
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(compute, "_linux_high_water_kb", lambda: None)  # no /proc: getrusage alone
     for platform, maxrss in (("linux", 2_500_000), ("darwin", 2_500_000_000)):
         monkeypatch.setattr(compute.sys, "platform", platform)
         monkeypatch.setattr(compute.resource, "getrusage", lambda who, m=maxrss: SimpleNamespace(ru_maxrss=m))
         assert compute.peak_memory_gb() == 2.5
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the resettable high-water mark is Linux's")
+def test_reset_peak_memory_starts_a_runs_peak_over(monkeypatch):
+    """An in-process study's second run records its own peak: 400 MB touched and freed before the
+    reset counts in the process's peak, not in the peak after it."""
+    import numpy as np
+
+    from rlsft.runs import compute
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    compute.reset_peak_memory()  # the tests before this one may have peaked higher
+    before = compute.peak_memory_gb()
+    big = np.ones(50_000_000)  # 400 MB, touched
+    during = compute.peak_memory_gb()
+    del big
+    compute.reset_peak_memory()
+    after = compute.peak_memory_gb()
+    assert during >= before + 0.39 and after <= during - 0.39, (before, during, after)

@@ -41,8 +41,13 @@ def test_two_recipe_two_seed_study_and_its_report(toy_model, upstream_data, tmp_
     study["prerequisites"] = [tiny_prerequisite(toy_model, tmp_path)]  # trained once
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
+    from rlsft.studies import study as study_module
+
+    resets, reset = [], study_module.reset_peak_memory  # each in-process run's peak memory is its own
+    monkeypatch.setattr(study_module, "reset_peak_memory", lambda: (resets.append(1), reset()))
 
     assert cli_main(["study", str(path), "--report", "reports/tiny", "--allow-mixed-commits"]) == 0  # a dev tree may be dirty
+    assert len(resets) == 5  # the prerequisite and the 4 runs
     printed = capsys.readouterr().out
     root = tmp_path / "runs" / "studies" / "tiny-study"
     # blind: the transfer lines say what was measured, not its figures, which only the report reads

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import resource
 import sys
+from pathlib import Path
 
 from rlsft.models import MODEL_CARDS, model_config, n_params
 
@@ -124,14 +125,45 @@ def continue_token_count(trainer, tokens: int) -> None:
 
 
 def peak_memory_gb() -> float | None:
-    """Peak accelerator memory (GB) on GPU; peak resident memory of the process on CPU."""
+    """Peak accelerator memory (GB) on GPU; peak resident memory of the process on CPU, since the
+    process began or since `reset_peak_memory` (Linux and GPU)."""
 
     import torch
 
     if torch.cuda.is_available():
         return round(torch.cuda.max_memory_allocated() / 1e9, 3)
+    if (high_water_kb := _linux_high_water_kb()) is not None:
+        return round(high_water_kb / 1e6, 3)
     per_gb = 1e9 if sys.platform == "darwin" else 1e6  # ru_maxrss: bytes on macOS, KB on Linux
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / per_gb, 3)
+
+
+def reset_peak_memory() -> None:
+    """Start the peak memory over, so that a run trained in a process that ran others before it
+    (an in-process study) records its own peak, not the process's. On GPU torch's allocator
+    statistics; on Linux the resident high-water mark (VmHWM; writing 5 to /proc/self/clear_refs
+    resets it to the current resident set). Elsewhere (macOS) the peak stays the process's."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    elif sys.platform.startswith("linux"):
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:  # a sandbox without /proc's write access: the peak stays the process's
+            pass
+
+
+def _linux_high_water_kb() -> int | None:
+    """The process's peak resident set (VmHWM in /proc/self/status, KB) on Linux; None elsewhere.
+    getrusage's ru_maxrss is the same figure but never resets."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
 
 
 def higher_peak(*peaks_gb: float | None) -> float | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from rlsft.config import load_config
 from rlsft.io import UserError, blind, copy_tree_atomic
 from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, train_from_config
+from rlsft.runs.compute import reset_peak_memory
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate
 from rlsft.studies.executors import (
@@ -206,7 +207,9 @@ def still_to_run(cfg: StudyConfig, selected: list[Job], prerequisites: list[Job]
 
 
 def train_in_process(job: Job, resume: bool) -> None:
-    """Train one run (or prerequisite) in this process, its job.json recording start and end."""
+    """Train one run (or prerequisite) in this process, its job.json recording start and end, and
+    its peak memory its own (not that of the runs this process trained before it)."""
+    reset_peak_memory()
     write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
                                   "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
     train_from_config(job.config, job.overrides, resume=job.folder if resume else None)
