@@ -359,3 +359,53 @@ def test_a_study_reads_its_own_task_not_micro_arith(tmp_path, capsys):
     (verdict,) = json.loads((tmp_path / "report" / "verdicts.json").read_text())
     assert verdict["n_seeds"] == 3 and verdict["n_problems"] == 1 and "missing" not in verdict["detail"]
     assert "task `gsm8k`" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_finished_run_whose_transfer_was_not_made_goes_on_from_its_archive(toy_model, upstream_data, tmp_path, capsys, monkeypatch):
+    """A machine that ends while a finished run waits for its `transfer:` measurement: the run is
+    not yet archived (its model is needed), so `--keep-unfinished` keeps it at its last step's
+    checkpoint, without its run.json; on a new machine it finishes from there with no step more
+    and its evaluation after training kept, then makes its transfer and is archived."""
+    import shutil
+
+    import rlsft.studies.study
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RLSFT_DATA", str(upstream_data))
+    common = [o for o in tiny_recipe_overrides(toy_model, tmp_path) if not o.startswith("run.out_dir")]
+    study = {"name": "wait-study", "seeds": [0], "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")},
+             "overrides": common + ["grpo.num_generations=4", "grpo.max_completion_length=24", "training.per_device_train_batch_size=8",
+                                    "probe.prompts=2", "probe.force=true"],
+             "transfer": [{"task": "gsm8k", "n": 2, "samples": 1, "max_new_tokens": 8, "seeds": [0]}]}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    archive, run = tmp_path / "archive", tmp_path / "runs" / "studies" / "wait-study" / "r1_zero" / "seed0"
+
+    from test_resume import Killed
+
+    def killed(*a, **kw):
+        raise Killed
+
+    with pytest.MonkeyPatch.context() as m:  # the machine ends as the transfer starts
+        m.setattr(rlsft.studies.study, "evaluate", killed)
+        with pytest.raises(Killed):
+            cli_main(["study", str(path), "--archive", str(archive)])
+    assert (run / "run.json").is_file() and not (archive / "r1_zero" / "seed0").exists()  # finished, not archived
+    record, metrics = json.loads((run / "run.json").read_text()), (run / "metrics.jsonl").read_text()
+    assert cli_main(["study", str(path), "--archive", str(archive), "--keep-unfinished"]) == 0
+    assert "r1_zero seed 0: finished, its transfer not made, kept in" in capsys.readouterr().out
+    kept = archive / "r1_zero" / ".seed0.unfinished"
+    last = f"checkpoint-{record['config']['training']['max_steps']}"
+    assert [c.name for c in (kept / "checkpoints").iterdir()] == [last]
+    assert not (kept / "run.json").exists() and not (kept / "model").exists() and (kept / "eval_after").is_dir()
+
+    shutil.rmtree(tmp_path / "runs")  # a new machine: only the archive is left
+    assert cli_main(["study", str(path), "--archive", str(archive), "--allow-mixed-commits"]) == 0
+    out = capsys.readouterr().out
+    assert "r1_zero seed 0: restored unfinished from" in out and f"({last})" in out and "transfer: base seed 0 on gsm8k" in out
+    again = json.loads((run / "run.json").read_text())
+    assert (run / "metrics.jsonl").read_text() == metrics  # no step more
+    assert again["eval_after"] == record["eval_after"] and again["compute"]["train_tokens"] == record["compute"]["train_tokens"]
+    finished = archive / "r1_zero" / "seed0"
+    assert (finished / "run.json").is_file() and not kept.exists()  # archived; the unfinished state removed
+    assert json.loads((finished / "eval_transfer" / "gsm8k" / "metrics.json").read_text())["n_problems"] == 2

@@ -393,10 +393,24 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
     its newest complete checkpoint, less `model/` and the checkpoint's tokenizer files. Run it with
     the study stopped. Checks every run first and writes nothing if one cannot be kept: a state over
     `UNFINISHED_LIMIT_MB`, or a pipeline with a finished stage (the next stage starts from that
-    stage's model). Returns the runs kept."""
+    stage's model). A run that has finished but not yet made its `transfer:` measurements is kept
+    the same way without its run.json: the next machine resumes it at its last step's checkpoint,
+    which trains nothing (`rlsft.trainer.train`), keeps its evaluations, and remakes its model for
+    the transfer. Returns the runs kept."""
     cfg, archive = load_config(StudyConfig, path, overrides), Path(archive)
-    started = [j for j in plan(cfg, path)[1] if RunFolder(j.folder).started and not final_run(j.config, j.overrides).finished]
-    plans = [(job, _unfinished_ignore(Path(job.folder))) for job in started]
+    started, waiting = [], []  # unfinished runs; finished single-stage runs still to be transferred
+    for job in plan(cfg, path)[1]:
+        if not RunFolder(job.folder).started:
+            continue
+        if not final_run(job.config, job.overrides).finished:
+            started.append(job)
+        elif transfer_evals(cfg, job):
+            if RunFolder(job.folder).stages():
+                print(f"[study {cfg.name}] {job.label}: finished, its transfer not made, not kept (a pipeline's final "
+                      f"stage starts from an earlier stage's model/, GBs); its transfer needs this machine")
+            else:
+                waiting.append(job)
+    plans = [(job, _unfinished_ignore(Path(job.folder))) for job in started + waiting]
     for job, (ignore, size) in plans:
         if size > UNFINISHED_LIMIT_MB * 2**20:
             raise UserError(f"{job.label}: its state is {size / 2**20:,.0f} MB, over the {UNFINISHED_LIMIT_MB} MB an archive keeps of an "
@@ -409,21 +423,23 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
             copy_log(job, study_root(cfg), archive)
         at = [RunFolder(c.parent).last_checkpoint() for c in Path(job.folder).rglob("checkpoints")]
         steps = ", ".join(c.name for c in at if c) or "no checkpoint yet"
-        print(f"[study {cfg.name}] {job.label}: unfinished, kept in {unfinished_folder(archive, job)} ({steps}, {size / 2**20:.1f} MB)")
+        state = "finished, its transfer not made" if job in waiting else "unfinished"
+        print(f"[study {cfg.name}] {job.label}: {state}, kept in {unfinished_folder(archive, job)} ({steps}, {size / 2**20:.1f} MB)")
     return [job for job, _ in plans]
 
 
 def _unfinished_ignore(run: Path):
     """(`shutil.copytree` ignore function, bytes it keeps) for an unfinished run's state: no
-    `model/`, only each `checkpoints/` folder's newest complete checkpoint, without tokenizer files."""
+    `model/` or run.json, only each `checkpoints/` folder's newest complete checkpoint, without tokenizer files."""
     if any(stage.finished or stage.model_dir.is_dir() for stage in RunFolder(run).stages()):  # the run is unfinished: so is a later stage
         raise UserError(f"{run}: a pipeline with a finished stage cannot be kept unfinished (the next stage starts from that "
                         f"stage's model/, GBs); finish the pipeline in one sitting")
+    top, RECORD = run.resolve(), RunFolder(run).record_file.name
     keep = {c.resolve() for c in (RunFolder(d.parent).last_checkpoint() for d in run.rglob("checkpoints") if d.is_dir()) if c}
 
     def ignore(directory, names):
         d = Path(directory).resolve()
-        left_out = {n for n in names if n == "model"}
+        left_out = {n for n in names if n == "model" or (d == top and n == RECORD)}  # run.json: a finished run waiting for its transfer
         if d.name == "checkpoints":
             left_out |= {n for n in names if (d / n).resolve() not in keep}
         if d in keep:
