@@ -33,6 +33,13 @@ rewards, advantages, the loss, logging) is TRL's own.
    order is picked by the seed and the epoch, so a run killed past its first epoch and resumed
    trains on the prompts the uninterrupted run would have.
 
+6. **A resume between two steps of one generation reuses it.** With `num_iterations` > 1 (or
+   `steps_per_generation` above the gradient accumulation) each generate call trains several
+   optimizer steps. TRL keeps the call's completions only in memory and, resumed, counts its steps
+   from zero and generates at once, so every later generation lands a step off. A checkpoint
+   taken mid-reuse keeps the completions still to train on and the step count
+   (`grpo_reuse-<process>.pt`, a few hundred KB), and a resume takes them back.
+
 The first four fall back to TRL's own code wherever they would not be exact or do not apply: several
 processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
 auxiliary losses, an entropy bonus (needs the entropy's gradient), logit scaling or soft-capping.
@@ -41,8 +48,10 @@ auxiliary losses, an entropy bonus (needs the entropy's gradient), logit scaling
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import torch
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer as TRLGRPOTrainer
 
 from rlsft.epoch_order import EpochOrder
@@ -167,6 +176,22 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
                 self._buffered_inputs = grouped
                 inputs = grouped[self._step % self.args.steps_per_generation]
         return inputs
+
+    REUSE_FILE = "grpo_reuse-{}.pt"  # a checkpoint's completions still to reuse, one file per process (6)
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        # written before the callbacks' on_save, so rlsft's progress file still marks the complete checkpoint
+        if self._buffered_inputs is not None and self._step % (self.args.steps_per_generation * self.num_iterations):
+            folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            torch.save({"step": self._step, "inputs": self._buffered_inputs}, folder / self.REUSE_FILE.format(self.accelerator.process_index))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        kept = Path(resume_from_checkpoint) / self.REUSE_FILE.format(self.accelerator.process_index)
+        if kept.is_file():
+            state = torch.load(kept, map_location=self.accelerator.device, weights_only=True)
+            self._step, self._buffered_inputs = state["step"], state["inputs"]
 
     def _lab_head_applies(self, model, extra: dict, compute_aux_loss: bool) -> bool:
         # one process first: under DDP `model` is the wrapper (no config), and its forward must run for the gradient sync

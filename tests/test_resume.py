@@ -139,6 +139,28 @@ def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(to
     assert r_killed["compute"]["peak_memory_gb"] == first_sitting["peak_memory_gb"] > 0.001  # the training sitting's peak
 
 
+def test_a_grpo_run_that_reuses_its_completions_resumes_mid_reuse_to_the_same_result(tmp_path, monkeypatch):
+    """With `num_iterations=2` each generation trains two optimizer steps (steps 1-2, 3-4, 5-6).
+    Checkpoint-3 falls between the two steps of a generation: the resume must train step 4 on the
+    completions generated at step 3, kept with the checkpoint, and generate next at step 5, as the
+    run that was never stopped did. (TRL's trainer, resumed, starts its step count over and
+    generates afresh at once, shifting every later generation by one step.)"""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    extra = ["grpo.num_iterations=2", "training.save_steps=3", "grpo.max_completion_length=48"]
+    assert cli_main(["train", CONFIG, *overrides("micro-student", whole, steps=6), *extra]) == 0
+    with monkeypatch.context() as m:
+        killed_at(m, 4)  # after checkpoint-3, in the second step of the generation made at step 3
+        with pytest.raises(Killed):
+            cli_main(["train", CONFIG, *overrides("micro-student", killed, steps=6), *extra])
+    assert (killed / "checkpoints" / "checkpoint-3" / "grpo_reuse-0.pt").is_file()  # the generation still to be reused
+    assert cli_main(["train", CONFIG, *overrides("micro-student", killed, steps=6), *extra, "--resume", str(killed)]) == 0
+    resumed, reference = step_metrics(killed), step_metrics(whole)
+    assert [r["step"] for r in resumed] == list(range(1, 7)) and any(r["grad_norm"] > 0 for r in reference[3:])
+    assert resumed == reference
+    r_killed, r_whole = (json.loads((out / "run.json").read_text()) for out in (killed, whole))
+    assert r_killed["eval_after"] == r_whole["eval_after"]
+
+
 def sft_overrides(model, out) -> list[str]:
     # logs every 2 steps, a checkpoint every 3: the step-3 checkpoint's token count is in no log line
     return [*tiny_recipe_overrides(model, out), "examples.n=32", "training.per_device_train_batch_size=4",
