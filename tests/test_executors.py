@@ -228,3 +228,18 @@ def test_cluster_section_is_checked():
         ClusterConfig(gpus_per_run=-1)
     job = Job("x", "a", 0, "c.yaml", ["k=v"], "f")
     assert train_command(job, gpus=1)[:6] == ["accelerate", "launch", "--config_file", "configs/accelerate/single_gpu.yaml", "--num_processes", "1"]
+
+
+def test_a_killed_in_process_sitting_counts_to_its_run_folders_last_write(tmp_path):
+    """A run trained in the study's own process has no log of its own: a killed sitting is timed
+    to the newest file in its run folder, job.json (rewritten first by the next sitting) left out."""
+    from rlsft.studies.executors import earlier_seconds
+
+    run = tmp_path / "run"
+    write_job_record(run, {"started_utc": "2001-09-09T01:46:40Z", "ended_utc": None, "earlier_seconds": 30.0})
+    (run / "checkpoints").mkdir()
+    for name, at in (("metrics.jsonl", 1_000_000_080), ("checkpoints/trainer_state.json", 1_000_000_100)):
+        (run / name).write_text("{}")
+        os.utime(run / name, (at, at))
+    assert earlier_seconds(read_job_record(run), run) == 130.0
+    assert earlier_seconds(read_job_record(run), tmp_path / "absent") == 30.0  # no end known: the earlier sittings alone

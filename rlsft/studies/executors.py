@@ -450,7 +450,8 @@ def _utc_seconds(stamp: str) -> float:
 def earlier_seconds(record: dict, log: Path | None = None) -> float:
     """Seconds a job has run before the sitting about to start, from its `job.json`: what earlier
     sittings carried, plus the last one, from its start to its end or, if it was killed (no end),
-    to its log's last write.
+    to the last write of `log` (a worker's log file; for a run trained in process, which has none,
+    its run folder: the newest file in it other than job.json).
 
     >>> earlier_seconds({"earlier_seconds": 60.0, "started_utc": "2026-01-01T00:00:00Z", "ended_utc": "2026-01-01T00:10:00Z"})
     660.0
@@ -459,11 +460,19 @@ def earlier_seconds(record: dict, log: Path | None = None) -> float:
     """
     total = float(record.get("earlier_seconds") or 0.0)
     if record.get("started_utc"):
-        end = (_utc_seconds(record["ended_utc"]) if record.get("ended_utc")
-               else log.stat().st_mtime if log is not None and log.is_file() else None)
+        end = _utc_seconds(record["ended_utc"]) if record.get("ended_utc") else _last_write(log) if log is not None else None
         if end is not None:
             total += max(0.0, end - _utc_seconds(record["started_utc"]))
     return total
+
+
+def _last_write(path: Path) -> float | None:
+    """The modification time of a file, or of the newest file in a folder (its job.json left out:
+    a new sitting rewrites it first); None when there is none."""
+    if path.is_file():
+        return path.stat().st_mtime
+    times = [f.stat().st_mtime for f in path.rglob("*") if f.is_file() and f.name != JOB_FILE] if path.is_dir() else []
+    return max(times, default=None)
 
 
 def _job_hours(record: dict) -> float | None:

@@ -32,6 +32,7 @@ from rlsft.studies.executors import (
     SLURM_ACTIVE,
     ClusterConfig,
     Job,
+    earlier_seconds,
     local_workers,
     read_job_record,
     run_local,
@@ -210,8 +211,10 @@ def train_in_process(job: Job, resume: bool) -> None:
     """Train one run (or prerequisite) in this process, its job.json recording start and end, and
     its peak memory its own (not that of the runs this process trained before it)."""
     reset_peak_memory()
+    earlier = earlier_seconds(read_job_record(job.folder), Path(job.folder))  # a resumed run's earlier sittings, for --status
     write_job_record(job.folder, {"executor": "local", "host": socket.gethostname(), "pid": os.getpid(), "worker": 0,
-                                  "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None})
+                                  "command": "in process", "started_utc": utc_now(), "exit_code": None, "ended_utc": None,
+                                  "earlier_seconds": earlier})
     train_from_config(job.config, job.overrides, resume=job.folder if resume else None)
     write_job_record(job.folder, {"exit_code": 0, "ended_utc": utc_now()})
 
