@@ -504,7 +504,9 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
         if state == "done":
             cost = final.total_compute()
             row.update(pflops=cost["flops"] / 1e15, wall_hours=cost["wall_seconds"] / 3600)
-            walls.setdefault(j.arm, []).append(_job_hours(record) or row["wall_hours"])  # the whole job (evaluations too) where known
+            # the whole job (evaluations too) where known; never less than its training (a job.json
+            # written before earlier sittings were carried in process times only the last one)
+            walls.setdefault(j.arm, []).append(max(_job_hours(record) or 0.0, row["wall_hours"]))
         rows.append(row)
     every = [w for ws in walls.values() for w in ws]
     left = sum((sum(walls[r["arm"]]) / len(walls[r["arm"]]) if r["arm"] in walls else (sum(every) / len(every) if every else 0.0))
