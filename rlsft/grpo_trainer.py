@@ -38,7 +38,8 @@ rewards, advantages, the loss, logging) is TRL's own.
    optimizer steps. TRL keeps the call's completions only in memory and, resumed, counts its steps
    from zero and generates at once, so every later generation lands a step off. A checkpoint
    taken mid-reuse keeps the completions still to train on and the step count
-   (`grpo_reuse-<process>.pt`, a few hundred KB), and a resume takes them back.
+   (`grpo_reuse-<process>.pt`, a few hundred KB), and a resume takes them back (on every
+   process, or on none when the number of processes changed).
 
 The first four fall back to TRL's own code wherever they would not be exact or do not apply: several
 processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
@@ -48,10 +49,12 @@ auxiliary losses, an entropy bonus (needs the entropy's gradient), logit scaling
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
 from pathlib import Path
 
 import torch
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOTrainer as TRLGRPOTrainer
 
 from rlsft.epoch_order import EpochOrder
@@ -181,17 +184,34 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        # written before the callbacks' on_save, so rlsft's progress file still marks the complete checkpoint
         if self._buffered_inputs is not None and self._step % (self.args.steps_per_generation * self.num_iterations):
             folder = Path(self._get_output_dir(trial=trial)) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            torch.save({"step": self._step, "inputs": self._buffered_inputs}, folder / self.REUSE_FILE.format(self.accelerator.process_index))
+            folder.mkdir(parents=True, exist_ok=True)  # with save_only_model, only the main process made it
+            kept = folder / self.REUSE_FILE.format(self.accelerator.process_index)
+            partial = kept.with_suffix(".partial")  # renamed once whole: a kill while saving leaves no half file
+            torch.save({"step": self._step, "processes": self.accelerator.num_processes, "inputs": self._buffered_inputs}, partial)
+            os.replace(partial, kept)
 
-    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        kept = Path(resume_from_checkpoint) / self.REUSE_FILE.format(self.accelerator.process_index)
-        if kept.is_file():
-            state = torch.load(kept, map_location=self.accelerator.device, weights_only=True)
-            self._step, self._buffered_inputs = state["step"], state["inputs"]
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint:  # here, not in _load_from_checkpoint, which DeepSpeed's resume skips
+            checkpoint = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else resume_from_checkpoint
+            self._restore_reuse(Path(checkpoint))
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _restore_reuse(self, checkpoint: Path) -> None:
+        """Take back the completions a checkpoint kept for its next steps (6), on every process or on
+        none: each process's file, saved by as many processes as run now (otherwise each would
+        generate at its own step, and their collective calls would not meet)."""
+        files = [checkpoint / self.REUSE_FILE.format(i) for i in range(self.accelerator.num_processes)]
+        if not files[0].is_file():
+            return
+        state = torch.load(files[self.accelerator.process_index], map_location=self.accelerator.device, weights_only=True) \
+            if all(f.is_file() for f in files) else {}
+        if state.get("processes") != self.accelerator.num_processes:
+            warnings.warn(f"{checkpoint}: its kept completions were saved by another number of processes; the resumed "
+                          "run generates afresh at once (as TRL does), so its later generations come a step off")
+            return
+        self._step, self._buffered_inputs = state["step"], state["inputs"]
 
     def _lab_head_applies(self, model, extra: dict, compute_aux_loss: bool) -> bool:
         # one process first: under DDP `model` is the wrapper (no config), and its forward must run for the gradient sync

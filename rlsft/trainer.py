@@ -344,7 +344,8 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[
             if state.is_world_process_zero and saved_to.is_dir():
                 atomic_write(saved_to / PROGRESS_FILE, json.dumps({"step": state.global_step, "train_seconds": seconds_so_far(),
                                                                    "train_tokens": trained_tokens(trainer), "curve": curve,
-                                                                   "peak_memory_gb": higher_peak(peak_memory_gb(), earlier_peak)}))
+                                                                   "peak_memory_gb": higher_peak(peak_memory_gb(), earlier_peak),
+                                                                   "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
 
     trainer.add_callback(Progress())
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

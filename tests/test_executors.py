@@ -240,16 +240,17 @@ def test_cluster_section_is_checked():
     assert train_command(job, gpus=1)[:6] == ["accelerate", "launch", "--config_file", "configs/accelerate/single_gpu.yaml", "--num_processes", "1"]
 
 
-def test_a_killed_in_process_sitting_counts_to_its_run_folders_last_write(tmp_path):
+def test_a_killed_in_process_sitting_counts_to_its_newest_checkpoint(tmp_path):
     """A run trained in the study's own process has no log of its own: a killed sitting is timed
-    to the newest file in its run folder, job.json (rewritten first by the next sitting) left out."""
+    to its newest checkpoint's `saved_utc`, which survives a copy to another machine (files'
+    modification times there are the copy's)."""
     from rlsft.studies.executors import earlier_seconds
 
     run = tmp_path / "run"
     write_job_record(run, {"started_utc": "2001-09-09T01:46:40Z", "ended_utc": None, "earlier_seconds": 30.0})
-    (run / "checkpoints").mkdir()
-    for name, at in (("metrics.jsonl", 1_000_000_080), ("checkpoints/trainer_state.json", 1_000_000_100)):
-        (run / name).write_text("{}")
-        os.utime(run / name, (at, at))
+    for step, at in ((4, "2001-09-09T01:47:20Z"), (8, "2001-09-09T01:48:20Z")):
+        (run / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (run / "checkpoints" / f"checkpoint-{step}" / "rlsft_progress.json").write_text(json.dumps({"step": step, "saved_utc": at}))
+    (run / "metrics.jsonl").write_text("{}")  # written now: its time says nothing
     assert earlier_seconds(read_job_record(run), run) == 130.0
     assert earlier_seconds(read_job_record(run), tmp_path / "absent") == 30.0  # no end known: the earlier sittings alone

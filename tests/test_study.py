@@ -293,8 +293,8 @@ def test_a_lora_run_longer_than_a_sitting_goes_on_from_its_archive_on_a_new_mach
     assert [{k: v for k, v in p.items() if k != "eval_seconds"} for p in r_stopped["curve"]] == \
         [{k: v for k, v in p.items() if k != "eval_seconds"} for p in r_whole["curve"]]
     assert json.loads((stopped / run / "resumes.jsonl").read_text().splitlines()[0])["from_step"] == 4
-    # --status times the whole job: the stopped sitting (to its run folder's last write) is carried on
-    assert 0 < json.loads((stopped / run / "job.json").read_text())["earlier_seconds"]
+    # --status times the whole job: the stopped sitting (to its newest checkpoint) is carried on
+    assert 0 < json.loads((stopped / run / "job.json").read_text())["earlier_seconds"] < 600
     assert (archive / "r1_zero" / "seed0" / "run.json").is_file() and not kept.exists()  # finished: archived, its sitting's state gone
 
 

@@ -451,7 +451,7 @@ def earlier_seconds(record: dict, log: Path | None = None) -> float:
     """Seconds a job has run before the sitting about to start, from its `job.json`: what earlier
     sittings carried, plus the last one, from its start to its end or, if it was killed (no end),
     to the last write of `log` (a worker's log file; for a run trained in process, which has none,
-    its run folder: the newest file in it other than job.json).
+    its run folder: its newest checkpoint's time).
 
     >>> earlier_seconds({"earlier_seconds": 60.0, "started_utc": "2026-01-01T00:00:00Z", "ended_utc": "2026-01-01T00:10:00Z"})
     660.0
@@ -467,12 +467,14 @@ def earlier_seconds(record: dict, log: Path | None = None) -> float:
 
 
 def _last_write(path: Path) -> float | None:
-    """The modification time of a file, or of the newest file in a folder (its job.json left out:
-    a new sitting rewrites it first); None when there is none."""
+    """When a killed sitting last did something: a worker's log file's modification time; for a
+    run folder (a run trained in process has no log of its own), the newest checkpoint's
+    `saved_utc` (rlsft_progress.json), which a copy or a git checkout on another machine keeps,
+    unlike files' times. None when there is none."""
     if path.is_file():
         return path.stat().st_mtime
-    times = [f.stat().st_mtime for f in path.rglob("*") if f.is_file() and f.name != JOB_FILE] if path.is_dir() else []
-    return max(times, default=None)
+    stamps = [json.loads(f.read_text()).get("saved_utc") for f in path.rglob("rlsft_progress.json")] if path.is_dir() else []
+    return max((_utc_seconds(t) for t in stamps if t), default=None)
 
 
 def _job_hours(record: dict) -> float | None:

@@ -414,6 +414,10 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
             else:
                 waiting.append(job)
     plans = [(job, _unfinished_ignore(Path(job.folder))) for job in started + waiting]
+    for job, (ignore, size) in [(j, x) for j, x in plans if j in waiting and x[1] > UNFINISHED_LIMIT_MB * 2**20]:
+        print(f"[study {cfg.name}] {job.label}: finished, its transfer not made, not kept ({size / 2**20:,.0f} MB, over "
+              f"{UNFINISHED_LIMIT_MB} MB); its transfer needs this machine")
+        plans.remove((job, (ignore, size)))
     for job, (ignore, size) in plans:
         if size > UNFINISHED_LIMIT_MB * 2**20:
             raise UserError(f"{job.label}: its state is {size / 2**20:,.0f} MB, over the {UNFINISHED_LIMIT_MB} MB an archive keeps of an "
