@@ -208,7 +208,7 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         state = torch.load(files[self.accelerator.process_index], map_location=self.accelerator.device, weights_only=True) \
             if all(f.is_file() for f in files) else {}
         if state.get("processes") != self.accelerator.num_processes:
-            warnings.warn(f"{checkpoint}: its kept completions were saved by another number of processes; the resumed "
+            warnings.warn(f"{checkpoint}: its kept completions are incomplete or were saved by another number of processes; the resumed "
                           "run generates afresh at once (as TRL does), so its later generations come a step off")
             return
         self._step, self._buffered_inputs = state["step"], state["inputs"]

@@ -271,3 +271,29 @@ def test_resume_refuses_a_changed_config(toy_model, tmp_path, capsys):
     capsys.readouterr()
     assert cli_main(["train", CONFIG, *overrides(toy_model, out, steps=2), "training.learning_rate=0.5", "--resume", str(out)]) == 2
     assert "its config differs at training.learning_rate" in capsys.readouterr().err
+
+
+def test_kept_completions_are_restored_on_every_process_or_none(tmp_path):
+    """A checkpoint saved by 2 processes, resumed by 2: each takes its own file back; resumed by
+    1 (or with a file missing), none does, with a warning, and the run generates afresh as TRL's."""
+    from types import SimpleNamespace as NS
+
+    from rlsft.grpo_trainer import GRPOTrainer
+
+    for i in range(2):
+        torch.save({"step": 3, "processes": 2, "inputs": [{"advantages": torch.full((2,), float(i))}]}, tmp_path / f"grpo_reuse-{i}.pt")
+
+    def resumed(processes, index):
+        t = NS(REUSE_FILE=GRPOTrainer.REUSE_FILE, _step=0, _buffered_inputs=None,
+               accelerator=NS(num_processes=processes, process_index=index, device="cpu"))
+        GRPOTrainer._restore_reuse(t, tmp_path)
+        return t
+
+    second = resumed(2, 1)
+    assert second._step == 3 and second._buffered_inputs[0]["advantages"].tolist() == [1.0, 1.0]
+    with pytest.warns(UserWarning, match="another number of processes"):
+        alone = resumed(1, 0)
+    assert alone._step == 0 and alone._buffered_inputs is None
+    (tmp_path / "grpo_reuse-1.pt").unlink()
+    with pytest.warns(UserWarning):
+        assert resumed(2, 0)._buffered_inputs is None
