@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 from unittest import mock
@@ -133,3 +134,8 @@ def is_blind() -> bool:
     True
     """
     return os.environ.get("RLSFT_BLIND") == "1"
+
+
+def utc_now() -> str:
+    """The time now in UTC, as job.json, sessions and checkpoints stamp it ("2026-12-05T17:59:13Z")."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -26,7 +26,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
-from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl
+from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl, utc_now
 from rlsft.models import load_model, load_tokenizer
 from rlsft.runs.compute import (
     compute_record,
@@ -39,7 +39,7 @@ from rlsft.runs.compute import (
     trainable_parameters,
     trained_tokens,
 )
-from rlsft.runs.folder import RunFolder
+from rlsft.runs.folder import PROGRESS_FILE, RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate, resolve_backend
 from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
 
@@ -291,7 +291,6 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callabl
     return CurveCallback()
 
 
-PROGRESS_FILE = "rlsft_progress.json"  # in each checkpoint: training seconds, trained tokens and curve points up to it
 
 
 def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[float, float | None]:
@@ -345,7 +344,7 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[
                 atomic_write(saved_to / PROGRESS_FILE, json.dumps({"step": state.global_step, "train_seconds": seconds_so_far(),
                                                                    "train_tokens": trained_tokens(trainer), "curve": curve,
                                                                    "peak_memory_gb": higher_peak(peak_memory_gb(), earlier_peak),
-                                                                   "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+                                                                   "saved_utc": utc_now()}))
 
     trainer.add_callback(Progress())
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -394,6 +394,11 @@ def test_a_finished_run_whose_transfer_was_not_made_goes_on_from_its_archive(toy
             cli_main(["study", str(path), "--archive", str(archive)])
     assert (run / "run.json").is_file() and not (archive / "r1_zero" / "seed0").exists()  # finished, not archived
     record, metrics = json.loads((run / "run.json").read_text()), (run / "metrics.jsonl").read_text()
+    with pytest.MonkeyPatch.context() as m:  # over the limit (a full fine-tuning model): left out alone, with a line
+        m.setattr(rlsft.studies.study, "UNFINISHED_LIMIT_MB", 0.001)
+        assert cli_main(["study", str(path), "--archive", str(archive), "--keep-unfinished"]) == 0
+        assert "r1_zero seed 0: finished, its transfer not made, not kept" in capsys.readouterr().out
+        assert not (archive / "r1_zero" / ".seed0.unfinished").exists()
     assert cli_main(["study", str(path), "--archive", str(archive), "--keep-unfinished"]) == 0
     assert "r1_zero seed 0: finished, its transfer not made, kept in" in capsys.readouterr().out
     kept = archive / "r1_zero" / ".seed0.unfinished"

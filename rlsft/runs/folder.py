@@ -34,6 +34,7 @@ from rlsft.runs.provenance import provenance
 from rlsft.runs.record import RunRecord
 
 JOB_FILE = "job.json"  # written by a study's executor, possibly before the run itself starts
+PROGRESS_FILE = "rlsft_progress.json"  # in each checkpoint: training seconds, trained tokens and curve points up to it
 _STAGE = re.compile(r"(\d+)-(.+)")
 _SEED = re.compile(r"seed(\d+)")
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")

@@ -36,9 +36,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from rlsft.io import UserError, atomic_write, to_json
+from rlsft.io import UserError, atomic_write, to_json, utc_now
 from rlsft.launch import final_run
-from rlsft.runs.folder import JOB_FILE, RunFolder
+from rlsft.runs.folder import JOB_FILE, PROGRESS_FILE, RunFolder
 from rlsft.runs.record import max_steps_of
 
 EXECUTORS = ("local", "slurm")
@@ -145,8 +145,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def utc_now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 # --------------------------------------------------------------------------- local
@@ -469,11 +467,11 @@ def earlier_seconds(record: dict, log: Path | None = None) -> float:
 def _last_write(path: Path) -> float | None:
     """When a killed sitting last did something: a worker's log file's modification time; for a
     run folder (a run trained in process has no log of its own), the newest checkpoint's
-    `saved_utc` (rlsft_progress.json), which a copy or a git checkout on another machine keeps,
+    `saved_utc` (`PROGRESS_FILE`), which a copy or a git checkout on another machine keeps,
     unlike files' times. None when there is none."""
     if path.is_file():
         return path.stat().st_mtime
-    stamps = [json.loads(f.read_text()).get("saved_utc") for f in path.rglob("rlsft_progress.json")] if path.is_dir() else []
+    stamps = [json.loads(f.read_text()).get("saved_utc") for f in path.rglob(PROGRESS_FILE)] if path.is_dir() else []
     return max((_utc_seconds(t) for t in stamps if t), default=None)
 
 

@@ -413,13 +413,14 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
                       f"stage starts from an earlier stage's model/, GBs); its transfer needs this machine")
             else:
                 waiting.append(job)
-    plans = [(job, _unfinished_ignore(Path(job.folder))) for job in started + waiting]
-    for job, (ignore, size) in [(j, x) for j, x in plans if j in waiting and x[1] > UNFINISHED_LIMIT_MB * 2**20]:
+    plans, limit = [(job, _unfinished_ignore(Path(job.folder))) for job in started + waiting], UNFINISHED_LIMIT_MB * 2**20
+    too_big = [(job, kept) for job, kept in plans if job in waiting and kept[1] > limit]  # skipped alone: an unfinished run refuses all
+    for job, (_, size) in too_big:
         print(f"[study {cfg.name}] {job.label}: finished, its transfer not made, not kept ({size / 2**20:,.0f} MB, over "
               f"{UNFINISHED_LIMIT_MB} MB); its transfer needs this machine")
-        plans.remove((job, (ignore, size)))
+    plans = [p for p in plans if p not in too_big]
     for job, (ignore, size) in plans:
-        if size > UNFINISHED_LIMIT_MB * 2**20:
+        if size > limit:
             raise UserError(f"{job.label}: its state is {size / 2**20:,.0f} MB, over the {UNFINISHED_LIMIT_MB} MB an archive keeps of an "
                             f"unfinished run (full fine-tuning's checkpoint holds every weight and two Adam moments; LoRA's a few MB): "
                             f"finish it in one sitting, or train with model.lora_r > 0")
@@ -441,12 +442,12 @@ def _unfinished_ignore(run: Path):
     if any(stage.finished or stage.model_dir.is_dir() for stage in RunFolder(run).stages()):  # the run is unfinished: so is a later stage
         raise UserError(f"{run}: a pipeline with a finished stage cannot be kept unfinished (the next stage starts from that "
                         f"stage's model/, GBs); finish the pipeline in one sitting")
-    top, RECORD = run.resolve(), RunFolder(run).record_file.name
+    top, record = run.resolve(), RunFolder(run).record_file.name
     keep = {c.resolve() for c in (RunFolder(d.parent).last_checkpoint() for d in run.rglob("checkpoints") if d.is_dir()) if c}
 
     def ignore(directory, names):
         d = Path(directory).resolve()
-        left_out = {n for n in names if n == "model" or (d == top and n == RECORD)}  # run.json: a finished run waiting for its transfer
+        left_out = {n for n in names if n == "model" or (d == top and n == record)}  # run.json: a finished run waiting for its transfer
         if d.name == "checkpoints":
             left_out |= {n for n in names if (d / n).resolve() not in keep}
         if d in keep:
