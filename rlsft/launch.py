@@ -150,11 +150,17 @@ def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[Pipe
     return pipe, stages
 
 
+def stage_configs(path: str, overrides: list[str] | None = None) -> list[tuple[object, RunFolder]]:
+    """(typed config, RunFolder) of each stage of a pipeline, in order; of its one run for a recipe config."""
+    if is_pipeline(path):
+        return [(cfg, folder) for _, _, cfg, folder in pipeline_stages(path, overrides)[1]]
+    cfg = load_recipe_config(path, overrides)[1]
+    return [(cfg, run_folder(cfg.run))]
+
+
 def final_run(path: str, overrides: list[str] | None = None) -> RunFolder:
     """The folder whose run.json holds a config's final result (a pipeline's last stage)."""
-    if is_pipeline(path):
-        return pipeline_stages(path, overrides)[1][-1][3]
-    return run_folder(load_recipe_config(path, overrides)[1].run)
+    return stage_configs(path, overrides)[-1][1]
 
 
 def train_from_config(path: str, overrides: list[str] | None = None, resume: str | None = None) -> dict:

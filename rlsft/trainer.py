@@ -382,6 +382,26 @@ def save_trained(trainer, tokenizer, folder: RunFolder):
     return model
 
 
+def eval_args(cfg, model: str, task: str, out, samples: int, revision: str | None = None, backend: str | None = None) -> EvalArgs:
+    """How the lab evaluates `model` for a run whose config is `cfg` (its eval, model, data and run
+    sections; data.template as resolved): the run's split, sampling, token budget, batching, seed,
+    prompt form and dtype, wherever that happens (before and after training, at curve steps, a
+    study's transfer), so that no measurement of a run drifts from its others. `revision` is the hub
+    revision of `model` (None for a saved model); `backend` defaults to eval.backend.
+
+    >>> from rlsft.config import EvalConfig, RecipeConfig, RunConfig
+    >>> cfg = RecipeConfig(run=RunConfig(name="r", seed=3), eval=EvalConfig(top_p=0.95))
+    >>> a = eval_args(cfg, "runs/r/model", "gsm8k", "runs/r/transfer/gsm8k", samples=4)
+    >>> (a.n, a.samples, a.top_p, a.seed, a.backend)
+    (256, 4, 0.95, 3, 'auto')
+    """
+    e = cfg.eval
+    return EvalArgs(model=model, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature, top_p=e.top_p,
+                    max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed,
+                    template=cfg.data.template, think_prefill=cfg.data.think_prefill, dtype=cfg.model.dtype, revision=revision,
+                    backend=backend or e.backend)
+
+
 def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: str, step: int = 0, tasks: list[str] | None = None) -> dict | None:
     """Held-out evaluation of an in-memory model on each of `cfg.eval.tasks`, into the run's
     eval_before/, eval_after/ or (when = "curve") eval_curve/step-N/; returns {task: metrics} on the
@@ -400,11 +420,9 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
             results[task] = json.loads((out / "metrics.json").read_text())["metrics"]
             continue
         samples = {"curve": e.curve_samples, "before": e.before_samples}.get(when) or e.samples
-        args = EvalArgs(model=name, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature, top_p=e.top_p,
-                        max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed, template=cfg.data.template,
-                        think_prefill=cfg.data.think_prefill, dtype=cfg.model.dtype,
-                        revision=cfg.model.revision if name == cfg.model.name else None,  # a saved model has no hub revision
-                        backend="transformers" if when == "curve" else e.backend)  # a curve checkpoint is only in memory
+        args = eval_args(cfg, name, task, out, samples,
+                         revision=cfg.model.revision if name == cfg.model.name else None,  # a saved model has no hub revision
+                         backend="transformers" if when == "curve" else e.backend)  # a curve checkpoint is only in memory
         shared = before_cache_dir(e.before_cache, args) if when == "before" and e.before_cache else None
         if shared is not None and (shared / "metrics.json").is_file():
             copy_tree_atomic(shared, out)  # the same model, settings and seed: the same samples, made once

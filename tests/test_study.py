@@ -416,3 +416,31 @@ def test_a_finished_run_whose_transfer_was_not_made_goes_on_from_its_archive(toy
     finished = archive / "r1_zero" / "seed0"
     assert (finished / "run.json").is_file() and not kept.exists()  # archived; the unfinished state removed
     assert json.loads((finished / "eval_transfer" / "gsm8k" / "metrics.json").read_text())["n_problems"] == 2
+
+
+def test_a_transfer_is_evaluated_as_its_run_is(tmp_path, monkeypatch):
+    """A study's `transfer:` measurement takes its run's evaluation settings (sampling, dtype,
+    batching, seed, backend, the prompt form as it resolved) and the base's hub revision, with the
+    transfer's own problems, samples and token budget on the task's test split."""
+    from rlsft.config import from_dict
+    from rlsft.studies.study import StudyConfig, plan, transfer_evals
+
+    monkeypatch.chdir(REPO)  # the pipeline names its stages' configs from the repository root
+    cfg = from_dict(StudyConfig, {
+        "name": "s", "seeds": [2], "recipes": {"r1": "configs/micro/r1.yaml"}, "base_arm": "r1", "out_dir": str(tmp_path / "runs"),
+        "overrides": ["model.revision=v1", "model.dtype=float32", "eval.top_p=0.9", "eval.split=validation", "eval.memory_gb=2.5",
+                      "eval.backend=transformers"],
+        "transfer": [{"task": "gsm8k", "n": 5, "samples": 3, "max_new_tokens": 40, "seeds": [2]}]})
+    _, (job,) = plan(cfg)
+    assert transfer_evals(cfg, job) == []  # not finished: nothing to measure yet
+    last = tmp_path / "runs" / "r1" / "seed2" / "2-grpo"
+    last.mkdir(parents=True)
+    (last / "run.json").write_text(json.dumps({"config": {"data": {"template": "chat"}}}))  # `auto` as it resolved
+    (who, run), (base_who, base) = transfer_evals(cfg, job)
+    assert (who, base_who) == ("r1", "base")
+    assert run.model == str(last / "model") and run.revision is None  # a saved model has no hub revision
+    assert base.model == "micro-student" and base.revision == "v1"
+    assert Path(base.out) == tmp_path / "runs" / "r1" / "seed2" / "1-sft_cold_start" / "eval_transfer_before" / "gsm8k"
+    for args in (run, base):
+        assert (args.task, args.n, args.samples, args.max_new_tokens, args.split) == ("gsm8k", 5, 3, 40, "test")
+        assert (args.top_p, args.dtype, args.memory_gb, args.backend, args.seed, args.template) == (0.9, "float32", 2.5, "transformers", 2, "chat")

@@ -18,12 +18,12 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from rlsft.config import load_config
 from rlsft.io import UserError, blind, copy_tree_atomic
-from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, train_from_config
+from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, stage_configs, train_from_config
 from rlsft.runs.compute import reset_peak_memory
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.evaluate import EvalArgs, evaluate
@@ -44,7 +44,7 @@ from rlsft.studies.executors import (
     utc_now,
     write_job_record,
 )
-from rlsft.trainer import run_folder
+from rlsft.trainer import eval_args, run_folder
 from rlsft.verdicts.claims import Claim
 from rlsft.verdicts.sweep import SweepRule
 
@@ -52,7 +52,7 @@ from rlsft.verdicts.sweep import SweepRule
 @dataclass
 class TransferConfig:
     """A measurement after the runs (not a claim): each arm's final model, and the base, on another
-    task, with the runs' own prompt form and sampling temperature."""
+    task, evaluated as its run evaluates (`transfer_evals`) with these problems, samples and budget."""
 
     task: str = "gsm8k"
     n: int | None = 64  # held-out problems of that task's test split
@@ -515,23 +515,26 @@ def merge_sessions(src: Path, dst: Path) -> None:
 def transfer_evals(cfg: StudyConfig, job: Job) -> list[tuple[str, "EvalArgs"]]:
     """The `transfer:` measurements of one finished run still to make, as (who, EvalArgs): its
     final model into its `transfer_dir(task)` for each listed seed and, for `base_arm`'s run, the
-    base model into its first stage's `transfer_dir(task, before=True)`; each with the run's own
-    prompt form, think prefill and temperature."""
-    run = final_run(job.config, job.overrides)
+    base model (its first stage's, at its hub revision) into that stage's
+    `transfer_dir(task, before=True)`. Both are evaluated as the run evaluates (`eval_args` of its
+    last stage: prompt form, sampling, dtype, batching, seed) on the task's test split, with the
+    transfer's problems, samples and token budget."""
+    stages = stage_configs(job.config, job.overrides)
+    (first_cfg, first), (last_cfg, run) = stages[0], stages[-1]
     if not run.finished:
         return []
-    rec, first = run.run_record, run.with_earlier_stages[0]
+    # the run's prompt form as it resolved (config.yaml keeps `auto`)
+    last_cfg = replace(last_cfg, data=replace(last_cfg.data, template=run.run_record.template))
     todo = []
     for t in cfg.transfer:
         if job.seed not in t.seeds:
             continue
-        targets = [(run.transfer_dir(t.task), str(run.model_dir), job.arm)]
+        targets = [(run.transfer_dir(t.task), str(run.model_dir), None, job.arm)]
         if job.arm == cfg.base_arm:
-            targets.append((first.transfer_dir(t.task, before=True), first.run_record.model, "base"))
-        todo += [(who, EvalArgs(model=model, task=t.task, out=str(out), n=t.n, samples=t.samples, temperature=rec.eval_temperature,
-                                max_new_tokens=t.max_new_tokens, seed=job.seed, template=rec.template,
-                                think_prefill=rec.think_prefill))
-                 for out, model, who in targets if not (out / "metrics.json").is_file()]
+            targets.append((first.transfer_dir(t.task, before=True), first_cfg.model.name, first_cfg.model.revision, "base"))
+        todo += [(who, replace(eval_args(last_cfg, model, t.task, out, t.samples, revision=revision),
+                                           n=t.n, split="test", max_new_tokens=t.max_new_tokens))
+                 for out, model, revision, who in targets if not (out / "metrics.json").is_file()]
     return todo
 
 
