@@ -177,16 +177,23 @@ def test_local_two_by_two_study_status_and_a_killed_run_resumed(toy_model, tmp_p
     capsys.readouterr()
     assert cli_main(["study", path, "--status"]) == 0
     assert "| r1_zero | 1 | interrupted, step 2 of 2 |" in capsys.readouterr().out  # trained to its last step
-    # the runs left are estimated at the finished runs' pace, never below their training time, even
-    # from a job.json that timed only a run's last sitting (here: none at all)
+    # the run left is estimated at its arm's finished run's pace (a whole job, never less than its
+    # training, even from a job.json that timed only a run's last sitting), less the training it has
+    # done: here, as if killed at step 1 of 2, half
+    from rlsft.studies.executors import _job_hours
     from rlsft.studies.study import study_status
 
     done = root / "r1_zero" / "seed0"
     kept = read_job_record(done)
-    training = json.loads((done / "run.json").read_text())["compute"]["wall_seconds"]
-    write_job_record(done, {"started_utc": kept["ended_utc"], "earlier_seconds": training / 2})  # a job.json that says half of it
-    assert study_status(path)["totals"]["train_hours_left_estimate"] >= training / 3600 > 0
+    training = json.loads((done / "run.json").read_text())["compute"]["wall_seconds"] / 3600
+    metrics = (killed / "metrics.jsonl").read_text()
+    (killed / "metrics.jsonl").write_text("".join(line + "\n" for line in metrics.splitlines() if json.loads(line).get("step") != 2))
+    assert "| r1_zero | 1 | interrupted, step 1 of 2 |" in (cli_main(["study", path, "--status"]), capsys.readouterr().out)[1]
+    assert study_status(path)["totals"]["train_hours_left_estimate"] == pytest.approx(max(_job_hours(kept), training) - training / 2)
+    write_job_record(done, {"started_utc": kept["ended_utc"], "earlier_seconds": training * 3600 / 2})  # a job.json that says half of it
+    assert study_status(path)["totals"]["train_hours_left_estimate"] == pytest.approx(training - training / 2)
     write_job_record(done, kept)
+    (killed / "metrics.jsonl").write_text(metrics)
     assert cli_main(["study", path, "--jobs", "2", "--report", "reports/c", "--allow-mixed-commits"]) == 0
     assert (killed / "run.json").is_file()
     assert read_job_record(killed)["command"].endswith(f"--resume {killed.relative_to(tmp_path)}")

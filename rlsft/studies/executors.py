@@ -490,7 +490,7 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
     archived = archived or {}
     records = {j.folder: read_job_record(j.folder) for j in jobs}
     slurm = sacct_states([r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")])
-    rows, walls = [], {}
+    rows, walls, trains = [], {}, {}
     for j in jobs:
         state, error = run_state(j, slurm)
         final, record, in_archive = _final_folder(j), records[j.folder], False
@@ -498,30 +498,40 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
             kept = RunFolder(archived[j.folder] / final.path.relative_to(j.folder))
             if kept.finished:
                 state, error, final, record, in_archive = "done", "", kept, read_job_record(archived[j.folder]), True
+        progress = training_progress(final) if state in ("running", "interrupted") else None
         row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": record.get("job_id"),
                "pflops": None, "wall_hours": None, "in_archive": in_archive,
-               "progress": training_progress(final) if state in ("running", "interrupted") else None}
+               "progress": progress[0] if progress else None, "trained_share": progress[1] if progress else 0.0}
         if state == "done":
             cost = final.total_compute()
             row.update(pflops=cost["flops"] / 1e15, wall_hours=cost["wall_seconds"] / 3600)
             # the whole job (evaluations too) where known; never less than its training (a job.json
             # written before earlier sittings were carried in process times only the last one)
             walls.setdefault(j.arm, []).append(max(_job_hours(record) or 0.0, row["wall_hours"]))
+            trains.setdefault(j.arm, []).append(row["wall_hours"])
         rows.append(row)
-    every = [w for ws in walls.values() for w in ws]
-    left = sum((sum(walls[r["arm"]]) / len(walls[r["arm"]]) if r["arm"] in walls else (sum(every) / len(every) if every else 0.0))
-               for r in rows if r["state"] != "done")
+    every, every_train = [w for ws in walls.values() for w in ws], [t for ts in trains.values() for t in ts]
+
+    def left_of(row: dict) -> float:
+        """Hours a run not done should take: a finished run's whole job (its arm's mean, else every
+        arm's), less the training a started one has done (its share of steps at the finished runs'
+        training pace). Conservative: its evaluation before training, if done, is still counted."""
+        job, train = (walls[row["arm"]], trains[row["arm"]]) if row["arm"] in walls else (every, every_train)
+        return sum(job) / len(job) - row["trained_share"] * sum(train) / len(train)
+
+    left = sum(left_of(r) for r in rows if r["state"] != "done") if every else None
     done = [r for r in rows if r["state"] == "done"]
     return {"study": name, "rows": rows,
             "totals": {"runs": len(rows), **{s: sum(r["state"] == s for r in rows) for s in ("done", "running", "queued", "failed", "interrupted", "not started")},
                        "pflops_done": sum(r["pflops"] for r in done), "train_hours_done": sum(r["wall_hours"] for r in done),
-                       "train_hours_left_estimate": left if every else None}}
+                       "train_hours_left_estimate": left}}
 
 
-def training_progress(final: RunFolder) -> str | None:
-    """Where an unfinished run's training stands: "step s of N" in the stage it is in (a pipeline's
-    "stage k, step s of N"), from its logged steps and its config's max_steps; None before any
-    stage has started or when max_steps is not set (an epoch-based run)."""
+def training_progress(final: RunFolder) -> tuple[str, float] | None:
+    """Where an unfinished run's training stands: ("step s of N" in the stage it is in, a pipeline's
+    "stage k, step s of N"; the share of its training steps done, each stage an equal part), from
+    its logged steps and its config's max_steps; None before any stage has started or when
+    max_steps is not set (an epoch-based run)."""
     started = [s for s in (final.pipeline.stages() if final.stage_index else [final]) if s.started]
     if not started:
         return None
@@ -530,7 +540,8 @@ def training_progress(final: RunFolder) -> str | None:
     if max_steps is None:
         return None
     step = max((row["step"] for row in stage.metrics if isinstance(row.get("step"), int)), default=0)
-    return ("" if not final.stage_index else f"stage {stage.stage_index}, ") + f"step {step} of {max_steps}"
+    share = ((stage.stage_index or 1) - 1 + min(step / max_steps, 1.0)) / (final.stage_index or 1)  # final: the last stage
+    return ("" if not final.stage_index else f"stage {stage.stage_index}, ") + f"step {step} of {max_steps}", share
 
 
 def status_table(view: dict) -> str:
@@ -544,7 +555,8 @@ def status_table(view: dict) -> str:
     t = view["totals"]
     left = ("unknown (no run finished yet)" if t["train_hours_left_estimate"] is None else
             f"about {t['train_hours_left_estimate']:.2f} hours of runs at the finished runs' pace (whole jobs where job.json "
-            "times them, else training alone), summed over the runs left: divide by the workers for wall time")
+            "times them, else training alone), summed over the runs left, less the steps a started run has trained: "
+            "divide by the workers for wall time")
     lines += ["", f"{t['done']}/{t['runs']} done, {t['running']} running, {t['queued']} queued, {t['failed']} failed, "
               f"{t['interrupted']} interrupted, {t['not started']} not started; {t['pflops_done']:.4g} PFLOPs and "
               f"{t['train_hours_done']:.2f} train hours spent; left: {left}"]
