@@ -271,6 +271,8 @@ def test_a_lora_run_longer_than_a_sitting_goes_on_from_its_archive_on_a_new_mach
     assert "r1_zero seed 0: unfinished, kept in" in capsys.readouterr().out
     kept = archive / "r1_zero" / ".seed0.unfinished"
     assert [c.name for c in (kept / "checkpoints").iterdir()] == ["checkpoint-4"]
+    record = json.loads((kept / "job.json").read_text())  # its sitting timed here and closed: no start or pid for a new machine to misread
+    assert record["started_utc"] is None and record["pid"] is None and 0 < record["earlier_seconds"] < 600
     assert (kept / "checkpoints" / "checkpoint-4" / "adapter_model.safetensors").is_file()  # the adapters, not the model
     assert (kept / "checkpoints" / "checkpoint-4" / "optimizer.pt").is_file() and not (kept / "model").exists()
     assert not [f for f in kept.rglob("*") if f.name in rlsft.studies.study.TOKENIZER_FILES]
@@ -444,3 +446,21 @@ def test_a_transfer_is_evaluated_as_its_run_is(tmp_path, monkeypatch):
     for args in (run, base):
         assert (args.task, args.n, args.samples, args.max_new_tokens, args.split) == ("gsm8k", 5, 3, 40, "test")
         assert (args.top_p, args.dtype, args.memory_gb, args.backend, args.seed, args.template) == (0.9, "float32", 2.5, "transformers", 2, "chat")
+
+
+def test_a_kept_runs_sitting_is_timed_on_its_own_machine(tmp_path):
+    """The job.json an archive keeps of an unfinished run carries its sitting, timed where it ran
+    (a killed worker's sitting: to its log's last write), and nothing open: on a new machine a
+    checkout dates the log to now, which the open record would count as the sitting's end."""
+    from rlsft.studies.executors import closed_sitting, earlier_seconds
+
+    log = tmp_path / "r1_zero-seed0.log"
+    log.write_text("step 3\n")
+    os.utime(log, (1_000_000_100, 1_000_000_100))  # its last write: 100 s after the start below
+    record = {"executor": "local", "pid": 4242, "started_utc": "2001-09-09T01:46:40Z", "exit_code": None, "ended_utc": None,
+              "earlier_seconds": 30.0, "log": str(log)}
+    closed = closed_sitting(record, log)
+    assert closed == {**record, "pid": None, "started_utc": None, "earlier_seconds": 130.0}
+    os.utime(log, None)  # the new machine's checkout
+    assert earlier_seconds(closed, log) == 130.0
+    assert earlier_seconds(record, log) > 20 * 365 * 86400  # what the open record would say: the years since the start

@@ -464,6 +464,18 @@ def earlier_seconds(record: dict, log: Path | None = None) -> float:
     return total
 
 
+def closed_sitting(record: dict, log: Path) -> dict:
+    """`record` (a job.json) with its sitting so far folded into `earlier_seconds` (timed here, by
+    `earlier_seconds`) and nothing left open: no start, no pid. What an archive keeps of an
+    unfinished run, so another machine times it without this machine's file times (a checkout
+    there dates a worker's log to the checkout) and never takes a live pid there for this run.
+
+    >>> closed_sitting({"pid": 7, "started_utc": "2026-01-01T00:00:00Z", "ended_utc": "2026-01-01T00:10:00Z", "earlier_seconds": 60.0}, None)
+    {'pid': None, 'started_utc': None, 'ended_utc': None, 'earlier_seconds': 660.0}
+    """
+    return {**record, "pid": None, "started_utc": None, "ended_utc": None, "earlier_seconds": earlier_seconds(record, log)}
+
+
 def _last_write(path: Path) -> float | None:
     """When a killed sitting last did something: a worker's log file's modification time; for a
     run folder (a run trained in process has no log of its own), the newest checkpoint's

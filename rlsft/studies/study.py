@@ -32,6 +32,7 @@ from rlsft.studies.executors import (
     SLURM_ACTIVE,
     ClusterConfig,
     Job,
+    closed_sitting,
     earlier_seconds,
     local_workers,
     read_job_record,
@@ -429,6 +430,9 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
             merge_sessions(study_root(cfg), archive)
             copy_tree_atomic(job.folder, unfinished_folder(archive, job), ignore=ignore)
             copy_log(job, study_root(cfg), archive)
+            record = read_job_record(job.folder)  # timed here: a worker's log, or in process the run's newest checkpoint
+            if record:
+                write_job_record(unfinished_folder(archive, job), closed_sitting(record, Path(record["log"]) if record.get("log") else Path(job.folder)))
         at = [RunFolder(c.parent).last_checkpoint() for c in Path(job.folder).rglob("checkpoints")]
         steps = ", ".join(c.name for c in at if c) or "no checkpoint yet"
         state = "finished, its transfer not made" if job in waiting else "unfinished"
