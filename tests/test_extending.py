@@ -13,8 +13,9 @@ from conftest import REPO
 
 from rlsft.cli import main as cli_main
 from rlsft.config import OWNED_BY_THE_LAB, check_trl_section, trl_class, trl_fields
+from rlsft.io import UserError
 from rlsft.launch import RECIPES, dry_run, recipe_module
-from rlsft.scoring.rewards import REWARDS
+from rlsft.scoring.rewards import REWARDS, completion_text
 from rlsft.scoring.tasks import TASKS, Task
 from rlsft.scoring.verify import verify_answer
 
@@ -86,18 +87,36 @@ def test_recipes_keep_trainer_fields_apart_from_training_fields():
                 assert not set(f.default_factory()) & shared, (name, f.name)
 
 
-def brevity_reward(completions, **kwargs):
-    """A reward a user adds: shorter completions score higher.
+def brevity_reward(completions, prompts=None, **columns):
+    """A reward a user adds (docs/extending.md's): shorter completions score higher, standard or
+    conversational.
 
-    >>> brevity_reward(["ab", "abcd"])
-    [0.5, 0.25]
+    >>> brevity_reward(["ab", "abcd", [{"role": "assistant", "content": "abcd"}]])
+    [0.5, 0.25, 0.25]
     """
-    return [1.0 / max(1, len(c)) for c in completions]
+    prompts = prompts or [None] * len(completions)
+    return [1.0 / max(1, len(completion_text(c, p))) for c, p in zip(completions, prompts)]
 
 
 def load_sums(split="test", source=None, n=None, seed=0):
     rows = [{"id": f"sums-{split}-{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(1, 21)]
     return rows[:n] if n else rows
+
+
+def verify_last_word(completion, gold):
+    """A verifier a user adds, with no extraction mode: the completion's last word is the gold."""
+    return completion.split()[-1] == gold
+
+
+def test_a_two_argument_verifier_serves_both_modes_and_a_lambda_is_refused():
+    """A verifier without `mode` is called without it in lenient mode too (it has its own
+    extraction), not given a third argument that fails every check as unverifiable; one the
+    answer-check workers cannot receive (a lambda) is refused by name."""
+    task = Task("words", load_sums, verify_last_word)
+    for mode in ("strict", "lenient"):
+        assert task.verify_many(["so 4", "so 5"], ["4", "4"], mode=mode) == [True, False]
+    with pytest.raises(UserError, match="task words: its verify .* must be a module-level function"):
+        Task("words", load_sums, lambda c, g: True).verify_many(["so 4"], ["4"])
 
 
 def test_a_new_reward_and_task_work_everywhere_with_only_a_registry_entry(monkeypatch, tmp_path, capsys):
