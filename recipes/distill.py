@@ -281,7 +281,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
         # the student's own prompt form for each question (the teacher's may differ)
         train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"]) for r in traces])
     else:
-        train_set = prompt_dataset(cfg.data, cfg.run.seed)
+        train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)  # the tokenizer renders a <think> prefill
 
     # ------------------------------------------------------------------ trainer
     def cost(tokens: int) -> tuple[int, int, int]:

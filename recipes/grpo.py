@@ -75,6 +75,8 @@ class Config(RecipeConfig):
         super().__post_init__()
         if self.extraction not in EXTRACTIONS:
             raise UserError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
+        if not self.rewards:  # here, so a dry run, a study's check and `train` refuse it before any folder is made
+            raise UserError("rewards is empty; give at least one reward name with a weight")
 
 
 def training_args(cfg: Config):
@@ -204,8 +206,6 @@ def main(cfg: Config, resume: bool = False) -> dict:
     # ------------------------------------------------------------------ config
     folder, cfg, tokenizer = start_run(cfg, resume)  # the run folder; the config with its prompt form resolved; the tokenizer
     torch.manual_seed(cfg.run.seed)
-    if not cfg.rewards:
-        raise UserError("rewards is empty; give at least one reward name with a weight")
     args = training_args(cfg)
 
     # ------------------------------------------------------------------ data

@@ -8,6 +8,11 @@ os.environ.pop("RLSFT_DATA", None)  # tests choose their data themselves
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# transformers prints "[INFO] Running in WANDB offline mode" when its integrations are first
+# imported: here, once, rather than inside whichever test imports them first (a test that checks
+# an error is one line would otherwise fail when run alone)
+import transformers.integrations.integration_utils  # noqa: E402, F401
+
 REPO = Path(__file__).resolve().parent.parent
 
 

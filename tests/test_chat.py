@@ -35,7 +35,8 @@ def test_chat_form_is_the_default_for_a_chat_model_and_every_recipe_runs_in_it(c
     record = run(MICRO / "distill_offline.yaml", tiny_recipe_overrides(chat_toy_model, tmp_path / "off") + extra)
     assert record["teacher_traces"]["kept"] > 0 and eval_template(tmp_path / "off") == "chat"
 
-    extra = ["distill.teacher=" + chat_toy_model, "distillation.max_completion_length=16", "training.per_device_train_batch_size=4"]
+    extra = ["distill.teacher=" + chat_toy_model, "distillation.max_completion_length=16", "training.per_device_train_batch_size=4",
+             "data.think_prefill=true"]  # a chat prompt's <think> prefill is rendered with the student's tokenizer
     run(MICRO / "distill_onpolicy.yaml", tiny_recipe_overrides(chat_toy_model, tmp_path / "on") + extra)
     assert eval_template(tmp_path / "on") == "chat"
 
