@@ -221,12 +221,14 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ pre-flight
     probed = preflight(cfg, args, model, tokenizer, train_set, folder)  # refuses settings where no group has signal
-    before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
+    before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")  # after the pre-flight: a refused run pays none
 
     # ------------------------------------------------------------------ trainer
     passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
 
-    def cost(tokens: int) -> tuple[int, int, int]:  # (trained, forward-only, other models') for `tokens` prompt + completion tokens
+    # (trained tokens, forward-only tokens, other models' FLOPs) for `tokens` prompt + completion
+    # tokens: each generation is trained num_iterations times; `passes` forward-only passes
+    def cost(tokens: int) -> tuple[int, int, int]:
         return tokens * args.num_iterations, tokens * passes, 0
 
     curve: list[dict] = []

@@ -110,7 +110,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     # ------------------------------------------------------------------ rewards: none (supervised)
 
     # ------------------------------------------------------------------ trainer
-    def cost(tokens: int) -> tuple[int, int, int]:  # (trained, forward-only, other models') tokens -> all trained
+    def cost(tokens: int) -> tuple[int, int, int]:  # (trained tokens, forward-only tokens, other models' FLOPs): every token trains
         return tokens, 0, 0
 
     curve: list[dict] = []

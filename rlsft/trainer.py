@@ -46,13 +46,13 @@ from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_pr
 # Where the lab departs from TRL's defaults; each can be overridden in a recipe's `training:`.
 TRAINING_DEFAULTS = {
     "gradient_checkpointing": False,  # TRL turns it on; for models this small it only costs time (reports/micro-speed)
-    "lr_scheduler_type": "constant_with_warmup",
-    "learning_rate": 1e-5,
-    "logging_steps": 10,
+    "lr_scheduler_type": "constant_with_warmup",  # no decay (TRL's is linear to 0): every step after warmup trains at the set rate, whatever max_steps
+    "learning_rate": 1e-5,  # one default for every recipe, between TRL's SFT (2e-5) and GRPO (1e-6); every shipped config sets its own
+    "logging_steps": 10,  # TRL's value (transformers' is 500): a metrics row every 10 optimizer steps; curve steps are multiples of it
     "save_strategy": "steps",  # a checkpoint every save_steps optimizer steps, for --resume
     "save_steps": 50,
     "save_total_limit": 1,  # the latest checkpoint is all a resume needs
-    "dataloader_num_workers": 0,
+    "dataloader_num_workers": 0,  # prompts are a few KB in memory: worker processes would only cost fork time and memory
 }
 
 

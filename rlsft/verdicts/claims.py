@@ -445,10 +445,6 @@ def seed_units(metric: str, counts: dict[str, dict[int, dict[str, float]]], arms
     return out
 
 
-def _var(values: list[float]) -> float:
-    return statistics.variance(values) if len(values) > 1 else 0.0
-
-
 def _mean_list(values) -> float:
     values = list(values)
     return sum(values) / len(values)
