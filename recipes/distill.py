@@ -36,6 +36,7 @@ from rlsft.trainer import (
     curve_callback,
     evaluate_model,
     finish_run,
+    load_configured_model,
     lora_config,
     metrics_logger,
     prompt_dataset,
@@ -253,27 +254,19 @@ def main(cfg: Config, resume: bool = False) -> dict:
     torch.manual_seed(cfg.run.seed)
     args = training_args(cfg)
 
-    # ------------------------------------------------------------------ model (student and teacher)
+    # ------------------------------------------------------------------ data (offline: the teacher's verified traces)
     m = cfg.model
     teacher_tokenizer = load_tokenizer(d.teacher, m.trust_remote_code)
-    if d.mode == "on_policy" and teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise UserError(f"teacher {d.teacher!r} and student {m.name!r} have different tokenizers; on-policy distillation needs one vocabulary")
-    model = load_model(m.name, m.dtype, m.trust_remote_code, m.revision, m.attn_implementation)
 
     def load_teacher():
         return load_model(d.teacher, m.dtype, m.trust_remote_code, attn_implementation=m.attn_implementation)
 
-    # offline, the teacher's weights are loaded only to sample traces the cache lacks, and freed
-    # with them (a cache hit spares their memory: 2 GB for a 0.5B teacher in float32); on-policy,
-    # the teacher scores every step
-    teacher = load_teacher() if d.mode == "on_policy" else None
-    params, teacher_params = n_params(model), count_parameters(d.teacher, m.trust_remote_code)
-    before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
-
-    # ------------------------------------------------------------------ data (+ rewards: the verifier filters offline traces)
     trace_stats = None
     if d.mode == "offline":
-        # text traces, so any teacher vocabulary works; cached, and reused by later runs
+        # text traces, so any teacher vocabulary works; cached, and reused by later runs. Sampled
+        # before the student loads: the teacher's weights (2 GB for a 0.5B teacher in float32) are
+        # loaded only for traces the cache lacks and freed with them, and a run without a verified
+        # trace stops before its evaluation before training is paid
         traces, trace_stats = cached_teacher_traces(load_teacher, teacher_tokenizer, cfg)
         if not traces:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
@@ -282,6 +275,16 @@ def main(cfg: Config, resume: bool = False) -> dict:
         train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"]) for r in traces])
     else:
         train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)  # the tokenizer renders a <think> prefill
+
+    # ------------------------------------------------------------------ model (student and teacher)
+    if d.mode == "on_policy" and teacher_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise UserError(f"teacher {d.teacher!r} and student {m.name!r} have different tokenizers; on-policy distillation needs one vocabulary")
+    model = load_configured_model(m)
+    teacher = load_teacher() if d.mode == "on_policy" else None  # on-policy, the teacher scores every step
+    params, teacher_params = n_params(model), count_parameters(d.teacher, m.trust_remote_code)
+    before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
+
+    # ------------------------------------------------------------------ rewards: none (the verifier chose offline traces; on-policy, the teacher's logits)
 
     # ------------------------------------------------------------------ trainer
     def cost(tokens: int) -> tuple[int, int, int]:

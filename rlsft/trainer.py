@@ -2,7 +2,7 @@
 from a recipe's sections, the prompt dataset, callbacks, saving and held-out evaluation.
 
 Each recipe's `main` reads top to bottom in the same sections (config, data, model, rewards,
-trainer, train, save, evaluate) and calls these small functions; TRL's trainer owns the loop.
+GRPO's pre-flight, trainer, train, save, evaluate) and calls these small functions; TRL's trainer owns the loop.
 
 TRL's config for a run is built in one order (`trl_args`), later entries winning:
 1. `TRAINING_DEFAULTS` below, where the lab departs from TRL's defaults, and the device's precision;

@@ -90,6 +90,7 @@ def test_a_teacher_with_no_verified_trace_stops_offline_distillation_before_trai
     with pytest.raises(UserError, match="no verified-correct trace on 16 prompts"):
         run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, out) + TEACHER + cut)
     assert not (out / "model").exists() and not (out / "run.json").exists()
+    assert not (out / "eval_before").exists()  # refused before the student loads: its evaluation before training is not paid
 
 
 def test_offline_distillation_loads_its_teacher_only_to_sample_traces_the_cache_lacks(toy_model, tmp_path, monkeypatch):
