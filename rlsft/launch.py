@@ -197,15 +197,15 @@ def train_from_config(path: str, overrides: list[str] | None = None, resume: str
 
 
 def probe_from_config(path: str, overrides: list[str] | None = None, out: str | None = None) -> dict:
-    """`rlsft probe`: the GRPO recipe's pre-flight signal check (rlsft/preflight.py) on a config's
+    """`rlsft probe`: a recipe's pre-flight signal check (GRPO's `probe`, rlsft/preflight.py) on a config's
     model, prompts, rewards and sampling settings, without a run folder; the record is returned
     (and written to OUT/probe.json)."""
 
     if is_pipeline(path):
         raise UserError(f"{path}: a pipeline; probe its GRPO stage's config (with the previous stage's model as model.name)")
     module, cfg = load_recipe_config(path, overrides)
-    if cfg.recipe != "grpo":
-        raise UserError(f"{path}: rlsft probe checks GRPO configs; this one's recipe is {cfg.recipe!r}")
+    if not hasattr(module, "probe"):  # a recipe with a pre-flight exports it (GRPO's)
+        raise UserError(f"{path}: rlsft probe checks recipes with a pre-flight (grpo); this one's recipe, {cfg.recipe!r}, has none")
     args = module.training_args(cfg)
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.trust_remote_code, cfg.model.revision)
     cfg = with_resolved_template(cfg, tokenizer)
