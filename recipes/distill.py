@@ -26,7 +26,7 @@ from pathlib import Path
 import rlsft.scoring.countdown
 import rlsft.scoring.tasks
 import rlsft.scoring.verify
-from rlsft.config import RecipeConfig, training_section, trl_section
+from rlsft.config import DTYPES, RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.models import count_parameters, load_model, load_tokenizer, n_params, resolve_model, vocab_size
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, param_count
@@ -70,12 +70,18 @@ class DistillConfig:
     # teacher wants chat with its own template while the student learns from plain r1-zero prompts
     teacher_template: str | None = None
     backend: str = "auto"  # the teacher's sampling: auto (vLLM where it is installed and a GPU is present), transformers, vllm
+    # the teacher's weights (auto: the checkpoint's own on a GPU, bf16 for Qwen2.5; float32 on a CPU).
+    # Not model.dtype: the teacher never trains, so half precision costs it nothing, while the
+    # student's weights may need float32 for its updates to land (rlsft.runs.compute.stalled_update_share)
+    teacher_dtype: str = "auto"
 
     def __post_init__(self):
         if self.teacher_template not in (None, *TEMPLATES):
             raise UserError(f"distill.teacher_template must be one of {', '.join(TEMPLATES)} (or unset), got {self.teacher_template!r}")
         if self.backend not in BACKENDS:
             raise UserError(f"distill.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.teacher_dtype not in DTYPES:
+            raise UserError(f"distill.teacher_dtype must be one of {', '.join(DTYPES)}, got {self.teacher_dtype!r}")
 
 
 @dataclass
@@ -215,6 +221,7 @@ def trace_cache_key(cfg: Config, tokenizer, work: tuple[list, list] | None = Non
            "prompts": digest(json.dumps([[render_prompt(q, tokenizer), p["answer"]] for q, p in zip(prompts, problems)])),
            "seed": cfg.run.seed if d.trace_seed is None else d.trace_seed, "verifier": verifier,
            "backend": resolve_backend(d.backend),  # vLLM and generate draw different samples for one seed
+           "dtype": d.teacher_dtype,  # and so do a teacher's float32 and bf16 weights
            **{k: getattr(d, k) for k in ("samples_per_prompt", "keep_per_prompt", "temperature", "max_new_tokens",
                                          "generation_batch_size", "generation_memory_gb")}}
     return digest(json.dumps(key, sort_keys=True))[:16]
@@ -259,7 +266,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     teacher_tokenizer = load_tokenizer(d.teacher, m.trust_remote_code)
 
     def load_teacher():
-        return load_model(d.teacher, m.dtype, m.trust_remote_code, attn_implementation=m.attn_implementation)
+        return load_model(d.teacher, d.teacher_dtype, m.trust_remote_code, attn_implementation=m.attn_implementation)
 
     trace_stats = None
     if d.mode == "offline":

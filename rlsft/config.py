@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import functools
 import importlib
 import types
@@ -41,7 +42,17 @@ def _type_name(tp: Any) -> str:
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check (and gently convert: int -> float, list -> tuple) `value` against the annotation `tp`."""
+    """Check (and gently convert: int -> float, list -> tuple, YAML's `no` back to an enum's "no")
+    `value` against the annotation `tp`.
+
+    >>> from transformers.trainer_utils import SaveStrategy
+    >>> _coerce(False, SaveStrategy | str, "training.save_strategy")  # training.save_strategy=no
+    'no'
+    >>> _coerce(True, SaveStrategy | str, "training.save_strategy")
+    Traceback (most recent call last):
+    ...
+    rlsft.io.UserError: training.save_strategy: expected one of no, steps, epoch, best, got True
+    """
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
@@ -76,6 +87,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if args:
             return {_coerce(k, args[0], f"{where} key"): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
         return dict(value)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):  # e.g. TrainingArguments' save_strategy: SaveStrategy | str
+        values = [m.value for m in tp]
+        if isinstance(value, bool) and ("yes" if value else "no") in values:  # YAML 1.1 reads no and yes as booleans
+            return "yes" if value else "no"
+        if value not in values and value not in list(tp):
+            raise UserError(f"{where}: expected one of {', '.join(map(str, values))}, got {value!r}")
+        return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):  # YAML reads 1e-4 as a string (YAML 1.1 quirk)
@@ -256,10 +274,16 @@ class RunConfig:
             raise ValueError(f"report_to must be wandb or none, got {self.report_to!r}")
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # a model's weights (rlsft.models.load_model)
+
+
 @dataclass
 class ModelConfig:
     name: str = "micro-student"  # micro model name, local folder or hub id
-    dtype: str = "auto"  # auto: bf16 on GPU, float32 on CPU
+    # the weights' dtype: auto is the checkpoint's own on a GPU (bf16 for Qwen2.5) and float32 on a
+    # CPU. Trained weights in bf16 lose the small updates (the run warns: stalled_update_share);
+    # float32 weights train under bf16 autocast on a bf16 GPU
+    dtype: str = "auto"
     trust_remote_code: bool = False
     revision: str | None = None  # hub branch, tag or commit of model.name (None: main)
     attn_implementation: str | None = None  # eager, sdpa, flash_attention_2 (GPU, flash-attn), ...; None: transformers' choice
@@ -270,6 +294,8 @@ class ModelConfig:
 
     def __post_init__(self):
         check_attention(self.attn_implementation)
+        if self.dtype not in DTYPES:
+            raise UserError(f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
 
 @dataclass

@@ -21,6 +21,7 @@ import netrc
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -36,6 +37,7 @@ from rlsft.runs.compute import (
     higher_peak,
     is_main_process,
     peak_memory_gb,
+    stalled_update_share,
     trainable_parameters,
     trained_tokens,
 )
@@ -357,7 +359,18 @@ def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost:
     the recipe's own formula: (trained tokens, forward-only tokens, other models' FLOPs) for the
     tokens the Trainer consumed, with `params` parameters of which those that train (LoRA's
     adapters, `trainable_parameters`) set the backward's cost. Seconds are the Trainer's runtime
-    without the curve evaluations, plus `other_seconds` (a teacher's sampling)."""
+    without the curve evaluations, plus `other_seconds` (a teacher's sampling). Warns when the
+    trainable weights are half precision without a float32 master copy (`stalled_update_share`)."""
+    import torch
+
+    dtypes = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
+    if dtypes & {torch.bfloat16, torch.float16} and not trainer.is_deepspeed_enabled:  # DeepSpeed keeps float32 master weights
+        share = stalled_update_share(trainer.model, trainer.args.learning_rate)
+        if share > 0:
+            held = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+            warnings.warn(f"{share:.0%} of the trainable weights are held in {held} at a magnitude where an update of learning_rate "
+                          f"{trainer.args.learning_rate:g} rounds back to the same weight: train with model.dtype=float32 (a bf16 GPU "
+                          f"still computes in bf16 autocast) or LoRA (model.lora_r > 0)")
     seconds, earlier_peak = train(trainer, folder, resume, curve)
     seconds += other_seconds
     train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))

@@ -52,6 +52,7 @@ def test_sft_fields_pass_through():
     ("grpo.seed=3", "grpo.seed is set by the lab; set run.seed instead"),
     ("grpo.num_generations=3", "GRPOConfig:"),  # TRL's own validation: 64 completions are not groups of 3
     ("rewards={}", "rewards is empty; give at least one reward name with a weight"),
+    ("model.dtype=bf16", "model.dtype must be one of auto, float32, bfloat16, float16, got 'bf16'"),
 ])
 def test_a_bad_trl_key_fails_on_one_line_naming_it(override, culprit, capsys):
     config = SFT if override.startswith("sft.") else GRPO

@@ -309,3 +309,23 @@ def test_wandb_goes_online_after_wandb_login_and_stays_offline_without_a_key(tmp
 
     setup_reporting(recipes.grpo.Config(run=RunConfig(name="r", report_to="wandb")))
     assert os.environ.get("WANDB_MODE") == (None if how in ("netrc", "key") else "offline")
+
+
+def test_half_precision_weights_an_update_cannot_move_are_named(toy_model, tmp_path):
+    """Full fine-tuning with bfloat16 weights at an RL learning rate: AdamW updates the weights in
+    their own precision, and most steps round back to the same weight. The run warns with the share
+    measured on its own weights, and at least that share is indeed unchanged after training."""
+    import torch
+
+    from rlsft.models import load_model
+
+    out = tmp_path / "bf16"
+    overrides = tiny_recipe_overrides(toy_model, out) + ["examples.n=16", "training.learning_rate=1e-6", "model.dtype=bfloat16",
+                                                         "eval.before=false"]
+    with pytest.warns(UserWarning, match=r"of the trainable weights are held in bfloat16 .* learning_rate 1e-06") as caught:
+        run_recipe(MICRO / "sft_cold_start.yaml", overrides)
+    share = float(next(str(w.message) for w in caught if "trainable weights" in str(w.message)).split("%")[0]) / 100
+    before, after = load_model(toy_model, "bfloat16"), load_model(str(out / "model"), "bfloat16")
+    same = sum(int((a == b).sum()) for a, b in zip(before.parameters(), after.parameters()))
+    assert share > 0.5 and same / sum(p.numel() for p in before.parameters()) >= share - 0.01
+    assert after.dtype == torch.bfloat16

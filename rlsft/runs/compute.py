@@ -55,6 +55,38 @@ def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int 
     return int(per_train_token * train_tokens + 2 * params * forward_tokens + extra_flops)
 
 
+def stalled_update_share(model, learning_rate: float) -> float:
+    """Share of the trainable weights that an update the size of `learning_rate` cannot change
+    (an AdamW step moves a weight by about the learning rate): a bfloat16 or float16 weight in
+    [2**(e-1), 2**e) sits on a grid of spacing eps * 2**(e-1), so a step under half of it rounds
+    back to the same weight. Pure half-precision training (weights loaded in bf16, no float32
+    master copy: plain Trainer, no DeepSpeed) at RL's learning rates moves almost nothing.
+    0.0 when every trainable weight is float32 (LoRA's adapters, float32 weights under autocast).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([1e-5, 1e-3, 0.02, 0.5], dtype=torch.bfloat16))
+    >>> stalled_update_share(torch.nn.ParameterList([w]), 1e-6)  # bf16 spacing at 1e-3 is 7.6e-6
+    0.75
+    >>> stalled_update_share(torch.nn.ParameterList([w.float()]), 1e-6)
+    0.0
+    """
+    import torch
+
+    stalled = total = 0
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        total += p.numel()
+        if p.dtype not in (torch.bfloat16, torch.float16):
+            continue
+        flat = p.detach().reshape(-1)
+        for chunk in flat.split(1 << 22):  # 4M weights at a time: a 150k x 1.5k embedding never doubles in float32 at once
+            _, exponent = torch.frexp(chunk.float())
+            half_spacing = torch.finfo(p.dtype).eps * torch.exp2(exponent.float() - 2)  # eps * 2**(e-1) / 2
+            stalled += int(((half_spacing >= learning_rate) & (chunk != 0)).sum())
+    return stalled / total if total else 0.0
+
+
 def trainable_parameters(model) -> int | None:
     """The parameters that get gradients when fewer than all do (LoRA adapters); None when every
     parameter trains (full fine-tuning: `flops` counts 6N).
