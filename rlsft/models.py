@@ -172,6 +172,19 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision:
 ATTENTION = (None, "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")  # transformers' attn_implementation
 
 
+def gpu_of(model) -> list:
+    """[the model's GPU], for `torch.random.fork_rng(devices=...)`: a sampling aside from training
+    (a curve point, the pre-flight) leaves the GPU's generator as it found it too; [] on a CPU, so
+    no GPU generator is forked (nor CUDA initialised).
+
+    >>> import torch
+    >>> gpu_of(torch.nn.Linear(2, 2))
+    []
+    """
+    device = next(model.parameters()).device
+    return [device] if device.type == "cuda" else []
+
+
 def load_model(name_or_path: str, dtype: str = "auto", trust_remote_code: bool = False, revision: str | None = None,
                attn_implementation: str | None = None):
     """Causal LM from a folder or hub id; `trust_remote_code` stays off unless asked for.

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from rlsft.io import UserError
+from rlsft.models import gpu_of
 from rlsft.scoring.evaluate import generate
 from rlsft.scoring.tasks import THINK_PREFILL
 
@@ -72,12 +73,11 @@ def run_probe(model, tokenizer, train_set, reward_funcs: dict, weights: dict[str
     import torch
 
     rows = train_set.select(range(min(probe.prompts, len(train_set))))
-    rng = torch.get_rng_state()
-    torch.manual_seed(seed)
     t0 = time.perf_counter()
-    groups = generate(model, tokenizer, list(rows["prompt"]), num_generations, temperature, top_p, max_completion_length,
-                      desc="pre-flight", think_prefill=think_prefill)
-    torch.set_rng_state(rng)
+    with torch.random.fork_rng(devices=gpu_of(model)):  # training's generators (CPU and GPU) as they were
+        torch.manual_seed(seed)
+        groups = generate(model, tokenizer, list(rows["prompt"]), num_generations, temperature, top_p, max_completion_length,
+                          desc="pre-flight", think_prefill=think_prefill)
     seconds = time.perf_counter() - t0
     # what TRL hands a reward: the completion without the prefill, with its prompt and the row's columns
     texts = [g["text"][len(THINK_PREFILL):] if think_prefill else g["text"] for group in groups for g in group]

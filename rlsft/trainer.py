@@ -28,7 +28,7 @@ from urllib.parse import urlparse
 
 from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
 from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl, utc_now
-from rlsft.models import load_model, load_tokenizer
+from rlsft.models import gpu_of, load_model, load_tokenizer
 from rlsft.runs.compute import (
     compute_record,
     continue_token_count,
@@ -265,7 +265,7 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callabl
     (at logging steps, where TRL has logged the tokens so far) and appends
     {step, tokens, pflops, pass@1 [CI]} to `points`; `cost(tokens)` is the recipe's own compute
     formula (as for `train_and_count`), counted for a model of `params` parameters and whichever of
-    them train. The global RNG state is restored afterwards, so training goes on exactly as without it."""
+    them train. The global RNG states (CPU and GPU) are restored afterwards, so training goes on exactly as without it."""
     from transformers import TrainerCallback
 
     steps, task = set(cfg.eval.curve_steps), cfg.eval.tasks[0]
@@ -277,12 +277,11 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callabl
             import torch
 
             tokens = max([h.get("num_tokens", 0) for h in state.log_history] + [state.num_input_tokens_seen or 0])
-            rng, t0 = torch.get_rng_state(), time.perf_counter()
-            was_training = model.training
-            metrics = evaluate_model(model, tokenizer, f"{cfg.model.name}@step-{state.global_step}", cfg, folder, "curve",
-                                     step=state.global_step, tasks=[task]).get(task)
+            t0, was_training = time.perf_counter(), model.training
+            with torch.random.fork_rng(devices=gpu_of(model)):  # the CPU's and the GPU's generators, as training left them
+                metrics = evaluate_model(model, tokenizer, f"{cfg.model.name}@step-{state.global_step}", cfg, folder, "curve",
+                                         step=state.global_step, tasks=[task]).get(task)
             model.train(was_training)
-            torch.set_rng_state(rng)
             if metrics is not None:
                 p1 = metrics["pass@1"]
                 pflops = flops(params, *cost(int(tokens)), trainable=trainable_parameters(model)) / 1e15
