@@ -112,3 +112,23 @@ def test_a_killed_generation_continues_to_the_same_samples(toy_model, tmp_path):
     assert 1000.0 < stats["seconds"] <= 1000.0 + time.time() - t0 + 0.01  # both sittings, this one measured
     torch.manual_seed(123)  # other settings (3 samples, not 2): the file is ignored, a fresh start
     assert sum(map(len, generate(model, tok, prompts, 3, 1.0, 1.0, 16, batch_size=4, progress=progress))) == 18
+
+
+def test_a_models_own_repetition_penalty_does_not_reach_evaluation(toy_model):
+    """A model whose generation_config.json asks a repetition penalty (Qwen2.5-Instruct's: 1.1)
+    samples in evaluation as it does without one, as TRL's training and vLLM sample it: the lab's
+    sampling is only its own settings."""
+    model, tok = load_model(toy_model), load_tokenizer(toy_model)
+    prompts, runs = _prompts(4), []
+    for penalty in (1.0, 1.5):
+        model.generation_config.repetition_penalty = penalty
+        torch.manual_seed(5)
+        runs.append(generate(model, tok, prompts, 2, 1.0, 1.0, 24, batch_size=8))
+    assert runs[0] == runs[1]
+    torch.manual_seed(5)  # the penalty would have changed them: applied by hand, generate's own path differs
+    penalised = model.generate(**tok([prompts[0]], return_tensors="pt"), do_sample=True, max_new_tokens=24, top_k=0,
+                               repetition_penalty=1.5, pad_token_id=tok.eos_token_id)
+    torch.manual_seed(5)
+    plain = model.generate(**tok([prompts[0]], return_tensors="pt"), do_sample=True, max_new_tokens=24, top_k=0,
+                           repetition_penalty=1.0, pad_token_id=tok.eos_token_id)
+    assert not torch.equal(penalised, plain)

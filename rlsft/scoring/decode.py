@@ -40,7 +40,7 @@ def plan(model, generation_config: GenerationConfig | None, kwargs: dict, prompt
     """(resolved settings, logits processors) when `sample` gives `generate`'s tokens for this
     call, else None. Resolves the settings as `generate` does (the model's own generation config
     fills what the caller left unset) and asks transformers which processors it would apply."""
-    extra = set(kwargs) - {"max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "min_p",
+    extra = set(kwargs) - {"max_new_tokens", "do_sample", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                            "pad_token_id", "eos_token_id", "bos_token_id"}
     if extra:  # stop strings, a streamer, a cache, a logits processor of the caller's own...
         return None

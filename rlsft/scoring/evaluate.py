@@ -327,7 +327,9 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
         enc = tokenizer.pad({"input_ids": [ids[i] + g for i, g in batch]}, return_tensors="pt").to(model.device)
         with torch.no_grad():
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {"do_sample": False}
-            # top_k=0: plain sampling, no hidden top-k=50 default
+            # top_k=0: plain sampling, no hidden top-k=50 default; repetition_penalty=1.0: none of the
+            # model's own (Qwen2.5-Instruct's generation_config.json asks 1.1), as TRL's training and vLLM sample
+            sampling["repetition_penalty"] = 1.0
             gen = decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **sampling, max_new_tokens=steps,
                                   pad_token_id=eos if stop else pad, eos_token_id=eos, **stop)
         calls += 1
