@@ -128,9 +128,9 @@ def test_vllm_evaluation_gets_the_models_revision_dtype_and_the_memory_that_is_f
         def __init__(self, **kw):
             made.append(kw)
 
-        def generate(self, texts, params):
-            asked.append((texts, params.kw))
-            return [types.SimpleNamespace(outputs=[Output("<think>1+1</think><answer>7</answer>", True), Output("so", False)]) for _ in texts]
+        def generate(self, prompts, params):
+            asked.append((prompts, [p.kw for p in params]))
+            return [types.SimpleNamespace(outputs=[Output("<think>1+1</think><answer>7</answer>", True), Output("so", False)]) for _ in prompts]
 
     class SamplingParams:
         def __init__(self, **kw):
@@ -145,9 +145,19 @@ def test_vllm_evaluation_gets_the_models_revision_dtype_and_the_memory_that_is_f
     result = ev.evaluate(ev.EvalArgs(model=toy_model, task="micro-arith", out=str(tmp_path / "e"), n=3, samples=2, temperature=0.6, top_p=0.9,
                                      max_new_tokens=32, seed=5, dtype="bfloat16", revision="v1", backend="vllm"))
     (kw,) = made
-    assert kw == {"model": toy_model, "revision": "v1", "dtype": "bfloat16", "seed": 5, "gpu_memory_utilization": 0.783}
-    ((texts, params),) = asked
-    assert len(texts) == 3 and params == {"n": 2, "temperature": 0.6, "top_p": 0.9, "max_tokens": 32, "seed": 5}
+    ((prompts, params),) = asked
+    # the prompts' token ids as generate reads them (no second BOS), the context only as long as the longest request needs
+    from rlsft.models import load_tokenizer
+    from rlsft.scoring.tasks import build_prompt, get_task
+
+    tok = load_tokenizer(toy_model)
+    rendered = [build_prompt(r["question"], "r1-zero") for r in get_task("micro-arith").load("test", n=3, seed=5)]
+    assert [p["prompt_token_ids"] for p in prompts] == tok(rendered, add_special_tokens=False)["input_ids"]
+    assert kw == {"model": toy_model, "revision": "v1", "dtype": "bfloat16", "seed": 5, "gpu_memory_utilization": 0.783,
+                  "max_model_len": max(len(p["prompt_token_ids"]) for p in prompts) + 32}
+    # each prompt its own seed, the rest the lab's sampling
+    assert [p.pop("seed") for p in params] == [5, 5 + 1_000_003, 5 + 2_000_006]
+    assert params == [{"n": 2, "temperature": 0.6, "top_p": 0.9, "max_tokens": 32}] * 3
     samples = [json.loads(line) for line in (tmp_path / "e" / "samples.jsonl").read_text().splitlines()]
     assert [s["truncated"] for s in samples] == [False, True] * 3 and result["generation"]["backend"] == "vllm"
     with pytest.raises(UserError, match="1.0 of 24.0 GiB is free"):

@@ -389,6 +389,16 @@ def sampling_params(samples: int, temperature: float, top_p: float, max_new_toke
     return params
 
 
+def prompt_seed(seed: int, index: int) -> int:
+    """vLLM's per-request seed for prompt `index` of a run seeded `seed`: distinct across prompts
+    and, for seeds below 1,000,003, across seeds.
+
+    >>> [prompt_seed(0, i) for i in range(3)], prompt_seed(1, 0)
+    ([0, 1000003, 2000006], 1)
+    """
+    return seed + 1_000_003 * index
+
+
 VLLM_HEADROOM = 0.05  # share of the GPU's memory vLLM leaves free beside what it finds free at start
 
 
@@ -425,13 +435,21 @@ def vllm_generate(model_path: str, tokenizer, prompts: list, samples: int, tempe
     from vllm import LLM, SamplingParams
 
     prefill = THINK_PREFILL if think_prefill else ""
-    texts = [render_prompt(p, tokenizer, prefill) for p in prompts]
+    # token ids as `generate` reads them: a rendered chat template already holds its BOS, which
+    # vLLM's own tokenization would add again
+    ids = tokenizer([render_prompt(p, tokenizer, prefill) for p in prompts], add_special_tokens=False)["input_ids"]
+    params = sampling_params(samples, temperature, top_p, max_new_tokens, seed, think_prefill)
     t0 = time.time()
     gc.collect()
     torch.cuda.empty_cache()  # the caller's freed tensors back to the device before measuring what is free
-    llm = LLM(model=model_path, revision=revision, dtype=dtype, seed=seed,
+    # max_model_len: the longest request, not the model's whole context (131,072 tokens for
+    # R1-Distill, whose KV cache alone would not fit beside a trainer)
+    llm = LLM(model=model_path, revision=revision, dtype=dtype, seed=seed, max_model_len=max(map(len, ids)) + max_new_tokens,
               gpu_memory_utilization=vllm_memory_share(*torch.cuda.mem_get_info()))
-    outs = llm.generate(texts, SamplingParams(**sampling_params(samples, temperature, top_p, max_new_tokens, seed, think_prefill)))
+    # each prompt its own seed: one seed for every request would draw every problem's samples from
+    # the same random stream, correlating them across problems (the intervals assume independence)
+    outs = llm.generate([{"prompt_token_ids": x} for x in ids],
+                        [SamplingParams(**{**params, "seed": prompt_seed(seed, i)}) for i in range(len(ids))])
     groups = [[{"text": prefill + o.text, "length": len(o.token_ids), "truncated": o.finish_reason == "length"} for o in out.outputs]
               for out in outs]
     del llm
