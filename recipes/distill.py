@@ -160,7 +160,7 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None, work: tuple[l
     loaded = hasattr(teacher, "generate")  # a model, else a function that loads one
     if not loaded and resolve_backend(d.backend) == "vllm":  # vLLM loads the teacher from its own files
         groups = vllm_generate(resolve_model(d.teacher), tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0, d.max_new_tokens,
-                               seed, stats=generation)
+                               seed, stats=generation, dtype=d.teacher_dtype)
     else:
         groups = generate(teacher if loaded else teacher(), tokenizer, prompts, d.samples_per_prompt, d.temperature, 1.0,
                           d.max_new_tokens, d.generation_batch_size, d.generation_memory_gb, desc="teacher traces", stats=generation,
@@ -221,7 +221,7 @@ def trace_cache_key(cfg: Config, tokenizer, work: tuple[list, list] | None = Non
            "prompts": digest(json.dumps([[render_prompt(q, tokenizer), p["answer"]] for q, p in zip(prompts, problems)])),
            "seed": cfg.run.seed if d.trace_seed is None else d.trace_seed, "verifier": verifier,
            "backend": resolve_backend(d.backend),  # vLLM and generate draw different samples for one seed
-           "dtype": d.teacher_dtype,  # and so do a teacher's float32 and bf16 weights
+           **({"dtype": d.teacher_dtype} if d.teacher_dtype != "auto" else {}),  # a set dtype samples otherwise; auto keeps older keys
            **{k: getattr(d, k) for k in ("samples_per_prompt", "keep_per_prompt", "temperature", "max_new_tokens",
                                          "generation_batch_size", "generation_memory_gb")}}
     return digest(json.dumps(key, sort_keys=True))[:16]

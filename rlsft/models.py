@@ -172,6 +172,21 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, revision:
 ATTENTION = (None, "eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")  # transformers' attn_implementation
 
 
+def compute_dtype(dtype: str) -> str:
+    """The dtype a model whose weights are `dtype` computes in on this machine: float32 weights
+    train under bf16 autocast on a bf16 GPU (`rlsft.trainer.trl_args`), so the lab evaluates them
+    in bf16 there too, before training as after; otherwise `dtype` itself.
+
+    >>> compute_dtype("bfloat16"), compute_dtype("auto")
+    ('bfloat16', 'auto')
+    """
+    import torch
+
+    if dtype == "float32" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bfloat16"
+    return dtype
+
+
 def gpu_of(model) -> list:
     """[the model's GPU], for `torch.random.fork_rng(devices=...)`: a sampling aside from training
     (a curve point, the pre-flight) leaves the GPU's generator as it found it too; [] on a CPU, so

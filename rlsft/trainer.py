@@ -14,6 +14,7 @@ TRL's config for a run is built in one order (`trl_args`), later entries winning
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,7 +29,7 @@ from urllib.parse import urlparse
 
 from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
 from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl, utc_now
-from rlsft.models import gpu_of, load_model, load_tokenizer
+from rlsft.models import compute_dtype, gpu_of, load_model, load_tokenizer
 from rlsft.runs.compute import (
     compute_record,
     continue_token_count,
@@ -410,8 +411,8 @@ def eval_args(cfg, model: str, task: str, out, samples: int, revision: str | Non
     e = cfg.eval
     return EvalArgs(model=model, task=task, out=str(out), n=e.n, split=e.split, samples=samples, temperature=e.temperature, top_p=e.top_p,
                     max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, memory_gb=e.memory_gb, seed=cfg.run.seed,
-                    template=cfg.data.template, think_prefill=cfg.data.think_prefill, dtype=cfg.model.dtype, revision=revision,
-                    backend=backend or e.backend)
+                    template=cfg.data.template, think_prefill=cfg.data.think_prefill, dtype=compute_dtype(cfg.model.dtype),
+                    trust_remote_code=cfg.model.trust_remote_code, revision=revision, backend=backend or e.backend)
 
 
 def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: str, step: int = 0, tasks: list[str] | None = None) -> dict | None:
@@ -439,7 +440,13 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         if shared is not None and (shared / "metrics.json").is_file():
             copy_tree_atomic(shared, out)  # the same model, settings and seed: the same samples, made once
         else:
-            evaluate(args, model=model, tokenizer=tokenizer)
+            # float32 weights on a bf16 GPU compute in bf16 autocast, as training does (accelerate
+            # wraps the forward only once the trainer is built: the evaluation before it needs this)
+            import torch
+
+            bf16 = args.dtype != cfg.model.dtype and model is not None and next(model.parameters()).device.type == "cuda"
+            with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                evaluate(args, model=model, tokenizer=tokenizer)
             if shared is not None:
                 copy_tree_atomic(out, shared)
         results[task] = json.loads((out / "metrics.json").read_text())["metrics"]

@@ -218,3 +218,22 @@ def test_a_pipelines_stages_share_one_wandb_group_unless_a_study_names_it():
     assert len({cfg.run.name for _, _, cfg, _ in stages}) == len(stages)  # each stage its own wandb run in that group
     _, stages = pipeline_stages("configs/micro/r1.yaml", ["run.group=my-study"])
     assert {cfg.run.group for _, _, cfg, _ in stages} == {"my-study"}
+
+
+def test_float32_weights_are_evaluated_in_bf16_on_a_bf16_gpu(monkeypatch):
+    """The GPU configs train float32 weights under bf16 autocast: every evaluation of such a run
+    (before, after, a transfer; vLLM or transformers) computes in bf16 too, so a gain before to
+    after is not a change of precision. On a CPU, float32 stays."""
+    import torch
+
+    from rlsft.config import ModelConfig, RecipeConfig, RunConfig
+    from rlsft.models import compute_dtype
+    from rlsft.trainer import eval_args
+
+    cfg = RecipeConfig(run=RunConfig(name="r"), model=ModelConfig(dtype="float32", trust_remote_code=True))
+    assert compute_dtype("float32") == "float32" and eval_args(cfg, "m", "gsm8k", "o", 1).dtype == "float32"  # this CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    args = eval_args(cfg, "m", "gsm8k", "o", 1)
+    assert (args.dtype, args.trust_remote_code) == ("bfloat16", True)
+    assert [compute_dtype(d) for d in ("auto", "bfloat16", "float16")] == ["auto", "bfloat16", "float16"]

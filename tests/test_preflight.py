@@ -51,9 +51,14 @@ def test_grpo_refuses_before_training_and_force_goes_on(toy_model, tmp_path):
     assert record["probe"]["forced"] and record["probe"]["signal_share"] == 0 and record["config"]["extraction"] == "strict"
 
 
-def test_a_pipeline_or_another_recipe_is_not_probed():
+def test_a_pipeline_or_another_recipe_is_not_probed(capsys):
+    from rlsft.cli import main as cli_main
+
     with pytest.raises(UserError, match="recipe, 'sft', has none"):
         probe_from_config(str(REPO / "configs" / "micro" / "sft_cold_start.yaml"))
+    assert cli_main(["probe", str(REPO / "configs" / "micro" / "sft_cold_start.yaml")]) == 2  # one line, exit 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "this one's recipe, 'sft', has none" in err, err
     with pytest.raises(UserError, match="a pipeline"):
         probe_from_config(str(REPO / "configs" / "micro" / "r1.yaml"))
 

@@ -326,9 +326,22 @@ class Task:
         except Exception:
             raise UserError(f"task {self.name}: its verify ({self.verify!r}) must be a module-level function, "
                             f"which the answer-check workers can receive") from None
-        takes_mode = len(inspect.signature(self.verify).parameters) > 2
-        extra = (mode,) if takes_mode and mode != "strict" else ()
+        extra = (mode,) if mode != "strict" and takes_third_argument(self.verify) else ()
         return check_many(self.verify, [(c, str(g), *extra) for c, g in zip(completions, golds)])
+
+
+def takes_third_argument(verify: Callable) -> bool:
+    """Whether `verify` can be called with a third positional argument (the extraction mode).
+
+    >>> takes_third_argument(verify_answer), takes_third_argument(lambda c, g: True), takes_third_argument(lambda c, g, **kw: True)
+    (True, False, False)
+    """
+    try:
+        params = inspect.signature(verify).parameters.values()
+    except (TypeError, ValueError):  # a callable without a signature: called without it
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) > 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 # The registry of tasks. The micro world adds its own (rlsft/micro/tasks.py); so can any module.

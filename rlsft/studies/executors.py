@@ -502,7 +502,7 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
     archived = archived or {}
     records = {j.folder: read_job_record(j.folder) for j in jobs}
     slurm = sacct_states([r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")])
-    rows, walls, trains = [], {}, {}
+    rows, walls, trains, stage_seconds = [], {}, {}, {}
     for j in jobs:
         state, error = run_state(j, slurm)
         final, record, in_archive = _final_folder(j), records[j.folder], False
@@ -513,8 +513,10 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
         progress = training_progress(final) if state in ("running", "interrupted") else None
         row = {"arm": j.arm, "seed": j.seed, "state": state, "error": error, "job_id": record.get("job_id"),
                "pflops": None, "wall_hours": None, "in_archive": in_archive,
-               "progress": progress[0] if progress else None, "trained_share": progress[1] if progress else 0.0}
+               "progress": progress[0] if progress else None, "where": progress[1:] if progress else None}
         if state == "done":
+            if final.stage_index:  # a pipeline: how its training time splits among its stages
+                stage_seconds.setdefault(j.arm, []).append([st.run_record.compute.wall_seconds for st in final.pipeline.stages()])
             cost = final.total_compute()
             row.update(pflops=cost["flops"] / 1e15, wall_hours=cost["wall_seconds"] / 3600)
             # the whole job (evaluations too) where known; never less than its training (a job.json
@@ -522,6 +524,8 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
             walls.setdefault(j.arm, []).append(max(_job_hours(record) or 0.0, row["wall_hours"]))
             trains.setdefault(j.arm, []).append(row["wall_hours"])
         rows.append(row)
+    for row in rows:
+        row["trained_share"] = trained_share(*row.pop("where"), stage_seconds.get(row["arm"], [])) if row["where"] else 0.0
     every, every_train = [w for ws in walls.values() for w in ws], [t for ts in trains.values() for t in ts]
 
     def left_of(row: dict) -> float:
@@ -539,11 +543,10 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
                        "train_hours_left_estimate": left}}
 
 
-def training_progress(final: RunFolder) -> tuple[str, float] | None:
+def training_progress(final: RunFolder) -> tuple[str, int, int, float] | None:
     """Where an unfinished run's training stands: ("step s of N" in the stage it is in, a pipeline's
-    "stage k, step s of N"; the share of its training steps done, each stage an equal part), from
-    its logged steps and its config's max_steps; None before any stage has started or when
-    max_steps is not set (an epoch-based run)."""
+    "stage k, step s of N"; k; the number of stages; s / N), from its logged steps and its config's
+    max_steps; None before any stage has started or when max_steps is not set (an epoch-based run)."""
     started = [s for s in (final.pipeline.stages() if final.stage_index else [final]) if s.started]
     if not started:
         return None
@@ -552,8 +555,23 @@ def training_progress(final: RunFolder) -> tuple[str, float] | None:
     if max_steps is None:
         return None
     step = max((row["step"] for row in stage.metrics if isinstance(row.get("step"), int)), default=0)
-    share = ((stage.stage_index or 1) - 1 + min(step / max_steps, 1.0)) / (final.stage_index or 1)  # final: the last stage
-    return ("" if not final.stage_index else f"stage {stage.stage_index}, ") + f"step {step} of {max_steps}", share
+    text = ("" if not final.stage_index else f"stage {stage.stage_index}, ") + f"step {step} of {max_steps}"
+    return text, stage.stage_index or 1, final.stage_index or 1, min(step / max_steps, 1.0)  # final: the last stage
+
+
+def trained_share(stage: int, stages: int, fraction: float, stage_seconds: list[list[float]]) -> float:
+    """The share of a run's training done at `fraction` of stage `stage` of `stages`, each stage
+    weighed by its training seconds in the same arm's finished runs (`stage_seconds`: one list per
+    run), or as an equal part when none has finished: a short SFT stage before long RL is a small share.
+
+    >>> trained_share(2, 2, 0.0, [[600.0, 5400.0]])  # the SFT stage done, GRPO not begun
+    0.1
+    >>> trained_share(2, 2, 0.5, [])  # no finished run to weigh the stages by
+    0.75
+    """
+    runs = [r for r in stage_seconds if len(r) == stages]
+    weights = [sum(r[i] for r in runs) / len(runs) for i in range(stages)] if runs else [1.0] * stages
+    return (sum(weights[:stage - 1]) + weights[stage - 1] * fraction) / sum(weights) if sum(weights) else 0.0
 
 
 def status_table(view: dict) -> str:
