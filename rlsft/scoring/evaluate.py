@@ -437,6 +437,8 @@ def vllm_generate(model_path: str, tokenizer, prompts: list, samples: int, tempe
     prefill = THINK_PREFILL if think_prefill else ""
     # token ids as `generate` reads them: a rendered chat template already holds its BOS, which
     # vLLM's own tokenization would add again
+    if not prompts:
+        return []
     ids = tokenizer([render_prompt(p, tokenizer, prefill) for p in prompts], add_special_tokens=False)["input_ids"]
     params = sampling_params(samples, temperature, top_p, max_new_tokens, seed, think_prefill)
     t0 = time.time()
