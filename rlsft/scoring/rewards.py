@@ -8,6 +8,11 @@ back in front of its completion, so every reward scores the whole assistant turn
 open-r1 #560 are format rewards that failed on exactly that).
 `None` means "cannot be scored" (an unverifiable gold); TRL ignores it rather than reward it.
 
+Each reward is a function of its arguments alone, with one deliberate exception: `accuracy_reward`
+checks answers in worker processes with a time limit (`rlsft.scoring.pool`, 1 s a check, the
+task looked up in `TASKS`), so a check that runs out of time scores None and is counted in
+`pool.TIMEOUTS`; a hung verifier must not stop training.
+
 `REWARDS` is a plain dict, so a config picks rewards by name. Options that a run sets once
 (`extraction`, `partial_credit`) are bound by `get_reward` to the rewards that take them.
 """
