@@ -43,6 +43,7 @@ from rlsft.runs.compute import (
     trained_tokens,
 )
 from rlsft.runs.folder import PROGRESS_FILE, RunFolder
+from rlsft.runs.provenance import git_commit
 from rlsft.scoring.evaluate import EvalArgs, evaluate, resolve_backend
 from rlsft.scoring.tasks import THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
 
@@ -436,7 +437,7 @@ def evaluate_model(model, tokenizer, name: str, cfg, folder: RunFolder, when: st
         args = eval_args(cfg, name, task, out, samples,
                          revision=cfg.model.revision if name == cfg.model.name else None,  # a saved model has no hub revision
                          backend="transformers" if when == "curve" else e.backend)  # a curve checkpoint is only in memory
-        shared = before_cache_dir(e.before_cache, args) if when == "before" and e.before_cache else None
+        shared = before_cache_dir(e.before_cache, args, git_commit()) if when == "before" and e.before_cache else None
         if shared is not None and (shared / "metrics.json").is_file():
             copy_tree_atomic(shared, out)  # the same model, settings and seed: the same samples, made once
         else:
@@ -483,22 +484,26 @@ def log_heldout(cfg, when: str, step: int, task: str, out: Path, metrics: dict, 
         wandb.run.summary.update({f"heldout/{when}/{task}/{key}": v for key, v in values.items()})
 
 
-def before_cache_dir(root: str, args) -> Path:
+def before_cache_dir(root: str, args, commit: str) -> Path:
     """Where an evaluation before training is shared (`eval.before_cache`): keyed on everything that
     decides its samples (the starting model's name, task, split, problems, samples, sampling,
-    batching, seed, prompt form), not on the run, so a study's arms of one seed share it.
+    batching, seed, prompt form) and on the lab's `commit` (the code that samples and scores
+    them), not on the run, so a study's arms of one seed share it, and a study moved to another
+    commit makes it again.
 
     >>> from rlsft.scoring.evaluate import EvalArgs
     >>> a = EvalArgs(model="m", task="micro-arith", out="runs/x/eval_before/micro-arith", seed=0)
-    >>> before_cache_dir("cache", a) == before_cache_dir("cache", EvalArgs(**{**vars(a), "out": "runs/y"}))
+    >>> before_cache_dir("cache", a, "abc") == before_cache_dir("cache", EvalArgs(**{**vars(a), "out": "runs/y"}), "abc")
     True
-    >>> before_cache_dir("cache", a) == before_cache_dir("cache", EvalArgs(**{**vars(a), "seed": 1}))
+    >>> before_cache_dir("cache", a, "abc") == before_cache_dir("cache", EvalArgs(**{**vars(a), "seed": 1}), "abc")
+    False
+    >>> before_cache_dir("cache", a, "abc") == before_cache_dir("cache", a, "def")
     False
     """
 
     # revision only where one is set: the keys of caches written before it existed stay valid
     decides = {k: v for k, v in dataclasses.asdict(args).items() if k != "out" and not (k == "revision" and v is None)}
-    key = hashlib.sha256(json.dumps(decides, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps({**decides, "lab_commit": commit}, sort_keys=True).encode()).hexdigest()[:16]
     return Path(root) / f"{args.task}-seed{args.seed}-{key}"
 
 

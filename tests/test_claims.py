@@ -170,6 +170,10 @@ def test_matched_compute_reads_each_arm_within_the_budget():
     assert v.verdict == "reproduced" and "comes out ahead" in v.detail["short"]
     early = Claim(**{**claim.__dict__, "at_pflops": -1.0})
     assert evaluate_claim(early, {}, None, curves).verdict == "inconclusive"
+    # with the arms' final scores at hand too, a budget before their first point is still missing, not read at their ends
+    final = {"accuracy": {arm: {s: points[-1][1] for s, points in by_seed.items()} for arm, by_seed in curves["accuracy"].items()}}
+    v = evaluate_claim(early, final, None, curves)
+    assert v.verdict == "inconclusive" and v.detail["missing"] == ["distill", "rl"]
 
 
 def test_teacher_training_moves_the_distilled_arm_right_on_the_compute_axis():

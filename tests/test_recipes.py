@@ -281,6 +281,9 @@ def test_arms_of_one_seed_share_their_evaluation_before_training(toy_model, tmp_
     assert json.loads((second / "run.json").read_text())["eval_before"] == json.loads((first / "run.json").read_text())["eval_before"]
     run("c", "run.seed=1")
     assert calls.count("eval_before") == 2 and len(list(cache.iterdir())) == 2
+    monkeypatch.setattr(rlsft.trainer, "git_commit", lambda: "another-commit")  # the same seed, after the lab's code moved on
+    run("d")
+    assert calls.count("eval_before") == 3 and len(list(cache.iterdir())) == 3
 
 
 @pytest.mark.parametrize("how", ["netrc", "key", "none", "other-host"])

@@ -117,6 +117,7 @@ class Verdict:
     level: float | None = None  # the test's alpha
     interval: str | None = None  # "90% two-sided", the interval whose bounds decide at that level
     p_value: float | None = None
+    p_against: float | None = None  # the opposite test's p (its rejection is "not reproduced")
     verdict_holm: str | None = None  # the verdict with Holm's correction across the study's claims (set by `holm`)
     p_holm: float | None = None
 
@@ -193,24 +194,31 @@ def claim_interval(per_seed: list[float], floors: list[float], direction: str, t
 
     S = len(per_seed)
     est = statistics.fmean(per_seed)
-    out = {"estimate": est, "low": None, "high": None, "p_value": None, "se": None, "df": S - 1}
+    out = {"estimate": est, "low": None, "high": None, "p_value": None, "p_against": None, "se": None, "df": S - 1}
     if S < 2:
         return out
     se = max(statistics.variance(per_seed) / S, statistics.fmean(floors) / S) ** 0.5
     q = float(t.ppf(1 - alpha, S - 1))
     out.update(low=est - q * se, high=est + q * se, se=se)
+    # p_value: the claim's test; p_against: the test on the other side, whose rejection is "not reproduced"
     if direction == "greater":
         out["p_value"] = float(t.sf((est - threshold) / se, S - 1))
+        out["p_against"] = float(t.cdf((est - threshold) / se, S - 1))
     elif direction == "less":
         out["p_value"] = float(t.cdf((est - threshold) / se, S - 1))
-    else:  # TOST: both one-sided tests must reject; its p-value is the larger of theirs
+        out["p_against"] = float(t.sf((est - threshold) / se, S - 1))
+    else:  # TOST: both one-sided tests must reject; its p-value is the larger of theirs. Against: outside on either side
         out["p_value"] = max(float(t.sf((est + threshold) / se, S - 1)), float(t.cdf((est - threshold) / se, S - 1)))
+        out["p_against"] = min(float(t.cdf((est + threshold) / se, S - 1)), float(t.sf((est - threshold) / se, S - 1)))
     return out
 
 
 def holm(verdicts: list["Verdict"], alpha: float = ALPHA) -> list["Verdict"]:
-    """Holm's step-down adjustment of the claims' p-values across the family (the claims that have
-    one), setting `p_holm` and `verdict_holm` on each verdict (which it returns).
+    """Holm's step-down adjustment across the family of tested claims (pilots and unmatched ones
+    have no test), setting `p_holm` and `verdict_holm` on each verdict (which it returns). Each
+    claim enters with the p-value of the test its verdict rests on: the claim's own for
+    "reproduced", the opposite side's for "not reproduced", the smaller of the two otherwise; a
+    verdict whose adjusted p is above `alpha` is inconclusive under Holm, in either direction.
 
     >>> vs = [Verdict(c, "reproduced", 0.1, 0.0, 0.2, 5, 50, p_value=p) for c, p in (("a", 0.01), ("b", 0.02), ("c", 0.04))]
     >>> [(v.claim, round(v.p_holm, 2), v.verdict_holm) for v in holm(vs)]
@@ -218,14 +226,25 @@ def holm(verdicts: list["Verdict"], alpha: float = ALPHA) -> list["Verdict"]:
     >>> vs[1].p_value = 0.03
     >>> [(v.claim, round(v.p_holm, 2), v.verdict_holm) for v in holm(vs)]
     [('a', 0.03, 'reproduced'), ('b', 0.06, 'inconclusive'), ('c', 0.06, 'inconclusive')]
+    >>> vs = [Verdict("q1", "reproduced", 0.1, 0.07, 0.13, 4, 128, p_value=0.001, p_against=0.999),
+    ...       Verdict("q2", "inconclusive", 0.01, -0.01, 0.03, 4, 128, p_value=0.2, p_against=0.8),
+    ...       Verdict("q3", "not reproduced", -0.005, -0.0096, -0.0004, 4, 128, p_value=0.958, p_against=0.042)]
+    >>> [(v.claim, round(v.p_holm, 3), v.verdict_holm) for v in holm(vs)]  # q3's opposite test, second of three: x 2
+    [('q1', 0.003, 'reproduced'), ('q2', 0.2, 'inconclusive'), ('q3', 0.084, 'inconclusive')]
     """
-    tested = sorted((v for v in verdicts if v.p_value is not None), key=lambda v: v.p_value)
+
+    def decisive(v: "Verdict") -> float:
+        if v.verdict == "not reproduced" and v.p_against is not None:
+            return v.p_against
+        return v.p_value if v.verdict == "reproduced" or v.p_against is None else min(v.p_value, v.p_against)
+
+    tested = sorted((v for v in verdicts if v.p_value is not None and v.verdict not in ("pilot", "unmatched")), key=decisive)
     m, running = len(tested), 0.0
     for i, v in enumerate(tested):
-        running = max(running, min(1.0, (m - i) * v.p_value))
+        running = max(running, min(1.0, (m - i) * decisive(v)))
         v.p_holm = running
     for v in verdicts:
-        if v.verdict == "reproduced" and (v.p_holm is None or v.p_holm > alpha):
+        if v.verdict in ("reproduced", "not reproduced") and (v.p_holm is None or v.p_holm > alpha):
             v.verdict_holm = "inconclusive"
         else:
             v.verdict_holm = v.verdict
@@ -304,7 +323,8 @@ def per_pflop_stats(claim: Claim, by_arm: dict, pflops: dict[str, dict[int, floa
     floors = [discordant_floor(len(a[s]), ua.get(s, 1.0)) / pflops[claim.arm][s] ** 2
               + discordant_floor(len(b[s]), ub.get(s, 1.0)) / pflops[claim.against][s] ** 2 for s in seeds]
     stats = claim_interval([x - y for x, y in zip(ga, gb)], floors, claim.direction, claim.threshold, claim.alpha)
-    detail = {"arm_gain_per_pflop": list(seed_t_interval(ga)), "against_gain_per_pflop": list(seed_t_interval(gb)),
+    # each arm's own gain with the claims' 90% interval, as the verdict's
+    detail = {"arm_gain_per_pflop": list(seed_t_interval(ga, 2 * ALPHA)), "against_gain_per_pflop": list(seed_t_interval(gb, 2 * ALPHA)),
               "arm_pflops": _mean_list(pflops[claim.arm][s] for s in seeds), "against_pflops": _mean_list(pflops[claim.against][s] for s in seeds)}
     return stats, detail, {s: a[s] for s in seeds}
 
@@ -330,7 +350,10 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     claim = dataclasses.replace(claim, against=against)
     if claim.at_pflops is not None:
         by_arm, counts, read_points = read_at_budget(claim, curves or {}, teacher_pflops or {})
-        scores = {claim.metric: {**scores.get(claim.metric, {}), **by_arm}}
+        # the compared arms as read within the budget, and only so: one with no point inside it is
+        # missing (inconclusive), never read at its end past the budget
+        kept = {k: v for k, v in scores.get(claim.metric, {}).items() if k not in (claim.arm, claim.against)}
+        scores = {claim.metric: {**kept, **by_arm}}
         if claim.teacher_students:
             read_at["teacher_pflops_counted"] = (teacher_pflops or {}).get(claim.arm, 0.0) / claim.teacher_students
     by_arm = scores.get(claim.metric, {})
@@ -369,7 +392,7 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
     n_problems = min(len(v) for v in diffs.values())
     est, lo, hi = stats["estimate"], stats["low"], stats["high"]
     how = {"test": TESTS[claim.direction], "level": claim.alpha, "interval": f"{1 - 2 * claim.alpha:.0%} two-sided",
-           "p_value": stats["p_value"]}
+           "p_value": stats["p_value"], "p_against": stats["p_against"]}
     detail["se"], detail["df"] = stats["se"], stats["df"]
     if lo is None:  # one seed: no interval, no verdict
         return Verdict(claim.id, "inconclusive", est, None, None, len(diffs), n_problems, {**detail, "why": "one seed gives no interval"}, **how)
@@ -381,7 +404,7 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         notes = "; ".join(f"{name} read at {x:.3g} PFLOPs, under {MATCHED:.0%} of the budget ({claim.at_pflops:.3g})" for name, x in short.items())
         if any(name in short for name in behind(claim, verdict)):
             return Verdict(claim.id, "unmatched", est, lo, hi, len(diffs), n_problems,
-                           {**detail, "why": f"not matched compute: {notes}, and behind"}, **{**how, "p_value": None})
+                           {**detail, "why": f"not matched compute: {notes}, and behind"}, **{**how, "p_value": None, "p_against": None})
         detail["short"] = notes + ("" if verdict == "inconclusive" else "; it comes out ahead with less compute, so the verdict stands")
     return Verdict(claim.id, verdict, est, lo, hi, len(diffs), n_problems, detail, **how)
 

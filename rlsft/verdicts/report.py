@@ -372,8 +372,9 @@ def sweep_section(results: dict, rule, task: str) -> tuple[list[str], Choice]:
     """The report's "Sweep choice": the preregistered rule (`rlsft.verdicts.sweep`) applied to every
     checkpoint of every arm against the base, a line saying what it picks and why, and the table."""
     base = results["scores"].get(rule.metric, {}).get("base", {})
-    counts = results["scores"].get("samples", {}).get("base", {})
-    unit = metric_unit(rule.metric, min((min(c.values()) for c in counts.values() if c), default=0))
+    # the floor's step: one sample of the coarser side, the base's or a candidate's (a curve point may draw fewer)
+    counts = [results["scores"].get("samples", {}).get("base", {}), *sweep_candidates(results, task, "samples").values()]
+    unit = metric_unit(rule.metric, min((min(c.values()) for by_seed in counts for c in by_seed.values() if c), default=0))
     choice = choose(rule, sweep_candidates(results, task, rule.metric), base, unit)
     rows = [f"| {r['candidate']} | {r['estimate']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] | {'yes' if r['separates'] else 'no'} |"
             for r in choice.rows]
@@ -420,8 +421,9 @@ def claims_section(verdicts: list, by_id: dict) -> list[str]:
     pilot = [v.claim for v in verdicts if v.verdict == "pilot"]
     unmatched = [v for v in verdicts if v.verdict == "unmatched"]
     lines += ["", "Estimate: arm minus comparison, paired by problem within each seed, averaged over seeds. Verdict: each claim's "
-              f"own test at {ALPHA:.0%}; Holm: the same with Holm's step-down correction across these {len(verdicts)} claims "
-              "(family-wise error at 5%). The prose of this report and of the README reads the per-claim verdict and names any "
+              f"own test at {ALPHA:.0%}; Holm: the same with Holm's step-down correction across the "
+              f"{sum(v.p_holm is not None for v in verdicts)} tested claims (family-wise error at 5%, on the test each verdict "
+              "rests on: the claim's side for reproduced, the other side for not reproduced). The prose of this report and of the README reads the per-claim verdict and names any "
               "claim whose Holm verdict differs. Decision rules and each claim's detail: see Details.", ""]
     if pilot:
         lines += [f"**Pilot**: {', '.join(pilot)} rest on fewer than {MIN_SEEDS} seeds; they show estimates and no verdict.", ""]
@@ -446,7 +448,8 @@ def claim_details(verdicts: list, by_id: dict) -> list[str]:
               "students. `before`: the arm's own starting model.", ""]
     for v in verdicts:
         c = by_id[v.claim]
-        p = "" if v.p_value is None else f"p = {v.p_value:.3g}, Holm-adjusted {v.p_holm:.3g}; "
+        p = "" if v.p_value is None else (f"p = {v.p_value:.3g}" + ("" if v.p_against is None else f" (other side {v.p_against:.3g})")
+                                          + ("" if v.p_holm is None else f", Holm-adjusted {v.p_holm:.3g}") + "; ")
         lines.append(f"- **{v.claim}** ({c.metric}, {c.arm} vs {c.against}, {c.direction} {c.threshold}; {v.n_problems} problems; {p}"
                      f"{v.test}): "
                      f"{json.dumps(v.detail, default=lambda x: round(x, 5) if isinstance(x, float) else str(x))}")
