@@ -5,9 +5,13 @@
     rlsft pretrain CONFIG [key=value ...]
     rlsft train    CONFIG [key=value ...] [--dry-run]
     rlsft probe    CONFIG [key=value ...] [--out DIR]
-    rlsft study    CONFIG [key=value ...] [--jobs N] [--executor local|slurm] [--only ARM[:SEED],...] [--archive DIR] [--dry-run] [--status]
+    rlsft study    CONFIG [key=value ...] [--jobs N] [--executor local|slurm] [--only ARM[:SEED],...] [--archive DIR] [--keep-unfinished]
+                   [--dry-run] [--status] [--report DIR] [--allow-mixed-commits]
     rlsft bench    [--model M] [--out DIR]
     rlsft report   RUN_OR_STUDY ... --out DIR [--claims STUDY.yaml]
+    rlsft power    PILOT_RUN [--at after|STEP] [--seeds S ...] [--problems N ...] [--samples K ...] [--out FILE.md]
+
+Every flag: `rlsft SUBCOMMAND --help` and docs/commands.md.
 
 A user mistake (bad flag, missing file, bad JSONL line, unknown name) prints one line and exits 2.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's table of estimated compute for the real (Qwen2.5) configs, from `rlsft train --dry-run`:
+# docs/recipes.md's table of estimated compute for the real (Qwen2.5) configs, from `rlsft train --dry-run`:
 # FLOPs at every completion's maximum length, and a GPU-hour floor (H100 dense bf16 at 30% utilisation).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
