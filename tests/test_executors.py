@@ -14,6 +14,7 @@ import yaml
 from conftest import REPO, tiny_prerequisite, tiny_recipe_overrides
 
 from rlsft.cli import main as cli_main
+from rlsft.runs.folder import PROGRESS_FILE
 from rlsft.studies.executors import (
     ClusterConfig,
     Job,
@@ -261,3 +262,11 @@ def test_a_killed_in_process_sitting_counts_to_its_newest_checkpoint(tmp_path):
     (run / "metrics.jsonl").write_text("{}")  # written now: its time says nothing
     assert earlier_seconds(read_job_record(run), run) == 130.0
     assert earlier_seconds(read_job_record(run), tmp_path / "absent") == 30.0  # no end known: the earlier sittings alone
+    # checkpoints written before saved_utc was kept: the trainer state's file time, on the machine that wrote it
+    old = tmp_path / "old"
+    write_job_record(old, {"started_utc": "2001-09-09T01:46:40Z", "ended_utc": None})
+    (old / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (old / "checkpoints" / "checkpoint-4" / PROGRESS_FILE).write_text(json.dumps({"step": 4}))
+    (old / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    os.utime(old / "checkpoints" / "checkpoint-4" / "trainer_state.json", (1_000_000_050, 1_000_000_050))
+    assert earlier_seconds(read_job_record(old), old) == 50.0

@@ -484,7 +484,11 @@ def _last_write(path: Path) -> float | None:
     if path.is_file():
         return path.stat().st_mtime
     stamps = [json.loads(f.read_text()).get("saved_utc") for f in path.rglob(PROGRESS_FILE)] if path.is_dir() else []
-    return max((_utc_seconds(t) for t in stamps if t), default=None)
+    if any(stamps):
+        return max(_utc_seconds(t) for t in stamps if t)
+    # checkpoints from before saved_utc was kept: their trainer state's file time, right on the
+    # machine that wrote it (where --keep-unfinished closes the sitting, `closed_sitting`)
+    return max((f.stat().st_mtime for f in path.rglob("trainer_state.json")), default=None) if path.is_dir() else None
 
 
 def _job_hours(record: dict) -> float | None:
