@@ -35,11 +35,12 @@ def test_a_study_with_curve_checkpoints_reports_format_and_length_at_each():
     SmolLM2 study's pure-RL arm, evaluated at step 10 and at the end, has both in its table."""
     lines = (REPO / "reports" / "real-claims-smollm2" / "report.md").read_text().splitlines()
     header = next(line for line in lines if line.startswith("| arm | step | seeds | PFLOPs |"))
-    assert "format rate" in header and "length (tokens)" in header
+    assert "format rate" in header and "length (tokens)" in header and "no words" in header
     columns = [c.strip() for c in header.strip("|").split("|")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| r1_zero | ")]
     at = {row[1]: dict(zip(columns, row)) for row in rows if len(row) == len(columns)}
     assert set(at) == {"10", "final"} and all(float(at[s]["length (tokens)"]) > 0 for s in at)
+    assert all(0 <= float(at[s]["no words"]) <= 1 for s in at)  # read from the samples, whatever commit evaluated them
     assert "format_length_vs_pflops.png" in "\n".join(lines)
 
 

@@ -320,8 +320,31 @@ def readme_table(verdicts: list, by_id: dict) -> str:
 
 
 CHECKPOINT_COLUMNS = (("pass@1_lenient", "pass@1 lenient", ".3f"), ("format_rate", "format rate", ".3f"),
-                      ("mixing_rate", "mixing rate", ".3f"), ("mean_length", "length (tokens)", ".1f"),
-                      ("truncation_rate", "cut off", ".3f"))  # (metrics.json key, column, format)
+                      ("mixing_rate", "mixing rate", ".3f"), ("wordless_rate", "no words", ".3f"), ("mean_length", "length (tokens)", ".1f"),
+                      ("truncation_rate", "cut off", ".3f"))  # (figure, column, format): `checkpoint_figures`
+
+
+def checkpoint_figures(folder: Path) -> dict[str, float]:
+    """A checkpoint's figures for its table row: the values in its metrics.json, and `wordless_rate`,
+    the share of its completions with no words at all (numbers, symbols or nothing: no language to
+    mix, so they count as not mixed, and a mixing rate falls as completions lose their words), from
+    its samples.jsonl, where their `language_consistency` is None. {} where the folder has neither.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "samples.jsonl").write_text('{"language_consistency": 1.0}\\n{"language_consistency": null}\\n')
+    >>> checkpoint_figures(d)
+    {'wordless_rate': 0.5}
+    """
+    out = {}
+    if (folder / "metrics.json").is_file():
+        out = {key: m["value"] for key, m in json.loads((folder / "metrics.json").read_text())["metrics"].items()
+               if isinstance(m, dict) and "value" in m}
+    if (folder / "samples.jsonl").is_file():
+        samples = read_jsonl(folder / "samples.jsonl")
+        if samples and all("language_consistency" in x for x in samples):
+            out["wordless_rate"] = sum(x["language_consistency"] is None for x in samples) / len(samples)
+    return out
 
 
 def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
@@ -335,9 +358,9 @@ def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
         for seed, record in by_seed.items():
             run = results.get("folders", {}).get(arm, {}).get(seed)
             for pt in record.curve:
-                folder = Path() if run is None else run.eval_dir("after", task) if pt["step"] == "final" else run.curve_dir(pt["step"], task)
-                metrics = json.loads((folder / "metrics.json").read_text())["metrics"] if run and (folder / "metrics.json").is_file() else {}
-                steps[pt["step"]].append((pt["pflops"], pt["pass@1"], [(metrics.get(key) or {}).get("value") for key, _, _ in CHECKPOINT_COLUMNS]))
+                folder = None if run is None else run.eval_dir("after", task) if pt["step"] == "final" else run.curve_dir(pt["step"], task)
+                figures = checkpoint_figures(folder) if folder is not None else {}
+                steps[pt["step"]].append((pt["pflops"], pt["pass@1"], [figures.get(key) for key, _, _ in CHECKPOINT_COLUMNS]))
         for step, values in sorted(steps.items(), key=lambda kv: (kv[0] == "final", kv[0] if kv[0] != "final" else 0)):
             cells = []
             for j, (_, _, fmt) in enumerate(CHECKPOINT_COLUMNS):
@@ -349,8 +372,9 @@ def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
         return []
     header = "| arm | step | seeds | PFLOPs | pass@1 | " + " | ".join(c for _, c, _ in CHECKPOINT_COLUMNS) + " |"
     return ["### Evaluated checkpoints", "", "Held-out figures at each checkpoint of each run's last stage (mean over seeds): pass@1 with "
-            "strict and lenient extraction, the format rate, mixing, the mean completion length and the share cut off at the token "
-            "budget.", "", header, "|---" * (5 + len(CHECKPOINT_COLUMNS)) + "|", *rows, ""]
+            "strict and lenient extraction, the format rate, mixing, the share of completions with no words (numbers or symbols only: "
+            "nothing to mix, so a mixing rate also falls when completions lose their words), the mean completion length and the share "
+            "cut off at the token budget.", "", header, "|---" * (5 + len(CHECKPOINT_COLUMNS)) + "|", *rows, ""]
 
 
 def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[int, dict[str, float]]]:
