@@ -105,24 +105,34 @@ def training_args(cfg: Config):
     return args
 
 
-def forward_passes(beta: float, steps_per_generation: int, num_iterations: int, gradient_accumulation_steps: int) -> int:
+def forward_passes(beta: float, steps_per_generation: int, num_iterations: int, gradient_accumulation_steps: int,
+                   vllm_correction: bool = False) -> int:
     """Forward-only passes over each rollout token: generation, plus the reference model's scoring
-    when beta > 0, plus the sampling policy's scoring (TRL's "old" log-probs for importance
-    sampling) when a generation batch serves more than one optimizer step.
+    when beta > 0, plus the sampling policy's scoring (TRL's "old" log-probs) when a generation
+    batch serves more than one optimizer step or when vLLM generated it and TRL corrects for the
+    sampler's mismatch (`use_vllm` with `vllm_importance_sampling_correction`, TRL's default).
 
-    >>> forward_passes(0.0, 1, 1, 1), forward_passes(0.04, 4, 1, 1)
-    (1, 3)
+    >>> forward_passes(0.0, 1, 1, 1), forward_passes(0.04, 4, 1, 1), forward_passes(0.0, 1, 1, 1, vllm_correction=True)
+    (1, 3, 2)
     """
-    reused = gradient_accumulation_steps % (steps_per_generation * num_iterations) != 0
+    reused = gradient_accumulation_steps % (steps_per_generation * num_iterations) != 0 or vllm_correction
     return 1 + (beta > 0) + reused
+
+
+def vllm_correction(args) -> bool:
+    """Whether TRL scores each rollout again with the policy to correct for vLLM's sampling."""
+    return bool(getattr(args, "use_vllm", False) and getattr(args, "vllm_importance_sampling_correction", False))
 
 
 def estimate(cfg: Config, params: int | None = None) -> dict:
     """Upper-bound compute: every completion at its maximum length (see rlsft.runs.compute)."""
     a = training_args(cfg)
     n = param_count(cfg.model.name) or params
-    tokens = a.max_steps * a.per_device_train_batch_size * a.gradient_accumulation_steps * (PROMPT_TOKENS + a.max_completion_length)
-    passes = forward_passes(a.beta, a.steps_per_generation, a.num_iterations, a.gradient_accumulation_steps)
+    # rollout tokens generated: each optimizer step trains per-device batch x processes x accumulation
+    # sequences, each generation serving num_iterations of them (cost() counts the same way)
+    sequences = a.max_steps * a.per_device_train_batch_size * a.world_size * a.gradient_accumulation_steps / a.num_iterations
+    tokens = int(sequences * (PROMPT_TOKENS + a.max_completion_length))
+    passes = forward_passes(a.beta, a.steps_per_generation, a.num_iterations, a.gradient_accumulation_steps, vllm_correction(a))
     return estimate_record(n, tokens * a.num_iterations, tokens * passes)
 
 
@@ -224,7 +234,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")  # after the pre-flight: a refused run pays none
 
     # ------------------------------------------------------------------ trainer
-    passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps)
+    passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps, vllm_correction(args))
 
     # (trained tokens, forward-only tokens, other models' FLOPs) for `tokens` prompt + completion
     # tokens: each generation is trained num_iterations times; `passes` forward-only passes

@@ -77,6 +77,10 @@ def test_dry_run_estimates_real_configs_offline(monkeypatch, capsys):
     # 6N per trained token + 2N per generated token, N from the model card table
     assert est["flops_upper_bound"] == 6 * est["parameters"] * est["train_tokens"] + 2 * est["parameters"] * est["forward_tokens"]
     assert not (REPO / "runs" / "qwen0.5b-grpo-zero-gsm8k").exists()  # trains nothing, writes nothing
+    # reusing each generation twice: the same optimizer steps train as many tokens from half the
+    # rollouts, each generated once and scored once more by the policy before its reuse (forward: 2 x half)
+    again = dry_run("configs/qwen2.5-0.5b/r1_zero.yaml", ["grpo.num_iterations=2"])["stages"][0]["estimate"]
+    assert (again["train_tokens"], again["forward_tokens"]) == (est["train_tokens"], est["forward_tokens"])
 
 
 def test_config_mistakes_name_the_culprit(tmp_path):
