@@ -262,17 +262,17 @@ def test_a_record_from_before_the_fix_is_recounted_from_its_log(tmp_path):
     assert record["curve"][-1]["pflops"] == record["compute"]["flops"] / 1e15 and record["compute"]["wall_seconds"] == 726.4
     assert record["compute_corrected"]["before"] == {"train_tokens": 20241, "flops": 6 * params * 20241}
     assert correct_runs([tmp_path / "hybrid"]) == []  # once
-    # a LoRA stage: the tokens the first count missed cost what LoRA's training does, 4 N + 2 T
+    # a LoRA stage: the tokens the first count missed cost what LoRA's training does, 4 N + 6 T
     lora = RunFolder(tmp_path / "lora" / "seed0" / "1-sft")
     lora.path.mkdir(parents=True)
     for row in run.metrics:
         lora.append_metrics(row)
     lora.resumes_file.write_text(run.resumes_file.read_text())
     t = 1_000_000
-    lora.write_record({"recipe": "sft", "compute": {**compute, "trainable_parameters": t, "flops": (4 * params + 2 * t) * 20241},
-                       "curve": [{"step": "final", "pflops": (4 * params + 2 * t) * 20241 / 1e15, "pass@1": 0.5}]})
+    lora.write_record({"recipe": "sft", "compute": {**compute, "trainable_parameters": t, "flops": (4 * params + 6 * t) * 20241},
+                       "curve": [{"step": "final", "pflops": (4 * params + 6 * t) * 20241 / 1e15, "pass@1": 0.5}]})
     assert correct_runs([tmp_path / "lora"]) == [lora]
-    assert json.loads(lora.record_file.read_text())["compute"]["flops"] == (4 * params + 2 * t) * 40421
+    assert json.loads(lora.record_file.read_text())["compute"]["flops"] == (4 * params + 6 * t) * 40421
 
 
 def test_resume_refuses_a_changed_config(toy_model, tmp_path, capsys):

@@ -2,9 +2,10 @@
 
 FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020):
 - a training token (forward + backward) costs 6 * N FLOPs, N = all parameters (embeddings included);
-  when only T of them train (LoRA), 4 * N + 2 * T: the backward still runs through the frozen
-  weights to reach the adapters, but computes no weight gradients for them (the adapters' own
-  matmuls, a few percent of N at the ranks used, are not counted);
+  when only T of them train (LoRA adapters beside N frozen ones), 4 * N + 6 * T: the frozen
+  weights' forward and the backward through them to reach the adapters (no weight gradients
+  for them), and the adapters' forward, backward and weight gradients (since 2026-12-05; 4N + 2T
+  before, which left out the adapters' forward and backward);
 - a generated or scored token (forward only) costs 2 * N FLOPs;
 - attention's extra FLOPs are ignored (contexts here are short next to the model width).
 GPU-hours are wall hours times GPUs; on a CPU the record gives CPU core-hours instead.
@@ -45,13 +46,13 @@ def is_main_process() -> bool:
 
 
 def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int = 0, trainable: int | None = None) -> int:
-    """6N per trained token (4N + 2T when only `trainable` = T parameters train), 2N per
-    forward-only token, plus another model's work (a teacher's).
+    """6N per trained token (4N + 6T when only `trainable` = T adapter parameters train beside
+    the N frozen ones), 2N per forward-only token, plus another model's work (a teacher's).
 
     >>> flops(1_000_000, 10_000, 5_000), flops(1_000_000, 10_000, 5_000, trainable=10_000)
-    (70000000000, 50200000000)
+    (70000000000, 50600000000)
     """
-    per_train_token = 6 * params if trainable is None else 4 * params + 2 * trainable
+    per_train_token = 6 * params if trainable is None else 4 * params + 6 * trainable
     return int(per_train_token * train_tokens + 2 * params * forward_tokens + extra_flops)
 
 
@@ -113,7 +114,7 @@ def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds:
     gpu = torch.cuda.is_available()
     return {
         "parameters": params,
-        **({"trainable_parameters": trainable} if trainable is not None else {}),  # LoRA: 4N + 2T per trained token
+        **({"trainable_parameters": trainable} if trainable is not None else {}),  # LoRA: 4N + 6T per trained token
         "train_tokens": int(train_tokens),  # tokens through forward + backward
         "forward_tokens": int(forward_tokens),  # tokens generated or scored without backward
         "flops": flops(params, train_tokens, forward_tokens, extra_flops, trainable),

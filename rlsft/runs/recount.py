@@ -75,7 +75,7 @@ def recounted_compute(run: RunFolder) -> dict | None:
     if tokens == compute["train_tokens"]:
         return None
 
-    def more_flops(then: int, now: int) -> int:  # a trained token's cost (6 N, LoRA's 4 N + 2 T); the recipes' other terms do not change with it
+    def more_flops(then: int, now: int) -> int:  # a trained token's cost (6 N, LoRA's 4 N + 6 T); the recipes' other terms do not change with it
         return flops(compute["parameters"], now - then, 0, trainable=compute.get("trainable_parameters"))
 
     fixed = {**compute, "train_tokens": tokens, "flops": compute["flops"] + more_flops(compute["train_tokens"], tokens)}
