@@ -377,19 +377,21 @@ def checkpoint_table(results: dict, task: str = "micro-arith") -> list[str]:
             "cut off at the token budget.", "", header, "|---" * (5 + len(CHECKPOINT_COLUMNS)) + "|", *rows, ""]
 
 
-def sweep_candidates(results: dict, task: str, metric: str) -> dict[str, dict[int, dict[str, float]]]:
-    """Every evaluated checkpoint of every arm as a sweep candidate, `arm@step` -> {seed: {problem_id:
-    value}}; the end of a run is named by its step count (`training.max_steps`) where it has one."""
-    out: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+def sweep_candidates(results: dict, task: str, metrics: tuple[str, ...]) -> dict[str, dict[str, dict[int, dict[str, float]]]]:
+    """Every evaluated checkpoint of every arm as a sweep candidate, for each of `metrics`:
+    metric -> `arm@step` -> {seed: {problem_id: value}}; the end of a run is named by its step count
+    (`training.max_steps`) where it has one. Each checkpoint's samples are read once."""
+    out: dict[str, dict[str, dict[int, dict[str, float]]]] = {m: defaultdict(dict) for m in metrics}
     for arm, by_seed in sorted(results["folders"].items()):
         for seed, run in by_seed.items():
             last = run.run_record.max_steps or "final"
             for pt in run.run_record.curve:
                 folder = run.eval_dir("after") if pt["step"] == "final" else run.curve_dir(pt["step"], task).parent
-                values = per_problem(folder, task).get(metric)
-                if values:
-                    out[f"{arm}@{last if pt['step'] == 'final' else pt['step']}"][seed] = values
-    return dict(out)
+                scores = per_problem(folder, task)
+                for m in metrics:
+                    if values := scores.get(m):
+                        out[m][f"{arm}@{last if pt['step'] == 'final' else pt['step']}"][seed] = values
+    return {m: dict(by_candidate) for m, by_candidate in out.items()}
 
 
 def sweep_section(results: dict, rule, task: str) -> tuple[list[str], Choice]:
@@ -397,9 +399,10 @@ def sweep_section(results: dict, rule, task: str) -> tuple[list[str], Choice]:
     checkpoint of every arm against the base, a line saying what it picks and why, and the table."""
     base = results["scores"].get(rule.metric, {}).get("base", {})
     # the floor's step: one sample of the coarser side, the base's or a candidate's (a curve point may draw fewer)
-    counts = [results["scores"].get("samples", {}).get("base", {}), *sweep_candidates(results, task, "samples").values()]
+    candidates = sweep_candidates(results, task, ("samples", rule.metric))
+    counts = [results["scores"].get("samples", {}).get("base", {}), *candidates["samples"].values()]
     unit = metric_unit(rule.metric, min((min(c.values()) for by_seed in counts for c in by_seed.values() if c), default=0))
-    choice = choose(rule, sweep_candidates(results, task, rule.metric), base, unit)
+    choice = choose(rule, candidates[rule.metric], base, unit)
     rows = [f"| {r['candidate']} | {r['estimate']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] | {'yes' if r['separates'] else 'no'} |"
             for r in choice.rows]
     lines = ["## Sweep choice", "", f"Rule (the study's `choose:`, written before the runs): a candidate separates from the base when the "
