@@ -28,7 +28,7 @@ import rlsft.scoring.tasks
 import rlsft.scoring.verify
 from rlsft.config import DTYPES, RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
-from rlsft.models import count_parameters, load_model, load_tokenizer, n_params, resolve_model, vocab_size
+from rlsft.models import count_parameters, flop_parameters, load_model, load_tokenizer, resolve_model, vocab_size
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, param_count
 from rlsft.scoring.evaluate import BACKENDS, generate, resolve_backend, vllm_generate
 from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task, render_prompt, resolve_template
@@ -288,7 +288,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
         raise UserError(f"teacher {d.teacher!r} and student {m.name!r} have different tokenizers; on-policy distillation needs one vocabulary")
     model = load_configured_model(m)
     teacher = load_teacher() if d.mode == "on_policy" else None  # on-policy, the teacher scores every step
-    params, teacher_params = n_params(model), count_parameters(d.teacher, m.trust_remote_code)
+    # N of each for the compute record (an untied input embedding is a lookup, left out)
+    params, teacher_params = flop_parameters(model), count_parameters(d.teacher, m.trust_remote_code, count=flop_parameters)
     before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 
     # ------------------------------------------------------------------ rewards: none (the verifier chose offline traces; on-policy, the teacher's logits)

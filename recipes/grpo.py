@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_json
-from rlsft.models import n_params
+from rlsft.models import flop_parameters
 from rlsft.preflight import ProbeConfig, refusal, run_probe, summary_line
 from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, is_main_process, param_count
 from rlsft.runs.folder import RunFolder
@@ -223,7 +223,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ model
     model = load_configured_model(cfg.model)
-    params = n_params(model)
+    params = flop_parameters(model)  # N of the compute record: an untied input embedding is a lookup
 
     # ------------------------------------------------------------------ rewards
     # the config's rewards, then a zero-weight monitor: the training completions' mixing rate, and samples

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
-from rlsft.models import n_params
+from rlsft.models import flop_parameters
 from rlsft.runs.compute import estimate_record, param_count
 from rlsft.scoring.tasks import build_prompt, get_task
 from rlsft.trainer import (
@@ -104,7 +104,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ model
     model = load_configured_model(cfg.model)
-    params = n_params(model)
+    params = flop_parameters(model)  # N of the compute record: an untied input embedding is a lookup
     before = evaluate_model(model, tokenizer, cfg.model.name, cfg, folder, "before")
 
     # ------------------------------------------------------------------ rewards: none (supervised)

@@ -37,7 +37,7 @@ ARCHITECTURES = {
 class ModelCard:
     """What the lab knows of a real model without its files: enough for a dry run offline."""
 
-    parameters: int | None  # as `n_params` counts them: tied weights once (None: known once a packaged model is converted)
+    parameters: int | None  # as `flop_parameters` counts them, the compute record's N (None: known once a packaged model is converted)
     vocab_size: int  # config.vocab_size: the logit rows that on-policy distillation matches
     max_new_tokens: int = 512  # `rlsft eval`'s default completion budget
     build: Callable[[Path], None] | None = None  # a packaged model: writes its folder (rlsft/packaged.py); None for a hub id
@@ -52,10 +52,10 @@ MODEL_CARDS: dict[str, ModelCard] = {
     "Qwen/Qwen2.5-1.5B": ModelCard(1_543_714_304, 151_936, architecture="qwen2.5-1.5b"),
     "Qwen/Qwen2.5-1.5B-Instruct": ModelCard(1_543_714_304, 151_936, architecture="qwen2.5-1.5b"),
     "Qwen/Qwen2.5-3B-Instruct": ModelCard(3_085_938_688, 151_936, architecture="qwen2.5-3b"),
-    "Qwen/Qwen2.5-7B-Instruct": ModelCard(7_615_616_512, 152_064),
-    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": ModelCard(7_615_616_512, 152_064),
+    "Qwen/Qwen2.5-7B-Instruct": ModelCard(7_070_619_136, 152_064),  # 7,615,616,512 less its untied input embedding (152,064 x 3,584)
+    "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": ModelCard(7_070_619_136, 152_064),
     "smollm2-135m": ModelCard(134_515_008, 49_152, build=smollm2_135m),  # before its first use converts it
-    "qwen2.5-coder-0.5b": ModelCard(630_167_424, 151_936, build=chunked_gguf_model(QWEN_CODER_05B)),  # as converted: its GGUF keeps the output head apart
+    "qwen2.5-coder-0.5b": ModelCard(494_032_768, 151_936, build=chunked_gguf_model(QWEN_CODER_05B)),  # its GGUF keeps the output head apart: 630,167,424 stored
     "qwen2.5-coder-1.5b": ModelCard(None, 151_936, build=chunked_gguf_model(QWEN_CODER_15B)),  # its converted folder's config counts it
 }
 
@@ -73,6 +73,34 @@ def is_packaged(name: str) -> bool:
 def n_params(model) -> int:
     """Parameters of a loaded model, tied weights once (`parameters()` yields a shared tensor once)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def matmul_params(model) -> tuple[int, int]:
+    """(body, head): the parameters a token's forward pass multiplies by, outside and inside the
+    output head. The input embedding is a lookup, not a matmul: an untied one is left out; a tied
+    one counts once, as the head. Works on the meta device (ties are read by identity, not address).
+
+    >>> import torch
+    >>> from transformers import Qwen2Config, Qwen2ForCausalLM
+    >>> kw = dict(vocab_size=100, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)
+    >>> with torch.device("meta"):
+    ...     tied, untied = (Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=t, **kw)) for t in (True, False))
+    >>> matmul_params(tied), matmul_params(untied), n_params(untied) - n_params(tied)  # the untied input embedding: 100 x 8
+    ((616, 800), (616, 800), 800)
+    """
+    head = model.get_output_embeddings()
+    total = n_params(model)
+    if head is None:  # no output head to tell apart: every parameter multiplies
+        return total, 0
+    embedding = model.get_input_embeddings()
+    tied = embedding is None or embedding.weight is head.weight
+    return total - head.weight.numel() - (0 if tied else embedding.weight.numel()), head.weight.numel()
+
+
+def flop_parameters(model) -> int:
+    """N of the compute record's 2N (forward) and 6N (training) FLOPs a token: every parameter a
+    token multiplies by, so all of them less an untied input embedding (`matmul_params`)."""
+    return sum(matmul_params(model))
 
 
 def model_config(name_or_path: str, trust_remote_code: bool = False, download: bool = False):
@@ -246,9 +274,10 @@ def check_attention(attn_implementation: str | None) -> None:
         raise UserError(f"model.attn_implementation must be one of {', '.join(a for a in ATTENTION if a)} (or unset), got {attn_implementation!r}")
 
 
-def count_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:
+def count_parameters(name_or_path: str, trust_remote_code: bool = False, count: Callable = n_params) -> int:
     """A model's parameter count without loading its weights: the model is built from its config
-    on the meta device (no memory), tied weights counted once, as `n_params` counts a loaded model."""
+    on the meta device (no memory) and counted by `count` (`n_params`: tied weights once;
+    `flop_parameters`: those the compute record prices)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -258,5 +287,5 @@ def count_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:
     except Exception as e:
         raise _load_error("model", name_or_path, e) from None
     with torch.device("meta"):
-        return n_params(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
+        return count(AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code))
 

@@ -65,6 +65,35 @@ def test_sft_trains_on_clean_examples(toy_model, tmp_path):
     assert record["n_examples"] == 32
 
 
+def test_compute_record_prices_the_parameters_a_token_multiplies_by(toy_model, tmp_path):
+    """An untied input embedding is a lookup: the record's N leaves it out (the output head stays),
+    and says which formula it used."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from rlsft.models import flop_parameters, load_model, n_params
+    from rlsft.runs.compute import FLOPS_FORMULA
+
+    untied = tmp_path / "untied"
+    shutil.copytree(toy_model, untied)
+    tied = load_model(toy_model)
+    config = tied.config
+    config.tie_word_embeddings = False
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(tied.state_dict(), strict=False)
+    model.lm_head.weight.data.copy_(tied.get_input_embeddings().weight.data)  # the same head, held apart
+    model.save_pretrained(untied)
+    embedding = tied.get_input_embeddings().weight.numel()
+    assert n_params(model) == n_params(tied) + embedding and flop_parameters(model) == flop_parameters(tied) == n_params(tied)
+    assert n_params(load_model(str(untied))) == n_params(model)  # it loads untied, as the recipe will
+
+    record = run_recipe(MICRO / "sft_cold_start.yaml", tiny_recipe_overrides(str(untied), tmp_path / "sft") + ["examples.n=8"])
+    c = record["compute"]
+    assert c["parameters"] == n_params(tied) and c["flops_formula"] == FLOPS_FORMULA
+    assert c["flops"] == 6 * c["parameters"] * c["train_tokens"] > 0
+
+
 # micro-student solves micro-arith (the toy model, barely trained, rarely does), so its traces pass the verifier
 TEACHER = ["distill.teacher=micro-student", "distill.samples_per_prompt=2", "distill.max_new_tokens=48"]
 

@@ -197,3 +197,22 @@ def test_an_interrupted_study_invocation_shows_in_the_wall_time_table(tmp_path):
     # t1 was interrupted before t2 started, as far as anyone can tell; t3 started while t2 ran (t2: 10 min from 18:00)
     assert table == [f"| {t1} | 2 | 1 | 10 | 0 | interrupted | - |", f"| {t2} | 2 | 1 | 4 | 6 | 10.0 | {t3} |",
                      f"| {t3} | 1 | 1 | 1 | 0 | interrupted | {t2} |"]
+
+
+def test_the_costs_say_how_the_records_count_flops_and_when_they_count_differently(tmp_path):
+    """A record says what its FLOPs count (`flops_formula`; older records: every parameter as N);
+    runs that count differently are flagged rather than set side by side silently."""
+    from rlsft.runs.compute import FLOPS_FORMULA
+    from rlsft.runs.record import OLD_FLOPS_FORMULA
+    from rlsft.verdicts.report import cost_table
+
+    fake_run(tmp_path / "zero" / "seed0", 0, False, True)
+    fake_run(tmp_path / "zero" / "seed1", 1, False, True)
+    runs = RunFolder.find([str(tmp_path)])
+    about = cost_table(load_results(runs, "t", "zero"))[2]
+    assert OLD_FLOPS_FORMULA in about and "do not compare" not in about
+    record = json.loads((tmp_path / "zero" / "seed1" / "run.json").read_text())
+    record["compute"]["flops_formula"] = FLOPS_FORMULA
+    (tmp_path / "zero" / "seed1" / "run.json").write_text(json.dumps(record))
+    about = cost_table(load_results(RunFolder.find([str(tmp_path)]), "t", "zero"))[2]
+    assert "do not compare" in about and FLOPS_FORMULA in about and OLD_FLOPS_FORMULA in about

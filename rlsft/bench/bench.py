@@ -31,7 +31,7 @@ from rlsft.config import DataConfig, ModelConfig, RunConfig
 from rlsft.io import UserError, atomic_write, to_json
 from rlsft.launch import recipe_module
 from rlsft.micro.world import clean_solution, generate_problems
-from rlsft.models import load_model, load_tokenizer, n_params, resolve_model
+from rlsft.models import flop_parameters, load_model, load_tokenizer, matmul_params, resolve_model
 from rlsft.runs.compute import peak_memory_gb
 from rlsft.runs.provenance import provenance
 from rlsft.scoring import pool
@@ -133,16 +133,6 @@ class _Clock:
                 clock.step += 1
 
         return StepClock()
-
-
-def matmul_params(model) -> tuple[int, int]:
-    """(body, head): the parameters a token's forward pass multiplies by, outside and inside the
-    output head. The input embedding is a lookup, not a matmul; a tied head counts once, as the head."""
-    head = model.get_output_embeddings().weight
-    embedding = model.get_input_embeddings().weight
-    total = sum(p.numel() for p in model.parameters())  # a tied matrix is one parameter, counted once
-    tied = head.data_ptr() == embedding.data_ptr()
-    return total - head.numel() - (0 if tied else embedding.numel()), head.numel()
 
 
 def step_flops(body: int, head: int, prompt_tokens: float, completion_tokens: float, train: int = 6) -> float:
@@ -367,7 +357,7 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     tokens_by_step = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # cumulative
     timed_tokens = tokens_by_step[-1] - tokens_by_step[args.warmup - 1] if args.warmup else tokens_by_step[-1]
     tps = timed_tokens / clock.seconds["step"]
-    n = n_params(model)
+    n = flop_parameters(model)  # SFT computes the head on every token: 6N a token, N as the compute record's
     return {"variant": variant, "steps_timed": args.steps, "step_seconds": clock.seconds["step"] / args.steps,
             "train_tokens_per_second": tps, "parameters": n, "mfu": 6 * n * tps / peak,
             "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),

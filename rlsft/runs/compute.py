@@ -1,7 +1,9 @@
 """Compute accounting and the process's place in a launch.
 
 FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020):
-- a training token (forward + backward) costs 6 * N FLOPs, N = all parameters (embeddings included);
+- a training token (forward + backward) costs 6 * N FLOPs, N = the parameters a token multiplies by
+  (`models.flop_parameters`: all of them less an untied input embedding, a lookup; records
+  without `flops_formula` counted every parameter);
   when only T of them train (LoRA adapters beside N frozen ones), 4 * N + 6 * T: the frozen
   weights' forward and the backward through them to reach the adapters (no weight gradients
   for them), and the adapters' forward, backward and weight gradients (since 2026-12-05; 4N + 2T
@@ -19,8 +21,10 @@ import resource
 import sys
 from pathlib import Path
 
-from rlsft.models import MODEL_CARDS, model_config, n_params
+from rlsft.models import MODEL_CARDS, flop_parameters, model_config
 
+# What a record's `flops` counts, written into it (records without it count N as every parameter)
+FLOPS_FORMULA = "6N a trained token (4N + 6T under LoRA), 2N a forward-only token; N: parameters a token multiplies by (no untied input embedding)"
 PROMPT_TOKENS = 128  # prompt length assumed by the estimates, tokens
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, for the GPU-hour floor of an estimate
 ASSUMED_MFU = 0.3
@@ -105,7 +109,7 @@ def trainable_parameters(model) -> int | None:
 
 def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds: float, extra_flops: int = 0,
                    trainable: int | None = None, earlier_peak_gb: float | None = None) -> dict:
-    """FLOPs and device-hours of a run. `seconds` is the Trainer's own `train_runtime` (plus any
+    """FLOPs and device-hours of a run of `params` = N (`flop_parameters`). `seconds` is the Trainer's own `train_runtime` (plus any
     teacher sampling before it); `trainable`: the parameters that trained, when not all did;
     `earlier_peak_gb`: a resumed run's peak memory in its earlier sittings (this process saw only its own)."""
     import torch
@@ -113,11 +117,12 @@ def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds:
     processes = distributed_state().num_processes  # data-parallel workers (accelerate launch)
     gpu = torch.cuda.is_available()
     return {
-        "parameters": params,
+        "parameters": params,  # N: the parameters a token multiplies by (FLOPS_FORMULA)
         **({"trainable_parameters": trainable} if trainable is not None else {}),  # LoRA: 4N + 6T per trained token
         "train_tokens": int(train_tokens),  # tokens through forward + backward
         "forward_tokens": int(forward_tokens),  # tokens generated or scored without backward
         "flops": flops(params, train_tokens, forward_tokens, extra_flops, trainable),
+        "flops_formula": FLOPS_FORMULA,
         "wall_seconds": round(seconds, 1),
         "processes": processes,
         "gpu_hours": round(processes * seconds / 3600, 4) if gpu else 0.0,
@@ -209,8 +214,8 @@ def higher_peak(*peaks_gb: float | None) -> float | None:
 
 
 def param_count(model_name: str) -> int | None:
-    """Parameters of a model from its config alone (no weights loaded, no network: cached or
-    local configs only, then the model-card table); None when unknown (for example a stage
+    """The compute record's N of a model (`flop_parameters`) from its config alone (no weights
+    loaded, no network: cached or local configs only, then the model-card table); None when unknown (for example a stage
     whose input model does not exist yet)."""
     card = MODEL_CARDS.get(model_name)
     try:
@@ -222,7 +227,7 @@ def param_count(model_name: str) -> int | None:
             return card.parameters if card else None
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
-        return n_params(model)
+        return flop_parameters(model)
     except Exception:  # a model not built yet, or a config transformers cannot build
         return card.parameters if card else None
 

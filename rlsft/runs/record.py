@@ -18,6 +18,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+# What records written before `flops_formula` existed (the lab before 2026-12-05's evening) count
+OLD_FLOPS_FORMULA = "6N a trained token (4N + 2T under LoRA before 2026-12-05), 2N a forward-only token; N: every parameter"
+
 
 @dataclass(frozen=True)
 class Compute:
@@ -28,6 +31,7 @@ class Compute:
     device: str = "unknown"
     teacher_flops: int | float = 0
     peak_memory_gb: float | None = None  # peak memory: a GPU's allocated, else the process's resident set (None in older records)
+    flops_formula: str = OLD_FLOPS_FORMULA  # what `flops` counts (`compute.FLOPS_FORMULA`; older records: every parameter as N)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,8 @@ class RunRecord:
             eval_split=evaluation.get("split", "test"), eval_temperature=float(evaluation.get("temperature", 1.0)),
             # numbers as written (FLOPs are integers in run.json): sums and ratios come out as they did from the raw JSON
             compute=Compute(flops=c.get("flops", 0), wall_seconds=c.get("wall_seconds", 0.0), device=c.get("device", "unknown"),
-                            teacher_flops=c.get("teacher_flops", 0), peak_memory_gb=c.get("peak_memory_gb")),
+                            teacher_flops=c.get("teacher_flops", 0), peak_memory_gb=c.get("peak_memory_gb"),
+                            flops_formula=c.get("flops_formula", OLD_FLOPS_FORMULA)),
             eval_before=data.get("eval_before"), eval_after=data.get("eval_after") or {}, curve=list(data.get("curve") or []),
             git_commit=data.get("provenance", {}).get("git_commit", "unknown"), folder=str(folder))
 

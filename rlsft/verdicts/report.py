@@ -234,6 +234,12 @@ def cost_table(results: dict) -> list[str]:
     """Markdown: what each arm's compute includes, with its teacher's training unamortised and
     amortised over the students trained from that teacher here."""
     about = "PFLOPs per run (all stages, teacher sampling included)."
+    formulas = sorted({stage.run_record.compute.flops_formula for by_seed in results["folders"].values() for run in by_seed.values()
+                       for stage in run.with_earlier_stages})
+    if len(formulas) == 1:
+        about += f" FLOPs as the records count them: {formulas[0]}."
+    else:  # runs of different lab versions: their FLOPs do not compare
+        about += " **These records count FLOPs in different ways, so their PFLOPs do not compare**: " + "; ".join(formulas) + "."
     if results["teachers"]:
         about += (" A distillation arm's teacher was trained by the lab once; its training is shown in full (unamortised) and shared "
                   "among the student runs of this report that use it.")
