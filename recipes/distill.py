@@ -29,7 +29,7 @@ import rlsft.scoring.verify
 from rlsft.config import DTYPES, RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.models import count_parameters, flop_parameters, load_model, load_tokenizer, resolve_model, vocab_size
-from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, param_count
+from rlsft.runs.compute import PROMPT_TOKENS, Cost, estimate_record, param_count
 from rlsft.scoring.evaluate import BACKENDS, generate, resolve_backend, vllm_generate
 from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task, render_prompt, resolve_template
 from rlsft.trainer import (
@@ -295,13 +295,14 @@ def main(cfg: Config, resume: bool = False) -> dict:
     # ------------------------------------------------------------------ rewards: none (the verifier chose offline traces; on-policy, the teacher's logits)
 
     # ------------------------------------------------------------------ trainer
-    def cost(tokens: int) -> tuple[int, int, int]:
-        """(trained, forward-only, teacher FLOPs) for `tokens` student tokens. Offline: the teacher's
-        sampling (a cache hit still counts it: it is part of what the recipe costs) and student SFT;
-        on-policy: student generation and training, and the teacher scoring every token."""
+    def cost(tokens: int) -> Cost:
+        """Trained and forward-only student tokens and the teacher's FLOPs for `tokens` student
+        tokens. Offline: the teacher's sampling (a cache hit still counts it: it is part of what the
+        recipe costs) and student SFT; on-policy: student generation and training, and the teacher
+        scoring every token."""
         if d.mode == "offline":
-            return tokens, 0, 2 * teacher_params * trace_stats["forward_tokens"]
-        return tokens, tokens, 2 * teacher_params * tokens
+            return Cost(train=tokens, forward=0, other_flops=2 * teacher_params * trace_stats["forward_tokens"])
+        return Cost(train=tokens, forward=tokens, other_flops=2 * teacher_params * tokens)
 
     curve: list[dict] = []
     callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, params, cost, curve)]
@@ -311,7 +312,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ train
     compute = train_and_count(trainer, folder, resume, params, cost, curve, other_seconds=(trace_stats or {}).get("seconds", 0.0))
-    compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, cost(compute["train_tokens"])[2]
+    compute["teacher_parameters"], compute["teacher_flops"] = teacher_params, cost(compute["train_tokens"]).other_flops
 
     # ------------------------------------------------------------------ save
     model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on

@@ -28,7 +28,7 @@ from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_json
 from rlsft.models import flop_parameters
 from rlsft.preflight import ProbeConfig, refusal, run_probe, summary_line
-from rlsft.runs.compute import PROMPT_TOKENS, estimate_record, is_main_process, param_count
+from rlsft.runs.compute import PROMPT_TOKENS, Cost, estimate_record, is_main_process, param_count
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.rewards import completion_text, get_reward
@@ -236,10 +236,14 @@ def main(cfg: Config, resume: bool = False) -> dict:
     # ------------------------------------------------------------------ trainer
     passes = forward_passes(args.beta, args.steps_per_generation, args.num_iterations, args.gradient_accumulation_steps, vllm_correction(args))
 
-    # (trained tokens, forward-only tokens, other models' FLOPs) for `tokens` prompt + completion
-    # tokens: each generation is trained num_iterations times; `passes` forward-only passes
-    def cost(tokens: int) -> tuple[int, int, int]:
-        return tokens * args.num_iterations, tokens * passes, 0
+    # the compute of `tokens` prompt + completion tokens: each generation is trained num_iterations
+    # times and read in `passes` forward-only passes; GRPO computes logits only for the completion
+    # tokens (`completion_tokens_seen`, counted by the trainer built below), never for the prompt's
+    def cost(tokens: int) -> Cost:
+        completions = trainer.completion_tokens_seen
+        prompts = tokens - completions if completions is not None else 0  # None: a resume from a checkpoint without the count
+        return Cost(train=tokens * args.num_iterations, forward=tokens * passes,
+                    train_unscored=prompts * args.num_iterations, forward_unscored=prompts * passes)
 
     curve: list[dict] = []
     callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, params, cost, curve)]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, read_jsonl
 from rlsft.models import flop_parameters
-from rlsft.runs.compute import estimate_record, param_count
+from rlsft.runs.compute import Cost, estimate_record, param_count
 from rlsft.scoring.tasks import build_prompt, get_task
 from rlsft.trainer import (
     curve_callback,
@@ -110,8 +110,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
     # ------------------------------------------------------------------ rewards: none (supervised)
 
     # ------------------------------------------------------------------ trainer
-    def cost(tokens: int) -> tuple[int, int, int]:  # (trained tokens, forward-only tokens, other models' FLOPs): every token trains
-        return tokens, 0, 0
+    def cost(tokens: int) -> Cost:  # every token trains, its logits computed (the loss masks the prompt's after the head)
+        return Cost(train=tokens, forward=0)
 
     curve: list[dict] = []
     callbacks = [metrics_logger(folder), curve_callback(folder, cfg, tokenizer, params, cost, curve)]

@@ -40,6 +40,9 @@ rewards, advantages, the loss, logging) is TRL's own.
    taken mid-reuse keeps the completions still to train on and the step count
    (`grpo_reuse-<process>.pt`, a few hundred KB), and a resume takes them back (on every
    process, or on none when the number of processes changed).
+7. **Completion tokens are counted** (`completion_tokens_seen`, kept with each checkpoint) beside
+   TRL's prompt-and-completion count, so the compute record prices the output head only where GRPO
+   computes logits (rlsft.runs.compute).
 
 The first four fall back to TRL's own code wherever they would not be exact or do not apply: several
 processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
@@ -181,6 +184,20 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         return inputs
 
     REUSE_FILE = "grpo_reuse-{}.pt"  # a checkpoint's completions still to reuse, one file per process (6)
+    # Completion tokens generated for training so far, over all processes and sittings (TRL's
+    # `state.num_input_tokens_seen` counts prompt + completion; `rlsft.trainer.train` keeps this count
+    # with each checkpoint): the compute record prices the output head on these alone, the only
+    # tokens whose logits GRPO computes. None: resumed from a checkpoint that predates the count, so
+    # the record prices the head on every token.
+    completion_tokens_seen: int | None = 0
+
+    def _generate(self, prompts: list):
+        out = super()._generate(prompts)
+        if self.model.training and self.completion_tokens_seen is not None:
+            completion_ids, tool_mask = out[1], out[2]
+            local = sum(sum(m) for m in tool_mask) if tool_mask is not None else sum(len(ids) for ids in completion_ids)  # as TRL counts
+            self.completion_tokens_seen += int(self.accelerator.gather(torch.tensor([local], device=self.accelerator.device)).sum())
+        return out
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)

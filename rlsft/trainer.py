@@ -31,10 +31,12 @@ from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
 from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl, utc_now
 from rlsft.models import compute_dtype, gpu_of, load_model, load_tokenizer
 from rlsft.runs.compute import (
+    Cost,
     compute_record,
     continue_token_count,
+    cost_flops,
     distributed_state,
-    flops,
+    head_parameters,
     higher_peak,
     is_main_process,
     peak_memory_gb,
@@ -262,7 +264,7 @@ def metrics_logger(folder: RunFolder):
     return MetricsLogger()
 
 
-def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callable[[int], tuple[int, int, int]], points: list[dict]):
+def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callable[[int], Cost], points: list[dict]):
     """A TrainerCallback that evaluates the model on the first eval task at `cfg.eval.curve_steps`
     (at logging steps, where TRL has logged the tokens so far) and appends
     {step, tokens, pflops, pass@1 [CI]} to `points`; `cost(tokens)` is the recipe's own compute
@@ -286,7 +288,7 @@ def curve_callback(folder: RunFolder, cfg, tokenizer, params: int, cost: Callabl
             model.train(was_training)
             if metrics is not None:
                 p1 = metrics["pass@1"]
-                pflops = flops(params, *cost(int(tokens)), trainable=trainable_parameters(model)) / 1e15
+                pflops = cost_flops(params, cost(int(tokens)), trainable_parameters(model), head_parameters(model)) / 1e15
                 points.append({"step": state.global_step, "tokens": int(tokens), "pflops": pflops,
                                "pass@1": p1["value"], "ci_low": p1["ci_low"], "ci_high": p1["ci_high"],
                                "eval_seconds": round(time.perf_counter() - t0, 4)})  # not training time: recipes subtract it
@@ -300,8 +302,8 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[
     """Train (from the run's latest checkpoint when resuming); returns the training seconds, curve
     evaluations excluded, of every sitting up to the end, and the earlier sittings' peak memory (GB;
     None without one). The Trainer's own runtime, TRL's SFT token count and the process's peak memory
-    cover only this sitting, so each checkpoint also keeps the seconds, the tokens, the peak and the
-    curve points up to it (`PROGRESS_FILE`); a resumed run starts from those, and its run.json has
+    cover only this sitting, so each checkpoint also keeps the seconds, the tokens (GRPO's completion
+    tokens too), the peak and the curve points up to it (`PROGRESS_FILE`); a resumed run starts from those, and its run.json has
     the whole curve and the compute of every sitting.
 
     What a sitting did after its last checkpoint is lost with it and done again after the resume: it
@@ -318,6 +320,8 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[
         saved = json.loads((checkpoint / PROGRESS_FILE).read_text())
         curve[:] = saved["curve"]  # the points evaluated before the checkpoint
     earlier, earlier_peak = saved.get("train_seconds", 0.0), saved.get("peak_memory_gb")
+    if checkpoint is not None and hasattr(trainer, "completion_tokens_seen"):  # GRPO's (None: a checkpoint from before the count)
+        trainer.completion_tokens_seen = saved.get("completion_tokens")
 
     if checkpoint is not None:
         state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
@@ -346,6 +350,7 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[
             if state.is_world_process_zero and saved_to.is_dir():
                 atomic_write(saved_to / PROGRESS_FILE, json.dumps({"step": state.global_step, "train_seconds": seconds_so_far(),
                                                                    "train_tokens": trained_tokens(trainer), "curve": curve,
+                                                                   "completion_tokens": getattr(trainer, "completion_tokens_seen", None),
                                                                    "peak_memory_gb": higher_peak(peak_memory_gb(), earlier_peak),
                                                                    "saved_utc": utc_now()}))
 
@@ -354,11 +359,12 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[
     return earlier + output.metrics["train_runtime"] - sum(p["eval_seconds"] for p in curve[kept:]), earlier_peak
 
 
-def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost: Callable[[int], tuple[int, int, int]],
+def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost: Callable[[int], Cost],
                     curve: list[dict], other_seconds: float = 0.0) -> dict:
     """Train, then the run's compute record, over every sitting of a resumed run. `cost(tokens)` is
-    the recipe's own formula: (trained tokens, forward-only tokens, other models' FLOPs) for the
-    tokens the Trainer consumed, with `params` parameters of which those that train (LoRA's
+    the recipe's own formula (`compute.Cost`: trained and forward-only tokens, other models' FLOPs,
+    tokens whose logits are not computed) for the tokens the Trainer consumed, with `params`
+    parameters (the output head's among them) of which those that train (LoRA's
     adapters, `trainable_parameters`) set the backward's cost. Seconds are the Trainer's runtime
     without the curve evaluations, plus `other_seconds` (a teacher's sampling). Warns when the
     trainable weights are half precision without a float32 master copy (`stalled_update_share`)."""
@@ -374,9 +380,8 @@ def train_and_count(trainer, folder: RunFolder, resume: bool, params: int, cost:
                           f"still computes in bf16 autocast) or LoRA (model.lora_r > 0)")
     seconds, earlier_peak = train(trainer, folder, resume, curve)
     seconds += other_seconds
-    train_tokens, forward_tokens, other_flops = cost(trained_tokens(trainer))
-    return compute_record(params, train_tokens, forward_tokens, seconds, extra_flops=other_flops,
-                          trainable=trainable_parameters(trainer.model), earlier_peak_gb=earlier_peak)
+    return compute_record(params, cost(trained_tokens(trainer)), seconds, trainable=trainable_parameters(trainer.model),
+                          head=head_parameters(trainer.model), earlier_peak_gb=earlier_peak)
 
 
 def save_trained(trainer, tokenizer, folder: RunFolder):

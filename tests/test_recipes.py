@@ -46,7 +46,14 @@ def test_grpo_run_folder(toy_model, tmp_path):
     assert record["eval_before"]["micro-arith"]["pass@1"] is not None
     # the starting model with its own sample count (eval.before_samples), the trained one with eval.samples
     assert "pass@4" in record["eval_before"]["micro-arith"] and "pass@4" not in record["eval_after"]["micro-arith"]
-    assert record["compute"]["forward_tokens"] == record["compute"]["train_tokens"]  # beta 0: generation only
+    c = record["compute"]
+    assert c["forward_tokens"] == c["train_tokens"]  # beta 0: generation only
+    # the output head is priced on the completion tokens alone: 8 a step (GRPO_TINY), one generation a step
+    completions = round(sum(8 * s["completions/mean_length"] for s in steps if "completions/mean_length" in s))
+    assert 0 < c["train_tokens"] - c["train_tokens_unscored"] == completions < c["train_tokens"]
+    n, head = c["parameters"], c["head_parameters"]
+    assert 0 < head < n and c["flops"] == 6 * n * c["train_tokens"] + 2 * n * c["forward_tokens"] - head * (
+        6 * c["train_tokens_unscored"] + 2 * c["forward_tokens_unscored"])
 
 
 def test_an_existing_run_is_never_overwritten(toy_model, tmp_path):

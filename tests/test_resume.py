@@ -79,6 +79,8 @@ def test_sigkilled_grpo_run_resumes_to_the_same_result(tmp_path):
     assert [p["step"] for p in r_killed["curve"]] == [p["step"] for p in r_whole["curve"]] == [4, "final"]
     assert r_killed["curve"][0]["pass@1"] == r_whole["curve"][0]["pass@1"] and first_sitting["curve"][0]["step"] == 4
     assert r_killed["compute"]["wall_seconds"] > first_sitting["train_seconds"] > 0
+    # the completion-token count (the output head's share of the FLOPs) went on from checkpoint-10's
+    assert same_compute(r_killed, r_whole)
 
 
 class Killed(Exception):
@@ -134,7 +136,7 @@ def test_a_run_stopped_after_its_last_checkpoint_resumes_without_another_step(to
     assert (killed / "model" / "model.safetensors").read_bytes() == (whole / "model" / "model.safetensors").read_bytes()
     r_killed, r_whole = (json.loads((out / "run.json").read_text()) for out in (killed, whole))
     assert r_killed["eval_after"] == r_whole["eval_after"]
-    assert r_killed["compute"]["train_tokens"] == r_whole["compute"]["train_tokens"] > 0
+    assert r_killed["compute"]["train_tokens"] == r_whole["compute"]["train_tokens"] > 0 and same_compute(r_killed, r_whole)
     assert r_killed["compute"]["wall_seconds"] == round(first_sitting["train_seconds"], 1)  # this sitting trained nothing (the record has 0.1 s)
     assert r_killed["compute"]["peak_memory_gb"] == first_sitting["peak_memory_gb"] > 0.001  # the training sitting's peak
 
@@ -158,7 +160,13 @@ def test_a_grpo_run_that_reuses_its_completions_resumes_mid_reuse_to_the_same_re
     assert [r["step"] for r in resumed] == list(range(1, 7)) and any(r["grad_norm"] > 0 for r in reference[3:])
     assert resumed == reference
     r_killed, r_whole = (json.loads((out / "run.json").read_text()) for out in (killed, whole))
-    assert r_killed["eval_after"] == r_whole["eval_after"]
+    assert r_killed["eval_after"] == r_whole["eval_after"] and same_compute(r_killed, r_whole)
+
+
+def same_compute(a: dict, b: dict) -> bool:
+    """Two records count the same tokens, the same unscored ones (GRPO's prompts) and the same FLOPs."""
+    keys = ("train_tokens", "forward_tokens", "train_tokens_unscored", "forward_tokens_unscored", "flops")
+    return all(a["compute"][k] == b["compute"][k] for k in keys) and a["compute"]["train_tokens_unscored"] > 0
 
 
 def sft_overrides(model, out) -> list[str]:

@@ -9,6 +9,10 @@ FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020):
   for them), and the adapters' forward, backward and weight gradients (since 2026-12-05; 4N + 2T
   before, which left out the adapters' forward and backward);
 - a generated or scored token (forward only) costs 2 * N FLOPs;
+- the output head's H of the N only on tokens whose logits are computed: a token read but never
+  scored (GRPO's prompt tokens, in its training, scoring and generation's prefill) costs the body's
+  N - H alone (`Cost.train_unscored`, `Cost.forward_unscored`; records since this count say
+  `head_parameters`, and runs that count no such token, SFT's, price the head on every token);
 - attention's extra FLOPs are ignored (contexts here are short next to the model width).
 GPU-hours are wall hours times GPUs; on a CPU the record gives CPU core-hours instead.
 Estimates (`rlsft train --dry-run`) count every completion at its maximum length and every
@@ -20,11 +24,13 @@ from __future__ import annotations
 import resource
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
-from rlsft.models import MODEL_CARDS, flop_parameters, model_config
+from rlsft.models import MODEL_CARDS, flop_parameters, matmul_params, model_config
 
 # What a record's `flops` counts, written into it (records without it count N as every parameter)
-FLOPS_FORMULA = "6N a trained token (4N + 6T under LoRA), 2N a forward-only token; N: parameters a token multiplies by (no untied input embedding)"
+FLOPS_FORMULA = ("6N a trained token (4N + 6T under LoRA), 2N a forward-only token; N: parameters a token multiplies by (no untied "
+                 "input embedding), less the output head on tokens whose logits are not computed (GRPO's prompts)")
 PROMPT_TOKENS = 128  # prompt length assumed by the estimates, tokens
 H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, for the GPU-hour floor of an estimate
 ASSUMED_MFU = 0.3
@@ -49,15 +55,42 @@ def is_main_process() -> bool:
     return distributed_state().is_main_process
 
 
-def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int = 0, trainable: int | None = None) -> int:
+class Cost(NamedTuple):
+    """A recipe's token counts for `flops`, from the tokens its Trainer consumed (each recipe's `cost`)."""
+
+    train: int  # tokens through forward + backward (a generation trained num_iterations times counts that often)
+    forward: int  # tokens through forward alone: generated, or scored by a reference or the sampling policy
+    other_flops: int = 0  # another model's work (a teacher's sampling or scoring)
+    train_unscored: int = 0  # of `train`, tokens whose logits are not computed (GRPO: prompt tokens)
+    forward_unscored: int = 0  # of `forward`, likewise (generation's prefill, scoring's prompt tokens)
+
+
+def flops(params: int, train_tokens: int, forward_tokens: int, extra_flops: int = 0, trainable: int | None = None,
+          head: int = 0, train_unscored: int = 0, forward_unscored: int = 0) -> int:
     """6N per trained token (4N + 6T when only `trainable` = T adapter parameters train beside
-    the N frozen ones), 2N per forward-only token, plus another model's work (a teacher's).
+    the N frozen ones), 2N per forward-only token, plus another model's work (a teacher's); the
+    output head's `head` of the N left out on the tokens whose logits are never computed.
 
     >>> flops(1_000_000, 10_000, 5_000), flops(1_000_000, 10_000, 5_000, trainable=10_000)
     (70000000000, 50600000000)
+    >>> flops(1_000_000, 10_000, 5_000, head=100_000, train_unscored=4_000, forward_unscored=2_000)  # less 6 x 0.1M x 4k, 2 x 0.1M x 2k
+    67200000000
     """
     per_train_token = 6 * params if trainable is None else 4 * params + 6 * trainable
-    return int(per_train_token * train_tokens + 2 * params * forward_tokens + extra_flops)
+    per_unscored_train_token = 6 * head if trainable is None else 4 * head  # LoRA: the frozen head gets no weight gradient
+    return int(per_train_token * train_tokens + 2 * params * forward_tokens + extra_flops
+               - per_unscored_train_token * train_unscored - 2 * head * forward_unscored)
+
+
+def cost_flops(params: int, cost: Cost, trainable: int | None = None, head: int = 0) -> int:
+    """`flops` of a recipe's `Cost`."""
+    return flops(params, cost.train, cost.forward, cost.other_flops, trainable, head, cost.train_unscored, cost.forward_unscored)
+
+
+def head_parameters(model) -> int:
+    """The output head's parameters (`models.matmul_params`), through a peft wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return matmul_params(base)[1]
 
 
 def stalled_update_share(model, learning_rate: float) -> float:
@@ -107,9 +140,10 @@ def trainable_parameters(model) -> int | None:
     return None if trainable == sum(p.numel() for p in params) else trainable
 
 
-def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds: float, extra_flops: int = 0,
-                   trainable: int | None = None, earlier_peak_gb: float | None = None) -> dict:
-    """FLOPs and device-hours of a run of `params` = N (`flop_parameters`). `seconds` is the Trainer's own `train_runtime` (plus any
+def compute_record(params: int, cost: Cost, seconds: float, trainable: int | None = None, head: int = 0,
+                   earlier_peak_gb: float | None = None) -> dict:
+    """FLOPs and device-hours of a run of `params` = N (`flop_parameters`), of which `head` are the
+    output head's, that consumed `cost`. `seconds` is the Trainer's own `train_runtime` (plus any
     teacher sampling before it); `trainable`: the parameters that trained, when not all did;
     `earlier_peak_gb`: a resumed run's peak memory in its earlier sittings (this process saw only its own)."""
     import torch
@@ -119,9 +153,12 @@ def compute_record(params: int, train_tokens: int, forward_tokens: int, seconds:
     return {
         "parameters": params,  # N: the parameters a token multiplies by (FLOPS_FORMULA)
         **({"trainable_parameters": trainable} if trainable is not None else {}),  # LoRA: 4N + 6T per trained token
-        "train_tokens": int(train_tokens),  # tokens through forward + backward
-        "forward_tokens": int(forward_tokens),  # tokens generated or scored without backward
-        "flops": flops(params, train_tokens, forward_tokens, extra_flops, trainable),
+        "head_parameters": head,  # of N, the output head's: priced only on tokens whose logits are computed
+        "train_tokens": int(cost.train),  # tokens through forward + backward
+        "forward_tokens": int(cost.forward),  # tokens generated or scored without backward
+        "train_tokens_unscored": int(cost.train_unscored),  # of those, tokens whose logits are not computed (GRPO's prompts)
+        "forward_tokens_unscored": int(cost.forward_unscored),
+        "flops": cost_flops(params, cost, trainable, head),
         "flops_formula": FLOPS_FORMULA,
         "wall_seconds": round(seconds, 1),
         "processes": processes,
