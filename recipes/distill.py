@@ -279,7 +279,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
         atomic_write(folder.teacher_traces_file, to_jsonl(traces))
         # the student's own prompt form for each question (the teacher's may differ)
-        train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"]) for r in traces])
+        train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"], tokenizer, cfg.data.think_prefill)
+                                       for r in traces])
     else:
         train_set = prompt_dataset(cfg.data, cfg.run.seed, tokenizer)  # the tokenizer renders a <think> prefill
 

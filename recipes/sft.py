@@ -69,23 +69,24 @@ def estimate(cfg: Config, params: int | None = None) -> dict:
     return estimate_record(param_count(cfg.model.name) or params, tokens, 0)
 
 
-def sft_examples(cfg: Config) -> list[dict]:
-    """Prompt/completion pairs for SFTTrainer (a completion as the assistant's message in chat form)."""
-    ex, template = cfg.examples, cfg.data.template
+def sft_examples(cfg: Config, tokenizer=None) -> list[dict]:
+    """Prompt/completion pairs for SFTTrainer (a completion as the assistant's message in chat form;
+    with `data.think_prefill`, the prompt ending in `<think>` as GRPO and the evaluations give it)."""
+    ex, template, prefill = cfg.examples, cfg.data.template, cfg.data.think_prefill
     if ex.source != "clean":
         pairs = []
         for i, r in enumerate(read_jsonl(ex.source, required=("completion",))):
             prompt = r.get("prompt") or (build_prompt(r["question"], template) if r.get("question") else None)
             if prompt is None:
                 raise UserError(f"{ex.source}: line {i + 1} has neither prompt nor question")
-            pairs.append(sft_pair(prompt, r["completion"]))
+            pairs.append(sft_pair(prompt, r["completion"], tokenizer, prefill))
         return pairs[: ex.n] if ex.n else pairs
     task = get_task(cfg.data.task)
     if task.clean_solutions is None:
         raise UserError(f"examples.source=clean: task {task.name!r} has no clean solutions; give a JSONL path")
     problems = task.load(task.train_split, source=cfg.data.source, n=ex.n, seed=cfg.run.seed + 1)  # not the RL prompts' seed
     completions = task.clean_solutions(problems, ex.language)
-    return [sft_pair(build_prompt(p["question"], template), c) for p, c in zip(problems, completions)]
+    return [sft_pair(build_prompt(p["question"], template), c, tokenizer, prefill) for p, c in zip(problems, completions)]
 
 
 def main(cfg: Config, resume: bool = False) -> dict:
@@ -99,7 +100,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
     args = training_args(cfg)
 
     # ------------------------------------------------------------------ data
-    pairs = sft_examples(cfg)
+    pairs = sft_examples(cfg, tokenizer)
     train_set = Dataset.from_list(pairs)
 
     # ------------------------------------------------------------------ model

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -147,6 +148,11 @@ def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[Pipe
         module, cfg = load_recipe_config(st.config, st.overrides + mine + forced)
         stages.append((name, module, cfg, folder))
         previous = folder
+    prefilled = [name for name, _, cfg, _ in stages if cfg.data.think_prefill]
+    if prefilled and len(prefilled) < len(stages):  # a stage learns to open <think> that the next stage's prompt already holds
+        warnings.warn(f"{path}: stage(s) {', '.join(prefilled)} set data.think_prefill and the others do not, so the stages train "
+                      f"and are evaluated on different prompt forms; set it on every stage (for example "
+                      f"'{next(n for n, *_ in stages if n not in prefilled)}:data.think_prefill=true') or on none")
     return pipe, stages
 
 

@@ -231,16 +231,29 @@ def prompt_dataset(data: DataConfig, seed: int, tokenizer=None):
     ])
 
 
-def sft_pair(prompt: str | list[dict], completion: str) -> dict:
+def sft_pair(prompt: str | list[dict], completion: str, tokenizer=None, think_prefill: bool = False) -> dict:
     """One SFT example in TRL's prompt-completion format: with a chat prompt, the completion is the
     assistant's message (TRL's conversational form), so both sides go through the chat template.
+    With `think_prefill` (the run's `data.think_prefill`) the example takes the form GRPO and the
+    evaluations give the model: the prompt rendered to text ending in `<think>` (`render_prompt`,
+    with `tokenizer`'s chat template for a chat prompt) and the completion from what follows its
+    opening `<think>`.
 
     >>> sft_pair("User: 2 + 2? Assistant:", " <answer>4</answer>")
     {'prompt': 'User: 2 + 2? Assistant:', 'completion': '<answer>4</answer>'}
     >>> sft_pair([{"role": "user", "content": "2 + 2?"}], "<answer>4</answer>")["completion"]
     [{'role': 'assistant', 'content': '<answer>4</answer>'}]
+    >>> sft_pair("User: 2 + 2? Assistant:", "<think> so 4 </think> <answer>4</answer>", think_prefill=True)
+    {'prompt': 'User: 2 + 2? Assistant: <think>', 'completion': ' so 4 </think> <answer>4</answer>'}
     """
     completion = completion.lstrip()
+    if think_prefill:
+        if not completion.startswith(THINK_PREFILL):
+            raise UserError(f"data.think_prefill: an SFT completion must open with {THINK_PREFILL}, which the prompt then "
+                            f"holds; this one starts {completion[:40]!r}")
+        if isinstance(prompt, list) and tokenizer is None:
+            raise UserError("data.think_prefill with the chat form needs the model's tokenizer to render the prompt")
+        return {"prompt": render_prompt(prompt, tokenizer, THINK_PREFILL), "completion": completion[len(THINK_PREFILL):]}
     if isinstance(prompt, list):
         return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
     return {"prompt": prompt, "completion": completion}

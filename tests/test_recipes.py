@@ -368,3 +368,22 @@ def test_half_precision_weights_an_update_cannot_move_are_named(toy_model, tmp_p
     same = sum(int((a == b).sum()) for a, b in zip(before.parameters(), after.parameters()))
     assert share > 0.5 and same / sum(p.numel() for p in before.parameters()) >= share - 0.01
     assert after.dtype == torch.bfloat16
+
+
+def test_sft_with_a_think_prefill_trains_on_the_prompt_form_grpo_and_evaluation_use(toy_model, tmp_path):
+    """`data.think_prefill`: the SFT prompt ends in the `<think>` that GRPO's prompts and the
+    evaluations open, and the completion goes on from it (no second `<think>`)."""
+    from recipes.sft import sft_examples
+
+    from rlsft.trainer import prompt_dataset
+
+    overrides = tiny_recipe_overrides(toy_model, tmp_path / "sft") + ["examples.n=8", "data.think_prefill=true", "data.template=r1-zero"]
+    _, cfg = load_recipe_config(str(MICRO / "sft_cold_start.yaml"), overrides)
+    pairs = sft_examples(cfg)
+    grpo_prompt = prompt_dataset(cfg.data, cfg.run.seed)[0]["prompt"]
+    assert all(p["prompt"].endswith(" <think>") and not p["completion"].lstrip().startswith("<think>") for p in pairs)
+    assert grpo_prompt.endswith(" <think>") and pairs[0]["prompt"][-19:] == grpo_prompt[-19:] == " Assistant: <think>"
+    record = run_recipe(MICRO / "sft_cold_start.yaml", overrides)
+    assert record["eval_after"]["micro-arith"]["pass@1"] is not None
+    metrics = json.loads((tmp_path / "sft" / "eval_after" / "micro-arith" / "metrics.json").read_text())
+    assert metrics["think_prefill"]

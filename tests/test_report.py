@@ -216,3 +216,25 @@ def test_the_costs_say_how_the_records_count_flops_and_when_they_count_different
     (tmp_path / "zero" / "seed1" / "run.json").write_text(json.dumps(record))
     about = cost_table(load_results(RunFolder.find([str(tmp_path)]), "t", "zero"))[2]
     assert "do not compare" in about and FLOPS_FORMULA in about and OLD_FLOPS_FORMULA in about
+
+
+def test_a_claim_across_prompt_forms_is_flagged(tmp_path):
+    """An arm evaluated with a `<think>` prefill against one evaluated without: the report says the
+    estimate holds the prompt form's effect, naming both forms; same forms say nothing."""
+    from rlsft.verdicts.claims import Claim, Verdict
+    from rlsft.verdicts.report import form_mismatches
+
+    for arm, prefill in (("zero", True), ("sft", False)):
+        fake_run(tmp_path / arm / "seed0", 0, False, True)
+        record = json.loads((tmp_path / arm / "seed0" / "run.json").read_text())
+        record["config"]["data"] = {"template": "r1-zero", "think_prefill": prefill}
+        (tmp_path / arm / "seed0" / "run.json").write_text(json.dumps(record))
+    forms = load_results(RunFolder.find([str(tmp_path)]), "t", "zero")["forms"]
+    assert forms == {"zero": {"r1-zero, <think> prefilled"}, "before:zero": {"r1-zero, <think> prefilled"},
+                     "base": {"r1-zero, <think> prefilled"}, "sft": {"r1-zero"}, "before:sft": {"r1-zero"}}
+    claims = {"A": Claim("A", "sft beats the base", "accuracy", "sft", "base", "greater"),
+              "B": Claim("B", "zero beats the base", "accuracy", "zero", "base", "greater")}
+    verdicts = [Verdict(c, "inconclusive", 0.0, None, None, 1, 1) for c in claims]
+    lines = form_mismatches(verdicts, claims, forms)
+    assert len([line for line in lines if line]) == 1 and "**A compares" in lines[0]
+    assert "sft under r1-zero, base under r1-zero, <think> prefilled" in lines[0]

@@ -90,9 +90,15 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
     folders: dict[str, dict[int, RunFolder]] = defaultdict(dict)
     compute_curves: dict = defaultdict(lambda: defaultdict(dict))  # metric -> arm -> seed -> [(pflops, {problem: value})]
     teachers: dict[str, RunFolder] = {}  # arm -> its teacher's training run
+    forms: dict[str, set[str]] = defaultdict(set)  # side -> the prompt forms its evaluations gave the model (`prompt_form`)
     for run in runs:
         arm, seed = run.arm_and_seed()
         records[arm][seed] = run.run_record
+        first = run.with_earlier_stages[0].run_record
+        forms[arm].add(prompt_form(run.run_record))
+        forms[f"before:{arm}"].add(prompt_form(first))
+        if run.is_first_stage_or_run and (base_arm is None or arm == base_arm):
+            forms["base"].add(prompt_form(first))
         folders[arm][seed] = run
         for metric, values in per_problem(run.eval_dir("after"), task).items():
             scores[metric][arm][seed] = values
@@ -112,8 +118,36 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
             for metric, values in metric_scores.items():
                 compute_curves[metric][arm].setdefault(seed, []).append((pflop, values))
     return {"scores": scores, "pflops": pflops, "minutes": minutes, "curves": curves, "records": records, "folders": folders,
-            "compute_curves": compute_curves, "teachers": teachers,
+            "compute_curves": compute_curves, "teachers": teachers, "forms": dict(forms),
             "teacher_pflops": {arm: t.run_record.pflops for arm, t in teachers.items()}}
+
+
+def prompt_form(record: RunRecord) -> str:
+    """How a run's evaluations prompted the model: its prompt form and whether `<think>` was
+    prefilled (`data.template`, `data.think_prefill`); the same for its evaluation before training
+    and after it. Scores read under two forms do not compare as a recipe's effect.
+
+    >>> rec = RunRecord.from_json({"config": {"data": {"template": "r1-zero", "think_prefill": True}}})
+    >>> prompt_form(rec)
+    'r1-zero, <think> prefilled'
+    """
+    return record.template + (", <think> prefilled" if record.think_prefill else "")
+
+
+def form_mismatches(verdicts: list, by_id: dict, forms: dict[str, set[str]]) -> list[str]:
+    """A line for each claim whose two sides were evaluated under different prompt forms."""
+    lines = []
+    for v in verdicts:
+        c = by_id[v.claim]
+        if c.against is None:
+            continue
+        against = f"before:{c.arm}" if c.against == "before" else c.against
+        a, b = forms.get(c.arm, set()), forms.get(against, set())
+        if a and b and a != b:
+            lines += [f"**{v.claim} compares sides evaluated under different prompt forms**: {c.arm} under {' / '.join(sorted(a))}, "
+                      f"{c.against} under {' / '.join(sorted(b))}; its estimate holds the prompt form's effect as well as the "
+                      "recipes'.", ""]
+    return lines
 
 
 def compute_curve(run: RunFolder, task: str) -> list[tuple[float, dict[str, dict[str, float]]]]:
@@ -442,8 +476,9 @@ def _method(claim, verdict) -> str:
     return how
 
 
-def claims_section(verdicts: list, by_id: dict) -> list[str]:
-    """The report's headline: one row per claim, then its pilots, unmatched and short-armed claims."""
+def claims_section(verdicts: list, by_id: dict, forms: dict[str, set[str]] | None = None) -> list[str]:
+    """The report's headline: one row per claim, then its pilots, unmatched and short-armed claims,
+    and those whose sides were evaluated under different prompt forms."""
     lines: list[str] = []
     level = f"{1 - 2 * ALPHA:.0%}"
     lines += ["## Claims", "", f"| claim | verdict | Holm | estimate [{level} CI] | seeds | test | claim text |", "|---|---|---|---|---|---|---|"]
@@ -465,7 +500,7 @@ def claims_section(verdicts: list, by_id: dict) -> list[str]:
     for v in verdicts:
         if "short" in v.detail:
             lines += [f"**{v.claim}** is read with one arm short of its budget: {v.detail['short']}.", ""]
-    return lines
+    return lines + form_mismatches(verdicts, by_id, forms or {})
 
 
 def claim_details(verdicts: list, by_id: dict) -> list[str]:
@@ -629,7 +664,7 @@ def make_report(paths: list[str], out: str, task: str = "micro-arith", claims=No
         lines = header_lines(title, runs, task, results, commits, mixed)
         # 1. the headline: one row per claim
         if verdicts:
-            lines += claims_section(verdicts, by_id)
+            lines += claims_section(verdicts, by_id, results["forms"])
         if choose is not None:
             sweep_lines, choice = sweep_section(results, choose, task)
             lines += sweep_lines
