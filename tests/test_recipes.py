@@ -374,7 +374,6 @@ def test_sft_with_a_think_prefill_trains_on_the_prompt_form_grpo_and_evaluation_
     """`data.think_prefill`: the SFT prompt ends in the `<think>` that GRPO's prompts and the
     evaluations open, and the completion goes on from it (no second `<think>`)."""
     from recipes.sft import sft_examples
-
     from rlsft.trainer import prompt_dataset
 
     overrides = tiny_recipe_overrides(toy_model, tmp_path / "sft") + ["examples.n=8", "data.think_prefill=true", "data.template=r1-zero"]
