@@ -160,6 +160,7 @@ def completion_monitor(folder: RunFolder, monitor: MonitorConfig):
         calls[0] += 1
         return [1.0 if s.mixed else 0.0 for s in stats]
 
+    language_monitor.is_monitor = True  # the trainer keeps it from making an unscored completion look scored (rlsft.grpo_trainer)
     return language_monitor
 
 

@@ -199,6 +199,18 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
             self.completion_tokens_seen += int(self.accelerator.gather(torch.tensor([local], device=self.accelerator.device)).sum())
         return out
 
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's (completions x reward functions) table, gathered; a zero-weight monitor's column
+        (a reward function marked `is_monitor`: it measures, as recipes/grpo.py's language monitor)
+        is blanked where every real reward returned None, so TRL leaves that completion out (it does
+        only for a row of Nones) rather than summing it to a reward of 0, as if it were wrong."""
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        monitors = torch.tensor([getattr(f, "is_monitor", False) for f in self.reward_funcs], device=rewards.device)
+        if monitors.any() and not monitors.all():
+            unscorable = torch.isnan(rewards[:, ~monitors]).all(dim=1)  # (completions,)
+            rewards[unscorable.unsqueeze(1) & monitors.unsqueeze(0)] = torch.nan
+        return rewards
+
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         if self._buffered_inputs is not None and self._step % (self.args.steps_per_generation * self.num_iterations):

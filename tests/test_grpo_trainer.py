@@ -135,3 +135,32 @@ def test_lora_merged_for_generation_gives_the_same_logits_and_restores_weights_b
     assert torch.allclose(merged, live, atol=1e-5)  # ...and merged they change it the same way
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # restored exactly, not by subtraction
     assert torch.equal(after, live)
+
+
+def test_a_monitor_does_not_turn_an_unscored_completion_into_a_wrong_one(monkeypatch):
+    """TRL leaves a completion out of the advantages only when every reward returned None; the
+    zero-weight language monitor always returns a value, so without the lab's blanking a check
+    that timed out (None) would be summed to a reward of 0, as a wrong answer."""
+    import torch
+    from trl import GRPOTrainer as TRLGRPOTrainer
+
+    from rlsft.grpo_trainer import GRPOTrainer
+
+    nan = float("nan")
+    table = torch.tensor([[1.0, 0.0], [nan, 1.0], [0.0, 0.0]])  # accuracy, monitor; the second check timed out
+    monkeypatch.setattr(TRLGRPOTrainer, "_calculate_rewards", lambda self, *a: table.clone())
+
+    def accuracy(completions, **kw):
+        return [None] * len(completions)
+
+    def monitor(completions, **kw):
+        return [0.0] * len(completions)
+
+    monitor.is_monitor = True
+    trainer = GRPOTrainer.__new__(GRPOTrainer)  # no model: only the reward table is under test
+    trainer.reward_funcs = [accuracy, monitor]
+    out = trainer._calculate_rewards(None, [], [], [])
+    assert torch.isnan(out).all(dim=1).tolist() == [False, True, False]  # row 2: left out, as TRL does a row of Nones
+    assert out[0].tolist() == [1.0, 0.0] and out[2].tolist() == [0.0, 0.0]
+    trainer.reward_funcs = [accuracy, accuracy]  # no monitor: TRL's table as it is
+    assert torch.equal(torch.isnan(trainer._calculate_rewards(None, [], [], [])), torch.isnan(table))

@@ -6,7 +6,9 @@ content is used). Dataset columns arrive as keyword lists, one value per complet
 passes `prompts`: a prompt that already ends in `<think>` (`data.think_prefill`) has the tag put
 back in front of its completion, so every reward scores the whole assistant turn (TRL #6966,
 open-r1 #560 are format rewards that failed on exactly that).
-`None` means "cannot be scored" (an unverifiable gold); TRL ignores it rather than reward it.
+`None` means "cannot be scored" (an unverifiable gold, a check out of time). TRL leaves a completion
+out only when every reward returned None for it, and otherwise sums the others (a None adds 0); the
+lab's GRPO trainer keeps the zero-weight language monitor from counting as a reward there.
 
 Each reward is a function of its arguments alone, with one deliberate exception: `accuracy_reward`
 checks answers in worker processes with a time limit (`rlsft.scoring.pool`, 1 s a check, the
