@@ -166,18 +166,22 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None, work: tuple[l
                           d.max_new_tokens, d.generation_batch_size, d.generation_memory_gb, desc="teacher traces", stats=generation,
                           progress=progress, progress_key=f"{d.teacher} seed={seed}")
     t0 = time.time()
+    rendered = [render_prompt(p, tokenizer) for p in prompts]
     # tokens of each prompt as the teacher read it (chat messages rendered), for its forward FLOPs
-    prompt_tokens = [len(ids) for ids in tokenizer([render_prompt(p, tokenizer) for p in prompts], add_special_tokens=False)["input_ids"]]
-    checks = iter(task.verify_many([g["text"] for group in groups for g in group], [p["answer"] for p, group in zip(problems, groups) for _ in group]))
+    prompt_tokens = [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
+    # a chat template that opens <think> itself (DeepSeek-R1-Distill's): the trace gets the opener back, so a student learns to write it
+    opener = [r[r.rindex("<think>"):] if r.rstrip().endswith("<think>") else "" for r in rendered]
+    texts = [[o + g["text"] for g in group] for o, group in zip(opener, groups)]
+    checks = iter(task.verify_many([t for group in texts for t in group], [p["answer"] for p, group in zip(problems, groups) for _ in group]))
     rows, forward_tokens, n_correct = [], 0, 0
-    for p, prompt, n_prompt, group in zip(problems, prompts, prompt_tokens, groups):
+    for p, prompt, n_prompt, group, group_texts in zip(problems, prompts, prompt_tokens, groups, texts):
         kept = []
-        for g in group:
+        for g, text in zip(group, group_texts):
             forward_tokens += n_prompt + g["length"]
             ok = next(checks) is True and not g["truncated"]
             n_correct += ok
-            if ok and g["text"] not in kept and len(kept) < d.keep_per_prompt:
-                kept.append(g["text"])
+            if ok and text not in kept and len(kept) < d.keep_per_prompt:
+                kept.append(text)
         rows += [{"question": p["question"], "answer": p["answer"], "prompt": prompt, "completion": c} for c in kept]
     stats = {"prompts": len(problems), "samples": len(problems) * d.samples_per_prompt, "correct_samples": n_correct,
              "kept": len(rows), "prompts_with_a_kept_trace": len({r["question"] for r in rows}), "forward_tokens": forward_tokens,

@@ -99,3 +99,27 @@ def test_a_chat_teacher_samples_traces_in_its_chat_form_and_its_prompt_tokens_co
     assert stats["samples"] == 6 and rendered > 0
     # two samples a prompt, each its rendered prompt plus 1 to 8 generated tokens
     assert 2 * rendered + 6 <= stats["forward_tokens"] <= 2 * rendered + 6 * 8
+
+
+def test_a_teacher_whose_chat_template_opens_think_gets_the_opener_back_in_its_traces(chat_toy_model, tmp_path, monkeypatch):
+    """DeepSeek-R1-Distill's chat template ends the prompt with `<think>\\n`: its samples start
+    inside the reasoning. The trace keeps the opener, so the verifier reads the answer after
+    `</think>` and a student learns to write the tag."""
+    import recipes.distill
+    from rlsft.models import load_tokenizer
+    from rlsft.scoring.verify import format_ok
+
+    tok = load_tokenizer(chat_toy_model)
+    tok.chat_template = CHATML_THINK
+    extra = ["distill.teacher=" + chat_toy_model, "distill.samples_per_prompt=1", "data.n_train=1", "data.template=chat"]
+    module, cfg = load_recipe_config(str(MICRO / "distill_offline.yaml"), tiny_recipe_overrides(chat_toy_model, tmp_path / "t") + extra)
+    problems, prompts = module.teacher_prompts(cfg, tok)
+    sample = f" so it is {problems[0]['answer']} </think> <answer>{problems[0]['answer']}</answer>"
+    monkeypatch.setattr(recipes.distill, "generate", lambda *a, **k: (k["stats"].update(seconds=0.0) if k.get("stats") is not None else None)
+                        or [[{"text": sample, "length": 9, "truncated": False}]])
+    rows, stats = module.teacher_traces(lambda: None, tok, cfg, work=(problems, prompts))
+    assert stats["kept"] == 1 and rows[0]["completion"] == "<think>\n" + sample and format_ok(rows[0]["completion"])
+
+
+CHATML_THINK = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")

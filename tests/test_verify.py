@@ -201,3 +201,27 @@ def test_tower_in_a_nested_brace_is_refused_not_timed_out(tower):
     before = pool.TIMEOUTS["count"]
     assert get_task("math500").verify_many([f"<answer>{tower}</answer>", "<answer>5</answer>"], ["5", tower]) == [False, False]
     assert pool.TIMEOUTS["count"] == before
+
+
+@pytest.mark.parametrize("completion, gold, mode, expected", [
+    ("<answer>18 dollars</answer>", "18", "strict", True),  # one quantity with its unit
+    ("<answer>Janet makes $18 every day.</answer>", "18", "strict", True),
+    ("<answer>18 \\text{ marbles}.</answer>", "18", "strict", True),
+    ("<answer>**18**</answer>", "18", "strict", True),  # markdown
+    ("<answer>$18.</answer>", "18", "strict", True),  # a closing period
+    ("<answer>x=18.</answer>", "18", "strict", True),
+    ("<answer>10\\,080</answer>", "10080", "strict", True),  # a thin space between digit groups
+    ("<answer>5\\,\\text{cm}</answer>", "5", "strict", True),  # LaTeX spacing is no hedge
+    ("<answer>\\{1, 2\\}</answer>", "1,2", "strict", True),  # a set where the gold lists values
+    ("The answer is: 18", "18", "lenient", True),
+    ("The answer is **18**.", "18", "lenient", True),
+    ("<answer>3 apples and 4 pears</answer>", "4", "strict", False),  # two quantities stay two
+    ("<answer>18 dollars or 19 dollars</answer>", "19", "strict", False),  # still a hedge
+    ("<answer>1.8 dollars</answer>", "18", "strict", False),
+    ("so it is \\boxed{6} </think> ", "6", "strict", False),  # the prompt opened <think>: reasoning earns nothing
+    ("so it is 6 </think> <answer>6</answer>", "6", "strict", True),
+])
+def test_answers_written_as_people_write_them(completion, gold, mode, expected):
+    """Found by a review: correct answers with a unit, markdown, a closing period or LaTeX spacing
+    were scored wrong, and reasoning opened by the prompt's `<think>` was read as the answer."""
+    assert verify_answer(completion, gold, mode) is expected

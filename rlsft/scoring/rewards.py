@@ -28,7 +28,7 @@ from typing import Any
 from rlsft.io import UserError
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.tasks import THINK_PREFILL, get_task
-from rlsft.scoring.verify import extract_answer, format_ok, is_hedged, reasoning_text
+from rlsft.scoring.verify import extract_answer, format_ok, gives_several_answers, is_hedged, reasoning_text
 
 
 def completion_text(completion: Any, prompt: Any = None) -> str:
@@ -73,6 +73,8 @@ def accuracy_reward(completions: list, answer: list[str], task: list[str] | None
     >>> accuracy_reward(["3 * 4 = 12", "<answer>13</answer>", "3 * 4 = 13", "<answer>12 or 13</answer>"], answer=["12"] * 4,
     ...                 extraction="lenient", partial_credit=0.1)
     [1.0, 0.1, 0.0, 0.0]
+    >>> accuracy_reward(["<answer>5</answer> <answer>6</answer>"], answer=["5"], partial_credit=0.1)  # two answers: a hedge
+    [0.0]
     """
     texts = _texts(completions, prompts)
     names = task or ["gsm8k"] * len(completions)  # no task column: the math-verify verifier
@@ -85,7 +87,7 @@ def accuracy_reward(completions: list, answer: list[str], task: list[str] | None
     if partial_credit:
         for i, score in enumerate(out):
             given = extract_answer(texts[i]) if score == 0.0 else None
-            if given and not is_hedged(given, str(answer[i])):
+            if given and not is_hedged(given, str(answer[i])) and not gives_several_answers(texts[i]):
                 out[i] = partial_credit
     return out
 

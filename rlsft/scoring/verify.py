@@ -41,7 +41,8 @@ EXTRACTIONS = ("strict", "lenient")
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*|,|\\!)(?=\d{3}(?!\d))")  # 1,000 1{,}000 11,\! 111 (MATH's thin space)
+_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!\s*|,|\\!|\\,)(?=\d{3}(?!\d))")  # 1,000 1{,}000 11,\! 111 10\,080 (thin spaces)
+_LATEX_SPACE = re.compile(r"\\[,;:! ]|\\q?quad\b")  # \, \; \: \! \quad: spacing, not punctuation
 _HEDGE_WORDS = re.compile(r"\bor\b|\\lor\b|或者|或|还是|\\pm|±|\\mp|∓", re.IGNORECASE)
 _SPACED_NUMBERS = re.compile(r"^\s*-?\d+(?:\.\d+)?(?:\s+-?\d+(?:\.\d+)?)+\s*$")
 # Inputs that can make sympy hang inside C code, where no timer can interrupt it (a power tower is
@@ -95,12 +96,25 @@ def has_power_tower(text: str) -> bool:
 def strip_reasoning(completion: str) -> str:
     """Remove `<think>` blocks (and an unclosed trailing one) from a completion.
 
-    >>> strip_reasoning("<think> 2 + 2 = 4 </think> <answer>4</answer>")
-    ' <answer>4</answer>'
+    >>> strip_reasoning("<think> 2 + 2 = 4 </think> <answer>4</answer>"), strip_reasoning("so \\\\boxed{6} </think> 7")
+    (' <answer>4</answer>', ' 7')
     """
+    completion = completion[opened_by_prompt(completion):]
     text = _THINK_BLOCK.sub("", completion)
     open_at = text.find("<think>")
     return text if open_at < 0 else text[:open_at]
+
+
+def opened_by_prompt(completion: str) -> int:
+    """Where the reasoning of a completion whose `<think>` was opened by its prompt ends (after
+    its first `</think>`, when no `<think>` comes before it: a chat template that opens the tag
+    itself, as DeepSeek-R1-Distill's does); 0 when the completion opens its own.
+
+    >>> opened_by_prompt(" 6 * 2 = 12 </think> <answer>12</answer>"), opened_by_prompt("<think> x </think> 12")
+    (20, 0)
+    """
+    close, open_ = completion.find("</think>"), completion.find("<think>")
+    return close + len("</think>") if close >= 0 and (open_ < 0 or close < open_) else 0
 
 
 def reasoning_text(completion: str) -> str:
@@ -109,11 +123,15 @@ def reasoning_text(completion: str) -> str:
 
     >>> reasoning_text("<think> 2 + 2 = 4 </think> <answer>4</answer>")
     ' 2 + 2 = 4 '
+    >>> reasoning_text(" 2 + 2 = 4 </think> <answer>4</answer>")  # the prompt opened <think>
+    ' 2 + 2 = 4 '
     """
+    opened = opened_by_prompt(completion)  # reasoning the prompt's <think> opened
+    head, completion = completion[:max(opened - len("</think>"), 0)], completion[opened:]
     if "<think>" not in completion:
-        return _ANSWER_BLOCK.sub(" ", completion)
+        return head + (_ANSWER_BLOCK.sub(" ", completion) if not head else "")
     parts = re.findall(r"<think>(.*?)(?:</think>|$)", completion, re.DOTALL)
-    return " ".join(parts)
+    return " ".join([head, *parts] if head else parts)
 
 
 def last_boxed(text: str) -> str | None:
@@ -143,7 +161,7 @@ def last_boxed(text: str) -> str | None:
 
 
 # "the answer is 12." / "Final answer: 12" / "答案是 12": what follows, up to the end of its sentence
-_ANSWER_PHRASE = re.compile(r"(?:\banswer\s*(?:is|:|=)|答案(?:是|为|:|：))\s*(.+?)(?:\.(?:\s|$)|。|\n|$)", re.IGNORECASE)
+_ANSWER_PHRASE = re.compile(r"(?:\banswer\s*(?:is\s*:?|:|=)|答案(?:是|为|:|：))\s*(.+?)(?:\.(?:\s|$)|。|\n|$)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?")
 # what joins the candidates of a hedge or a list: "12 or 13", "12, 13, 14", "12/13" is a fraction
 _JOINER = re.compile(r"^\s*(?:,|;|\bor\b|\band\b|或者?|还是|、|\s)\s*$", re.IGNORECASE)
@@ -184,6 +202,8 @@ def extract_answer(completion: str, mode: str = "strict") -> str | None:
     ('12', '12')
     >>> extract_answer("The answer is 12 apples.", "lenient"), extract_answer("the answer is \\\\frac{1}{2}", "lenient")
     ('12', '\\\\frac{1}{2}')
+    >>> extract_answer("The answer is: 1,000.", "lenient"), extract_answer("The answer is **18**.", "lenient")
+    ('1,000', '18')
     """
     if mode not in EXTRACTIONS:
         raise ValueError(f"unknown extraction {mode!r}; valid: {', '.join(EXTRACTIONS)}")
@@ -196,7 +216,7 @@ def extract_answer(completion: str, mode: str = "strict") -> str | None:
         return boxed
     phrases = _ANSWER_PHRASE.findall(visible)
     if phrases and phrases[-1].strip():
-        phrase = phrases[-1].strip().strip("$").strip()
+        phrase = phrases[-1].strip().strip("*$").strip()  # "**18**", "$18$"
         if re.search(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", phrase)):  # words around it: "12 apples", "x = 12 or 13"
             return last_number(phrase) or phrase
         return phrase
@@ -226,15 +246,15 @@ def is_hedged(answer: str, gold: str) -> bool:
 
     >>> is_hedged("18 or 19", "19"), is_hedged("18, 19", "19"), is_hedged("1,000", "1000")
     (True, True, False)
-    >>> is_hedged("(1, 2)", "(1,2)")
-    False
+    >>> is_hedged("(1, 2)", "(1,2)"), is_hedged("10\\,080", "10080"), is_hedged("\\{1, 2\\}", "1,2")
+    (False, False, False)
     """
-    a, g = _THOUSANDS.sub("", answer), _THOUSANDS.sub("", gold)
+    a, g = (_LATEX_SPACE.sub(" ", _THOUSANDS.sub("", x)) for x in (answer, gold))
     if _HEDGE_WORDS.search(a) and not _HEDGE_WORDS.search(g):
         return True
     if re.search(r"[,;]", a) and not re.search(r"[,;]", g):
         return True
-    if "\\{" in a and "\\{" not in g:
+    if "\\{" in a and "\\{" not in g and not re.search(r"[,;]", g):  # a set where a single value is due
         return True
     return bool(_SPACED_NUMBERS.match(a)) and not _SPACED_NUMBERS.match(g)
 
@@ -297,6 +317,36 @@ def is_unevaluated(answer: str, gold: str) -> bool:
     return bool(_OPERATION.search(final)) and not _SIMPLE_FRACTION.match(final)
 
 
+def gives_several_answers(completion: str) -> bool:
+    """Does a completion give `<answer>` blocks that disagree (a hedge), outside its reasoning?
+
+    >>> gives_several_answers("<answer>5</answer> <answer>6</answer>"), gives_several_answers("<answer>5</answer> <answer> 5 </answer>")
+    (True, False)
+    """
+    return len({b.strip() for b in _ANSWER_BLOCK.findall(strip_reasoning(completion))}) > 1
+
+
+def tidy(answer: str) -> str:
+    """An extracted answer without the markdown, closing period and `$` signs around it, and without
+    thin spaces between digit groups.
+
+    >>> tidy(" **18**. "), tidy("$18."), tidy("x = 0.5."), tidy("\\\\frac{1}{2}")
+    ('18', '18', 'x = 0.5', '\\\\frac{1}{2}')
+    """
+    answer = re.sub(r"\*\*(.+?)\*\*", r"\1", answer.strip())
+    answer = re.sub(r"(?<=\d)\\,(?=\d{3}(?!\d))", "", answer)  # 10\,080: a thin space between digit groups (math-verify reads 90)
+    return answer.rstrip(".").strip().strip("$").strip()
+
+
+def has_words(answer: str) -> bool:
+    """Does an answer hold words (two letters or more outside LaTeX commands)?
+
+    >>> has_words("18 dollars"), has_words("18 \\\\text{ marbles}"), has_words("x = 18"), has_words("\\\\frac{1}{2}")
+    (True, True, False, False)
+    """
+    return bool(re.search(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", answer)))
+
+
 def same_answer(a: str, b: str) -> bool:
     """Do two extracted answers mean the same (math-verify equivalence)? maj@k groups by it.
 
@@ -338,13 +388,15 @@ def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | No
         if not any(not isinstance(x, str) for x in gold_parsed):  # only the raw-string fallback
             return None
 
-    visible = strip_reasoning(completion)
-    blocks = [b.strip() for b in _ANSWER_BLOCK.findall(visible)]
-    if len(set(blocks)) > 1:  # several disagreeing answers: a hedge
+    if gives_several_answers(completion):
         return False
-    answer = extract_answer(completion, mode)
+    answer = tidy(extract_answer(completion, mode) or "")
     if not answer or is_hedged(answer, gold) or is_unevaluated(answer, gold):
         return False
+    if _PLAIN_NUMBER.match(normalise(gold)) and has_words(answer):  # "18 dollars", "Janet makes $18 every day"
+        numbers = _NUMBER.findall(_THOUSANDS.sub("", answer))
+        if len(numbers) == 1:  # one quantity with words around it; "3 apples and 4 pears" stays as written
+            answer = numbers[0]
     if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer) or has_power_tower(answer):
         return normalise(answer) == normalise(gold)
     try:
