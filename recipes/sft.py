@@ -12,7 +12,8 @@ Config: `examples` (where the worked solutions come from) and the sections every
 - `clean`: the task's own clean solutions (`Task.clean_solutions`): for micro tasks an error-free
   solution in `examples.language`; for GSM8K the upstream solution, calculator notes removed.
 - a JSONL path with `question` (or `prompt`) and `completion` per line (for example verified
-  teacher traces from `recipes/distill.py`).
+  teacher traces from `recipes/distill.py`); a line with a question is prompted in the run's own
+  form (a trace's `prompt` is its teacher's), one without it by its `prompt` as written.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def sft_examples(cfg: Config, tokenizer=None) -> list[dict]:
     if ex.source != "clean":
         pairs = []
         for i, r in enumerate(read_jsonl(ex.source, required=("completion",))):
-            prompt = r.get("prompt") or (build_prompt(r["question"], template) if r.get("question") else None)
+            # the run's own prompt form from the question (a trace file's `prompt` is in its teacher's form), else the line's prompt
+            prompt = build_prompt(r["question"], template) if r.get("question") else r.get("prompt")
             if prompt is None:
                 raise UserError(f"{ex.source}: line {i + 1} has neither prompt nor question")
             pairs.append(sft_pair(prompt, r["completion"], tokenizer, prefill))

@@ -253,10 +253,30 @@ def sft_pair(prompt: str | list[dict], completion: str, tokenizer=None, think_pr
                             f"holds; this one starts {completion[:40]!r}")
         if isinstance(prompt, list) and tokenizer is None:
             raise UserError("data.think_prefill with the chat form needs the model's tokenizer to render the prompt")
-        return {"prompt": render_prompt(prompt, tokenizer, THINK_PREFILL), "completion": completion[len(THINK_PREFILL):]}
+        prompt, completion = render_prompt(prompt, tokenizer, THINK_PREFILL), completion[len(THINK_PREFILL):]
+        return {"prompt": prompt, "completion": joined_cleanly(prompt, completion, tokenizer)}
     if isinstance(prompt, list):
         return {"prompt": prompt, "completion": [{"role": "assistant", "content": completion}]}
-    return {"prompt": prompt, "completion": completion}
+    return {"prompt": prompt, "completion": joined_cleanly(prompt, completion, tokenizer)}
+
+
+def joined_cleanly(prompt: str, completion: str, tokenizer=None) -> str:
+    """The completion, with a space put before it when `tokenizer` would merge the prompt's last
+    characters with its first (Qwen2.5 reads "Assistant:<think>" as "Assistant", ":<", ...). TRL
+    joins a text prompt and completion as they are, so the model would learn to go on from a
+    token that the evaluations' prompt, ending in ":", never gives it. Unchanged without a
+    tokenizer, or where the prompt's tokens stay whole (the micro world's).
+
+    >>> from rlsft.models import load_tokenizer
+    >>> tok = load_tokenizer("micro-student")
+    >>> joined_cleanly("Assistant:", "<think> 7 </think>", tok)
+    '<think> 7 </think>'
+    """
+    if tokenizer is None:
+        return completion
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    whole = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
+    return completion if whole[:len(ids)] == ids else " " + completion
 
 
 def load_configured_model(model: ModelConfig):

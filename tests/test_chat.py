@@ -123,3 +123,22 @@ def test_a_teacher_whose_chat_template_opens_think_gets_the_opener_back_in_its_t
 
 CHATML_THINK = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                 "{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}")
+
+
+def test_an_sft_pair_keeps_the_prompts_last_token_whole():
+    """Qwen2.5's tokenizer merges "Assistant:<think>" into ":<": the SFT completion gets a space,
+    so the prompt's tokens are those the evaluations give the model. Needs the converted Qwen
+    model's tokenizer, which the default tests do not have: the check runs on a stand-in BPE that
+    merges ':' and '<' the same way."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from rlsft.trainer import joined_cleanly, sft_pair
+
+    vocab = {c: i for i, c in enumerate(["A", ":", "<", "t", ">", " ", ":<", " <"])}
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=[(":", "<"), (" ", "<")]))
+    bpe.pre_tokenizer = pre_tokenizers.Split(" ", "merged_with_next")
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe)
+    assert tok("A:<t>")["input_ids"][:2] == [vocab["A"], vocab[":<"]]  # the stand-in merges as Qwen2.5 does
+    assert joined_cleanly("A:", "<t>", tok) == " <t>" and joined_cleanly("A:", "<t>") == "<t>"
+    assert sft_pair("A:", "<t>", tok)["completion"] == " <t>"

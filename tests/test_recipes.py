@@ -386,3 +386,18 @@ def test_sft_with_a_think_prefill_trains_on_the_prompt_form_grpo_and_evaluation_
     assert record["eval_after"]["micro-arith"]["pass@1"] is not None
     metrics = json.loads((tmp_path / "sft" / "eval_after" / "micro-arith" / "metrics.json").read_text())
     assert metrics["think_prefill"]
+
+
+def test_sft_from_a_trace_file_prompts_in_the_runs_own_form(toy_model, tmp_path):
+    """A teacher's trace file keeps the teacher's prompt (chat messages here); the student's SFT
+    builds its own from the question, and takes a line's prompt only when it has no question."""
+    from recipes.sft import sft_examples
+
+    traces = tmp_path / "traces.jsonl"
+    lines = [{"question": "Compute 2 + 2.", "prompt": [{"role": "user", "content": "Compute 2 + 2."}], "completion": "<think> 4 </think> <answer>4</answer>"},
+             {"prompt": "Q: 3 + 3? A:", "completion": "<answer>6</answer>"}]
+    traces.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    overrides = tiny_recipe_overrides(toy_model, tmp_path / "sft") + [f"examples.source={traces}", "data.template=r1-zero"]
+    pairs = sft_examples(load_recipe_config(str(MICRO / "sft_cold_start.yaml"), overrides)[1])
+    assert isinstance(pairs[0]["prompt"], str) and pairs[0]["prompt"].endswith("User: Compute 2 + 2. Assistant:")
+    assert pairs[1]["prompt"] == "Q: 3 + 3? A:"
