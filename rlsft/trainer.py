@@ -79,6 +79,10 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
         if section.get(key):
             raise UserError(f"{cls.__name__}.{key} is ignored for a model the lab loads; set model.dtype, model.revision, "
                             "model.attn_implementation or model.trust_remote_code instead")
+    if {**cfg.training, **section}.get("include_num_input_tokens_seen") not in (None, False, "no"):
+        # transformers' own count (padding included under "all") would race TRL's in `trained_tokens`, which the compute record reads
+        raise UserError(f"{cls.__name__}.include_num_input_tokens_seen: the lab counts trained tokens itself (TRL's counts, "
+                        "rlsft.runs.compute.trained_tokens); leave it unset")
     kwargs = {
         "bf16": gpu and torch.cuda.is_bf16_supported(), "use_cpu": not gpu,
         **TRAINING_DEFAULTS, **cfg.training, **section, **owned,

@@ -32,6 +32,8 @@ CASES = [
     ("config: unknown eval task", ["train", GRPO, "eval.tasks=[gsm9k]"], True, "gsm9k"),
     ("config: unknown extraction", ["train", GRPO, "extraction=loose"], True, "'loose'"),
     ("config: extraction outside GRPO", ["train", str(MICRO / "sft_cold_start.yaml"), "extraction=lenient"], True, "extraction"),
+    ("config: a token count that races the lab's", ["train", str(MICRO / "sft_cold_start.yaml"), "training.include_num_input_tokens_seen=all"], True,
+     "include_num_input_tokens_seen"),
     # data
     ("data: missing file", ["train", GRPO, "data.source={tmp}/missing.jsonl"], True, "missing.jsonl"),
     ("data: bad JSONL line", ["train", GRPO, "data.source={tmp}/bad.jsonl"], True, "bad.jsonl:2"),
