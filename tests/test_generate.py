@@ -132,3 +132,15 @@ def test_a_models_own_repetition_penalty_does_not_reach_evaluation(toy_model):
     plain = model.generate(**tok([prompts[0]], return_tensors="pt"), do_sample=True, max_new_tokens=24, top_k=0,
                            repetition_penalty=1.0, pad_token_id=tok.eos_token_id)
     assert not torch.equal(penalised, plain)
+
+
+def test_a_completion_ends_at_any_of_the_models_end_tokens(toy_model):
+    """A model whose generation_config lists another end token (Qwen2.5-Instruct's `<|endoftext|>`
+    beside `<|im_end|>`) stops there in evaluation, as TRL's GRPO rollouts stop."""
+    model, tok = load_model(toy_model), load_tokenizer(toy_model)
+    prompts = _prompts(2)
+    free = generate(model, tok, prompts, 1, 0.0, 1.0, 12, batch_size=2)
+    first = tok(prompts[0] + free[0][0]["text"], add_special_tokens=False)["input_ids"][len(tok(prompts[0], add_special_tokens=False)["input_ids"])]
+    model.generation_config.eos_token_id = [tok.eos_token_id, first]
+    ended = generate(model, tok, prompts, 1, 0.0, 1.0, 12, batch_size=2)
+    assert free[0][0]["length"] > 1 and ended[0][0] == {"text": "", "length": 1, "truncated": False}

@@ -246,20 +246,21 @@ def resume_progress(progress: Path | None, key: str, model) -> dict | None:
     return saved
 
 
-def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: int, done: list, queue) -> int:
+def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: list[int], done: list, queue) -> int:
     """Sort a call's sequences: `(prompt index, tokens before)` in `batch`, `new` tokens each. Those
-    that ended (EOS) or reached their budget go to `done` as (index, tokens, ended), the rest back to
-    `queue`; returns how many finished.
+    that ended (any of the `eos` ids) or reached their budget go to `done` as (index, tokens, ended),
+    the rest back to `queue`; returns how many finished.
 
     >>> done, queue = [], []
-    >>> settle([(0, []), (1, [5])], [[7, 2, 9], [8, 8]], 4, 2, done, queue), done, queue
+    >>> settle([(0, []), (1, [5])], [[7, 2, 9], [8, 8]], 4, [2], done, queue), done, queue
     (1, [(0, [7, 2], True)], [(1, [5, 8, 8])])
     """
     finished = 0
     for (i, before), row in zip(batch, new):
         tokens = before + row[: max_new_tokens - len(before)]  # a sequence never passes its own budget
-        if eos in tokens:
-            done.append((i, tokens[: tokens.index(eos) + 1], True))
+        end = next((k for k, t in enumerate(tokens) if t in eos), None)
+        if end is not None:
+            done.append((i, tokens[: end + 1], True))
         elif len(tokens) >= max_new_tokens:
             done.append((i, tokens, False))
         else:
@@ -267,6 +268,21 @@ def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: int, don
             continue
         finished += 1
     return finished
+
+
+def stop_ids(model, tokenizer) -> list[int]:
+    """The tokens that end a completion, as TRL's GRPO trainer stops its rollouts: the tokenizer's
+    EOS, then those of the model's generation_config (Qwen2.5-Instruct's lists `<|im_end|>` and
+    `<|endoftext|>`), so that evaluation ends a completion where training did.
+
+    >>> from types import SimpleNamespace as NS
+    >>> stop_ids(NS(generation_config=NS(eos_token_id=[7, 3])), NS(eos_token_id=3)), stop_ids(NS(), NS(eos_token_id=3))
+    ([3, 7], [3])
+    """
+    config = getattr(model, "generation_config", None)
+    more = getattr(config, "eos_token_id", None)
+    more = [] if more is None else [more] if isinstance(more, int) else list(more)
+    return [tokenizer.eos_token_id, *[e for e in more if e != tokenizer.eos_token_id]]
 
 
 def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,
@@ -311,7 +327,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
     longest = max((len(x) for x in ids), default=0)
     size = batch_size or even_calls(len(queue), sequences_per_call(model, longest, max_new_tokens, memory_gb, len(queue)))
     per_round = tokens_per_round or (max_new_tokens if model.device.type == "cpu" else round_tokens(max_new_tokens))
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    eos, pad = stop_ids(model, tokenizer), tokenizer.pad_token_id
     done: list[tuple[int, list[int], bool]] = []  # (prompt index, tokens, ended with EOS), in finishing order
     calls, earlier_seconds, t0 = 0, 0.0, time.time()  # earlier_seconds: sittings before this one, s
     key = hashlib.sha256(json.dumps([progress_key, texts, samples, temperature, top_p, max_new_tokens, size, per_round]).encode()).hexdigest()
@@ -331,7 +347,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
             # model's own (Qwen2.5-Instruct's generation_config.json asks 1.1), as TRL's training and vLLM sample
             sampling["repetition_penalty"] = 1.0
             gen = decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **sampling, max_new_tokens=steps,
-                                  pad_token_id=eos if stop else pad, eos_token_id=eos, **stop)
+                                  pad_token_id=eos[0] if stop else pad, eos_token_id=eos, **stop)
         calls += 1
         bar.update(settle(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), max_new_tokens, eos, done, queue))
         if progress is not None and queue:
