@@ -144,3 +144,21 @@ def test_a_completion_ends_at_any_of_the_models_end_tokens(toy_model):
     model.generation_config.eos_token_id = [tok.eos_token_id, first]
     ended = generate(model, tok, prompts, 1, 0.0, 1.0, 12, batch_size=2)
     assert free[0][0]["length"] > 1 and ended[0][0] == {"text": "", "length": 1, "truncated": False}
+
+
+def test_a_sequence_that_stops_at_answer_ends_there_in_every_call():
+    """transformers fills EOS after a stop string only for rows that stopped before the call's
+    last: the last row to stop (and one stopped at its budget's last token) ends on the stop
+    token. It ends there all the same, and is never sent back to run on past </answer>. A model
+    that cannot write EOS (a hook masks it) stands for a base model that runs on."""
+    from rlsft.scoring.verify import format_ok
+
+    model, tok = load_model("micro-student"), load_tokenizer("micro-student")
+    model.register_forward_hook(lambda mod, inp, out: out.logits.__setitem__((..., tok.eos_token_id), -1e9))
+    torch.manual_seed(0)
+    stats = {}
+    groups = generate(model, tok, _prompts(16), 4, 1.0, 1.0, 64, batch_size=8, think_prefill=True, stats=stats)
+    texts = [g for group in groups for g in group]
+    answered = [g for g in texts if "</answer>" in g["text"]]
+    assert len(answered) >= 48 and all(g["text"].endswith("</answer>") and not g["truncated"] for g in answered)
+    assert sum(format_ok(g["text"]) for g in texts) >= 48 and stats["calls"] == 8  # 64 sequences, 8 a call: none sent back

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tqdm.auto import tqdm
 
@@ -246,20 +247,29 @@ def resume_progress(progress: Path | None, key: str, model) -> dict | None:
     return saved
 
 
-def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: list[int], done: list, queue) -> int:
+def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: list[int], done: list, queue,
+           stop_at: Callable[[list[int]], int | None] | None = None) -> int:
     """Sort a call's sequences: `(prompt index, tokens before)` in `batch`, `new` tokens each. Those
-    that ended (any of the `eos` ids) or reached their budget go to `done` as (index, tokens, ended),
-    the rest back to `queue`; returns how many finished.
+    that ended (any of the `eos` ids, or the token at which `stop_at` finds the stop string: up to
+    and including it) or reached their budget go to `done` as (index, tokens, ended), the rest back
+    to `queue`; returns how many finished. A stop is read from the tokens, not from a filler EOS:
+    transformers fills none after the call's last row to stop, nor at the budget's last step.
 
     >>> done, queue = [], []
     >>> settle([(0, []), (1, [5])], [[7, 2, 9], [8, 8]], 4, [2], done, queue), done, queue
     (1, [(0, [7, 2], True)], [(1, [5, 8, 8])])
+    >>> done, queue = [], []
+    >>> settle([(0, [])], [[4, 6, 3]], 8, [2], done, queue, stop_at=lambda t: t.index(6) if 6 in t else None), done
+    (1, [(0, [4, 6], True)])
     """
     finished = 0
     for (i, before), row in zip(batch, new):
         tokens = before + row[: max_new_tokens - len(before)]  # a sequence never passes its own budget
         end = next((k for k, t in enumerate(tokens) if t in eos), None)
-        if end is not None:
+        stopped = stop_at(tokens) if stop_at is not None else None
+        if stopped is not None and (end is None or stopped < end):
+            done.append((i, tokens[: stopped + 1], True))
+        elif end is not None:
             done.append((i, tokens[: end + 1], True))
         elif len(tokens) >= max_new_tokens:
             done.append((i, tokens, False))
@@ -268,6 +278,28 @@ def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: list[int
             continue
         finished += 1
     return finished
+
+
+def first_stop(tokens: list[int], tokenizer, stop: str) -> int | None:
+    """The index of the token whose text completes `stop` in the decoded `tokens`; None when the
+    text never holds it. A binary search: a decoded prefix only grows as tokens are added.
+
+    >>> from rlsft.models import load_tokenizer
+    >>> tok = load_tokenizer("micro-student")
+    >>> ids = tok("<answer> 7 </answer> and more", add_special_tokens=False)["input_ids"]
+    >>> k = first_stop(ids, tok, "</answer>"); tok.decode(ids[: k + 1]).endswith("</answer>"), first_stop(ids[:2], tok, "</answer>")
+    (True, None)
+    """
+    if stop not in tokenizer.decode(tokens, skip_special_tokens=True):
+        return None
+    low, high = 0, len(tokens) - 1
+    while low < high:
+        mid = (low + high) // 2
+        if stop in tokenizer.decode(tokens[: mid + 1], skip_special_tokens=True):
+            high = mid
+        else:
+            low = mid + 1
+    return low
 
 
 def stop_ids(model, tokenizer) -> list[int]:
@@ -349,15 +381,18 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
             gen = decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **sampling, max_new_tokens=steps,
                                   pad_token_id=eos[0] if stop else pad, eos_token_id=eos, **stop)
         calls += 1
-        bar.update(settle(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), max_new_tokens, eos, done, queue))
+        bar.update(settle(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), max_new_tokens, eos, done, queue,
+                          (lambda t: first_stop(t, tokenizer, ANSWER_STOP)) if stop else None))
         if progress is not None and queue:
             save_progress(progress, model, {"key": key, "calls": calls, "seconds": earlier_seconds + time.time() - t0,
                                             "queue": list(queue), "done": done})
     bar.close()
     out: list[list[dict]] = [[] for _ in texts]
     for i, tokens, ended in done:  # a prompt's samples in the order they finished
-        out[i].append({"text": prefill + tokenizer.decode(tokens[:-1] if ended else tokens, skip_special_tokens=True),
-                       "length": len(tokens), "truncated": not ended})
+        text = tokenizer.decode(tokens[:-1] if ended and tokens[-1] in eos else tokens, skip_special_tokens=True)
+        if stop and ANSWER_STOP in text:  # the stop's last token may carry more text ("</answer>."): cut as vLLM does
+            text = text[: text.index(ANSWER_STOP) + len(ANSWER_STOP)]
+        out[i].append({"text": prefill + text, "length": len(tokens), "truncated": not ended})
     if stats is not None:
         stats.update(sequences_per_call=size, calls=calls, sequences=len(done), round_tokens=per_round,
                      prompt_tokens=samples * sum(len(x) for x in ids), generated_tokens=sum(len(t) for _, t, _ in done),
