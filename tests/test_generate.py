@@ -162,3 +162,17 @@ def test_a_sequence_that_stops_at_answer_ends_there_in_every_call():
     answered = [g for g in texts if "</answer>" in g["text"]]
     assert len(answered) >= 48 and all(g["text"].endswith("</answer>") and not g["truncated"] for g in answered)
     assert sum(format_ok(g["text"]) for g in texts) >= 48 and stats["calls"] == 8  # 64 sequences, 8 a call: none sent back
+
+
+def test_a_models_own_generation_settings_do_not_reach_evaluation(toy_model):
+    """A generation_config.json's `no_repeat_ngram_size` (or `min_new_tokens`, suppressed tokens,
+    ...) would shape the samples, as transformers fills unset settings from it; evaluation samples
+    with the settings it asks for alone, as vLLM does, and leaves the model's config as it was."""
+    model, tok = load_model(toy_model), load_tokenizer(toy_model)
+    prompts = _prompts(4)
+    torch.manual_seed(5)
+    plain = generate(model, tok, prompts, 2, 1.0, 1.0, 24, batch_size=8)
+    model.generation_config.no_repeat_ngram_size, model.generation_config.min_new_tokens = 1, 20
+    torch.manual_seed(5)
+    assert generate(model, tok, prompts, 2, 1.0, 1.0, 24, batch_size=8) == plain
+    assert model.generation_config.no_repeat_ngram_size == 1

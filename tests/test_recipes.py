@@ -385,7 +385,7 @@ def test_sft_with_a_think_prefill_trains_on_the_prompt_form_grpo_and_evaluation_
     record = run_recipe(MICRO / "sft_cold_start.yaml", overrides)
     assert record["eval_after"]["micro-arith"]["pass@1"] is not None
     metrics = json.loads((tmp_path / "sft" / "eval_after" / "micro-arith" / "metrics.json").read_text())
-    assert metrics["think_prefill"]
+    assert metrics["think_prefill"] and metrics["checks"] == {"timeouts": 0, "failures": 0}  # every answer check gave a verdict
 
 
 def test_sft_from_a_trace_file_prompts_in_the_runs_own_form(toy_model, tmp_path):

@@ -8,6 +8,7 @@ with a model, then score). Both write their outputs atomically.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import hashlib
 import importlib.util
@@ -302,6 +303,36 @@ def first_stop(tokens: list[int], tokenizer, stop: str) -> int | None:
     return low
 
 
+@contextlib.contextmanager
+def plain_generation_config(model):
+    """The model's generation_config reduced to its special tokens while evaluation samples, put
+    back after: transformers fills every setting a call leaves unset from it, so a model's
+    `no_repeat_ngram_size`, `min_new_tokens`, `bad_words_ids`, suppressed or forced tokens,
+    `typical_p` or `min_p` would shape the samples (vLLM applies none of them).
+
+    >>> from types import SimpleNamespace as NS
+    >>> from transformers import GenerationConfig
+    >>> m = NS(generation_config=GenerationConfig(eos_token_id=2, no_repeat_ngram_size=3))
+    >>> with plain_generation_config(m):
+    ...     m.generation_config.no_repeat_ngram_size, m.generation_config.eos_token_id
+    (None, 2)
+    >>> m.generation_config.no_repeat_ngram_size
+    3
+    """
+    from transformers import GenerationConfig
+
+    kept = getattr(model, "generation_config", None)
+    if kept is None:
+        yield
+        return
+    model.generation_config = GenerationConfig(bos_token_id=kept.bos_token_id, eos_token_id=kept.eos_token_id,
+                                               pad_token_id=kept.pad_token_id)
+    try:
+        yield
+    finally:
+        model.generation_config = kept
+
+
 def stop_ids(model, tokenizer) -> list[int]:
     """The tokens that end a completion, as TRL's GRPO trainer stops its rollouts: the tokenizer's
     EOS, then those of the model's generation_config (Qwen2.5-Instruct's lists `<|im_end|>` and
@@ -369,23 +400,24 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
         calls, earlier_seconds = saved["calls"], saved.get("seconds", 0.0)
     model.eval()
     bar = tqdm(total=len(queue) + len(done), initial=len(done), desc=desc, unit="seq")
-    while queue:
-        batch = [queue.popleft() for _ in range(min(size, len(queue)))]
-        steps = min(per_round, max(max_new_tokens - len(g) for _, g in batch))
-        enc = tokenizer.pad({"input_ids": [ids[i] + g for i, g in batch]}, return_tensors="pt").to(model.device)
-        with torch.no_grad():
-            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {"do_sample": False}
-            # top_k=0: plain sampling, no hidden top-k=50 default; repetition_penalty=1.0: none of the
-            # model's own (Qwen2.5-Instruct's generation_config.json asks 1.1), as TRL's training and vLLM sample
-            sampling["repetition_penalty"] = 1.0
-            gen = decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **sampling, max_new_tokens=steps,
-                                  pad_token_id=eos[0] if stop else pad, eos_token_id=eos, **stop)
-        calls += 1
-        bar.update(settle(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), max_new_tokens, eos, done, queue,
-                          (lambda t: first_stop(t, tokenizer, ANSWER_STOP)) if stop else None))
-        if progress is not None and queue:
-            save_progress(progress, model, {"key": key, "calls": calls, "seconds": earlier_seconds + time.time() - t0,
-                                            "queue": list(queue), "done": done})
+    with plain_generation_config(model):  # only the sampling asked for here, none of the model's own settings
+        while queue:
+            batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+            steps = min(per_round, max(max_new_tokens - len(g) for _, g in batch))
+            enc = tokenizer.pad({"input_ids": [ids[i] + g for i, g in batch]}, return_tensors="pt").to(model.device)
+            with torch.no_grad():
+                sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 else {"do_sample": False}
+                # top_k=0: plain sampling, no hidden top-k=50 default; repetition_penalty=1.0: none of the
+                # model's own (Qwen2.5-Instruct's generation_config.json asks 1.1), as TRL's training and vLLM sample
+                sampling["repetition_penalty"] = 1.0
+                gen = decode.generate(model, enc["input_ids"], enc["attention_mask"], None, **sampling, max_new_tokens=steps,
+                                      pad_token_id=eos[0] if stop else pad, eos_token_id=eos, **stop)
+            calls += 1
+            bar.update(settle(batch, gen[:, enc["input_ids"].shape[1] :].tolist(), max_new_tokens, eos, done, queue,
+                              (lambda t: first_stop(t, tokenizer, ANSWER_STOP)) if stop else None))
+            if progress is not None and queue:
+                save_progress(progress, model, {"key": key, "calls": calls, "seconds": earlier_seconds + time.time() - t0,
+                                                "queue": list(queue), "done": done})
     bar.close()
     out: list[list[dict]] = [[] for _ in texts]
     for i, tokens, ended in done:  # a prompt's samples in the order they finished
@@ -546,6 +578,7 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
                           stats=stats, think_prefill=args.think_prefill, progress=progress, progress_key=f"{args.model} seed={args.seed}")
 
     flat = [(r, j, g) for r, group in zip(rows, groups) for j, g in enumerate(group)]
+    timeouts, failures = TIMEOUTS["count"], FAILURES["count"]
     scores = score_samples(task, [g["text"] for _, _, g in flat], [r["answer"] for r, _, _ in flat], [language] * len(flat))
     samples = [{"id": r["id"], "sample": j, "question": r["question"], "answer": r["answer"], "completion": g["text"], **score,
                 "extracted": extract_answer(g["text"]), "length": g["length"], "truncated": g["truncated"]}
@@ -571,6 +604,8 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
         "generation_seconds": stats["seconds"],  # every sitting of a continued evaluation
         "generation": stats,  # sequences per call, calls, prompt and generated tokens
         "metrics": summarise(per_problem, ks=ks, seed=args.seed),
+        # answer checks scored None: out of time, or raised (a verifier bug); a problem holding one leaves pass@k and maj@k
+        "checks": {"timeouts": TIMEOUTS["count"] - timeouts, "failures": FAILURES["count"] - failures},
         "provenance": provenance(),
     }
     atomic_write(out / "samples.jsonl", to_jsonl(samples))
