@@ -23,9 +23,9 @@ def test_pass_at_k_rejects_k_above_n():
 
 
 def test_majority_vote():
-    assert majority_vote(["3", "4", "4"], [True, False, False]) == (False, False)
-    assert majority_vote(["3", None, None], [True, False, False]) == (True, False)
-    assert majority_vote(["3", "4"], [False, True]) == (False, True)  # a tie: the earliest sample's group wins
+    assert majority_vote(["3", "4", "4"], [True, False, False]) == (0.0, False)
+    assert majority_vote(["3", None, None], [True, False, False]) == (1.0, False)
+    assert majority_vote(["3", "4"], [False, True]) == majority_vote(["4", "3"], [True, False]) == (0.5, True)  # a tie: either order
 
 
 def test_maj_votes_by_equivalence_and_counts_ties():
@@ -44,8 +44,8 @@ def test_maj_votes_by_equivalence_and_counts_ties():
     problems = [[sample(a, c, g) for a, c, g in zip(answers, correct, groups[0])],
                 [sample(a, c, g) for a, c, g in zip(["3", "4"], [False, True], groups[1])]]
     m = summarise(problems, ks=(1,))
-    # uneven sample counts: maj@2 is over each problem's first 2 samples, and says so
-    assert "maj@2" in m and m["maj@2"]["value"] == 0.0 and m["maj_ties"] == 2
+    # uneven sample counts: maj@2 is over each problem's first 2 samples, and says so; both are ties of a right and a wrong answer
+    assert "maj@2" in m and m["maj@2"]["value"] == 0.5 and m["maj_ties"] == 2
     by_string = summarise([[dict(s, answer_group=s["extracted"]) for s in problems[0]]])
     full = summarise([problems[0]])
     assert full["maj@5"]["value"] == 1.0 and by_string["maj@5"]["value"] == 0.0  # strings alone would vote for 3

@@ -29,28 +29,30 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def majority_vote(groups: Sequence[object], correct: Sequence[bool | None]) -> tuple[bool, bool]:
-    """maj@k for one problem: (is the most voted answer correct?, was the top vote tied?).
+def majority_vote(groups: Sequence[object], correct: Sequence[bool | None]) -> tuple[float, bool]:
+    """maj@k for one problem: (the chance that the most voted answer is correct, was the top vote
+    tied?). Without a tie the chance is 1 or 0; a tie is broken at random, so it is the share of
+    the tied groups whose answer is correct: the order the samples were drawn or finished in (on a
+    GPU, shorter completions finish first) decides nothing.
 
     `groups[i]` is sample i's answer group: samples whose answers are equivalent share a group
     (`rlsft.scoring.evaluate.answer_groups`: `0.5`, `1/2` and `\\frac{1}{2}` vote together);
-    None means no answer, which does not vote. A tie goes to the group whose first sample came
-    first (sample order), and is reported.
+    None means no answer, which does not vote.
 
     >>> majority_vote([0, 1, 0], [True, False, True])
-    (True, False)
+    (1.0, False)
     >>> majority_vote([0, 1, None], [False, True, False])
-    (False, True)
+    (0.5, True)
     >>> majority_vote([None, None], [False, False])
-    (False, False)
+    (0.0, False)
     """
     votes = Counter(g for g in groups if g is not None)
     if not votes:
-        return False, False
+        return 0.0, False
     top = max(votes.values())
-    winner = next(g for g in groups if g is not None and votes[g] == top)
-    tied = sum(1 for v in votes.values() if v == top) > 1
-    return bool(next(c for g, c in zip(groups, correct) if g == winner)), tied
+    winners = [g for g, v in votes.items() if v == top]
+    right = {g: bool(next(c for h, c in zip(groups, correct) if h == g)) for g in winners}
+    return sum(right.values()) / len(winners), len(winners) > 1
 
 
 def percentile_interval(draw: Callable[[random.Random], float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
@@ -142,8 +144,8 @@ def summarise(per_problem: list[list[dict]], ks: Sequence[int] = (1,), seed: int
     if k_samples >= 1:  # over each problem's first k_samples samples, so the label is what was computed
         votes = [majority_vote([s.get("answer_group", s["extracted"]) for s in p[:k_samples]], [s["correct"] for s in p[:k_samples]])
                  for p in verifiable]
-        out[f"maj@{k_samples}"] = metric([float(ok) for ok, _ in votes], 50)
-        out["maj_ties"] = sum(tied for _, tied in votes)  # problems whose top vote was tied (won by the earliest sample)
+        out[f"maj@{k_samples}"] = metric([score for score, _ in votes], 50)
+        out["maj_ties"] = sum(tied for _, tied in votes)  # problems whose top vote was tied (scored as a random tie-break)
 
     def per_problem_mean(key: str, skip_none: bool = False) -> list[float]:
         vals = []
