@@ -74,13 +74,15 @@ def copy_tree_atomic(src: str | os.PathLike, dst: str | os.PathLike, ignore=None
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
+    aside = work.with_name(work.name + "-old")  # the folder replaced, moved aside whole: a kill never leaves it half deleted
     try:
         shutil.copytree(src, work, dirs_exist_ok=True, ignore=ignore)
         if dst.exists():
-            shutil.rmtree(dst)
+            os.replace(dst, aside)
         os.replace(work, dst)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def to_jsonl(rows: Iterable[dict[str, Any]]) -> str:

@@ -121,12 +121,23 @@ def test_fake_slurm_submission_records_job_ids_and_status_reads_sacct(toy_model,
     calls = (fake_slurm / "calls").read_text().count("sbatch ")
     assert cli_main(["study", path, "--executor", "slurm"]) == 0
     out = capsys.readouterr().out
-    assert out.count("still queued or running") == 2
+    assert out.count("queued or running on Slurm, skipped") == 2
     assert (fake_slurm / "calls").read_text().count("sbatch ") == calls + 2  # the prerequisite and an array of the other two
     assert "#SBATCH --array=0-1%2" in (fake_slurm / "sbatch-1004.sh").read_text()
     assert "#SBATCH --dependency=afterok:1003" in (fake_slurm / "sbatch-1004.sh").read_text()
     assert read_job_record(root / "r1_zero" / "seed0")["job_id"] == "1002_0"  # untouched
     assert [read_job_record(root / a / "seed1")["job_id"] for a in ("r1_zero", "sft")] == ["1004_0", "1004_1"]
+
+    # a local invocation leaves what Slurm holds alone too: two trainings of one folder write over each other
+    assert cli_main(["study", path, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "r1_zero seed 0: queued or running on Slurm, skipped" in out and "[1/4 r1_zero seed 0]" not in out
+    # sacct gives no answer: which runs are queued is unknown, so submitting again is refused
+    sacct = tmp_path / "fake-bin" / "sacct"
+    sacct.write_text("#!/bin/bash\nexit 1\n")
+    assert cli_main(["study", path, "--executor", "slurm"]) == 2
+    assert "sacct gave no answer" in capsys.readouterr().err
+    assert (fake_slurm / "calls").read_text().count("sbatch ") == calls + 2  # nothing submitted
 
 
 def test_an_element_resumes_a_stopped_run_and_skips_a_finished_one(tmp_path):

@@ -464,3 +464,35 @@ def test_a_kept_runs_sitting_is_timed_on_its_own_machine(tmp_path):
     os.utime(log, None)  # the new machine's checkout
     assert earlier_seconds(closed, log) == 130.0
     assert earlier_seconds(record, log) > 20 * 365 * 86400  # what the open record would say: the years since the start
+
+
+def test_a_folder_copy_cut_short_is_never_read_as_done(tmp_path, monkeypatch):
+    """`copy_tree_atomic` (restoring an archived run, keeping an unfinished one): a copy killed
+    midway leaves the destination as it was, never a run.json without the rest of its run."""
+    import shutil
+
+    import pytest
+
+    import rlsft.io
+    from rlsft.io import copy_tree_atomic
+
+    src, dst = tmp_path / "archived", tmp_path / "runs" / "seed0"
+    (src / "eval_after").mkdir(parents=True)
+    (src / "run.json").write_text("{}")
+    (src / "eval_after" / "samples.jsonl").write_text("x\n")
+    real = shutil.copytree
+
+    def killed(a, b, **kw):  # copies run.json, then dies
+        Path(b).mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(a) / "run.json", Path(b) / "run.json")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rlsft.io.shutil, "copytree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        copy_tree_atomic(src, dst)
+    assert not dst.exists() and [p.name for p in dst.parent.iterdir()] == []  # nothing half-copied, no leftovers
+    monkeypatch.setattr(rlsft.io.shutil, "copytree", real)
+    dst.mkdir(parents=True)
+    (dst / "old.txt").write_text("old")
+    copy_tree_atomic(src, dst)  # replacing a folder: the old one goes aside whole, then away
+    assert sorted(p.name for p in dst.iterdir()) == ["eval_after", "run.json"] and [p.name for p in dst.parent.iterdir()] == ["seed0"]

@@ -349,18 +349,18 @@ def _record_submission(root: Path, job: Job, sub, command: list[str]) -> None:
         f.write(json.dumps({**record, "folder": job.folder}) + "\n")
 
 
-def sacct_states(job_ids: list[str]) -> dict[str, str]:
-    """{job id: sacct state} for Slurm job ids ("123" or array elements "123_4"); {} when sacct is
-    missing or fails (the status then reads the run folders alone)."""
+def sacct_states(job_ids: list[str]) -> dict[str, str] | None:
+    """{job id: sacct state} for Slurm job ids ("123" or array elements "123_4"); {} for no ids;
+    None when sacct is missing or fails (nothing is known of those jobs)."""
     if not job_ids:
         return {}
     try:
         out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(sorted({i.split("_")[0] for i in job_ids}))],
                              capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return {}
+        return None
     if out.returncode:
-        return {}
+        return None
     return parse_sacct(out.stdout)
 
 
@@ -505,7 +505,7 @@ def status(name: str, jobs: list[Job], archived: dict[str, Path] | None = None) 
     archive: a run finished there but not here is done, read from the archive (`in_archive`)."""
     archived = archived or {}
     records = {j.folder: read_job_record(j.folder) for j in jobs}
-    slurm = sacct_states([r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")])
+    slurm = sacct_states([r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")]) or {}  # the folders alone
     rows, walls, trains, stage_seconds = [], {}, {}, {}
     for j in jobs:
         state, error = run_state(j, slurm)

@@ -183,27 +183,36 @@ def check_claims_readable(cfg: StudyConfig, path: str = "study") -> None:
 
 
 def still_to_run(cfg: StudyConfig, selected: list[Job], prerequisites: list[Job], executor: str, queued: set) -> tuple[list[Job], list[Job]]:
-    """(runs, prerequisites) this invocation still has to train: finished ones and runs going on in
-    another invocation are skipped with a line; a folder killed before it wrote its config is
-    removed, so the run starts clean."""
+    """(runs, prerequisites) this invocation still has to train: finished ones, runs going on in
+    another invocation on this machine and runs queued or running on Slurm (`queued`, whichever
+    executor this invocation uses: two trainings of one folder would write over each other) are
+    skipped with a line; a folder killed before it wrote its config is removed, so the run starts clean."""
+
+    def busy(job: Job, label: str) -> bool:
+        if job.folder in queued:
+            print(f"[study {cfg.name}] {label}: queued or running on Slurm, skipped")
+            return True
+        if pid := running_elsewhere(job.folder):
+            print(f"[study {cfg.name}] {label}: running in another invocation (pid {pid}), skipped")
+            return True
+        return False
 
     todo = []
     for job in selected:
         if final_run(job.config, job.overrides).finished:
             print(f"[study {cfg.name}] {job.label}: finished before, skipped")
             continue
-        if (pid := running_elsewhere(job.folder)) and executor != "slurm":
-            print(f"[study {cfg.name}] {job.label}: running in another invocation (pid {pid}), skipped")
+        if busy(job, job.label):
             continue
         folder = RunFolder(job.folder)
-        if job.resumable and folder.path.exists() and not folder.started and job.folder not in queued:  # killed before it wrote its config
+        if job.resumable and folder.path.exists() and not folder.started:  # killed before it wrote its config
             shutil.rmtree(folder.path)
         todo.append(job)
     pending_pre = []
     for pre in prerequisites:
         if RunFolder(pre.folder).finished:
             print(f"[study {cfg.name}] prerequisite {pre.config}: finished before, skipped ({pre.folder})")
-        else:
+        elif not busy(pre, f"prerequisite {pre.config}"):
             pending_pre.append(pre)
     return todo, pending_pre
 
@@ -244,14 +253,18 @@ def _run_study(path, overrides, jobs, executor, dry_run, only, archive) -> Study
     selected = select_runs(matrix, only) if only else matrix
     records = {j.folder: read_job_record(j.folder) for j in prerequisites + matrix}
     slurm_ids = [r["job_id"] for r in records.values() if r.get("executor") == "slurm" and r.get("job_id")]
-    states = sacct_states(slurm_ids)  # one sacct call for the whole study ({} when nothing was submitted)
+    states = sacct_states(slurm_ids)  # one sacct call for the whole study ({} when nothing was submitted; None when sacct failed)
+    if states is None:
+        unknown = [f for f, r in records.items() if r.get("executor") == "slurm" and r.get("job_id") and r.get("exit_code") is None]
+        if unknown and executor == "slurm":
+            raise UserError(f"sacct gave no answer, so whether {len(unknown)} submitted run(s) are still queued or running is unknown "
+                            f"(first: {unknown[0]}); submitting them again would train them twice: run again when sacct answers")
+        if unknown:
+            print(f"[study {cfg.name}] sacct gave no answer: {len(unknown)} run(s) submitted to Slurm are taken as not running")
+        states = {}
     queued = {folder for folder, r in records.items() if states.get(r.get("job_id")) in SLURM_ACTIVE}  # pending or running on Slurm
     todo, pending_pre = still_to_run(cfg, selected, prerequisites, executor, queued)
     if executor == "slurm":
-        active = [j for j in todo + pending_pre if j.folder in queued]  # submitted before and still queued or running: not again
-        todo, pending_pre = [j for j in todo if j not in active], [j for j in pending_pre if j not in active]
-        for j in active:
-            print(f"[study {cfg.name}] {j.label}: submitted before ({records[j.folder].get('job_id')}), still queued or running")
         ids = submit_slurm(cfg.name, study_root(cfg), pending_pre, todo, cfg.cluster, dry_run=dry_run)
         if not dry_run:
             print(f"[study {cfg.name}] submitted {len(ids['prerequisites'])} prerequisite job(s) {ids['prerequisites']} and "
@@ -481,7 +494,7 @@ def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
             if RunFolder(dst).trained or any(s.trained for s in RunFolder(dst).stages()):
                 raise UserError(f"{dst} holds an unfinished run and {src} the finished one; remove one of them")
             shutil.rmtree(dst)  # only a job.json or a config: nothing trained
-        shutil.copytree(src, dst)
+        copy_tree_atomic(src, dst)  # a copy cut short is never read as a finished run (its run.json may be copied early)
         copy_log(job, archive, study_root(cfg), replace=False)
         print(f"[study {cfg.name}] {job.label}: restored from {src}")
     merge_sessions(archive, study_root(cfg))
