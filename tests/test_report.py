@@ -238,3 +238,20 @@ def test_a_claim_across_prompt_forms_is_flagged(tmp_path):
     lines = form_mismatches(verdicts, claims, forms)
     assert len([line for line in lines if line]) == 1 and "**A compares" in lines[0]
     assert "sft under r1-zero, base under r1-zero, <think> prefilled" in lines[0]
+
+
+def test_seeds_of_one_arm_that_ran_different_configs_are_flagged(tmp_path):
+    """A study whose overrides changed after some runs finished: the report says where the seeds
+    of the arm differ (run names, seeds and folders differ by design and are not compared)."""
+    import yaml
+
+    from rlsft.verdicts.report import config_mismatches
+
+    for seed, steps in ((0, 20), (1, 20), (2, 40)):
+        folder = tmp_path / "zero" / f"seed{seed}"
+        fake_run(folder, seed, False, True)
+        (folder / "config.yaml").write_text(yaml.safe_dump({"run": {"name": f"zero-{seed}", "seed": seed}, "training": {"max_steps": steps}}))
+    results = load_results(RunFolder.find([str(tmp_path)]), "t", "zero")
+    assert config_mismatches(results) == [("zero", 1, ["training.max_steps"])]
+    (tmp_path / "zero" / "seed2" / "config.yaml").write_text(yaml.safe_dump({"run": {"seed": 2}, "training": {"max_steps": 20}}))
+    assert config_mismatches(load_results(RunFolder.find([str(tmp_path)]), "t", "zero")) == []
