@@ -496,3 +496,34 @@ def test_a_folder_copy_cut_short_is_never_read_as_done(tmp_path, monkeypatch):
     (dst / "old.txt").write_text("old")
     copy_tree_atomic(src, dst)  # replacing a folder: the old one goes aside whole, then away
     assert sorted(p.name for p in dst.iterdir()) == ["eval_after", "run.json"] and [p.name for p in dst.parent.iterdir()] == ["seed0"]
+
+
+def test_an_archived_state_further_along_wins_over_a_stale_one_here(tmp_path, capsys, monkeypatch):
+    """A user alternating between machines: this machine's copy of a run stopped at step 4, and
+    another took it to step 8 and kept that in the archive. The restore takes the archive's; with
+    the roles swapped it keeps this machine's (steps are read from checkpoints, not file times)."""
+    from rlsft.config import from_dict
+    from rlsft.studies.study import Job, StudyConfig, restore_unfinished, trained_steps, unfinished_folder
+
+    monkeypatch.chdir(tmp_path)
+    cfg = from_dict(StudyConfig, {"name": "s", "recipes": {"r1_zero": str(MICRO / "r1_zero.yaml")}})
+    job = Job(label="1/1 r1_zero seed 0", arm="r1_zero", seed=0, config="c.yaml", overrides=[], folder=str(tmp_path / "here"))
+    archive = tmp_path / "archive"
+
+    def state(folder: Path, step: int) -> None:
+        (folder / "checkpoints" / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / "checkpoints" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+        (folder / "config.yaml").write_text("run: {}\n")
+        (folder / "metrics.jsonl").write_text(json.dumps({"step": step}) + "\n")
+
+    state(Path(job.folder), 4)
+    state(unfinished_folder(archive, job), 8)
+    assert (trained_steps(Path(job.folder)), trained_steps(unfinished_folder(archive, job))) == (4, 8)
+    restore_unfinished(cfg, job, archive)
+    assert "further along (8 steps against 4 here)" in capsys.readouterr().out and trained_steps(Path(job.folder)) == 8
+    import shutil
+
+    shutil.rmtree(unfinished_folder(archive, job))
+    state(unfinished_folder(archive, job), 2)
+    restore_unfinished(cfg, job, archive)
+    assert "this machine's unfinished run kept" in capsys.readouterr().out and trained_steps(Path(job.folder)) == 8

@@ -25,7 +25,7 @@ from rlsft.config import load_config
 from rlsft.io import UserError, blind, copy_tree_atomic
 from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, stage_configs, train_from_config
 from rlsft.runs.compute import reset_peak_memory
-from rlsft.runs.folder import RunFolder
+from rlsft.runs.folder import RunFolder, checkpoint_step
 from rlsft.scoring.evaluate import EvalArgs, evaluate
 from rlsft.studies.executors import (
     EXECUTORS,
@@ -433,6 +433,11 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
         print(f"[study {cfg.name}] {job.label}: finished, its transfer not made, not kept ({size / 2**20:,.0f} MB, over "
               f"{UNFINISHED_LIMIT_MB} MB); its transfer needs this machine")
     plans = [p for p in plans if p not in too_big]
+    behind = [(job, kept) for job, kept in plans if trained_steps(unfinished_folder(archive, job)) > trained_steps(Path(job.folder))]
+    for job, _ in behind:  # another machine took it further since: this older state must not replace that one
+        print(f"[study {cfg.name}] {job.label}: not kept, the archive's state ({unfinished_folder(archive, job)}) is further along "
+              f"({trained_steps(unfinished_folder(archive, job))} steps against {trained_steps(Path(job.folder))} here)")
+    plans = [p for p in plans if p not in behind]
     for job, (ignore, size) in plans:
         if size > limit:
             raise UserError(f"{job.label}: its state is {size / 2**20:,.0f} MB, over the {UNFINISHED_LIMIT_MB} MB an archive keeps of an "
@@ -507,14 +512,31 @@ def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
     if not src.is_dir():
         return
     if dst.exists():
-        if RunFolder(dst).trained or any(dst.rglob("generation.partial.json")) or any(dst.rglob("metrics.json")):
+        made_here = RunFolder(dst).trained or any(dst.rglob("generation.partial.json")) or any(dst.rglob("metrics.json"))
+        if made_here and trained_steps(src) <= trained_steps(dst):
             print(f"[study {cfg.name}] {job.label}: this machine's unfinished run kept; the archive's ({src}) not restored")
             return
-        shutil.rmtree(dst)  # only a job.json or a config: nothing made
+        if made_here:  # another machine took it further since this one stopped: its state wins
+            print(f"[study {cfg.name}] {job.label}: the archive's state is further along ({trained_steps(src)} steps against "
+                  f"{trained_steps(dst)} here); this machine's replaced")
+        else:
+            shutil.rmtree(dst)  # only a job.json or a config: nothing made
     copy_tree_atomic(src, dst)
     copy_log(job, archive, study_root(cfg), replace=False)
     checkpoint = RunFolder(dst).last_checkpoint()
     print(f"[study {cfg.name}] {job.label}: restored unfinished from {src} ({checkpoint.name if checkpoint else 'no checkpoint yet'})")
+
+
+def trained_steps(run: Path) -> int:
+    """Optimizer steps a run's newest checkpoints hold, summed over its stages (a pipeline's): how far
+    along a state is, whichever machine's files (file times, which a checkout resets, are not read).
+
+    >>> trained_steps(Path("no-such-run"))
+    0
+    """
+    if not run.is_dir():
+        return 0
+    return sum(checkpoint_step(c) for c in (RunFolder(d.parent).last_checkpoint() for d in run.rglob("checkpoints") if d.is_dir()) if c)
 
 
 def merge_sessions(src: Path, dst: Path) -> None:
