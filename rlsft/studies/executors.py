@@ -130,21 +130,16 @@ def running_elsewhere(folder: str | Path) -> int | None:
     pid = r.get("pid")
     if r.get("executor") != "local" or r.get("exit_code") is not None or r.get("host") != socket.gethostname() or not pid or pid == os.getpid():
         return None
-    try:  # a dead pid, or one reused by another program since, is not this run
+    return pid if _runs_rlsft(pid) else None
+
+
+def _runs_rlsft(pid: int) -> bool:
+    """Is `pid` a live `rlsft` process? A dead pid, or one another program has taken since, is not."""
+    try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if Path("/proc").is_dir() else (b"rlsft" if _alive(pid) else b"")
     except OSError:
-        return None
-    return pid if b"rlsft" in cmdline else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
         return False
-    return True
-
-
+    return b"rlsft" in cmdline
 
 
 # --------------------------------------------------------------------------- local
@@ -417,7 +412,7 @@ def run_state(job: Job, slurm: dict[str, str]) -> tuple[str, str]:
         if state == "COMPLETED":  # the job ended well but the run left no run.json
             return "failed", f"slurm COMPLETED without run.json: {_last_error(record.get('log'))}"
     if record.get("executor") == "local" and record.get("exit_code") is None and record.get("pid"):
-        if record.get("host") == socket.gethostname() and _alive(int(record["pid"])):
+        if record.get("host") == socket.gethostname() and _runs_rlsft(int(record["pid"])):
             return "running", ""
         return "interrupted", "killed before it ended"
     if record.get("exit_code"):
