@@ -31,7 +31,7 @@ from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.models import count_parameters, flop_parameters, load_model, load_tokenizer, resolve_model, vocab_size
 from rlsft.runs.compute import PROMPT_TOKENS, Cost, estimate_record, param_count
 from rlsft.scoring.evaluate import BACKENDS, generate, resolve_backend, vllm_generate
-from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task, render_prompt, resolve_template
+from rlsft.scoring.tasks import TEMPLATES, THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
 from rlsft.trainer import (
     curve_callback,
     evaluate_model,
@@ -282,6 +282,12 @@ def main(cfg: Config, resume: bool = False) -> dict:
         if not traces:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
         atomic_write(folder.teacher_traces_file, to_jsonl(traces))
+        if cfg.data.think_prefill:  # the student's prompt opens <think>: only a trace that opens it too continues that prompt
+            traces = [r for r in traces if r["completion"].lstrip().startswith(THINK_PREFILL)]
+            trace_stats["kept_opening_think"] = len(traces)
+            if not traces:
+                raise UserError(f"data.think_prefill: none of the teacher's {trace_stats['kept']} verified traces opens with {THINK_PREFILL}, "
+                                "which the student's prompt then holds; turn the prefill off or choose a teacher that writes the tag")
         # the student's own prompt form for each question (the teacher's may differ)
         train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"], tokenizer, cfg.data.think_prefill)
                                        for r in traces])

@@ -256,6 +256,8 @@ def main(cfg: Config, resume: bool = False) -> dict:
 
     # ------------------------------------------------------------------ train
     compute = train_and_count(trainer, folder, resume, params, cost, curve)
+    if trainer.completion_tokens_seen is None:  # resumed from a checkpoint written before completion tokens were counted
+        compute["flops_formula"] += "; this run prices the output head on every token (its completion tokens were not counted)"
 
     # ------------------------------------------------------------------ save
     model = save_trained(trainer, tokenizer, folder)  # LoRA merged; KV cache back on

@@ -401,3 +401,14 @@ def test_sft_from_a_trace_file_prompts_in_the_runs_own_form(toy_model, tmp_path)
     pairs = sft_examples(load_recipe_config(str(MICRO / "sft_cold_start.yaml"), overrides)[1])
     assert isinstance(pairs[0]["prompt"], str) and pairs[0]["prompt"].endswith("User: Compute 2 + 2. Assistant:")
     assert pairs[1]["prompt"] == "Q: 3 + 3? A:"
+
+
+def test_offline_distillation_with_a_think_prefill_trains_on_traces_that_open_it(toy_model, tmp_path):
+    """The student's prompt ends in `<think>`: a verified trace that opens the tag too continues it
+    (micro-student's do); one that does not is left out and counted, rather than stopping the run."""
+    out = tmp_path / "distill"
+    record = run_recipe(MICRO / "distill_offline.yaml", tiny_recipe_overrides(toy_model, out) + TEACHER
+                        + ["data.think_prefill=true", "data.template=r1-zero"])
+    stats = record["teacher_traces"]
+    assert 0 < stats["kept_opening_think"] <= stats["kept"]
+    assert json.loads((out / "eval_after" / "micro-arith" / "metrics.json").read_text())["think_prefill"]

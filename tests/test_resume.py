@@ -316,3 +316,22 @@ def test_kept_completions_are_restored_on_every_process_or_none(tmp_path):
     (tmp_path / "grpo_reuse-1.pt").unlink()
     with pytest.warns(UserWarning):
         assert resumed(2, 0)._buffered_inputs is None
+
+
+def test_a_grpo_run_resumed_from_a_checkpoint_without_its_completion_count_says_how_it_priced(toy_model, tmp_path, monkeypatch):
+    """A checkpoint written before completion tokens were counted: the resumed record prices the
+    output head on every token, and its flops_formula says so (a report then flags the mix)."""
+    import recipes.grpo
+
+    killed = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        m.setattr(recipes.grpo, "save_trained", killed_after_training)
+        with pytest.raises(Killed):
+            cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4)])
+    progress = killed / "checkpoints" / "checkpoint-4" / "rlsft_progress.json"
+    saved = json.loads(progress.read_text())
+    assert saved.pop("completion_tokens") > 0
+    progress.write_text(json.dumps(saved))
+    assert cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4), "--resume", str(killed)]) == 0
+    c = json.loads((killed / "run.json").read_text())["compute"]
+    assert c["train_tokens_unscored"] == 0 and "prices the output head on every token" in c["flops_formula"]
