@@ -1,7 +1,9 @@
 """TRL's GRPOTrainer with the costs a CPU step does not need taken out, and an exact resume.
 
-`GRPOTrainer` here is `trl.GRPOTrainer` with three methods changed and its sampler wrapped; everything else (sampling,
-rewards, advantages, the loss, logging) is TRL's own.
+`GRPOTrainer` here is `trl.GRPOTrainer` with some of its methods changed and its sampler wrapped;
+everything else (sampling, advantages, the loss, logging) is TRL's own, and its reward table only
+has the zero-weight monitor's column blanked where no reward could score a completion
+(`_calculate_rewards`).
 
 1. **Log-probabilities of completion tokens only.** TRL's fused LM head scores only the labelled
    positions on a GPU, but on a CPU (no Triton) it scores every position of the batch, prompt and
