@@ -189,6 +189,17 @@ def teacher_traces(teacher, tokenizer, cfg: Config, progress=None, work: tuple[l
     return rows, stats
 
 
+def opening_think(traces: list[dict], stats: dict) -> list[dict]:
+    """The traces whose completion opens with `<think>`, counted in `stats` (`kept_opening_think`);
+    a one-line error when none does."""
+    kept = [r for r in traces if r["completion"].lstrip().startswith(THINK_PREFILL)]
+    stats["kept_opening_think"] = len(kept)
+    if not kept:
+        raise UserError(f"data.think_prefill: none of the teacher's {stats['kept']} verified traces opens with {THINK_PREFILL}, "
+                        "which the student's prompt then holds; turn the prefill off or choose a teacher that writes the tag")
+    return kept
+
+
 def teacher_template(cfg: Config, teacher_tokenizer) -> str:
     """The teacher samples in its own form: `distill.teacher_template`, else the run's, unless that
     is chat and the teacher has no chat template (a micro teacher for a chat student); its traces
@@ -283,11 +294,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
         atomic_write(folder.teacher_traces_file, to_jsonl(traces))
         if cfg.data.think_prefill:  # the student's prompt opens <think>: only a trace that opens it too continues that prompt
-            traces = [r for r in traces if r["completion"].lstrip().startswith(THINK_PREFILL)]
-            trace_stats["kept_opening_think"] = len(traces)
-            if not traces:
-                raise UserError(f"data.think_prefill: none of the teacher's {trace_stats['kept']} verified traces opens with {THINK_PREFILL}, "
-                                "which the student's prompt then holds; turn the prefill off or choose a teacher that writes the tag")
+            traces = opening_think(traces, trace_stats)
         # the student's own prompt form for each question (the teacher's may differ)
         train_set = Dataset.from_list([sft_pair(build_prompt(r["question"], cfg.data.template), r["completion"], tokenizer, cfg.data.think_prefill)
                                        for r in traces])

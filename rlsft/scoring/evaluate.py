@@ -281,6 +281,20 @@ def settle(batch: list, new: list[list[int]], max_new_tokens: int, eos: list[int
     return finished
 
 
+def finished_samples(done: list, n_prompts: int, tokenizer, eos: list[int], prefill: str, stopped_at_answer: bool) -> list[list[dict]]:
+    """Per prompt, its samples {text, length, truncated} from `generate`'s finished sequences
+    (prompt index, tokens, ended), in the order they finished: the text without its EOS, with the
+    prefill, and cut at `</answer>` when generation stopped there (the stop's last token may carry
+    more text, "</answer>.": cut as vLLM cuts it)."""
+    out: list[list[dict]] = [[] for _ in range(n_prompts)]
+    for i, tokens, ended in done:
+        text = tokenizer.decode(tokens[:-1] if ended and tokens[-1] in eos else tokens, skip_special_tokens=True)
+        if stopped_at_answer and ANSWER_STOP in text:
+            text = text[: text.index(ANSWER_STOP) + len(ANSWER_STOP)]
+        out[i].append({"text": prefill + text, "length": len(tokens), "truncated": not ended})
+    return out
+
+
 def first_stop(tokens: list[int], tokenizer, stop: str) -> int | None:
     """The index of the token whose text completes `stop` in the decoded `tokens`; None when the
     text never holds it. A binary search: a decoded prefix only grows as tokens are added.
@@ -419,12 +433,7 @@ def generate(model, tokenizer, prompts: list, samples: int, temperature: float, 
                 save_progress(progress, model, {"key": key, "calls": calls, "seconds": earlier_seconds + time.time() - t0,
                                                 "queue": list(queue), "done": done})
     bar.close()
-    out: list[list[dict]] = [[] for _ in texts]
-    for i, tokens, ended in done:  # a prompt's samples in the order they finished
-        text = tokenizer.decode(tokens[:-1] if ended and tokens[-1] in eos else tokens, skip_special_tokens=True)
-        if stop and ANSWER_STOP in text:  # the stop's last token may carry more text ("</answer>."): cut as vLLM does
-            text = text[: text.index(ANSWER_STOP) + len(ANSWER_STOP)]
-        out[i].append({"text": prefill + text, "length": len(tokens), "truncated": not ended})
+    out = finished_samples(done, len(texts), tokenizer, eos, prefill, bool(stop))
     if stats is not None:
         stats.update(sequences_per_call=size, calls=calls, sequences=len(done), round_tokens=per_round,
                      prompt_tokens=samples * sum(len(x) for x in ids), generated_tokens=sum(len(t) for _, t, _ in done),
