@@ -202,15 +202,21 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         return out
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        """TRL's (completions x reward functions) table, gathered; a zero-weight monitor's column
-        (a reward function marked `is_monitor`: it measures, as recipes/grpo.py's language monitor)
-        is blanked where every real reward returned None, so TRL leaves that completion out (it does
-        only for a row of Nones) rather than summing it to a reward of 0, as if it were wrong."""
+        """TRL's (completions x reward functions) table, gathered, with the rows of completions that
+        cannot be scored blanked whole, so TRL leaves them out (it does only for a row of Nones)
+        rather than summing the rest: a row where a reward marked `decides_correctness` (the
+        accuracy reward) returned None, whatever the format rewards paid, and a row where every
+        reward but a zero-weight monitor (marked `is_monitor`: it measures) returned None."""
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        monitors = torch.tensor([getattr(f, "is_monitor", False) for f in self.reward_funcs], device=rewards.device)
+
+        def marked(name: str) -> torch.Tensor:  # (reward functions,): a partial carries its function's marks
+            return torch.tensor([bool(getattr(f, name, False)) for f in self.reward_funcs], device=rewards.device)
+
+        monitors, deciders = marked("is_monitor"), marked("decides_correctness")
+        unscorable = torch.isnan(rewards[:, deciders]).any(dim=1)  # (completions,)
         if monitors.any() and not monitors.all():
-            unscorable = torch.isnan(rewards[:, ~monitors]).all(dim=1)  # (completions,)
-            rewards[unscorable.unsqueeze(1) & monitors.unsqueeze(0)] = torch.nan
+            unscorable |= torch.isnan(rewards[:, ~monitors]).all(dim=1)
+        rewards[unscorable] = torch.nan
         return rewards
 
     def _save_checkpoint(self, model, trial):

@@ -70,9 +70,14 @@ def is_packaged(name: str) -> bool:
     return card is not None and card.build is not None
 
 
+def numel(p) -> int:
+    """A parameter's size, whole even where DeepSpeed ZeRO-3 has partitioned it (`ds_numel`)."""
+    return getattr(p, "ds_numel", None) or p.numel()
+
+
 def n_params(model) -> int:
     """Parameters of a loaded model, tied weights once (`parameters()` yields a shared tensor once)."""
-    return sum(p.numel() for p in model.parameters())
+    return sum(numel(p) for p in model.parameters())
 
 
 def matmul_params(model) -> tuple[int, int]:
@@ -94,7 +99,7 @@ def matmul_params(model) -> tuple[int, int]:
         return total, 0
     embedding = model.get_input_embeddings()
     tied = embedding is None or embedding.weight is head.weight
-    return total - head.weight.numel() - (0 if tied else embedding.weight.numel()), head.weight.numel()
+    return total - numel(head.weight) - (0 if tied else numel(embedding.weight)), numel(head.weight)
 
 
 def flop_parameters(model) -> int:

@@ -176,3 +176,17 @@ def test_a_models_own_generation_settings_do_not_reach_evaluation(toy_model):
     torch.manual_seed(5)
     assert generate(model, tok, prompts, 2, 1.0, 1.0, 24, batch_size=8) == plain
     assert model.generation_config.no_repeat_ngram_size == 1
+
+
+def test_a_lora_models_own_generation_settings_do_not_reach_evaluation(toy_model):
+    """A curve point evaluates the peft-wrapped model, whose generate reads its base model's
+    generation_config: that is the one evaluation reduces."""
+    from peft import LoraConfig, get_peft_model
+
+    from rlsft.scoring.evaluate import plain_generation_config
+
+    model = get_peft_model(load_model(toy_model), LoraConfig(r=1, target_modules="all-linear"))
+    model.get_base_model().generation_config.no_repeat_ngram_size = 2
+    with plain_generation_config(model):
+        assert not model.get_base_model().generation_config.no_repeat_ngram_size
+    assert model.get_base_model().generation_config.no_repeat_ngram_size == 2

@@ -164,3 +164,11 @@ def test_a_monitor_does_not_turn_an_unscored_completion_into_a_wrong_one(monkeyp
     assert out[0].tolist() == [1.0, 0.0] and out[2].tolist() == [0.0, 0.0]
     trainer.reward_funcs = [accuracy, accuracy]  # no monitor: TRL's table as it is
     assert torch.equal(torch.isnan(trainer._calculate_rewards(None, [], [], [])), torch.isnan(table))
+    # the accuracy reward decides: a timed-out check leaves the completion out even where the format reward paid
+    from rlsft.scoring.rewards import get_reward
+
+    fmt = torch.tensor([[1.0, 1.0], [nan, 1.0], [0.0, 0.25]])  # accuracy, tag_count
+    monkeypatch.setattr(TRLGRPOTrainer, "_calculate_rewards", lambda self, *a: fmt.clone())
+    trainer.reward_funcs = [get_reward("accuracy", extraction="lenient"), get_reward("tag_count")]
+    out = trainer._calculate_rewards(None, [], [], [])
+    assert torch.isnan(out).all(dim=1).tolist() == [False, True, False] and out[2].tolist() == [0.0, 0.25]

@@ -527,3 +527,8 @@ def test_an_archived_state_further_along_wins_over_a_stale_one_here(tmp_path, ca
     state(unfinished_folder(archive, job), 2)
     restore_unfinished(cfg, job, archive)
     assert "this machine's unfinished run kept" in capsys.readouterr().out and trained_steps(Path(job.folder)) == 8
+    shutil.rmtree(unfinished_folder(archive, job))
+    state(unfinished_folder(archive, job), 12)
+    (Path(job.folder) / "job.json").write_text(json.dumps({"executor": "slurm", "job_id": "7_0", "exit_code": None}))
+    restore_unfinished(cfg, job, archive)  # submitted to Slurm and not ended: never swapped under a running job
+    assert "(it is running, or submitted to Slurm)" in capsys.readouterr().out and trained_steps(Path(job.folder)) == 8

@@ -205,7 +205,8 @@ def test_tower_in_a_nested_brace_is_refused_not_timed_out(tower):
 
 @pytest.mark.parametrize("completion, gold, mode, expected", [
     ("<answer>18 dollars</answer>", "18", "strict", True),  # one quantity with its unit
-    ("<answer>Janet makes $18 every day.</answer>", "18", "strict", True),
+    ("<answer>$18 per day.</answer>", "18", "strict", True),
+    ("<answer>Janet makes $18 every day.</answer>", "18", "strict", False),  # words before the number: not read as one quantity
     ("<answer>18 \\text{ marbles}.</answer>", "18", "strict", True),
     ("<answer>**18**</answer>", "18", "strict", True),  # markdown
     ("<answer>$18.</answer>", "18", "strict", True),  # a closing period
@@ -218,8 +219,17 @@ def test_tower_in_a_nested_brace_is_refused_not_timed_out(tower):
     ("<answer>3 apples and 4 pears</answer>", "4", "strict", False),  # two quantities stay two
     ("<answer>18 dollars or 19 dollars</answer>", "19", "strict", False),  # still a hedge
     ("<answer>1.8 dollars</answer>", "18", "strict", False),
-    ("so it is \\boxed{6} </think> ", "6", "strict", False),  # the prompt opened <think>: reasoning earns nothing
+    ("so it is \\boxed{6} </think> <answer>7</answer>", "6", "strict", False),  # the prompt opened <think>: reasoning earns nothing
     ("so it is 6 </think> <answer>6</answer>", "6", "strict", True),
+    ("<answer>5</answer> </think>", "5", "strict", True),  # a stray </think> after the answer cuts nothing
+    # words that change the quantity are no unit: a policy cannot hedge or negate around the gold
+    ("<answer>not 18</answer>", "18", "strict", False),
+    ("<answer>half of 18</answer>", "18", "strict", False),
+    ("<answer>at least 18</answer>", "18", "strict", False),
+    ("<answer>18 squared</answer>", "18", "strict", False),
+    ("<answer>18 (possibly twenty)</answer>", "18", "strict", False),
+    ("<answer>eighteen minus 3</answer>", "3", "strict", False),
+    ("<answer>2**3**2</answer>", "232", "strict", False),  # arithmetic, not markdown
 ])
 def test_answers_written_as_people_write_them(completion, gold, mode, expected):
     """Found by a review: correct answers with a unit, markdown, a closing period or LaTeX spacing

@@ -9,9 +9,10 @@ FLOPs follow the usual dense-transformer estimate (Kaplan et al. 2020):
   for them), and the adapters' forward, backward and weight gradients (since 2026-12-05; 4N + 2T
   before, which left out the adapters' forward and backward);
 - a generated or scored token (forward only) costs 2 * N FLOPs;
-- the output head's H of the N only on tokens whose logits are computed: a token read but never
-  scored (GRPO's prompt tokens, in its training, scoring and generation's prefill) costs the body's
-  N - H alone (`Cost.train_unscored`, `Cost.forward_unscored`; records since this count say
+- the output head's H of the N only on tokens whose logits the algorithm needs (useful FLOPs): a
+  token read but never scored (GRPO's prompt tokens, in its training, scoring and generation's
+  prefill; TRL's own CPU path, which the lab's trainer falls back to under DDP or an entropy bonus,
+  scores every position anyway) costs the body's N - H alone (`Cost.train_unscored`, `Cost.forward_unscored`; records since this count say
   `head_parameters`, and runs that count no such token, SFT's, price the head on every token);
 - attention's extra FLOPs are ignored (contexts here are short next to the model width).
 GPU-hours are wall hours times GPUs; on a CPU the record gives CPU core-hours instead.
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from rlsft.models import MODEL_CARDS, flop_parameters, matmul_params, model_config
+from rlsft.models import MODEL_CARDS, flop_parameters, matmul_params, model_config, numel
 
 # What a record's `flops` counts, written into it (records without it count N as every parameter)
 FLOPS_FORMULA = ("6N a trained token (4N + 6T under LoRA), 2N a forward-only token; N: parameters a token multiplies by (no untied "
@@ -136,8 +137,8 @@ def trainable_parameters(model) -> int | None:
     8
     """
     params = list(model.parameters())
-    trainable = sum(p.numel() for p in params if p.requires_grad)
-    return None if trainable == sum(p.numel() for p in params) else trainable
+    trainable = sum(numel(p) for p in params if p.requires_grad)
+    return None if trainable == sum(numel(p) for p in params) else trainable
 
 
 def compute_record(params: int, cost: Cost, seconds: float, trainable: int | None = None, head: int = 0,

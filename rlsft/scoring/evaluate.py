@@ -335,6 +335,7 @@ def plain_generation_config(model):
     """
     from transformers import GenerationConfig
 
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft wrapper's generate reads its base model's
     kept = getattr(model, "generation_config", None)
     if kept is None:
         yield
@@ -359,7 +360,7 @@ def stop_ids(model, tokenizer) -> list[int]:
     config = getattr(model, "generation_config", None)
     more = getattr(config, "eos_token_id", None)
     more = [] if more is None else [more] if isinstance(more, int) else list(more)
-    return [tokenizer.eos_token_id, *[e for e in more if e != tokenizer.eos_token_id]]
+    return [e for e in dict.fromkeys([tokenizer.eos_token_id, *more]) if e is not None]
 
 
 def generate(model, tokenizer, prompts: list, samples: int, temperature: float, top_p: float, max_new_tokens: int,

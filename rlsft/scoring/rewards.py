@@ -8,7 +8,9 @@ back in front of its completion, so every reward scores the whole assistant turn
 open-r1 #560 are format rewards that failed on exactly that).
 `None` means "cannot be scored" (an unverifiable gold, a check out of time). TRL leaves a completion
 out only when every reward returned None for it, and otherwise sums the others (a None adds 0); the
-lab's GRPO trainer keeps the zero-weight language monitor from counting as a reward there.
+lab's GRPO trainer leaves it out whenever a reward marked `decides_correctness` (the accuracy
+reward) returned None, so a correct answer whose check ran out of time is not trained as a wrong
+one that earned only its format, and keeps the zero-weight language monitor from counting as a reward.
 
 Each reward is a function of its arguments alone, with one deliberate exception: `accuracy_reward`
 checks answers in worker processes with a time limit (`rlsft.scoring.pool`, 1 s a check, the
@@ -135,6 +137,10 @@ def language_consistency_reward(completions: list, language: list[str] | None = 
     return out
 
 
+# A reward that decides whether the answer is right: where it returns None (a check out of time, an
+# unverifiable gold) the GRPO trainer leaves the completion out, whatever the other rewards pay
+accuracy_reward.decides_correctness = True
+
 REWARDS = {
     "accuracy": accuracy_reward,
     "format": format_reward,
@@ -161,4 +167,5 @@ def get_reward(name: str, **options):
         return func
     reward = functools.partial(func, **bound)
     reward.__name__ = func.__name__  # TRL names the reward's logged mean after it
+    reward.__dict__.update(func.__dict__)  # its marks (decides_correctness)
     return reward

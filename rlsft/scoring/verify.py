@@ -96,8 +96,8 @@ def has_power_tower(text: str) -> bool:
 def strip_reasoning(completion: str) -> str:
     """Remove `<think>` blocks (and an unclosed trailing one) from a completion.
 
-    >>> strip_reasoning("<think> 2 + 2 = 4 </think> <answer>4</answer>"), strip_reasoning("so \\\\boxed{6} </think> 7")
-    (' <answer>4</answer>', ' 7')
+    >>> strip_reasoning("<think> 2 + 2 = 4 </think> <answer>4</answer>"), strip_reasoning("so \\\\boxed{6} </think> <answer>7</answer>")
+    (' <answer>4</answer>', ' <answer>7</answer>')
     """
     completion = completion[opened_by_prompt(completion):]
     text = _THINK_BLOCK.sub("", completion)
@@ -107,14 +107,20 @@ def strip_reasoning(completion: str) -> str:
 
 def opened_by_prompt(completion: str) -> int:
     """Where the reasoning of a completion whose `<think>` was opened by its prompt ends (after
-    its first `</think>`, when no `<think>` comes before it: a chat template that opens the tag
-    itself, as DeepSeek-R1-Distill's does); 0 when the completion opens its own.
+    its first `</think>`, when no `<think>` comes before it and an answer, `<answer>` or
+    `\\boxed{}`, follows it: a chat template that opens the tag itself, as DeepSeek-R1-Distill's
+    does); 0 otherwise (the completion opens its own, or a stray `</think>` follows its answer).
 
     >>> opened_by_prompt(" 6 * 2 = 12 </think> <answer>12</answer>"), opened_by_prompt("<think> x </think> 12")
     (20, 0)
+    >>> opened_by_prompt("<answer>5</answer> </think>")
+    0
     """
     close, open_ = completion.find("</think>"), completion.find("<think>")
-    return close + len("</think>") if close >= 0 and (open_ < 0 or close < open_) else 0
+    if close < 0 or 0 <= open_ < close:
+        return 0
+    after = completion[close + len("</think>"):]
+    return close + len("</think>") if _ANSWER_BLOCK.search(after) or "\\boxed" in after else 0
 
 
 def reasoning_text(completion: str) -> str:
@@ -326,6 +332,33 @@ def gives_several_answers(completion: str) -> bool:
     return len({b.strip() for b in _ANSWER_BLOCK.findall(strip_reasoning(completion))}) > 1
 
 
+# Words that may follow a quantity and leave it that quantity ("18 dollars"), unless one of these:
+# they negate, bound, hedge, scale or operate on it ("not 18", "at least 18", "18 squared", "18 or so")
+_NOT_A_UNIT = frozenset("""not no never or and nor either maybe possibly probably perhaps about around approximately roughly
+nearly almost over under above below least most more less than fewer plus minus times divided by squared cubed half
+double twice triple quarter third thousand thousands hundred hundreds million millions billion billions dozen dozens
+zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen
+eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety percent""".split())
+_WITH_UNIT = re.compile(r"^\$?\s*(-?\d+(?:\.\d+)?)\s*((?:\\text\s*\{[^{}]*\}|[A-Za-z]+)(?:\s+(?:\\text\s*\{[^{}]*\}|[A-Za-z]+)){0,2})$")
+
+
+def with_unit(answer: str) -> str | None:
+    """The number of an answer that is one quantity followed by up to three unit words ("18
+    dollars", "18 \\text{ marbles}", "$18 per day"); None for anything else: words before the
+    number, a second number, brackets, or a word that changes the quantity (`_NOT_A_UNIT`).
+
+    >>> with_unit("18 dollars"), with_unit("18 \\\\text{ marbles}"), with_unit("$18 per day"), with_unit("1,000 eggs")
+    ('18', '18', '18', '1000')
+    >>> [with_unit(a) for a in ("not 18", "at least 18", "18 squared", "18 (possibly twenty)", "18 or so", "18")]
+    [None, None, None, None, None, None]
+    """
+    m = _WITH_UNIT.match(_THOUSANDS.sub("", answer.strip()))
+    if not m:
+        return None
+    words = re.findall(r"[A-Za-z]+", re.sub(r"\\text\s*", "", m.group(2)))
+    return m.group(1) if words and not any(w.lower() in _NOT_A_UNIT for w in words) else None
+
+
 def tidy(answer: str) -> str:
     """An extracted answer without the markdown, closing period and `$` signs around it, and without
     thin spaces between digit groups.
@@ -333,7 +366,8 @@ def tidy(answer: str) -> str:
     >>> tidy(" **18**. "), tidy("$18."), tidy("x = 0.5."), tidy("\\\\frac{1}{2}")
     ('18', '18', 'x = 0.5', '\\\\frac{1}{2}')
     """
-    answer = re.sub(r"\*\*(.+?)\*\*", r"\1", answer.strip())
+    answer = answer.strip().rstrip(".").strip()
+    answer = re.sub(r"^\*\*(.+)\*\*$", r"\1", answer)  # markdown around the whole answer ("2**3**2" is arithmetic)
     answer = re.sub(r"(?<=\d)\\,(?=\d{3}(?!\d))", "", answer)  # 10\,080: a thin space between digit groups (math-verify reads 90)
     return answer.rstrip(".").strip().strip("$").strip()
 
@@ -393,10 +427,8 @@ def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | No
     answer = tidy(extract_answer(completion, mode) or "")
     if not answer or is_hedged(answer, gold) or is_unevaluated(answer, gold):
         return False
-    if _PLAIN_NUMBER.match(normalise(gold)) and has_words(answer):  # "18 dollars", "Janet makes $18 every day"
-        numbers = _NUMBER.findall(_THOUSANDS.sub("", answer))
-        if len(numbers) == 1:  # one quantity with words around it; "3 apples and 4 pears" stays as written
-            answer = numbers[0]
+    if _PLAIN_NUMBER.match(normalise(gold)) and (quantity := with_unit(answer)):  # "18 dollars", "$18 per day"
+        answer = quantity
     if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer) or has_power_tower(answer):
         return normalise(answer) == normalise(gold)
     try:

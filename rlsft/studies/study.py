@@ -507,14 +507,19 @@ def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
 
 def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
     """Copy `unfinished_folder(archive, job)` into the run's folder when this machine has not
-    started the run (a folder with something trained or evaluated here is this machine's, and is kept)."""
+    started the run, or when the archive's state is further along (`trained_steps`) and the run is
+    not running here or on Slurm; otherwise a folder with something trained or evaluated here is
+    this machine's, and is kept."""
     src, dst = unfinished_folder(archive, job), Path(job.folder)
     if not src.is_dir():
         return
     if dst.exists():
         made_here = RunFolder(dst).trained or any(dst.rglob("generation.partial.json")) or any(dst.rglob("metrics.json"))
-        if made_here and trained_steps(src) <= trained_steps(dst):
-            print(f"[study {cfg.name}] {job.label}: this machine's unfinished run kept; the archive's ({src}) not restored")
+        record = read_job_record(dst)
+        live = running_elsewhere(dst) or (record.get("executor") == "slurm" and record.get("exit_code") is None)
+        if made_here and (trained_steps(src) <= trained_steps(dst) or live):  # a run training now is never swapped under it
+            print(f"[study {cfg.name}] {job.label}: this machine's unfinished run kept; the archive's ({src}) not restored"
+                  + (" (it is running, or submitted to Slurm)" if live and trained_steps(src) > trained_steps(dst) else ""))
             return
         if made_here:  # another machine took it further since this one stopped: its state wins
             print(f"[study {cfg.name}] {job.label}: the archive's state is further along ({trained_steps(src)} steps against "

@@ -97,8 +97,6 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
         first = run.with_earlier_stages[0].run_record
         forms[arm].add(prompt_form(run.run_record))
         forms[f"before:{arm}"].add(prompt_form(first))
-        if run.is_first_stage_or_run and (base_arm is None or arm == base_arm):
-            forms["base"].add(prompt_form(first))
         folders[arm][seed] = run
         for metric, values in per_problem(run.eval_dir("after"), task).items():
             scores[metric][arm][seed] = values
@@ -106,6 +104,8 @@ def load_results(runs: list[RunFolder], task: str, base_arm: str | None = None) 
         for metric, values in before.items():
             scores[metric][f"before:{arm}"][seed] = values  # the arm's own starting model
             if run.is_first_stage_or_run and (base_arm is None or arm == base_arm):
+                if seed not in scores[metric].get("base", {}):
+                    forms["base"].add(prompt_form(first))  # the form of the run the base's scores come from
                 scores[metric].setdefault("base", {}).setdefault(seed, values)
         teacher = teacher_run(run)
         if teacher:
@@ -269,7 +269,7 @@ def cost_table(results: dict) -> list[str]:
     amortised over the students trained from that teacher here."""
     about = "PFLOPs per run (all stages, teacher sampling included)."
     formulas = sorted({stage.run_record.compute.flops_formula for by_seed in results["folders"].values() for run in by_seed.values()
-                       for stage in run.with_earlier_stages})
+                       for stage in run.with_earlier_stages} | {t.run_record.compute.flops_formula for t in results["teachers"].values()})
     if len(formulas) == 1:
         about += f" FLOPs as the records count them: {formulas[0]}."
     else:  # runs of different lab versions: their FLOPs do not compare
