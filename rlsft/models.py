@@ -71,7 +71,13 @@ def is_packaged(name: str) -> bool:
 
 
 def numel(p) -> int:
-    """A parameter's size, whole even where DeepSpeed ZeRO-3 has partitioned it (`ds_numel`)."""
+    """A parameter's size, whole even where DeepSpeed ZeRO-3 has partitioned it (`ds_numel`).
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.empty(0)); w.ds_numel = 896 * 151936  # a ZeRO-3 shard's stand-in
+    >>> numel(w), numel(torch.nn.Parameter(torch.empty(3, 4)))
+    (136134656, 12)
+    """
     return getattr(p, "ds_numel", None) or p.numel()
 
 

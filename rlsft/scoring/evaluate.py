@@ -356,6 +356,8 @@ def stop_ids(model, tokenizer) -> list[int]:
     >>> from types import SimpleNamespace as NS
     >>> stop_ids(NS(generation_config=NS(eos_token_id=[7, 3])), NS(eos_token_id=3)), stop_ids(NS(), NS(eos_token_id=3))
     ([3, 7], [3])
+    >>> stop_ids(NS(generation_config=NS(eos_token_id=7)), NS(eos_token_id=None))  # a tokenizer without an EOS
+    [7]
     """
     config = getattr(model, "generation_config", None)
     more = getattr(config, "eos_token_id", None)
