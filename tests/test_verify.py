@@ -230,6 +230,9 @@ def test_tower_in_a_nested_brace_is_refused_not_timed_out(tower):
     ("<answer>18 (possibly twenty)</answer>", "18", "strict", False),
     ("<answer>eighteen minus 3</answer>", "3", "strict", False),
     ("<answer>2**3**2</answer>", "232", "strict", False),  # arithmetic, not markdown
+    ("The answer is not 18.", "18", "lenient", False),  # lenient reads the phrase's words the same way
+    ("The answer is at least 18.", "18", "lenient", False),
+    ("The answer is therefore 18.", "18", "lenient", True),
 ])
 def test_answers_written_as_people_write_them(completion, gold, mode, expected):
     """Found by a review: correct answers with a unit, markdown, a closing period or LaTeX spacing

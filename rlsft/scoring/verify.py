@@ -210,6 +210,8 @@ def extract_answer(completion: str, mode: str = "strict") -> str | None:
     ('12', '\\\\frac{1}{2}')
     >>> extract_answer("The answer is: 1,000.", "lenient"), extract_answer("The answer is **18**.", "lenient")
     ('1,000', '18')
+    >>> extract_answer("The answer is not 18.", "lenient"), extract_answer("The answer is therefore 18.", "lenient")
+    ('not 18', '18')
     """
     if mode not in EXTRACTIONS:
         raise ValueError(f"unknown extraction {mode!r}; valid: {', '.join(EXTRACTIONS)}")
@@ -223,9 +225,9 @@ def extract_answer(completion: str, mode: str = "strict") -> str | None:
     phrases = _ANSWER_PHRASE.findall(visible)
     if phrases and phrases[-1].strip():
         phrase = phrases[-1].strip().strip("*$").strip()  # "**18**", "$18$"
-        if re.search(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", "", phrase)):  # words around it: "12 apples", "x = 12 or 13"
-            return last_number(phrase) or phrase
-        return phrase
+        if has_words(phrase) and not any(w.lower() in _NOT_A_UNIT for w in re.findall(r"[A-Za-z]+", phrase)):
+            return last_number(phrase) or phrase  # words around it: "12 apples", "therefore 12"
+        return phrase  # as written: "not 18", "at least 18", "12 apples and 3 pears" then fail, as in strict mode
     if "</think>" not in completion and not _NUMBER.search(visible):  # an unclosed <think> holds everything
         return last_number(completion.replace("<think>", " "))
     return last_number(visible)
