@@ -233,6 +233,19 @@ def test_tower_in_a_nested_brace_is_refused_not_timed_out(tower):
     ("The answer is not 18.", "18", "lenient", False),  # lenient reads the phrase's words the same way
     ("The answer is at least 18.", "18", "lenient", False),
     ("The answer is therefore 18.", "18", "lenient", True),
+    # found by an adversarial review: words after the number that are no unit
+    *[(f"<answer>{a}</answer>", g, "strict", False) for a, g in (
+        ("18 wrong", "18"), ("18 is wrong", "18"), ("18ish", "18"), ("18 approx", "18"), ("18 max", "18"), ("18k", "18"),
+        ("18 k dollars", "18"), ("18 pairs", "18"), ("18 tenths", "18"), ("5x", "5"), ("5 pi", "5"), ("18 I guess", "18"),
+        ("18 \\text{ at most}", "18"), ("18 \\text{ not}", "18"), ("18 == 19", "19"))],
+    *[(f"<answer>{a}</answer>", g, "strict", True) for a, g in (
+        ("18\\$", "18"), ("-3 degrees", "-3"), ("0.5 liters", "0.5"), ("18 USD", "18"), ("$18", "18"), ("18%", "18"))],
+    *[(f"The answer is {a}", "18", "lenient", True) for a in (
+        "18 (eighteen).", "18, and she is happy.", "18 since 9 times 2 is 18.", "18 dollars per hour for three hours.",
+        "18 apples.", "equal to 18.")],
+    *[(f"The answer is {a}", "18", "lenient", False) for a in ("18 apples, or 19 apples.", "12 apples and 18 pears.", "not 18.")],
+    ("The answer isnt 18.", "18", "lenient", True),  # no phrase: the last-number rule (lenient's own, SimpleRL-Zoo's)
+    ("<answer>18</answer> </think> I won't use \\boxed", "18", "strict", True),  # a bare \boxed mention cuts nothing
 ])
 def test_answers_written_as_people_write_them(completion, gold, mode, expected):
     """Found by a review: correct answers with a unit, markdown, a closing period or LaTeX spacing

@@ -120,7 +120,7 @@ def opened_by_prompt(completion: str) -> int:
     if close < 0 or 0 <= open_ < close:
         return 0
     after = completion[close + len("</think>"):]
-    return close + len("</think>") if _ANSWER_BLOCK.search(after) or "\\boxed" in after else 0
+    return close + len("</think>") if _ANSWER_BLOCK.search(after) or last_boxed(after) else 0
 
 
 def reasoning_text(completion: str) -> str:
@@ -167,7 +167,7 @@ def last_boxed(text: str) -> str | None:
 
 
 # "the answer is 12." / "Final answer: 12" / "答案是 12": what follows, up to the end of its sentence
-_ANSWER_PHRASE = re.compile(r"(?:\banswer\s*(?:is\s*:?|:|=)|答案(?:是|为|:|：))\s*(.+?)(?:\.(?:\s|$)|。|\n|$)", re.IGNORECASE)
+_ANSWER_PHRASE = re.compile(r"(?:\banswer\s*(?:is\b\s*:?|:|=)|答案(?:是|为|:|：))\s*(.+?)(?:\.(?:\s|$)|。|\n|$)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?")
 # what joins the candidates of a hedge or a list: "12 or 13", "12, 13, 14", "12/13" is a fraction
 _JOINER = re.compile(r"^\s*(?:,|;|\bor\b|\band\b|或者?|还是|、|\s)\s*$", re.IGNORECASE)
@@ -225,9 +225,11 @@ def extract_answer(completion: str, mode: str = "strict") -> str | None:
     phrases = _ANSWER_PHRASE.findall(visible)
     if phrases and phrases[-1].strip():
         phrase = phrases[-1].strip().strip("*$").strip()  # "**18**", "$18$"
-        if has_words(phrase) and not any(w.lower() in _NOT_A_UNIT for w in re.findall(r"[A-Za-z]+", phrase)):
-            return last_number(phrase) or phrase  # words around it: "12 apples", "therefore 12"
-        return phrase  # as written: "not 18", "at least 18", "12 apples and 3 pears" then fail, as in strict mode
+        if has_words(phrase) and not _HEDGE_WORDS.search(phrase):  # the quantity before any explanation ("18 apples, since ...")
+            head = re.split(r",|\(|;|\s(?:since|because|which|as|so|for|but|when|if)\s", phrase, maxsplit=1)[0].strip()
+            head = re.sub(r"^(?:(?:therefore|thus|hence|so|then|simply|just|exactly|clearly|indeed|equal|equals|to)\s+)+", "", head, flags=re.I)
+            return with_unit(head) or head  # "not 18", "at least 18" stay as written and fail, as in strict mode
+        return phrase
     if "</think>" not in completion and not _NUMBER.search(visible):  # an unclosed <think> holds everything
         return last_number(completion.replace("<think>", " "))
     return last_number(visible)
@@ -279,7 +281,7 @@ def _parse(text: str) -> list:
     return parsed
 
 
-_EQUALS = re.compile(r"(?<![<>!=:\\])=(?!=)")  # an equals sign, not <=, >=, !=, ==, :=
+_EQUALS = re.compile(r"==|\\equiv|(?<![<>!=:\\])=(?!=)")  # an equals sign (or ==, \equiv), not <=, >=, !=, :=
 _NUMERIC_LATEX = re.compile(r"\\(?:[dt]?frac|cdot|times|div|sqrt|left|right|pi|[,!;:]|\s)")
 
 
@@ -334,31 +336,42 @@ def gives_several_answers(completion: str) -> bool:
     return len({b.strip() for b in _ANSWER_BLOCK.findall(strip_reasoning(completion))}) > 1
 
 
-# Words that may follow a quantity and leave it that quantity ("18 dollars"), unless one of these:
-# they negate, bound, hedge, scale or operate on it ("not 18", "at least 18", "18 squared", "18 or so")
-_NOT_A_UNIT = frozenset("""not no never or and nor either maybe possibly probably perhaps about around approximately roughly
-nearly almost over under above below least most more less than fewer plus minus times divided by squared cubed half
-double twice triple quarter third thousand thousands hundred hundreds million millions billion billions dozen dozens
-zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen
-eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety percent""".split())
-_WITH_UNIT = re.compile(r"^\$?\s*(-?\d+(?:\.\d+)?)\s*((?:\\text\s*\{[^{}]*\}|[A-Za-z]+)(?:\s+(?:\\text\s*\{[^{}]*\}|[A-Za-z]+)){0,2})$")
+# A quantity's unit words: an allowlist, since a blocklist of the words that change a quantity
+# ("not", "approx", "max", "k", "x", "I guess", ...) keeps leaking. Any other plural noun counts too
+# ("18 marbles"), less the plurals that scale or count other things (`_NOT_UNITS`).
+_UNITS = frozenset("""dollar cent usd eur euro pound yen rupee hour hr minute min second sec day week month year meter metre
+cm mm km kg mg lb oz ounce mile mph kph foot feet ft inch liter litre ml gallon degree percent per each a an""".split())
+_NOT_UNITS = frozenset("""times thousands hundreds millions billions dozens pairs halves quarters thirds fourths fifths tenths
+hundredths thousandths tops odds ones tens""".split())
+_WITH_UNIT = re.compile(r"^(?:\\?\$)?\s*(-?\d+(?:\.\d+)?)\s+((?:\\text\s*\{[^{}]*\}|[A-Za-z]+)(?:\s+(?:\\text\s*\{[^{}]*\}|[A-Za-z]+)){0,2})$")
+
+
+def is_unit(word: str) -> bool:
+    """A word that names what a number counts, and leaves the number as it is.
+
+    >>> [is_unit(w) for w in ("dollars", "marbles", "per", "day", "times", "approx", "k", "wrong", "x")]
+    [True, True, True, True, False, False, False, False, False]
+    """
+    w = word.lower()
+    singular = w[:-2] if w.endswith("es") and w[:-2] in _UNITS else w[:-1] if w.endswith("s") else w
+    return w in _UNITS or singular in _UNITS or (len(w) > 3 and w.endswith("s") and w not in _NOT_UNITS)
 
 
 def with_unit(answer: str) -> str | None:
     """The number of an answer that is one quantity followed by up to three unit words ("18
     dollars", "18 \\text{ marbles}", "$18 per day"); None for anything else: words before the
-    number, a second number, brackets, or a word that changes the quantity (`_NOT_A_UNIT`).
+    number, a second number, brackets, or a word that is no unit (`is_unit`).
 
     >>> with_unit("18 dollars"), with_unit("18 \\\\text{ marbles}"), with_unit("$18 per day"), with_unit("1,000 eggs")
     ('18', '18', '18', '1000')
-    >>> [with_unit(a) for a in ("not 18", "at least 18", "18 squared", "18 (possibly twenty)", "18 or so", "18")]
-    [None, None, None, None, None, None]
+    >>> [with_unit(a) for a in ("not 18", "at least 18", "18 squared", "18 (possibly twenty)", "18 or so", "18 wrong", "18 k", "18")]
+    [None, None, None, None, None, None, None, None]
     """
-    m = _WITH_UNIT.match(_THOUSANDS.sub("", answer.strip()))
+    m = _WITH_UNIT.match(_LATEX_SPACE.sub(" ", _THOUSANDS.sub("", answer.strip())))  # 5\,\text{cm}: LaTeX's spacing is a space
     if not m:
         return None
     words = re.findall(r"[A-Za-z]+", re.sub(r"\\text\s*", "", m.group(2)))
-    return m.group(1) if words and not any(w.lower() in _NOT_A_UNIT for w in words) else None
+    return m.group(1) if words and all(is_unit(w) for w in words) else None
 
 
 def tidy(answer: str) -> str:
@@ -371,7 +384,7 @@ def tidy(answer: str) -> str:
     answer = answer.strip().rstrip(".").strip()
     answer = re.sub(r"^\*\*(.+)\*\*$", r"\1", answer)  # markdown around the whole answer ("2**3**2" is arithmetic)
     answer = re.sub(r"(?<=\d)\\,(?=\d{3}(?!\d))", "", answer)  # 10\,080: a thin space between digit groups (math-verify reads 90)
-    return answer.rstrip(".").strip().strip("$").strip()
+    return re.sub(r"^(?:\\?\$)+|(?:\\?\$)+$", "", answer.rstrip(".").strip()).strip()  # $18, 18\$
 
 
 def has_words(answer: str) -> bool:
@@ -429,8 +442,10 @@ def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | No
     answer = tidy(extract_answer(completion, mode) or "")
     if not answer or is_hedged(answer, gold) or is_unevaluated(answer, gold):
         return False
-    if _PLAIN_NUMBER.match(normalise(gold)) and (quantity := with_unit(answer)):  # "18 dollars", "$18 per day"
-        answer = quantity
+    if _PLAIN_NUMBER.match(normalise(gold)) and has_words(answer):  # words around a number: a quantity with its units, or nothing
+        if (quantity := with_unit(answer)) is None:  # "not 18", "18 \text{ at most}" (math-verify would drop the \text)
+            return False
+        answer = quantity  # "18 dollars", "$18 per day"
     if risky_gold or len(answer) > MAX_ANSWER_CHARS or _RISKY.search(answer) or has_power_tower(answer):
         return normalise(answer) == normalise(gold)
     try:
