@@ -353,6 +353,9 @@ def train(trainer, folder: RunFolder, resume: bool, curve: list[dict]) -> tuple[
 
     checkpoint = folder.last_checkpoint() if resume else None
     saved = {}
+    if checkpoint is not None and not (checkpoint / PROGRESS_FILE).is_file():  # killed between transformers' save and the lab's
+        warnings.warn(f"{checkpoint} has no {PROGRESS_FILE} (the run was stopped while saving it): the record will leave out the "
+                      "earlier sittings' training seconds and curve points")
     if checkpoint is not None and (checkpoint / PROGRESS_FILE).is_file():
         saved = json.loads((checkpoint / PROGRESS_FILE).read_text())
         curve[:] = saved["curve"]  # the points evaluated before the checkpoint

@@ -335,3 +335,18 @@ def test_a_grpo_run_resumed_from_a_checkpoint_without_its_completion_count_says_
     assert cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4), "--resume", str(killed)]) == 0
     c = json.loads((killed / "run.json").read_text())["compute"]
     assert c["train_tokens_unscored"] == 0 and "prices the output head on every token" in c["flops_formula"]
+
+
+def test_a_checkpoint_without_its_progress_file_is_resumed_with_a_warning(toy_model, tmp_path, monkeypatch):
+    """A kill between transformers' checkpoint and the lab's progress file: the run resumes, and
+    says that its record leaves out the earlier sittings' seconds and curve points."""
+    import recipes.grpo
+
+    killed = tmp_path / "killed"
+    with monkeypatch.context() as m:
+        m.setattr(recipes.grpo, "save_trained", killed_after_training)
+        with pytest.raises(Killed):
+            cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4)])
+    (killed / "checkpoints" / "checkpoint-4" / "rlsft_progress.json").unlink()
+    with pytest.warns(UserWarning, match="has no rlsft_progress.json"):
+        assert cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4), "--resume", str(killed)]) == 0
