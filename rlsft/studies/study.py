@@ -451,8 +451,7 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
             record = read_job_record(job.folder)  # timed here: a worker's log, or in process the run's newest checkpoint
             if record:
                 write_job_record(unfinished_folder(archive, job), closed_sitting(record, Path(record["log"]) if record.get("log") else Path(job.folder)))
-        at = [RunFolder(c.parent).last_checkpoint() for c in Path(job.folder).rglob("checkpoints")]
-        steps = ", ".join(c.name for c in at if c) or "no checkpoint yet"
+        steps = ", ".join(c.name for c in newest_checkpoints(Path(job.folder))) or "no checkpoint yet"
         state = "finished, its transfer not made" if job in waiting else "unfinished"
         print(f"[study {cfg.name}] {job.label}: {state}, kept in {unfinished_folder(archive, job)} ({steps}, {size / 2**20:.1f} MB)")
     return [job for job, _ in plans]
@@ -465,7 +464,7 @@ def _unfinished_ignore(run: Path):
         raise UserError(f"{run}: a pipeline with a finished stage cannot be kept unfinished (the next stage starts from that "
                         f"stage's model/, GBs); finish the pipeline in one sitting")
     top, record = run.resolve(), RunFolder(run).record_file.name
-    keep = {c.resolve() for c in (RunFolder(d.parent).last_checkpoint() for d in run.rglob("checkpoints") if d.is_dir()) if c}
+    keep = {c.resolve() for c in newest_checkpoints(run)}
 
     def ignore(directory, names):
         d = Path(directory).resolve()
@@ -539,9 +538,14 @@ def trained_steps(run: Path) -> int:
     >>> trained_steps(Path("no-such-run"))
     0
     """
+    return sum(checkpoint_step(c) for c in newest_checkpoints(run))
+
+
+def newest_checkpoints(run: Path) -> list[Path]:
+    """The newest complete checkpoint of each stage of a run (one for a single run; none when absent)."""
     if not run.is_dir():
-        return 0
-    return sum(checkpoint_step(c) for c in (RunFolder(d.parent).last_checkpoint() for d in run.rglob("checkpoints") if d.is_dir()) if c)
+        return []
+    return [c for c in (RunFolder(d.parent).last_checkpoint() for d in run.rglob("checkpoints") if d.is_dir()) if c]
 
 
 def merge_sessions(src: Path, dst: Path) -> None:

@@ -122,6 +122,15 @@ class Verdict:
     p_holm: float | None = None
 
 
+def against_side(claim: Claim) -> str | None:
+    """The scores' key of a claim's comparison side: `before` names the arm's own starting model.
+
+    >>> against_side(Claim("c", "t", "accuracy", "sft", "before", "greater")), against_side(Claim("c", "t", "accuracy", "sft", "base", "greater"))
+    ('before:sft', 'base')
+    """
+    return f"before:{claim.arm}" if claim.against == "before" else claim.against
+
+
 def paired_seed_differences(arm: dict[int, dict[str, float]], against: dict[int, dict[str, float]]) -> dict[int, list[float]]:
     """Per seed present in both arms, the per-problem differences arm - against over shared problems.
 
@@ -346,8 +355,7 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         if not runs:                                 # a seed above the mean would be read before its end)
             return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": [claim.at_pflops]})
         claim = dataclasses.replace(claim, at_pflops=max(runs.values()))
-    against = f"before:{claim.arm}" if claim.against == "before" else claim.against
-    claim = dataclasses.replace(claim, against=against)
+    claim = dataclasses.replace(claim, against=against_side(claim))
     if claim.at_pflops is not None:
         by_arm, counts, read_points = read_at_budget(claim, curves or {}, teacher_pflops or {})
         # the compared arms as read within the budget, and only so: one with no point inside it is

@@ -23,7 +23,7 @@ from rlsft.runs.record import RunRecord
 from rlsft.scoring.language import reasoning_language
 from rlsft.scoring.metrics import pass_at_k, verdicts
 from rlsft.verdicts import plots
-from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS, evaluate_claim, hierarchical_bootstrap, holm, metric_unit
+from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS, against_side, evaluate_claim, hierarchical_bootstrap, holm, metric_unit
 from rlsft.verdicts.sweep import Choice, choose
 
 PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
@@ -141,8 +141,7 @@ def form_mismatches(verdicts: list, by_id: dict, forms: dict[str, set[str]]) -> 
         c = by_id[v.claim]
         if c.against is None:
             continue
-        against = f"before:{c.arm}" if c.against == "before" else c.against
-        a, b = forms.get(c.arm, set()), forms.get(against, set())
+        a, b = forms.get(c.arm, set()), forms.get(against_side(c), set())
         if a and b and a != b:
             lines += [f"**{v.claim} compares sides evaluated under different prompt forms**: {c.arm} under {' / '.join(sorted(a))}, "
                       f"{c.against} under {' / '.join(sorted(b))}; its estimate holds the prompt form's effect as well as the "
