@@ -19,7 +19,8 @@ has the zero-weight monitor's column blanked where no reward could score a compl
    matmuls; afterwards the frozen base weights are restored bit for bit from a copy (not by
    subtraction, which would round). The trained adapters are untouched. With LoRA dropout live
    (`model.lora_dropout` > 0 in training mode) TRL samples through the dropout, which a merged
-   model cannot reproduce, so the adapters then stay unmerged.
+   model cannot reproduce, and with base weights in bf16 or fp16 the merge rounds a small update
+   away; in both cases the adapters stay unmerged.
 3. **Finished completions leave the batch.** `generate` computes every completion of a call
    until the longest ends; `rlsft.scoring.decode` stops computing a completion once it has ended,
    with `generate`'s tokens for the same seed (its random draws made for the whole batch).
@@ -45,10 +46,14 @@ has the zero-weight monitor's column blanked where no reward could score a compl
 7. **Completion tokens are counted** (`completion_tokens_seen`, kept with each checkpoint) beside
    TRL's prompt-and-completion count, so the compute record prices the output head only where GRPO
    computes logits (rlsft.runs.compute).
+8. **A completion stopped at a stop string ends with EOS** (`ended_at_stop`; the recipe stops at
+   `</answer>` under `data.think_prefill`): TRL would read it as truncated, and train the pad
+   tokens transformers fills after it where the pad is no end token.
 
 The first four fall back to TRL's own code wherever they would not be exact or do not apply: several
-processes (DDP), a GPU (TRL's Triton head already scores only completions), vision inputs, MoE
-auxiliary losses, an entropy bonus (needs the entropy's gradient), logit scaling or soft-capping.
+processes (DDP), a GPU (TRL's Triton head already scores only completions; the merge, exact in
+fp32, still runs on one GPU process), vision inputs, MoE auxiliary losses, an entropy bonus (needs
+the entropy's gradient), logit scaling or soft-capping, a LoRA output head.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 from trl import GRPOTrainer as TRLGRPOTrainer
 
 from rlsft.epoch_order import EpochOrder
-from rlsft.scoring import decode
+from rlsft.scoring import decode, pool
 
 # a generate call's keys that `by_length` regroups; any other key (images, tools) keeps TRL's micro-batches
 GROUPABLE = {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "num_items_in_batch",
@@ -178,7 +183,10 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         buffered = self._buffered_inputs
         inputs = super()._prepare_inputs(generation_batch)
         fresh = self.model.training and self._buffered_inputs is not buffered  # a generate call just filled the buffer
-        if fresh and self.group_by_length and self.loss_type in LENGTH_GROUPED_LOSSES and self.top_entropy_quantile == 1.0:
+        # an entropy bonus or a MoE auxiliary loss is averaged per micro-batch: regrouping would change the gradient
+        exact = self.loss_type in LENGTH_GROUPED_LOSSES and self.top_entropy_quantile == 1.0 and not self._entropy_bonus_enabled \
+            and not self.aux_loss_enabled
+        if fresh and self.group_by_length and exact:
             grouped = by_length(self._buffered_inputs)
             if grouped is not None:
                 self._buffered_inputs = grouped
@@ -217,6 +225,13 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         if monitors.any() and not monitors.all():
             unscorable |= torch.isnan(rewards[:, ~monitors]).all(dim=1)
         rewards[unscorable] = torch.nan
+        # the share left out of the advantages, logged each step: a broken or overloaded verifier would
+        # otherwise turn GRPO into a no-op that only `reward: NaN` shows
+        self._metrics["train" if self.model.training else "eval"]["rewards/unscored_ratio"].append(unscorable.float().mean().item())
+        if self.model.training and unscorable.all():
+            warnings.warn(f"step {self.state.global_step + 1}: no completion of this generation could be scored (the accuracy check "
+                          f"timed out or failed: rlsft.scoring.pool counts {pool.TIMEOUTS['count']} timeouts and "
+                          f"{pool.FAILURES['count']} failures so far); GRPO learns nothing from it")
         return rewards
 
     def _save_checkpoint(self, model, trial):
@@ -254,7 +269,10 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         # one process first: under DDP `model` is the wrapper (no config), and its forward must run for the gradient sync
         if not (self.completion_head and self.accelerator.num_processes == 1 and self.accelerator.device.type == "cpu"):
             return False
-        text = _unwrapped(model).config.get_text_config()
+        lm = _unwrapped(model)
+        if hasattr(lm.get_output_embeddings(), "get_base_layer"):  # a LoRA (or modules_to_save) head: its weight is not `.weight`
+            return False
+        text = lm.config.get_text_config()
         return (not compute_aux_loss and not self._entropy_bonus_enabled and all(v is None for v in extra.values())
                 and all(getattr(text, key, None) is None for key in _SCALED_HEAD))
 
@@ -284,7 +302,48 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         transformers_path = not self.use_vllm and not self.use_transformers_continuous_batching
         with (merged_lora(self.model) if transformers_path and self.accelerator.num_processes == 1 else contextlib.nullcontext(),
               decode.compacting(self.model) if transformers_path else contextlib.nullcontext()):
-            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
+                                                                      has_tool_images)
+        kwargs = self.args.generation_kwargs or {}
+        stops = kwargs.get("stop_strings") or kwargs.get("stop") or []
+        for stop in [stops] if isinstance(stops, str) else stops:
+            completion_ids, logprobs = ended_at_stop(completion_ids, logprobs, self._tokenizer, stop, self.eos_token_ids[0],
+                                                     self.eos_token_ids)
+        return completion_ids, logprobs
+
+
+def ended_at_stop(completion_ids: list[list[int]], logprobs: list[list[float]] | None, tokenizer, stop: str, eos: int,
+                  ends: list[int]) -> tuple[list[list[int]], list[list[float]] | None]:
+    """Completions that generation stopped at `stop` (the GRPO recipe's `</answer>` under
+    `data.think_prefill`), cut after the token that completes it and closed with `eos`, as if the
+    model had ended there. Unclosed, TRL reads such a completion as truncated (its clipped ratio,
+    and `mask_truncated_completions` drops it from the loss), and transformers fills the rows that
+    stopped before a call's last with the pad token, which TRL's mask keeps (and trains) wherever
+    the pad is no end token. Where the sampler's log-probabilities come along (vLLM), the closing
+    token gets 0.0: the stop ends a completion with probability 1. A completion that already ends
+    with one of `ends`, or never writes `stop`, is left as it is.
+
+    >>> from rlsft.models import load_tokenizer
+    >>> tok = load_tokenizer("micro-student")
+    >>> ids = tok("<answer> 7 </answer>", add_special_tokens=False)["input_ids"]
+    >>> pad, eos = tok.pad_token_id, tok.eos_token_id
+    >>> out, _ = ended_at_stop([ids + [pad, pad], ids[:2], ids + [eos]], None, tok, "</answer>", eos, [eos])
+    >>> out == [ids + [eos], ids[:2], ids + [eos]]
+    True
+    """
+    from rlsft.scoring.evaluate import first_stop
+
+    ids_out, logps_out = [], [] if logprobs is not None else None
+    for i, ids in enumerate(completion_ids):
+        logps = logprobs[i] if logprobs is not None else None
+        k = None if (ids and ids[-1] in ends) else first_stop(ids, tokenizer, stop)
+        if k is not None:
+            ids = [*ids[:k + 1], eos]
+            logps = None if logps is None else [*logps[:k + 1], 0.0]
+        ids_out.append(list(ids))
+        if logps_out is not None:
+            logps_out.append(logps)
+    return ids_out, logps_out
 
 
 @contextlib.contextmanager
@@ -299,6 +358,11 @@ def merged_lora(model):
         yield
         return
     layers = [m for m in model.modules() if isinstance(m, LoraLayer) and not m.merged]
+    if any(m.get_base_layer().weight.dtype != torch.float32 for m in layers):
+        # merging rounds W + BA to the weights' dtype: in bf16 an early, small update rounds away, and the
+        # completions would come from another policy than the one trained (the adapters then stay unmerged)
+        yield
+        return
     dropout = [d for m in layers for d in m.lora_dropout.values() if isinstance(d, torch.nn.Dropout) and d.p > 0 and d.training]
     if not layers or dropout:  # live dropout samples from a perturbed policy, which a merged model cannot: left as it is
         yield

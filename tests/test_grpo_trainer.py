@@ -157,10 +157,16 @@ def test_a_monitor_does_not_turn_an_unscored_completion_into_a_wrong_one(monkeyp
         return [0.0] * len(completions)
 
     monitor.is_monitor = True
+    from collections import defaultdict
+    from types import SimpleNamespace
+
     trainer = GRPOTrainer.__new__(GRPOTrainer)  # no model: only the reward table is under test
+    trainer.model, trainer.state = SimpleNamespace(training=True), SimpleNamespace(global_step=0)
+    trainer._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
     trainer.reward_funcs = [accuracy, monitor]
     out = trainer._calculate_rewards(None, [], [], [])
     assert torch.isnan(out).all(dim=1).tolist() == [False, True, False]  # row 2: left out, as TRL does a row of Nones
+    assert trainer._metrics["train"]["rewards/unscored_ratio"] == [pytest.approx(1 / 3)]  # logged each step
     assert out[0].tolist() == [1.0, 0.0] and out[2].tolist() == [0.0, 0.0]
     trainer.reward_funcs = [accuracy, accuracy]  # no monitor: TRL's table as it is
     assert torch.equal(torch.isnan(trainer._calculate_rewards(None, [], [], [])), torch.isnan(table))
@@ -172,3 +178,74 @@ def test_a_monitor_does_not_turn_an_unscored_completion_into_a_wrong_one(monkeyp
     trainer.reward_funcs = [get_reward("accuracy", extraction="lenient"), get_reward("tag_count")]
     out = trainer._calculate_rewards(None, [], [], [])
     assert torch.isnan(out).all(dim=1).tolist() == [False, True, False] and out[2].tolist() == [0.0, 0.25]
+    # every check failed: a step GRPO learns nothing from says so
+    monkeypatch.setattr(TRLGRPOTrainer, "_calculate_rewards", lambda self, *a: torch.tensor([[nan, 1.0], [nan, 0.0]]))
+    with pytest.warns(UserWarning, match="no completion of this generation could be scored"):
+        trainer._calculate_rewards(None, [], [], [])
+    assert trainer._metrics["train"]["rewards/unscored_ratio"][-1] == 1.0
+
+
+def test_a_completion_stopped_at_answer_ends_with_eos_and_trains_no_padding(tmp_path):
+    """Under `data.think_prefill` generation stops at `</answer>`: every such completion closes with
+    EOS (not read as truncated) and no pad token the generator filled in is inside the loss mask
+    (micro-student's pad is no end token)."""
+    import recipes.grpo
+    from rlsft.config import DataConfig, ModelConfig, RunConfig
+    from rlsft.models import load_model, load_tokenizer
+    from rlsft.scoring.rewards import get_reward
+    from rlsft.trainer import prompt_dataset
+
+    torch.manual_seed(0)
+    tok = load_tokenizer("micro-student")
+    cfg = recipes.grpo.Config(
+        run=RunConfig(name="stop", out_dir=str(tmp_path), report_to="none", seed=0), model=ModelConfig(name="micro-student"),
+        data=DataConfig(task="micro-arith", n_train=16, template="r1-zero", think_prefill=True),
+        training=dict(learning_rate=1e-3, max_steps=1, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+                      logging_steps=1, save_strategy="no"),
+        grpo=dict(mask_truncated_completions=True, num_generations=8, max_completion_length=96, loss_type="dapo", beta=0.0))
+    args = recipes.grpo.training_args(cfg)
+    args.reward_weights = [1.0]
+    data = prompt_dataset(cfg.data, 0, tok)
+    trainer = grpo_trainer.GRPOTrainer(model=load_model("micro-student"), args=args, train_dataset=data,
+                                       reward_funcs=[get_reward("accuracy", extraction="lenient")], processing_class=tok)
+    recipes.grpo.stop_at_answer(trainer.model, tok)
+    assert tok.pad_token_id not in trainer.eos_token_ids
+    trainer.model.train()
+    out = trainer._generate_and_score_completions([data[0]] * 8)
+    rows = [ids[m.bool()].tolist() for ids, m in zip(out["completion_ids"], out["completion_mask"])]
+    stopped = [r for r in rows if "</answer>" in tok.decode(r)]
+    assert len(stopped) >= 6  # micro-student answers in tags: the stop string ends most completions
+    assert all(r[-1] == tok.eos_token_id and tok.decode(r[:-1]).endswith("</answer>") for r in stopped)
+    assert all(tok.pad_token_id not in r for r in rows)
+    assert trainer._metrics["train"]["completions/clipped_ratio"][-1] == 0.0
+
+
+def test_lora_stays_unmerged_on_bf16_weights_where_the_merge_would_round_the_update_away(toy_model):
+    from peft import LoraConfig, get_peft_model
+
+    from rlsft.models import load_model
+
+    model = get_peft_model(load_model(toy_model).to(torch.bfloat16), LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    with grpo_trainer.merged_lora(model):
+        assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # not merged
+    with grpo_trainer.merged_lora(model.float()):
+        assert any(not torch.equal(p, before[n].float()) for n, p in model.named_parameters())  # fp32: merged
+
+
+def test_a_lora_output_head_is_scored_by_trls_head(toy_model, tmp_path):
+    """The lab's completion-only head reads `head.weight`; a LoRA head's weight is its base's, so
+    such a model goes to TRL's scoring, which runs the adapter."""
+    from types import SimpleNamespace
+
+    from peft import LoraConfig, get_peft_model
+
+    from rlsft.models import load_model
+
+    plain = load_model(toy_model)
+    wrapped = get_peft_model(load_model(toy_model), LoraConfig(r=4, target_modules=["lm_head"], init_lora_weights=False))
+    fake = SimpleNamespace(completion_head=True, _entropy_bonus_enabled=False,
+                           accelerator=SimpleNamespace(num_processes=1, device=torch.device("cpu")))
+    applies = grpo_trainer.GRPOTrainer._lab_head_applies
+    assert applies(fake, plain, {}, False)
+    assert not applies(fake, wrapped, {}, False)
