@@ -221,9 +221,18 @@ def compute_dtype(dtype: str) -> str:
     """
     import torch
 
-    if dtype == "float32" and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+    if dtype == "float32" and native_bf16():
         return "bfloat16"
     return dtype
+
+
+def native_bf16() -> bool:
+    """A CUDA GPU with bfloat16 arithmetic (Ampere or later). torch's default check also counts
+    emulation, which says yes on a V100 or T4: training would run slowly in emulated bf16, and vLLM
+    refuses bf16 there."""
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
 
 
 def gpu_of(model) -> list:

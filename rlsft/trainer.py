@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from rlsft.config import DataConfig, ModelConfig, RunConfig, to_dict, trl_class
 from rlsft.io import UserError, atomic_write, copy_tree_atomic, read_jsonl, utc_now
-from rlsft.models import compute_dtype, gpu_of, load_model, load_tokenizer
+from rlsft.models import compute_dtype, gpu_of, load_model, load_tokenizer, native_bf16
 from rlsft.runs.compute import (
     Cost,
     compute_record,
@@ -83,8 +83,12 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
         # transformers' own count (padding included under "all") would race TRL's in `trained_tokens`, which the compute record reads
         raise UserError(f"{cls.__name__}.include_num_input_tokens_seen: the lab counts trained tokens itself (TRL's counts, "
                         "rlsft.runs.compute.trained_tokens); leave it unset")
+    if zero_stage({**cfg.training, **section}.get("deepspeed")) == 3:
+        raise UserError("DeepSpeed ZeRO-3 is not supported: the pre-flight and the evaluations generate from the model "
+                        "before DeepSpeed gathers its sharded weights, and the saved model would be empty; use "
+                        "configs/accelerate/zero2.yaml (a 0.5-1.5B model's weights fit one GPU)")
     kwargs = {
-        "bf16": gpu and torch.cuda.is_bf16_supported(), "use_cpu": not gpu,
+        "bf16": native_bf16(), "use_cpu": not gpu,
         **TRAINING_DEFAULTS, **cfg.training, **section, **owned,
         "output_dir": str(run_folder(cfg.run).checkpoints_dir), "run_name": cfg.run.name, "seed": cfg.run.seed,
         "report_to": [] if cfg.run.report_to == "none" else [cfg.run.report_to],
@@ -93,6 +97,21 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
         return cls(**kwargs)
     except (ValueError, TypeError) as e:  # TRL's own validation of the combination
         raise UserError(f"{cls.__name__}: {str(e).splitlines()[0]}") from None
+
+
+def zero_stage(deepspeed) -> int | None:
+    """The DeepSpeed ZeRO stage of this launch: `accelerate launch` with a DeepSpeed config sets
+    ACCELERATE_DEEPSPEED_ZERO_STAGE; TrainingArguments' `deepspeed` takes a config dict or JSON file.
+
+    >>> zero_stage({"zero_optimization": {"stage": 3}}), zero_stage(None) if "ACCELERATE_DEEPSPEED_ZERO_STAGE" not in os.environ else None
+    (3, None)
+    """
+    if os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        return int(os.environ["ACCELERATE_DEEPSPEED_ZERO_STAGE"])
+    if isinstance(deepspeed, str) and Path(deepspeed).is_file():
+        deepspeed = json.loads(Path(deepspeed).read_text())
+    stage = deepspeed.get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
+    return int(stage) if isinstance(stage, (int, str)) and str(stage).isdigit() else None
 
 
 def differs_from_defaults(args) -> dict:

@@ -32,6 +32,7 @@ CASES = [
     ("config: unknown eval task", ["train", GRPO, "eval.tasks=[gsm9k]"], True, "gsm9k"),
     ("config: unknown extraction", ["train", GRPO, "extraction=loose"], True, "'loose'"),
     ("config: extraction outside GRPO", ["train", str(MICRO / "sft_cold_start.yaml"), "extraction=lenient"], True, "extraction"),
+    ("config: DeepSpeed ZeRO-3", ["train", GRPO, "training.deepspeed={zero_optimization: {stage: 3}}"], True, "ZeRO-3"),
     ("config: a token count that races the lab's", ["train", str(MICRO / "sft_cold_start.yaml"), "training.include_num_input_tokens_seen=all"], True,
      "include_num_input_tokens_seen"),
     # data

@@ -255,3 +255,8 @@ def test_seeds_of_one_arm_that_ran_different_configs_are_flagged(tmp_path):
     assert config_mismatches(results) == [("zero", 1, ["training.max_steps"])]
     (tmp_path / "zero" / "seed2" / "config.yaml").write_text(yaml.safe_dump({"run": {"seed": 2}, "training": {"max_steps": 20}}))
     assert config_mismatches(load_results(RunFolder.find([str(tmp_path)]), "t", "zero")) == []
+    # the same config on 8 processes trains 8x the completions a step (TRL's batch sizes are per process)
+    record = json.loads((tmp_path / "zero" / "seed1" / "run.json").read_text())
+    record.setdefault("compute", {})["processes"] = 8
+    (tmp_path / "zero" / "seed1" / "run.json").write_text(json.dumps(record))
+    assert config_mismatches(load_results(RunFolder.find([str(tmp_path)]), "t", "zero")) == [("zero", 1, ["launch.processes"])]

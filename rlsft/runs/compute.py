@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import resource
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +38,9 @@ H100_BF16_PEAK = 989e12  # dense bf16 FLOP/s, for the GPU-hour floor of an estim
 ASSUMED_MFU = 0.3
 
 
+DISTRIBUTED_TIMEOUT_S = 4 * 3600  # how long a rank waits at a collective call for the others (rank 0's evaluations)
+
+
 def distributed_state():
     """This process's place in the launch: one process per data-parallel worker under `accelerate launch`.
 
@@ -48,7 +52,10 @@ def distributed_state():
     from accelerate import PartialState
 
     accelerator = torch.cuda.is_available() or torch.backends.mps.is_available()
-    return PartialState(cpu=not accelerator)
+    # the first call opens the process group, so TrainingArguments' ddp_timeout never reaches it: the
+    # other ranks wait at a barrier while rank 0 alone evaluates (minutes to hours with the transformers
+    # backend), past NCCL's 10-minute default
+    return PartialState(cpu=not accelerator, timeout=timedelta(seconds=DISTRIBUTED_TIMEOUT_S))
 
 
 def is_main_process() -> bool:

@@ -568,12 +568,16 @@ def config_mismatches(results: dict) -> list[tuple[str, int, list[str]]]:
     """(arm, stage, dotted keys) where the seeds of an arm ran different configs: a study whose
     YAML or overrides changed after some of its runs had finished. Each run's saved config.yaml is
     compared, stage by stage, less what differs by design: its `run` section (name, seed, folder)
-    and a later stage's `model.name` (the previous stage's own output)."""
+    and a later stage's `model.name` (the previous stage's own output). The number of processes the
+    stage trained on (`launch.processes`, from run.json) is compared too: TRL's batch sizes are per
+    process, so `cluster.gpus_per_run` multiplies a step's completions."""
 
     def comparable(stage: RunFolder, index: int) -> dict:
         config = {k: v for k, v in stage.config.items() if k != "run"}
         if index and isinstance(config.get("model"), dict):
             config["model"] = {k: v for k, v in config["model"].items() if k != "name"}
+        if stage.finished:
+            config["launch"] = {"processes": stage.record.get("compute", {}).get("processes", 1)}
         return config
 
     out = []
