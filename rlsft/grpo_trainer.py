@@ -69,6 +69,7 @@ from trl import GRPOTrainer as TRLGRPOTrainer
 
 from rlsft.epoch_order import EpochOrder
 from rlsft.scoring import decode, pool
+from rlsft.scoring.evaluate import first_stop
 
 # a generate call's keys that `by_length` regroups; any other key (images, tools) keeps TRL's micro-batches
 GROUPABLE = {"prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "advantages", "num_items_in_batch",
@@ -331,8 +332,6 @@ def ended_at_stop(completion_ids: list[list[int]], logprobs: list[list[float]] |
     >>> out == [ids + [eos], ids[:2], ids + [eos]]
     True
     """
-    from rlsft.scoring.evaluate import first_stop
-
     ids_out, logps_out = [], [] if logprobs is not None else None
     for i, ids in enumerate(completion_ids):
         logps = logprobs[i] if logprobs is not None else None
