@@ -219,7 +219,6 @@ def compute_dtype(dtype: str) -> str:
     >>> compute_dtype("bfloat16"), compute_dtype("auto")
     ('bfloat16', 'auto')
     """
-    import torch
 
     if dtype == "float32" and native_bf16():
         return "bfloat16"
