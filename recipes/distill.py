@@ -29,7 +29,7 @@ import rlsft.scoring.verify
 from rlsft.config import DTYPES, RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, read_jsonl, to_json, to_jsonl
 from rlsft.models import count_parameters, flop_parameters, load_model, load_tokenizer, resolve_model, vocab_size
-from rlsft.runs.compute import PROMPT_TOKENS, Cost, estimate_record, param_count
+from rlsft.runs.compute import PROMPT_TOKENS, Cost, distributed_state, estimate_record, is_main_process, param_count
 from rlsft.scoring.evaluate import BACKENDS, generate, resolve_backend, vllm_generate
 from rlsft.scoring.tasks import TEMPLATES, THINK_PREFILL, build_prompt, get_task, render_prompt, resolve_template
 from rlsft.trainer import (
@@ -246,6 +246,8 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
     """`teacher_traces`, read from the cache when the same traces were made before."""
 
     if cfg.distill.cache_dir is None:
+        if distributed_state().num_processes > 1:  # each process would sample the teacher on its own
+            raise UserError("distill.cache_dir: needed under several processes (the first samples the traces into it, the others read them)")
         return teacher_traces(teacher_loader, tokenizer, cfg)
     work = teacher_prompts(cfg, tokenizer)  # loaded and rendered once, for the key and the sampling
     folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer, work)
@@ -289,10 +291,12 @@ def main(cfg: Config, resume: bool = False) -> dict:
         # before the student loads: the teacher's weights (2 GB for a 0.5B teacher in float32) are
         # loaded only for traces the cache lacks and freed with them, and a run without a verified
         # trace stops before its evaluation before training is paid
-        traces, trace_stats = cached_teacher_traces(load_teacher, teacher_tokenizer, cfg)
+        with distributed_state().main_process_first():  # under accelerate: the first process samples and caches, the others read the cache
+            traces, trace_stats = cached_teacher_traces(load_teacher, teacher_tokenizer, cfg)
         if not traces:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
-        atomic_write(folder.teacher_traces_file, to_jsonl(traces))
+        if is_main_process():
+            atomic_write(folder.teacher_traces_file, to_jsonl(traces))
         if cfg.data.think_prefill:  # the student's prompt opens <think>: only a trace that opens it too continues that prompt
             traces = opening_think(traces, trace_stats)
         # the student's own prompt form for each question (the teacher's may differ)

@@ -28,7 +28,7 @@ from rlsft.config import RecipeConfig, training_section, trl_section
 from rlsft.io import UserError, atomic_write, to_json
 from rlsft.models import flop_parameters
 from rlsft.preflight import ProbeConfig, refusal, run_probe, summary_line
-from rlsft.runs.compute import PROMPT_TOKENS, Cost, estimate_record, is_main_process, param_count
+from rlsft.runs.compute import PROMPT_TOKENS, Cost, distributed_state, estimate_record, is_main_process, param_count
 from rlsft.runs.folder import RunFolder
 from rlsft.scoring.language import language_stats
 from rlsft.scoring.rewards import completion_text, get_reward
@@ -190,13 +190,21 @@ def preflight(cfg: Config, args, model, tokenizer, train_set, folder: RunFolder 
     path = folder.path / "probe.json" if folder else None
     if path is not None and path.is_file():
         return json.loads(path.read_text())
-    record = probe(cfg, args, model, tokenizer, train_set)
+    state = distributed_state()
+    # under accelerate the first process probes and the others take its record: one decision for all
+    # (processes that decided apart would leave some waiting for the others' training forever)
+    record = probe(cfg, args, model, tokenizer, train_set) if state.is_main_process else None
+    if state.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        record = broadcast_object_list([record])[0]
     record["forced"] = not record["passed"] and cfg.probe.force
-    if path is not None:
-        atomic_write(path, to_json(record))
-    print(summary_line(record), flush=True)
+    if state.is_main_process:
+        if path is not None:
+            atomic_write(path, to_json(record))
+        print(summary_line(record), flush=True)
     if not record["passed"] and not cfg.probe.force:
-        if folder is not None and folder.last_checkpoint() is None:
+        if state.is_main_process and folder is not None and folder.last_checkpoint() is None:
             shutil.rmtree(folder.path, ignore_errors=True)
         raise UserError(refusal(record))
     return record

@@ -179,6 +179,21 @@ def test_two_process_launch_under_accelerate(toy_model, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     record, _ = check_run_folder(out, "grpo")
     assert record["compute"]["processes"] == 2
+    probed = [line for line in p.stdout.splitlines() if line.startswith("pre-flight: ")]
+    assert len(probed) == 1, probed  # the first process probes, the other takes its record
+
+
+def test_two_process_offline_distillation_samples_the_teacher_once(toy_model, tmp_path):
+    out, cache = tmp_path / "ddp-distill", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(REPO / "configs/accelerate/cpu.yaml"),
+           "-m", "rlsft.cli", "train", str(MICRO / "distill_offline.yaml"), *tiny_recipe_overrides(toy_model, out), *TEACHER,
+           f"distill.cache_dir={cache}"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    record, _ = check_run_folder(out, "distill-offline")
+    assert record["compute"]["processes"] == 2
+    assert record["teacher_traces"]["cache"].startswith("written")  # the first process sampled; the other read its cache
+    assert len(list(cache.iterdir())) == 1
 
 
 def test_teacher_traces_are_cached_and_reused(toy_model, tmp_path):
