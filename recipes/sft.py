@@ -46,6 +46,10 @@ class ExamplesConfig:
     n: int | None = 256  # a cold start is small: a few hundred examples (None: all)
     language: str = "en"  # language of the clean solutions
 
+    def __post_init__(self):
+        if self.n is not None and self.n < 1:
+            raise UserError(f"examples.n must be at least 1, got {self.n} (null: all)")
+
 
 @dataclass
 class Config(RecipeConfig):

@@ -341,6 +341,14 @@ class EvalConfig:
     def __post_init__(self):
         if not 0.0 < self.top_p <= 1.0:
             raise UserError(f"eval.top_p must be in (0, 1], got {self.top_p}")
+        if not self.temperature >= 0.0:  # NaN fails too
+            raise UserError(f"eval.temperature must be at least 0, got {self.temperature}")
+        if not self.tasks:
+            raise UserError("eval.tasks is empty: name at least one task (the first also gets the curve)")
+        for key in ("n", "samples", "max_new_tokens", "before_samples", "curve_samples", "batch_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise UserError(f"eval.{key} must be at least 1, got {value}" + (" (null: the whole split)" if key == "n" else ""))
         if self.backend not in BACKENDS:
             raise UserError(f"eval.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
 

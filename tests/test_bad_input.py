@@ -17,6 +17,10 @@ def bad_files(tmp_path):
     (tmp_path / "pipe.yaml").write_text(
         "# a pipeline whose first stage is missing\nrecipe: pipeline\nrun: {name: p}\n"
         "stages:\n  - {config: configs/micro/nope.yaml}\n  - {config: configs/micro/r1_zero.yaml}\n")
+    study = "name: s\nrecipes: {r1_zero: configs/micro/r1_zero.yaml}\nseeds: %s\nclaims:\n  - {id: C1, text: t, metric: %s, arm: %s, against: base, direction: %s}\n"
+    for name, fields in {"st_arm": ("[0]", "accuracy", "r1_zeroo", "greater"), "st_dir": ("[0]", "accuracy", "r1_zero", "bigger"),
+                         "st_metric": ("[0]", "acuracy", "r1_zero", "greater"), "st_seeds": ("[0, 0]", "accuracy", "r1_zero", "greater")}.items():
+        (tmp_path / f"{name}.yaml").write_text(study % fields)
 
 
 # (id, argv after "rlsft", [overrides from tiny_recipe_overrides?], text the error line must contain)
@@ -44,6 +48,15 @@ CASES = [
     ("model: missing path", ["train", GRPO, "model.name={tmp}/no-model"], True, "no-model"),
     ("model: hub id while offline", ["eval", "--model", "Qwen/Qwen2.5-0.5B", "--task", "gsm8k", "--source", "{tmp}/gsm8k.jsonl", "--out", "{tmp}/e"], False, "Qwen/Qwen2.5-0.5B"),
     ("model: teacher with another tokenizer", ["train", str(MICRO / "distill_onpolicy.yaml"), "distill.teacher={toy}"], True, "logit rows"),
+    ("config: no eval task", ["train", GRPO, "eval.tasks=[]"], True, "eval.tasks"),
+    ("config: a zero token budget", ["train", GRPO, "eval.max_new_tokens=0"], True, "eval.max_new_tokens"),
+    ("config: negative examples", ["train", str(MICRO / "sft_cold_start.yaml"), "examples.n=-3"], True, "examples.n"),
+    # studies and reports: a misspelt name never becomes a verdict
+    ("study: claim names no arm", ["study", "{tmp}/st_arm.yaml", "--dry-run"], False, "'r1_zeroo'"),
+    ("study: claim direction", ["study", "{tmp}/st_dir.yaml", "--dry-run"], False, "'bigger'"),
+    ("study: claim metric", ["study", "{tmp}/st_metric.yaml", "--dry-run"], False, "'acuracy'"),
+    ("study: a seed twice", ["study", "{tmp}/st_seeds.yaml", "--dry-run"], False, "seeds"),
+    ("report: unknown task", ["report", "{tmp}", "--task", "gsm9k", "--out", "{tmp}/rep"], False, "gsm9k"),
     # CLI
     ("cli: unknown flag", ["train", GRPO, "--dryrun"], False, "--dryrun"),
     ("cli: unknown command", ["trian", GRPO], False, "trian"),

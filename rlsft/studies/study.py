@@ -97,9 +97,46 @@ def run_overrides(cfg: StudyConfig, arm: str, seed: int) -> list[str]:
     return extra + placed
 
 
+ARM_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a folder name under the study's folder: no path separators, no leading dot
+SIDES = ("base", "before")  # what a claim's sides name besides arms: the study's starting model, the arm's own
+
+
+def check_names(cfg: StudyConfig, path: str = "study") -> None:
+    """Refuse a study whose names do not resolve: arms, seeds, the base arm, each claim's sides
+    and matched-compute arm, the panels' arms and the tasks. A misspelt arm in a claim would
+    otherwise reach the report as an "inconclusive" verdict with nothing under it."""
+    from rlsft.scoring.tasks import TASKS
+
+    if not cfg.recipes:
+        raise UserError(f"{path}: recipes is empty; name at least one arm (arm: recipe config)")
+    for arm in cfg.recipes:
+        if not re.fullmatch(ARM_NAME, str(arm)) or arm in SIDES:
+            raise UserError(f"{path}: arm name {arm!r}: letters, digits, '_', '.', '-' (a folder name), and not {' or '.join(SIDES)}")
+    for arm, seeds in [("seeds", cfg.seeds), *((f"arm_seeds.{a}", s) for a, s in cfg.arm_seeds.items())]:
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise UserError(f"{path}: {arm} must list distinct seeds, got {seeds}")
+    reads_base = any("base" in (c.arm, c.against) for c in cfg.claims) or any("base" in names for names in cfg.panels.values())
+    if reads_base and cfg.base_arm not in cfg.recipes:  # "base" is that arm's evaluation before training
+        raise UserError(f"{path}: base_arm {cfg.base_arm!r} is no arm, and the claims or panels read the base; arms: {', '.join(cfg.recipes)}")
+    arms = ", ".join(cfg.recipes)
+    for c in cfg.claims:
+        for key, side, allowed in (("arm", c.arm, ("base",)), ("against", c.against, (*SIDES, None))):
+            if side not in cfg.recipes and side not in allowed:
+                raise UserError(f"{path}: claim {c.id}: {key} {side!r} is no arm; arms: {arms} (or {', '.join(s for s in allowed if s)})")
+        if isinstance(c.at_pflops, str) and c.at_pflops not in cfg.recipes:
+            raise UserError(f"{path}: claim {c.id}: at_pflops {c.at_pflops!r} names no arm; arms: {arms}")
+    for title, names in cfg.panels.items():
+        if unknown := [a for a in names if a not in cfg.recipes and a != "base"]:
+            raise UserError(f"{path}: panel {title!r} names unknown arm(s) {unknown}; arms: {arms}")
+    for task in [cfg.task, *(t.task for t in cfg.transfer)]:
+        if task is not None and task not in TASKS:
+            raise UserError(f"{path}: unknown task {task!r}; tasks: {', '.join(TASKS)}")
+
+
 def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
     """The study's prerequisites and its matrix of runs (seed-major, so a study stopped early has
     whole seeds), each a `Job`; everything is validated before anything runs."""
+    check_names(cfg, path)
     unknown = (set(cfg.arm_overrides) | set(cfg.arm_seeds)) - set(cfg.recipes)
     if unknown:
         raise UserError(f"{path}: arm_overrides or arm_seeds name unknown arm(s) {sorted(unknown)}; arms: {', '.join(cfg.recipes)}")
@@ -170,8 +207,6 @@ def check_claims_readable(cfg: StudyConfig, path: str = "study") -> None:
             if side is None:
                 continue
             arm, when = {"base": (cfg.base_arm, "before"), "before": (claim.arm, "before")}.get(side, (side, "after"))
-            if arm not in cfg.recipes:
-                continue  # unknown arms are the claim reader's error to report
             have = eval_samples(cfg, arm)
             reads = [when] + (["curve"] if claim.at_pflops is not None and when == "after" and have["curve"] else [])
             for w in reads:

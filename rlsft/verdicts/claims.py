@@ -69,10 +69,13 @@ problem's sample count, which sets the floor's step.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
+import re
 import statistics
 from dataclasses import dataclass, field
 
+from rlsft.io import UserError
 from rlsft.scoring.metrics import percentile_interval
 
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "pilot", "unmatched")
@@ -82,6 +85,8 @@ MIN_SEEDS = 3  # fewer seeds: a pilot (estimates, no verdict)
 METHOD = ("t interval over seeds (df = seeds - 1) of each seed's paired mean difference, its standard error at least that "
           "of one discordant pair per seed at the metric's step (one sample: 1/m for pass@1 over m samples, K/m for pass@K)")
 TESTS = {"greater": "one-sided t test", "less": "one-sided t test", "within": "TOST (two one-sided t tests)"}
+PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k the report reads from runs with at least k samples per problem
+CLAIM_METRICS = r"accuracy|accuracy_lenient|mixing|format|length|pass@(?:" + "|".join(map(str, PASS_KS)) + ")"
 
 
 @dataclass
@@ -98,8 +103,18 @@ class Claim:
     at_pflops: float | str | None = None  # compare both arms at this compute (or at a named arm's largest PFLOPs per run), each read at its last evaluated checkpoint within it
     teacher_students: int | None = None  # count the arm's teacher training, amortised over this many students (1: unamortised)
     from_start: bool = False  # compare each arm's change from its own starting model (a difference in differences)
-    task: str = "micro-arith"
     notes: str = ""
+
+    def __post_init__(self):
+        if self.direction not in TESTS:
+            raise UserError(f"claim {self.id}: direction must be one of {', '.join(TESTS)}, got {self.direction!r}")
+        if not re.fullmatch(CLAIM_METRICS, self.metric):
+            raise UserError(f"claim {self.id}: metric must be accuracy, accuracy_lenient, mixing, format, length or pass@K "
+                            f"(K one of {', '.join(map(str, PASS_KS))}), got {self.metric!r}")
+        if not 0.0 < self.alpha < 0.5:
+            raise UserError(f"claim {self.id}: alpha must be in (0, 0.5), got {self.alpha}")
+        if not math.isfinite(self.threshold):
+            raise UserError(f"claim {self.id}: threshold must be a number, got {self.threshold}")
 
 
 @dataclass

@@ -23,10 +23,8 @@ from rlsft.runs.record import RunRecord
 from rlsft.scoring.language import reasoning_language
 from rlsft.scoring.metrics import pass_at_k, verdicts
 from rlsft.verdicts import plots
-from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS, against_side, evaluate_claim, hierarchical_bootstrap, holm, metric_unit
+from rlsft.verdicts.claims import ALPHA, METHOD, MIN_SEEDS, PASS_KS, against_side, evaluate_claim, hierarchical_bootstrap, holm, metric_unit
 from rlsft.verdicts.sweep import Choice, choose
-
-PASS_KS = (2, 4, 8, 16, 32, 64)  # the pass@k read from runs with at least k samples per problem
 
 
 def per_problem(folder: Path, task: str) -> dict[str, dict[str, float]]:
