@@ -208,7 +208,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if "=" not in item:
             raise UserError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as e:
+            raise UserError(f"override {item!r}: not a YAML value ({str(e).splitlines()[0]})") from None
         node = data
         parts = key.strip().split(".")
         for p in parts[:-1]:
@@ -220,12 +223,36 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    r"""YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently: a second `training:` section would drop the first's settings).
+
+    >>> yaml.load("a: 1\nb: 2", Loader=UniqueKeyLoader)
+    {'a': 1, 'b': 2}
+    >>> yaml.load("a: 1\na: 2", Loader=UniqueKeyLoader)
+    Traceback (most recent call last):
+    ...
+    yaml.constructor.ConstructorError: found the key 'a' twice (line 2)
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"found the key {key!r} twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})") from None
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if data is None:

@@ -27,11 +27,13 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[di
     Blank lines are skipped. Every record must be a JSON object holding the `required` keys.
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, where a JSONL file was expected")
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     rows = []
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+        for lineno, line in enumerate(utf8_lines(f, path), start=1):
             if not line.strip():
                 continue
             try:
@@ -47,10 +49,25 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[di
     return rows
 
 
+def utf8_lines(f, path: Path) -> Iterable[str]:
+    """The lines of text file `f`, with a file that is not UTF-8 refused in one line naming it."""
+    lineno = 0
+    try:
+        for lineno, line in enumerate(f, start=1):
+            yield line
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}:{lineno + 1}: not UTF-8 text (byte 0x{e.object[e.start]:02x})") from None
+
+
 def atomic_write(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename, so readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, where a file is to be written")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{path}: cannot be written, a file stands where its folder would be") from None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

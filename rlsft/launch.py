@@ -109,12 +109,12 @@ def check_names(cfg) -> None:
 
 
 def run_recipe(module: ModuleType, cfg, resume: bool = False) -> dict:
-    """`module.main(cfg)`; a run that fails on a user error before it trained leaves no folder behind."""
+    """`module.main(cfg)`; a run that fails before it trained (a user error, or any other) leaves no folder behind."""
     folder = run_folder(cfg.run)
     existed = folder.path.exists()
     try:
         return module.main(cfg, resume=resume)
-    except UserError:
+    except Exception:
         if not existed and folder.path.is_dir() and not folder.trained:
             shutil.rmtree(folder.path, ignore_errors=True)
         raise

@@ -87,6 +87,10 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
         raise UserError("DeepSpeed ZeRO-3 is not supported: the pre-flight and the evaluations generate from the model "
                         "before DeepSpeed gathers its sharded weights, and the saved model would be empty; use "
                         "configs/accelerate/zero2.yaml (a 0.5-1.5B model's weights fit one GPU)")
+    sizes = {**cfg.training, **section}
+    for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "max_completion_length", "max_length"):
+        if key in sizes and sizes[key] is not None and (not isinstance(sizes[key], int) or sizes[key] < 1):
+            raise UserError(f"{cls.__name__}.{key} must be a whole number of at least 1, got {sizes[key]!r}")
     kwargs = {
         "bf16": native_bf16(), "use_cpu": not gpu,
         **TRAINING_DEFAULTS, **cfg.training, **section, **owned,
@@ -95,7 +99,7 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
     }
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as e:  # TRL's own validation of the combination
+    except (ValueError, TypeError, ZeroDivisionError) as e:  # TRL's own validation of the combination
         raise UserError(f"{cls.__name__}: {str(e).splitlines()[0]}") from None
 
 

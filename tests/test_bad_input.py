@@ -17,6 +17,10 @@ def bad_files(tmp_path):
     (tmp_path / "pipe.yaml").write_text(
         "# a pipeline whose first stage is missing\nrecipe: pipeline\nrun: {name: p}\n"
         "stages:\n  - {config: configs/micro/nope.yaml}\n  - {config: configs/micro/r1_zero.yaml}\n")
+    (tmp_path / "latin1.jsonl").write_bytes('{"question": "caf\u00e9 1+1?", "answer": "1+1=2\\n#### 2"}\n'.encode("latin-1"))
+    (tmp_path / "twice.yaml").write_text("recipe: grpo\ntraining: {max_steps: 48}\ntraining: {learning_rate: 1.0e-4}\n")
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "completions.jsonl").write_text('{"id": "q1", "answer": "2", "completion": "<answer>2</answer>"}\n')
     study = "name: s\nrecipes: {r1_zero: configs/micro/r1_zero.yaml}\nseeds: %s\nclaims:\n  - {id: C1, text: t, metric: %s, arm: %s, against: base, direction: %s}\n"
     for name, fields in {"st_arm": ("[0]", "accuracy", "r1_zeroo", "greater"), "st_dir": ("[0]", "accuracy", "r1_zero", "bigger"),
                          "st_metric": ("[0]", "acuracy", "r1_zero", "greater"), "st_seeds": ("[0, 0]", "accuracy", "r1_zero", "greater")}.items():
@@ -43,6 +47,15 @@ CASES = [
     ("data: missing file", ["train", GRPO, "data.source={tmp}/missing.jsonl"], True, "missing.jsonl"),
     ("data: bad JSONL line", ["train", GRPO, "data.source={tmp}/bad.jsonl"], True, "bad.jsonl:2"),
     ("data: empty dataset", ["train", GRPO, "data.source={tmp}/empty.jsonl"], True, "empty.jsonl"),
+    ("data: not UTF-8", ["train", GRPO, "data.task=gsm8k", "data.source={tmp}/latin1.jsonl"], True, "not UTF-8"),
+    ("data: a folder for a file", ["score", "--task", "gsm8k", "--completions", "{tmp}/a_folder", "--out", "{tmp}/o.jsonl"], False, "a_folder"),
+    ("data: write over a folder", ["score", "--task", "gsm8k", "--completions", "{tmp}/completions.jsonl", "--out", "{tmp}/a_folder"], False,
+     "a_folder"),
+    ("config: a key twice", ["train", "{tmp}/twice.yaml"], False, "'training' twice"),
+    ("config: an override that is no YAML value", ["train", GRPO, "training.max_steps=[1"], True, "training.max_steps=[1"),
+    ("config: zero batch", ["train", GRPO, "training.per_device_train_batch_size=0"], True, "per_device_train_batch_size"),
+    ("config: more problems than the split holds", ["eval", "--model", "{toy}", "--task", "micro-countdown", "--split", "validation",
+                                                    "--n", "600", "--out", "{tmp}/e"], False, "distinct problems"),
     ("data: score a missing file", ["score", "--task", "gsm8k", "--completions", "{tmp}/none.jsonl", "--out", "{tmp}/o.jsonl"], False, "none.jsonl"),
     # models
     ("model: missing path", ["train", GRPO, "model.name={tmp}/no-model"], True, "no-model"),

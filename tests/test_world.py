@@ -2,6 +2,7 @@ import random
 
 import pytest
 
+from rlsft.io import UserError
 from rlsft.micro.world import (
     ArithConfig,
     CorpusConfig,
@@ -121,7 +122,7 @@ def test_difficulty_configs_reject_bad_values():
 
 
 def test_too_small_world_fails_clearly():
-    with pytest.raises(ValueError, match="distinct"):
+    with pytest.raises(UserError, match="distinct"):
         generate_problems("micro-arith", "test", 500, 0, arith=ArithConfig(min_steps=1, max_steps=1, max_operand=2, word_share=0.0))
 
 

@@ -29,6 +29,7 @@ import hashlib
 import random
 from dataclasses import dataclass, field
 
+from rlsft.io import UserError
 from rlsft.scoring.countdown import check_countdown, parse_countdown_gold  # noqa: F401 (the micro world's callers read them here)
 
 OPERATIONS = ("+", "-", "*")
@@ -295,7 +296,7 @@ def generate_problems(task: str, split: str, n: int, seed: int = 0, arith: Arith
         if p["question"] in seen or split_of(p) != split:
             misses += 1
             if misses > 50 * n + 10_000:
-                raise ValueError(f"{task}: found only {len(rows)} distinct {split} problems of {n} wanted; raise the difficulty")
+                raise UserError(f"{task}: its {split} split has only {len(rows)} distinct problems, {n} were asked for (n)")
             continue
         seen.add(p["question"])
         rows.append({"id": f"{task}-{split}-{len(rows)}", "task": task, **p})
