@@ -189,6 +189,8 @@ def add_study_parser(sub) -> None:
 
 def study_command(args) -> int:
     """`rlsft study`: its runs (or their status), then its report once every run has finished."""
+    if args.status and args.keep_unfinished:
+        raise UserError("--status and --keep-unfinished: one at a time (--status reads, --keep-unfinished writes the archive)")
     if args.status:
         print(status_table(study_status(args.config, args.overrides, archive=args.archive)), end="")
         return 0
@@ -198,6 +200,8 @@ def study_command(args) -> int:
         keep_unfinished(args.config, args.overrides, args.archive)
         return 0
     only = [x for x in args.only.split(",") if x] if args.only is not None else None
+    if only == []:  # an empty --only must not run the whole study
+        raise UserError("--only names no run: give ARM or ARM:SEED, comma-separated")
     cfg = run_study(args.config, args.overrides, jobs=args.jobs, executor=args.executor, dry_run=args.dry_run, only=only,
                     archive=args.archive)
     if args.dry_run or args.executor == "slurm":

@@ -135,8 +135,13 @@ def pipeline_stages(path: str, overrides: list[str] | None = None) -> tuple[Pipe
         raise UserError(f"{path}: a pipeline needs at least one stage")
     root = RunFolder(pipe.run.out_dir or f"runs/{pipe.run.name}")
     stages, previous = [], None
+    names = [st.name or st.config.rsplit("/", 1)[-1].removesuffix(".yaml") for st in pipe.stages]
+    for o in pipe.stage_overrides:  # "grpo:key=value" must name a stage: a misspelt one would be dropped silently
+        key = o.split("=", 1)[0]
+        if ":" in key and key.split(":", 1)[0] not in names:
+            raise UserError(f"{path}: stage override {o!r} names no stage; stages: {', '.join(names)}")
     for i, st in enumerate(pipe.stages, 1):
-        name = st.name or st.config.rsplit("/", 1)[-1].removesuffix(".yaml")
+        name = names[i - 1]
         folder = root.stage(i, name)
         forced = [f"run.name={pipe.run.name}-{name}", f"run.out_dir={folder.path}", f"run.seed={pipe.run.seed}"]
         forced.append(f"run.group={pipe.run.group or pipe.run.name}")  # a pipeline's stages side by side in wandb

@@ -22,6 +22,7 @@ def bad_files(tmp_path):
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "completions.jsonl").write_text('{"id": "q1", "answer": "2", "completion": "<answer>2</answer>"}\n')
     study = "name: s\nrecipes: {r1_zero: configs/micro/r1_zero.yaml}\nseeds: %s\nclaims:\n  - {id: C1, text: t, metric: %s, arm: %s, against: base, direction: %s}\n"
+    (tmp_path / "st_ok.yaml").write_text(study % ("[0]", "accuracy", "r1_zero", "greater"))
     for name, fields in {"st_arm": ("[0]", "accuracy", "r1_zeroo", "greater"), "st_dir": ("[0]", "accuracy", "r1_zero", "bigger"),
                          "st_metric": ("[0]", "acuracy", "r1_zero", "greater"), "st_seeds": ("[0, 0]", "accuracy", "r1_zero", "greater")}.items():
         (tmp_path / f"{name}.yaml").write_text(study % fields)
@@ -56,6 +57,10 @@ CASES = [
     ("config: zero batch", ["train", GRPO, "training.per_device_train_batch_size=0"], True, "per_device_train_batch_size"),
     ("config: more problems than the split holds", ["eval", "--model", "{toy}", "--task", "micro-countdown", "--split", "validation",
                                                     "--n", "600", "--out", "{tmp}/e"], False, "distinct problems"),
+    ("data: score into the input", ["score", "--task", "gsm8k", "--completions", "{tmp}/completions.jsonl", "--out", "{tmp}/completions.jsonl"],
+     False, "overwrite its input"),
+    ("config: a stage override for no stage", ["train", str(MICRO / "r1.yaml"), "stage_overrides=[grpp:training.max_steps=5]"], False, "grpp"),
+    ("study: --only names nothing", ["study", "{tmp}/st_ok.yaml", "--only", ",", "--dry-run"], False, "--only"),
     ("data: score a missing file", ["score", "--task", "gsm8k", "--completions", "{tmp}/none.jsonl", "--out", "{tmp}/o.jsonl"], False, "none.jsonl"),
     # models
     ("model: missing path", ["train", GRPO, "model.name={tmp}/no-model"], True, "no-model"),

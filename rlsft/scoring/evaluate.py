@@ -67,6 +67,8 @@ def score_file(task_name: str, completions_path: str, out_path: str, language: s
     `out_path` and return the summary."""
     task = get_task(task_name)
     default_language = check_language(language or task.language)
+    if Path(out_path).resolve() == Path(completions_path).resolve():
+        raise UserError(f"--out {out_path}: the completions file itself; scoring would overwrite its input")
     rows = read_jsonl(completions_path, required=("completion", "answer"))
     if not rows:
         raise UserError(f"{completions_path}: no records to score")
