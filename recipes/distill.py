@@ -252,8 +252,11 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
     work = teacher_prompts(cfg, tokenizer)  # loaded and rendered once, for the key and the sampling
     folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer, work)
     if (folder / "stats.json").is_file():
-        stats = json.loads((folder / "stats.json").read_text())
-        rows = read_jsonl(folder / "traces.jsonl", required=("prompt", "completion")) if stats["kept"] else []
+        try:
+            stats = json.loads((folder / "stats.json").read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{folder / 'stats.json'}: not valid JSON ({e}); delete {folder} to sample the traces again") from None
+        rows = read_jsonl(folder / "traces.jsonl", required=("question", "prompt", "completion")) if stats["kept"] else []
         return rows, {**stats, "cache": f"hit: {folder}"}
     # a sampling killed part way (a study's sitting ending) continues from its last generate call
     rows, stats = teacher_traces(teacher_loader, tokenizer, cfg, progress=folder / "generation.partial.json", work=work)

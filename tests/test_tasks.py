@@ -138,11 +138,21 @@ def test_the_fields_benchmarks_load_from_their_local_files_and_score(monkeypatch
 def test_the_fields_benchmarks_refuse_bad_files_and_missing_splits_in_one_line(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"target": 5, "numbers": [2, 3]}) + "\n")
-    with pytest.raises(UserError, match=r"record 1 needs 'target' and a list 'nums'"):
+    with pytest.raises(UserError, match=r"record 1 needs a whole-number 'target' and a non-empty list of whole numbers 'nums'"):
         get_task("countdown").load("test", source=str(bad))
+    for values in ({"target": "abc", "nums": [2, 3]}, {"target": 5, "nums": [1, "x"]}, {"target": 5, "nums": []}):
+        (tmp_path / "values.jsonl").write_text(json.dumps(values) + "\n")
+        with pytest.raises(UserError, match="record 1 needs a whole-number 'target'"):
+            get_task("countdown").load("test", source=str(tmp_path / "values.jsonl"))
+    (tmp_path / "mgsm.jsonl").write_text(json.dumps({"question": "q", "answer_number": "four"}) + "\n")
+    with pytest.raises(UserError, match="numeric 'answer_number'"):
+        get_task("mgsm-zh").load("test", source=str(tmp_path / "mgsm.jsonl"))
+    (tmp_path / "gsm.jsonl").write_text(json.dumps({"question": "q", "answer": "so 2\n#### "}) + "\n")
+    with pytest.raises(UserError, match="nothing follows '####'"):
+        get_task("gsm8k").load("test", source=str(tmp_path / "gsm.jsonl"))
     with pytest.raises(UserError, match=r"record 1 needs 'problem' and 'answer'"):
         get_task("aime24").load("test", source=str(bad))
-    with pytest.raises(UserError, match=r"record 1 needs 'question' and 'answer_number'"):
+    with pytest.raises(UserError, match=r"record 1 needs a text 'question' and a numeric 'answer_number'"):
         get_task("mgsm-zh").load("test", source=str(bad))
     with pytest.raises(UserError, match="aime24 is a test set only"):
         get_task("aime24").load("validation", source=str(FIXTURES / "aime_2024" / "train.jsonl"))

@@ -133,7 +133,10 @@ class RunFolder:
         """run.json."""
         if not self.finished:
             raise UserError(f"{self.path}: no finished run (run.json)")
-        return json.loads(self.record_file.read_text())
+        try:
+            return json.loads(self.record_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{self.record_file}: not valid JSON ({e}); the run's record is damaged") from None
 
     @cached_property
     def run_record(self) -> RunRecord:

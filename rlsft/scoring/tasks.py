@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import os
 import pickle
 import re
@@ -137,6 +138,29 @@ SPLITS = ("train", "validation", "test")
 VALIDATION_SHARE = 0.07  # of an upstream train split held out for validation, by a hash of the question (GSM8K: about 520 of 7,473)
 
 
+def whole(x) -> bool:
+    """A whole number as an upstream file writes one (an int, or a string of digits).
+
+    >>> whole(12), whole("12"), whole("abc"), whole(1.5), whole(None), whole(True)
+    (True, True, False, False, False, False)
+    """
+    return (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, str) and x.strip().lstrip("-").isdigit())
+
+
+def number_like(x) -> bool:
+    """A number as an upstream file writes one (int, float or a numeric string).
+
+    >>> number_like(4), number_like("4.5"), number_like("four"), number_like(None)
+    (True, True, False, False)
+    """
+    if isinstance(x, bool) or x is None:
+        return False
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
 def in_validation(question: str, share: float = VALIDATION_SHARE) -> bool:
     """Whether an upstream train row belongs to the validation split: a stable hash of its question
     (the same on every machine, independent of file order).
@@ -160,12 +184,14 @@ def load_gsm8k(split: str = "test", source: str | None = None, n: int | None = N
     src = _resolve_source(source, "gsm8k", upstream, "openai/gsm8k")
     rows = []
     for i, r in enumerate(_load_source(src, upstream, "main")):
-        if "question" not in r or "answer" not in r:
-            raise UserError(f"{src}: record {i + 1} lacks 'question' or 'answer' (GSM8K upstream format)")
+        if not isinstance(r.get("question"), str) or "answer" not in r:
+            raise UserError(f"{src}: record {i + 1} lacks a text 'question' or an 'answer' (GSM8K upstream format)")
         try:
             gold = gsm8k_gold(str(r["answer"]))
         except ValueError:
             raise UserError(f"{src}: record {i + 1}: answer does not end in '#### N'") from None
+        if not gold:
+            raise UserError(f"{src}: record {i + 1}: nothing follows '####' in its answer")
         if upstream == "train" and in_validation(r["question"]) != (split == "validation"):
             continue
         rows.append({"id": f"gsm8k-{upstream}-{i}", "question": r["question"], "answer": gold, "solution": r["answer"]})
@@ -237,8 +263,9 @@ def load_countdown(split: str = "test", source: str | None = None, n: int | None
     upstream = _load_source(src, "train", None)
     rows = []
     for i, r in enumerate(upstream):
-        if "target" not in r or not isinstance(r.get("nums"), list):
-            raise UserError(f"{src}: record {i + 1} needs 'target' and a list 'nums' (the Jiayi-Pan/Countdown-Tasks-3to4 format)")
+        if not (whole(r.get("target")) and isinstance(r.get("nums"), list) and r["nums"] and all(whole(x) for x in r["nums"])):
+            raise UserError(f"{src}: record {i + 1} needs a whole-number 'target' and a non-empty list of whole numbers 'nums' "
+                            "(the Jiayi-Pan/Countdown-Tasks-3to4 format)")
         question = countdown_question(int(r["target"]), [int(x) for x in r["nums"]])
         if countdown_split(i, len(upstream), question) == split:
             rows.append({"id": f"countdown-{i}", "question": question,
@@ -259,8 +286,8 @@ def mgsm_loader(language: str):
         src = _resolve_source(source, f"mgsm/{language}", "test", "juletxara/mgsm")
         rows = []
         for i, r in enumerate(_load_source(src, "test", language)):
-            if not r.get("question") or r.get("answer_number") is None:
-                raise UserError(f"{src}: record {i + 1} needs 'question' and 'answer_number' (the juletxara/mgsm format)")
+            if not isinstance(r.get("question"), str) or not r["question"] or not number_like(r.get("answer_number")):
+                raise UserError(f"{src}: record {i + 1} needs a text 'question' and a numeric 'answer_number' (the juletxara/mgsm format)")
             number = float(r["answer_number"])
             rows.append({"id": f"mgsm-{language}-{i}", "question": r["question"], "answer": str(int(number)) if number.is_integer() else str(number)})
         return _take(rows, n, src)
