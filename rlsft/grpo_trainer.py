@@ -318,7 +318,7 @@ def ended_at_stop(completion_ids: list[list[int]], logprobs: list[list[float]] |
     """Completions that generation stopped at `stop` (the GRPO recipe's `</answer>` under
     `data.think_prefill`), cut after the token that completes it and closed with `eos`, as if the
     model had ended there. Unclosed, TRL reads such a completion as truncated (its clipped ratio,
-    and `mask_truncated_completions` drops it from the loss), and transformers fills the rows that
+    and TRL's option to mask truncated completions drops it from the loss), and transformers fills the rows that
     stopped before a call's last with the pad token, which TRL's mask keeps (and trains) wherever
     the pad is no end token. Where the sampler's log-probabilities come along (vLLM), the closing
     token gets 0.0: the stop ends a completion with probability 1. A completion that already ends
