@@ -27,6 +27,7 @@ from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_st
 from rlsft.runs.compute import reset_peak_memory
 from rlsft.runs.folder import RunFolder, checkpoint_step
 from rlsft.scoring.evaluate import EvalArgs, evaluate
+from rlsft.scoring.tasks import TASKS
 from rlsft.studies.executors import (
     EXECUTORS,
     SLURM_ACTIVE,
@@ -105,8 +106,6 @@ def check_names(cfg: StudyConfig, path: str = "study") -> None:
     """Refuse a study whose names do not resolve: arms, seeds, the base arm, each claim's sides
     and matched-compute arm, the panels' arms and the tasks. A misspelt arm in a claim would
     otherwise reach the report as an "inconclusive" verdict with nothing under it."""
-    from rlsft.scoring.tasks import TASKS
-
     if not cfg.recipes:
         raise UserError(f"{path}: recipes is empty; name at least one arm (arm: recipe config)")
     for arm in cfg.recipes:
