@@ -254,6 +254,8 @@ def pretrain_command(args) -> None:
 
 
 def train_command(args) -> None:
+    if args.resume and not Path(args.resume).is_dir():  # checked before a dry run as before a real one
+        raise UserError(f"--resume {args.resume}: no such run folder")
     if args.dry_run:
         with contextlib.redirect_stdout(sys.stderr):  # libraries' import-time prints stay out of the YAML
             plan = json.loads(to_json(dry_run(args.config, args.overrides)))

@@ -186,6 +186,9 @@ def train_from_config(path: str, overrides: list[str] | None = None, resume: str
     if not is_pipeline(path):
         module, cfg = load_recipe_config(path, overrides)
         if resume and RunFolder(resume).finished:
+            ran = RunFolder(resume).config.get("recipe")
+            if ran != cfg.recipe:
+                raise UserError(f"--resume {resume}: that folder holds a finished {ran} run, and {path} is a {cfg.recipe} config")
             print(f"{resume}: finished before (run.json), nothing to resume")
             return RunFolder(resume).record
         return run_recipe(module, cfg, resume=bool(resume))

@@ -20,6 +20,9 @@ def bad_files(tmp_path):
     (tmp_path / "latin1.jsonl").write_bytes('{"question": "caf\u00e9 1+1?", "answer": "1+1=2\\n#### 2"}\n'.encode("latin-1"))
     (tmp_path / "twice.yaml").write_text("recipe: grpo\ntraining: {max_steps: 48}\ntraining: {learning_rate: 1.0e-4}\n")
     (tmp_path / "a_folder").mkdir()
+    (tmp_path / "sft_done").mkdir()
+    (tmp_path / "sft_done" / "config.yaml").write_text("recipe: sft\n")
+    (tmp_path / "sft_done" / "run.json").write_text("{}\n")
     (tmp_path / "completions.jsonl").write_text('{"id": "q1", "answer": "2", "completion": "<answer>2</answer>"}\n')
     study = "name: s\nrecipes: {r1_zero: configs/micro/r1_zero.yaml}\nseeds: %s\nclaims:\n  - {id: C1, text: t, metric: %s, arm: %s, against: base, direction: %s}\n"
     (tmp_path / "st_ok.yaml").write_text(study % ("[0]", "accuracy", "r1_zero", "greater"))
@@ -61,6 +64,9 @@ CASES = [
      False, "overwrite its input"),
     ("config: a stage override for no stage", ["train", str(MICRO / "r1.yaml"), "stage_overrides=[grpp:training.max_steps=5]"], False, "grpp"),
     ("study: --only names nothing", ["study", "{tmp}/st_ok.yaml", "--only", ",", "--dry-run"], False, "--only"),
+    ("eval: top-p 0", ["eval", "--model", "{toy}", "--task", "micro-arith", "--top-p", "0", "--out", "{tmp}/e"], False, "top_p"),
+    ("eval: temperature nan", ["eval", "--model", "{toy}", "--task", "micro-arith", "--temperature", "nan", "--out", "{tmp}/e"], False,
+     "temperature"),
     ("data: score a missing file", ["score", "--task", "gsm8k", "--completions", "{tmp}/none.jsonl", "--out", "{tmp}/o.jsonl"], False, "none.jsonl"),
     # models
     ("model: missing path", ["train", GRPO, "model.name={tmp}/no-model"], True, "no-model"),
@@ -79,6 +85,8 @@ CASES = [
     ("cli: unknown flag", ["train", GRPO, "--dryrun"], False, "--dryrun"),
     ("cli: unknown command", ["trian", GRPO], False, "trian"),
     ("cli: resume a missing folder", ["train", GRPO, "--resume", "{tmp}/gone"], False, "gone"),
+    ("cli: resume a missing folder, dry run", ["train", GRPO, "--resume", "{tmp}/gone", "--dry-run"], False, "gone"),
+    ("cli: resume another recipe's run", ["train", GRPO, "--resume", "{tmp}/sft_done"], False, "finished sft run"),
 ]
 
 

@@ -568,7 +568,13 @@ def evaluate(args: EvalArgs, model=None, tokenizer=None) -> dict:
     task = get_task(args.task)
     language = check_language(args.language or task.language)
     if args.samples < 1 or (args.n is not None and args.n < 1):
-        raise UserError("--n and --samples must be at least 1")
+        raise UserError(f"n and samples must be at least 1, got n={args.n}, samples={args.samples}")
+    if not args.max_new_tokens >= 1:
+        raise UserError(f"max_new_tokens must be at least 1, got {args.max_new_tokens}")
+    if not 0.0 < args.top_p <= 1.0:  # NaN fails too
+        raise UserError(f"top_p must be in (0, 1], got {args.top_p}")
+    if not args.temperature >= 0.0:
+        raise UserError(f"temperature must be at least 0, got {args.temperature}")
     if args.temperature <= 0 and args.samples > 1:
         raise UserError("--temperature 0 (greedy) gives identical samples; use --samples 1")
     split = task.eval_split if args.split == "test" else task.validation_split
