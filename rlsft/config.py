@@ -33,6 +33,7 @@ import yaml
 from rlsft.io import UserError
 from rlsft.models import check_attention
 from rlsft.scoring.evaluate import BACKENDS
+from rlsft.scoring.tasks import TEMPLATES
 
 T = TypeVar("T")
 
@@ -339,6 +340,10 @@ class DataConfig:
     def __post_init__(self):
         if not 0.0 <= self.zh_prompt_share <= 1.0:
             raise UserError(f"data.zh_prompt_share must be in [0, 1], got {self.zh_prompt_share}")
+        if self.n_train is not None and self.n_train < 1:
+            raise UserError(f"data.n_train must be at least 1, got {self.n_train} (null: the whole train split)")
+        if self.template not in TEMPLATES:
+            raise UserError(f"data.template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
 
 
 @dataclass

@@ -72,6 +72,8 @@ CASES = [
     ("model: missing path", ["train", GRPO, "model.name={tmp}/no-model"], True, "no-model"),
     ("model: hub id while offline", ["eval", "--model", "Qwen/Qwen2.5-0.5B", "--task", "gsm8k", "--source", "{tmp}/gsm8k.jsonl", "--out", "{tmp}/e"], False, "Qwen/Qwen2.5-0.5B"),
     ("model: teacher with another tokenizer", ["train", str(MICRO / "distill_onpolicy.yaml"), "distill.teacher={toy}"], True, "logit rows"),
+    ("config: negative training prompts", ["train", GRPO, "data.n_train=-3"], True, "data.n_train"),
+    ("config: unknown prompt form", ["train", GRPO, "data.template=chatml"], True, "'chatml'"),
     ("config: no eval task", ["train", GRPO, "eval.tasks=[]"], True, "eval.tasks"),
     ("config: a zero token budget", ["train", GRPO, "eval.max_new_tokens=0"], True, "eval.max_new_tokens"),
     ("config: negative examples", ["train", str(MICRO / "sft_cold_start.yaml"), "examples.n=-3"], True, "examples.n"),
