@@ -43,14 +43,19 @@ from rlsft.verdicts.power import power_table, render
 from rlsft.verdicts.report import make_report, per_problem
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, least: int = 1) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    if v < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, got {v}")
     return v
+
+
+def _count(text: str) -> int:
+    """A whole number of at least 0 (0: skip)."""
+    return _positive_int(text, least=0)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,18 +147,18 @@ def add_bench_parser(sub) -> None:
     b = sub.add_parser("bench", help="GRPO step split and SFT throughput/MFU, side by side with TRL's defaults", allow_abbrev=False)
     b.add_argument("--model", default="micro-student", help="micro model name or local folder")
     b.add_argument("--out", default="reports/bench", help="folder for bench-<device>-<model>.json and .md")
-    b.add_argument("--steps", type=int, default=6, help="timed steps per measurement")
-    b.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    b.add_argument("--max-completion-length", type=int, default=96, help="GRPO completion budget, tokens")
+    b.add_argument("--steps", type=_positive_int, default=6, help="timed steps per measurement")
+    b.add_argument("--warmup", type=_count, default=2, help="untimed steps first")
+    b.add_argument("--max-completion-length", type=_positive_int, default=96, help="GRPO completion budget, tokens")
     b.add_argument("--reuse", type=_positive_int, default=4, help="also time GRPO with one generate call per N steps (1: skip)")
     b.add_argument("--prompts-per-step", type=_positive_int, default=8, help="GRPO prompts per step")
     b.add_argument("--num-generations", type=_positive_int, default=8, help="GRPO completions per prompt")
-    b.add_argument("--micro-batch", type=int, default=0, help="also time GRPO with each step trained in micro-batches of N completions (0: skip)")
+    b.add_argument("--micro-batch", type=_count, default=0, help="also time GRPO with each step trained in micro-batches of N completions (0: skip)")
     b.add_argument("--isolate", action="store_true", help="run each measurement in its own process, so each peak memory is its own")
     b.add_argument("--eval-n", type=_positive_int, default=256, help="held-out problems for the evaluation measurement")
     b.add_argument("--parts", default="eval,grpo,sft", help="measurements to run, a comma list of eval, grpo and sft")
     b.add_argument("--precision", default="", help="extra GRPO variants, a comma list of bf16 (autocast) and bf16-weights")
-    b.add_argument("--wide", type=int, default=0, help="also time a GRPO step of N prompts (x generations, one generate call) in micro-batches (0: skip)")
+    b.add_argument("--wide", type=_count, default=0, help="also time a GRPO step of N prompts (x generations, one generate call) in micro-batches (0: skip)")
     b.add_argument("--lora", default="", help="also time LoRA GRPO (alpha 32, all linear), a comma list of ranks, e.g. 1,16; on the --wide step if any")
     b.add_argument("--eval-samples", default="1,8", help="samples per problem of the evaluation measurements, a comma list")
     b.add_argument("--eval-max-new-tokens", type=_positive_int, default=128, help="token budget of the evaluation measurements")

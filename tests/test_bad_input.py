@@ -67,6 +67,8 @@ CASES = [
     ("eval: top-p 0", ["eval", "--model", "{toy}", "--task", "micro-arith", "--top-p", "0", "--out", "{tmp}/e"], False, "top_p"),
     ("eval: temperature nan", ["eval", "--model", "{toy}", "--task", "micro-arith", "--temperature", "nan", "--out", "{tmp}/e"], False,
      "temperature"),
+    ("bench: zero steps", ["bench", "--steps", "0", "--out", "{tmp}/run"], False, "--steps"),
+    ("bench: unknown model", ["bench", "--model", "{tmp}/no-model", "--out", "{tmp}/run"], False, "no-model"),
     ("data: score a missing file", ["score", "--task", "gsm8k", "--completions", "{tmp}/none.jsonl", "--out", "{tmp}/o.jsonl"], False, "none.jsonl"),
     # models
     ("model: missing path", ["train", GRPO, "model.name={tmp}/no-model"], True, "no-model"),

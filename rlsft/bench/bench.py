@@ -535,8 +535,7 @@ def run_bench(args: BenchArgs) -> Path:
                "settings": vars(args), "eval": [], "grpo": [], "sft": []}
     results["ratios"] = {}  # > 1: the lab is faster than the baseline
     results["provenance"] = provenance()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)  # made by the first save: a bench that fails before its first measurement leaves no folder
     stem = "bench-" + ("gpu" if torch.cuda.is_available() else "cpu") + "-" + Path(args.model).name
 
     def save(done: bool) -> None:
