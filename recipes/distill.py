@@ -246,8 +246,6 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
     """`teacher_traces`, read from the cache when the same traces were made before."""
 
     if cfg.distill.cache_dir is None:
-        if distributed_state().num_processes > 1:  # each process would sample the teacher on its own
-            raise UserError("distill.cache_dir: needed under several processes (the first samples the traces into it, the others read them)")
         return teacher_traces(teacher_loader, tokenizer, cfg)
     work = teacher_prompts(cfg, tokenizer)  # loaded and rendered once, for the key and the sampling
     folder = Path(cfg.distill.cache_dir) / trace_cache_key(cfg, tokenizer, work)
@@ -264,6 +262,17 @@ def cached_teacher_traces(teacher_loader, tokenizer, cfg: Config) -> tuple[list[
     atomic_write(folder / "stats.json", to_json(stats))  # written last: its presence marks a complete entry
     (folder / "generation.partial.json").unlink(missing_ok=True)
     return rows, {**stats, "cache": f"written: {folder}"}
+
+
+def traces_sampled_once(teacher_loader, tokenizer, cfg: Config) -> tuple[list[dict], dict]:
+    """`cached_teacher_traces` under accelerate: the first process samples into the cache, the
+    others then read it (each sampling on its own would pay the teacher N times, and N vLLM engines
+    would share GPU 0)."""
+    state = distributed_state()
+    if cfg.distill.cache_dir is None and state.num_processes > 1:  # checked outside the barrier, which every process must reach
+        raise UserError("distill.cache_dir: needed under several processes (the first samples the traces into it, the others read them)")
+    with state.main_process_first():
+        return cached_teacher_traces(teacher_loader, tokenizer, cfg)
 
 
 def main(cfg: Config, resume: bool = False) -> dict:
@@ -294,8 +303,7 @@ def main(cfg: Config, resume: bool = False) -> dict:
         # before the student loads: the teacher's weights (2 GB for a 0.5B teacher in float32) are
         # loaded only for traces the cache lacks and freed with them, and a run without a verified
         # trace stops before its evaluation before training is paid
-        with distributed_state().main_process_first():  # under accelerate: the first process samples and caches, the others read the cache
-            traces, trace_stats = cached_teacher_traces(load_teacher, teacher_tokenizer, cfg)
+        traces, trace_stats = traces_sampled_once(load_teacher, teacher_tokenizer, cfg)
         if not traces:
             raise UserError(f"the teacher produced no verified-correct trace on {trace_stats['prompts']} prompts; nothing to distil")
         if is_main_process():

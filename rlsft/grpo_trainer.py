@@ -271,7 +271,7 @@ class GRPOTrainer(EpochOrder, TRLGRPOTrainer):
         if not (self.completion_head and self.accelerator.num_processes == 1 and self.accelerator.device.type == "cpu"):
             return False
         lm = _unwrapped(model)
-        if hasattr(lm.get_output_embeddings(), "get_base_layer"):  # a LoRA (or modules_to_save) head: its weight is not `.weight`
+        if hasattr(lm.get_output_embeddings(), "get_base_layer"):  # a LoRA head: `.weight` is its base's, without the adapter
             return False
         text = lm.config.get_text_config()
         return (not compute_aux_loss and not self._entropy_bonus_enabled and all(v is None for v in extra.values())
@@ -321,7 +321,8 @@ def ended_at_stop(completion_ids: list[list[int]], logprobs: list[list[float]] |
     and TRL's option to mask truncated completions drops it from the loss), and transformers fills the rows that
     stopped before a call's last with the pad token, which TRL's mask keeps (and trains) wherever
     the pad is no end token. Where the sampler's log-probabilities come along (vLLM), the closing
-    token gets 0.0: the stop ends a completion with probability 1. A completion that already ends
+    token gets NaN, which TRL's importance-sampling correction reads as a token it could not score
+    (the sampler never drew it). A completion that already ends
     with one of `ends`, or never writes `stop`, is left as it is.
 
     >>> from rlsft.models import load_tokenizer
@@ -338,7 +339,7 @@ def ended_at_stop(completion_ids: list[list[int]], logprobs: list[list[float]] |
         k = None if (ids and ids[-1] in ends) else first_stop(ids, tokenizer, stop)
         if k is not None:
             ids = [*ids[:k + 1], eos]
-            logps = None if logps is None else [*logps[:k + 1], 0.0]
+            logps = None if logps is None else [*logps[:k + 1], float("nan")]  # TRL reads NaN as unscored: ratio 1
         ids_out.append(list(ids))
         if logps_out is not None:
             logps_out.append(logps)

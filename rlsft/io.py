@@ -32,7 +32,7 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[di
     if not path.is_file():
         raise UserError(f"file not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as f:
         for lineno, line in enumerate(utf8_lines(f, path), start=1):
             if not line.strip():
                 continue
@@ -50,13 +50,13 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[di
 
 
 def utf8_lines(f, path: Path) -> Iterable[str]:
-    """The lines of text file `f`, with a file that is not UTF-8 refused in one line naming it."""
-    lineno = 0
-    try:
-        for lineno, line in enumerate(f, start=1):
-            yield line
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}:{lineno + 1}: not UTF-8 text (byte 0x{e.object[e.start]:02x})") from None
+    """The lines of binary file `f` as text, a line that is not UTF-8 refused in one line naming it
+    (decoded line by line: a text file decodes ahead in blocks, and would name an earlier line)."""
+    for lineno, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x})") from None
 
 
 def atomic_write(path: str | os.PathLike, text: str) -> None:

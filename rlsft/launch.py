@@ -109,13 +109,16 @@ def check_names(cfg) -> None:
 
 
 def run_recipe(module: ModuleType, cfg, resume: bool = False) -> dict:
-    """`module.main(cfg)`; a run that fails before it trained (a user error, or any other) leaves no folder behind."""
+    """`module.main(cfg)`; a run that fails before it trained leaves no folder behind: on a user
+    error, and on any other error while the folder holds only its config (a pre-flight record or an
+    evaluation before training, even a partial one, is kept for `--resume`)."""
     folder = run_folder(cfg.run)
     existed = folder.path.exists()
     try:
         return module.main(cfg, resume=resume)
-    except Exception:
-        if not existed and folder.path.is_dir() and not folder.trained:
+    except Exception as e:
+        worth_keeping = folder.path.is_dir() and any(p.name == "probe.json" or p.name.startswith("eval") for p in folder.path.iterdir())
+        if not existed and folder.path.is_dir() and not folder.trained and (isinstance(e, UserError) or not worth_keeping):
             shutil.rmtree(folder.path, ignore_errors=True)
         raise
 

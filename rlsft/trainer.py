@@ -89,8 +89,12 @@ def trl_args(config_class: str, cfg, section: dict, **owned):
                         "configs/accelerate/zero2.yaml (a 0.5-1.5B model's weights fit one GPU)")
     sizes = {**cfg.training, **section}
     for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "num_generations", "max_completion_length", "max_length"):
-        if key in sizes and sizes[key] is not None and (not isinstance(sizes[key], int) or sizes[key] < 1):
-            raise UserError(f"{cls.__name__}.{key} must be a whole number of at least 1, got {sizes[key]!r}")
+        if isinstance(sizes.get(key), (int, float)) and sizes[key] < 1:
+            raise UserError(f"{cls.__name__}.{key} must be at least 1, got {sizes[key]!r}")
+    if os.environ.get("ACCELERATE_MIXED_PRECISION") == "bf16" and gpu and not native_bf16():
+        # TrainingArguments takes accelerate's setting over its own bf16 flag: emulated bf16 would run slowly, and vLLM refuses it
+        raise UserError("accelerate launch asked for bf16 mixed precision, which this GPU only emulates; launch with "
+                        "mixed_precision 'no' (as configs/accelerate/ do) and the lab trains in float32 here")
     kwargs = {
         "bf16": native_bf16(), "use_cpu": not gpu,
         **TRAINING_DEFAULTS, **cfg.training, **section, **owned,

@@ -115,3 +115,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(argv, tiny, culprit, toy_m
     assert len(lines) == 1 and lines[0].startswith("error:"), err[-2000:]
     assert culprit in lines[0], lines[0]
     assert not out.exists(), "a failed run left a folder behind"
+
+
+def test_a_line_that_is_not_utf8_is_named_by_its_number(tmp_path):
+    from rlsft.io import UserError, read_jsonl
+
+    path = tmp_path / "late.jsonl"
+    path.write_bytes(b'{"question": "1+1?", "answer": "2"}\n' * 700 + '{"question": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(UserError, match=r"late.jsonl:701: not UTF-8 text \(byte 0xe9\)"):
+        read_jsonl(path)

@@ -193,6 +193,7 @@ def test_two_process_offline_distillation_samples_the_teacher_once(toy_model, tm
     record, _ = check_run_folder(out, "distill-offline")
     assert record["compute"]["processes"] == 2
     assert record["teacher_traces"]["cache"].startswith("written")  # the first process sampled; the other read its cache
+    assert p.stderr.count("teacher traces:   0%") == 1, p.stderr[-2000:]  # one sampling progress bar: one process sampled
     assert len(list(cache.iterdir())) == 1
 
 

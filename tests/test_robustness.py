@@ -86,3 +86,31 @@ def test_hacking_shapes_earn_nothing(n, spread):
         f"<think> {n} </think> <answer> </answer>",
     ]
     assert accuracy_reward(hacks, [gold] * len(hacks)) == [0.0] * len(hacks)
+
+
+def test_a_failed_run_keeps_its_evaluation_before_training_and_drops_an_empty_folder(tmp_path):
+    """A crash (no user error) after the evaluation before training keeps the folder for --resume;
+    one before anything of value was made leaves no folder; a user error leaves none either."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pytest
+
+    from rlsft.config import RunConfig
+    from rlsft.io import UserError
+    from rlsft.launch import run_recipe
+
+    def failing(error, evaluated):
+        def main(cfg, resume=False):
+            folder = Path(cfg.run.out_dir)
+            (folder / "eval_before" / "micro-arith").mkdir(parents=True) if evaluated else folder.mkdir(parents=True)
+            (folder / "config.yaml").write_text("recipe: grpo\n")
+            raise error
+        return SimpleNamespace(main=main)
+
+    for name, error, evaluated, kept in (("oom", RuntimeError("out of memory"), True, True), ("bare", RuntimeError("bug"), False, False),
+                                         ("user", UserError("bad"), True, False)):
+        cfg = SimpleNamespace(run=RunConfig(name=name, out_dir=str(tmp_path / name)))
+        with pytest.raises(type(error)):
+            run_recipe(failing(error, evaluated), cfg)
+        assert (tmp_path / name).exists() == kept, name

@@ -27,7 +27,7 @@ from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_st
 from rlsft.runs.compute import reset_peak_memory
 from rlsft.runs.folder import RunFolder, checkpoint_step
 from rlsft.scoring.evaluate import EvalArgs, evaluate
-from rlsft.scoring.tasks import TASKS
+from rlsft.scoring.tasks import get_task
 from rlsft.studies.executors import (
     EXECUTORS,
     SLURM_ACTIVE,
@@ -128,8 +128,11 @@ def check_names(cfg: StudyConfig, path: str = "study") -> None:
         if unknown := [a for a in names if a not in cfg.recipes and a != "base"]:
             raise UserError(f"{path}: panel {title!r} names unknown arm(s) {unknown}; arms: {arms}")
     for task in [cfg.task, *(t.task for t in cfg.transfer)]:
-        if task is not None and task not in TASKS:
-            raise UserError(f"{path}: unknown task {task!r}; tasks: {', '.join(TASKS)}")
+        if task is not None:
+            try:
+                get_task(task)
+            except UserError as e:
+                raise UserError(f"{path}: {e}") from None
 
 
 def plan(cfg: StudyConfig, path: str = "study") -> tuple[list[Job], list[Job]]:
