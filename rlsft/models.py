@@ -173,7 +173,9 @@ def resolve_model(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> str
 
 def _load_error(what: str, name: str, e: Exception) -> UserError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else str(e).splitlines()[0][:200]
+    local = Path(name).expanduser().is_dir()  # a folder's own fault (a malformed config) is not the hub's
+    first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline and not local else first
     return UserError(f"cannot load {what} {name!r}: {why}")
 
 

