@@ -59,10 +59,15 @@ def gguf_to_folder(gguf: Path, out: Path, name: str):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        loaded, info = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                            output_loading_info=True)
     except Exception as e:  # a truncated or corrupt file
         raise UserError(f"cannot read {gguf}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     config = loaded.config
+    # a weight the file lacks would be left as initialised: refused (a tied output head is the embedding)
+    absent = [k for k in info.get("missing_keys", []) if not (k == "lm_head.weight" and config.tie_word_embeddings)]
+    if absent:
+        raise UserError(f"{gguf.name}: the file lacks weights its config needs ({len(absent)}, e.g. {sorted(absent)[:3]})")
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # dequantized: a plain float model from here on
     config.use_cache = True

