@@ -210,7 +210,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise UserError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw else ""
+            value = yaml.load(raw, Loader=UniqueKeyLoader) if raw else ""
         except yaml.YAMLError as e:
             raise UserError(f"override {item!r}: not a YAML value ({str(e).splitlines()[0]})") from None
         node = data

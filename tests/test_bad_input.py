@@ -57,6 +57,7 @@ CASES = [
      "a_folder"),
     ("config: a key twice", ["train", "{tmp}/twice.yaml"], False, "'training' twice"),
     ("config: an override that is no YAML value", ["train", GRPO, "training.max_steps=[1"], True, "training.max_steps=[1"),
+    ("config: a key twice in an override", ["train", GRPO, "rewards={accuracy: 1.0, accuracy: 0.5}"], True, "'accuracy' twice"),
     ("config: zero batch", ["train", GRPO, "training.per_device_train_batch_size=0"], True, "per_device_train_batch_size"),
     ("config: more problems than the split holds", ["eval", "--model", "{toy}", "--task", "micro-countdown", "--split", "validation",
                                                     "--n", "600", "--out", "{tmp}/e"], False, "distinct problems"),
