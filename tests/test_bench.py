@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
+from rlsft.bench.bench import step_flops
 from rlsft.cli import main as cli_main
+from rlsft.models import load_model, matmul_params
 
 
 def test_bench_writes_both_variants_and_ratios(toy_model, tmp_path):
@@ -19,16 +21,19 @@ def test_bench_writes_both_variants_and_ratios(toy_model, tmp_path):
     assert all(0 < g["fraction_of_peak"] < 1 and g["tokens_per_step"] > 64 for g in r["grpo"])
     assert [s["variant"] for s in r["sft"]] == ["trl-defaults", "lab"]
     assert [g["steps_per_generation"] for g in r["grpo"]] == [1, 1, 1, 2, 1] and r["grpo"][3]["steps_timed"] == 2  # whole cycles
-    for g in r["grpo"]:  # the split adds up to the step
-        assert abs(g["generation_seconds"] + g["scoring_seconds"] + g["update_seconds"] - g["step_seconds"]) < 1e-6
-        assert g["generation_seconds"] > 0 and g["rollout_tokens_per_second"] > 0
+    for g in r["grpo"]:  # generation and scoring are timed inside the step, each part of it
+        assert 0 < g["generation_seconds"] and 0 < g["scoring_seconds"] and g["generation_seconds"] + g["scoring_seconds"] < g["step_seconds"]
+        assert g["rollout_tokens_per_second"] > 0
+        assert g["fraction_of_peak"] == pytest.approx(g["achieved_tflops"] / r["matmul_peaks_tflops"][g["peak_dtype"]])
     assert all(0 < s["mfu"] < 1 for s in r["sft"])
     assert [(e["samples"], e["variant"]) for e in r["eval"]] == [(1, "prompts-16"), (1, "sequences"), (8, "prompts-16"), (8, "sequences")]
     for e in r["eval"]:
         assert e["sequences"] == 20 * e["samples"] and 0 < e["fraction_of_peak"] < 1 and 0 <= e["pass@1"] <= 1
     assert set(r["ratios"]) == {"grpo_step_speedup", "sft_tokens_per_second_ratio", "grpo_reuse_step_speedup", "grpo_micro_step_speedup",
                                 "grpo_trl_trainer_step_speedup", "grpo_lab_trainer_vs_trl_trainer", "eval_samples1_speedup", "eval_samples8_speedup"}
-    assert "| lab |" in next(out.glob("bench-*.md")).read_text()
+    table = next(out.glob("bench-*.md")).read_text()
+    assert "| lab |" in table and "one generate call per 2 steps (lab-reuse)" in table  # lab-reuse's own row, wherever it sits
+    assert "after 1 warm-up steps" in table and "Produced by `" in table
 
 
 def test_bench_parts_and_bad_parts(toy_model, tmp_path, capsys):
@@ -43,6 +48,10 @@ def test_bench_parts_and_bad_parts(toy_model, tmp_path, capsys):
     assert r["decode"][-1]["tflop"] == pytest.approx(128 * r["decode"][0]["tflop"])  # 2 x rows x the linear layers' weights
     assert cli_main(["bench", "--model", toy_model, "--out", str(tmp_path / "b2"), "--parts", "eval,rl"]) == 2
     assert "--parts" in capsys.readouterr().err and not (tmp_path / "b2").exists()
+    # a misspelt template is refused before the first measurement, which would replace out's earlier report
+    before = next(out.glob("bench-*.md")).read_text()
+    assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "eval", "--eval-n", "4", "--template", "r1zero"]) == 2
+    assert "--template" in capsys.readouterr().err and next(out.glob("bench-*.md")).read_text() == before
 
 
 
@@ -61,13 +70,23 @@ def test_the_wide_step_and_lora_rows_say_what_they_ran(toy_model, tmp_path, caps
     out = tmp_path / "bench"
     assert cli_main(["bench", "--model", toy_model, "--out", str(out), "--parts", "grpo,eval", "--steps", "1", "--warmup", "1", "--reuse", "1",
                      "--prompts-per-step", "1", "--num-generations", "4", "--max-completion-length", "8", "--wide", "4",
-                     "--lora", "1,4", "--eval-n", "8", "--eval-samples", "4"]) == 0
+                     "--lora", "1,4", "--eval-n", "8", "--eval-samples", "4", "--precision", "bf16"]) == 0
     r = json.loads(next(out.glob("bench-*.json")).read_text())
     rows = {g["variant"]: g for g in r["grpo"]}
-    assert list(rows) == ["trl-defaults", "lab-trl-trainer", "lab", "lab-wide", "lab-wide-lora-r1", "lab-wide-lora-r4"]
+    assert list(rows) == ["trl-defaults", "lab-trl-trainer", "lab", "lab-bf16", "lab-wide", "lab-wide-lora-r1", "lab-wide-lora-r4"]
+    # each row against the peak of the dtype its matmuls run in: bf16 autocast against bfloat16's
+    assert (rows["lab"]["peak_dtype"], rows["lab-bf16"]["peak_dtype"]) == ("float32", "bfloat16")
+    assert set(r["matmul_peaks_tflops"]) == {"float32", "bfloat16"}
+    assert rows["lab-bf16"]["fraction_of_peak"] == pytest.approx(rows["lab-bf16"]["achieved_tflops"] / r["matmul_peaks_tflops"]["bfloat16"])
+    # LoRA's step counts its adapters' forward, backward and weight gradient (6 per parameter per trained token)
+    body, head = matmul_params(load_model(toy_model))
+    g = rows["lab-wide-lora-r4"]
+    completion = g["mean_completion_tokens"] * g["completions_per_step"]
+    flops = step_flops(body, head, g["tokens_per_step"] - completion, completion, 4, adapters=g["trainable_parameters"])
+    assert g["model_tflops_per_step"] * 1e12 == pytest.approx(flops)
     assert (rows["lab"]["completions_per_step"], rows["lab-wide"]["completions_per_step"], rows["lab-wide"]["micro_batch"]) == (4, 16, 4)
     assert rows["lab-wide"]["steps_per_generation"] == 1  # one generate call a step: steps_per_generation = accumulation in TRL's terms
-    assert [rows[v]["lora_r"] for v in rows] == [0, 0, 0, 0, 1, 4]
+    assert [rows[v]["lora_r"] for v in rows] == [0, 0, 0, 0, 0, 1, 4]
     assert rows["lab-wide-lora-r1"]["trainable_parameters"] < rows["lab-wide-lora-r4"]["trainable_parameters"] < rows["lab-wide"]["trainable_parameters"]
     for g in r["grpo"]:
         assert g["rollouts_per_hour"] == pytest.approx(g["completions_per_step"] * 3600 / g["step_seconds"])
@@ -115,17 +134,18 @@ def test_the_full_batch_rows_are_the_same_samples_computed_to_the_end(toy_model,
 
 
 def test_peak_memory_reads_each_systems_unit(monkeypatch):
-    """getrusage's ru_maxrss is KB on Linux and bytes on macOS: a laptop's 2.5 GB is 2.5 on both."""
+    """getrusage's ru_maxrss is KiB on Linux and bytes on macOS: a laptop's 2.5 GB (10^9 bytes) is
+    2.5 on both, and 2,500,000 KiB is 2.56 GB, not 2.5."""
     from types import SimpleNamespace
 
     from rlsft.runs import compute
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setattr(compute, "_linux_high_water_kb", lambda: None)  # no /proc: getrusage alone
-    for platform, maxrss in (("linux", 2_500_000), ("darwin", 2_500_000_000)):
+    for platform, maxrss, gb in (("linux", 2_441_407, 2.5), ("darwin", 2_500_000_000, 2.5), ("linux", 2_500_000, 2.56)):
         monkeypatch.setattr(compute.sys, "platform", platform)
         monkeypatch.setattr(compute.resource, "getrusage", lambda who, m=maxrss: SimpleNamespace(ru_maxrss=m))
-        assert compute.peak_memory_gb() == 2.5
+        assert compute.peak_memory_gb() == gb
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the resettable high-water mark is Linux's")

@@ -7,7 +7,8 @@ For GRPO it splits the step into generation (`GRPOTrainer._generate`), scoring
 (`_calculate_rewards`) and the rest (log-probabilities, loss, backward, optimizer: "update"), and
 gives rollout tokens per second. For SFT it gives training tokens per second and model FLOPs
 utilisation, MFU = 6 N tokens/s / peak, where the peak is this device's own measured matmul rate
-(fp32 on CPU, bf16 on GPU), so MFU is comparable across machines. Each measurement runs twice on the
+in the dtype the row's matmuls run in (float32, or bfloat16 for bf16 weights or autocast), so MFU
+is comparable across machines and precisions. Each measurement runs twice on the
 same model, data and batch: with the lab's settings (rlsft.trainer.trainer_args, rlsft.models)
 and with TRL's defaults (GRPOConfig/SFTConfig with only sizes set, the model from
 AutoModelForCausalLM). Shared machines drift, so read the ratio, not the absolute times. The first
@@ -37,7 +38,7 @@ from rlsft.runs.provenance import provenance
 from rlsft.scoring import pool
 from rlsft.scoring.evaluate import generate
 from rlsft.scoring.rewards import accuracy_reward
-from rlsft.scoring.tasks import build_prompt, get_task
+from rlsft.scoring.tasks import TEMPLATES, build_prompt, get_task
 from rlsft.trainer import lora_config, prompt_dataset
 
 
@@ -82,12 +83,13 @@ def cpu_features() -> list[str]:
     return [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> tuple[float, str]:
-    """This device's measured dense matmul rate (FLOP/s, best of `repeats`) and its dtype."""
+def matmul_peak_flops(n: int = 2048, repeats: int = 5, dtype: str | None = None) -> tuple[float, str]:
+    """This device's measured dense matmul rate (FLOP/s, best of `repeats`) and its dtype (default:
+    bfloat16 on a GPU, float32 on a CPU)."""
     import torch
 
     gpu = torch.cuda.is_available()
-    dtype = torch.bfloat16 if gpu else torch.float32
+    dtype = getattr(torch, dtype) if dtype else torch.bfloat16 if gpu else torch.float32
     n = 8192 if gpu else n
     a = torch.randn(n, n, dtype=dtype, device="cuda" if gpu else "cpu")
     best = float("inf")
@@ -100,6 +102,36 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> tuple[float, str]:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best, str(dtype).replace("torch.", "")
+
+
+def compute_dtype(model_dtype: str) -> str:
+    """The dtype a row's matmuls run in, from its `model_dtype`: bf16 weights or bf16 autocast
+    multiply in bfloat16, float16 weights in float16, the rest in float32.
+
+    >>> compute_dtype("float32"), compute_dtype("float32 + bf16 autocast"), compute_dtype("bfloat16")
+    ('float32', 'bfloat16', 'bfloat16')
+    """
+    if "bf16" in model_dtype or "bfloat16" in model_dtype:
+        return "bfloat16"
+    return "float16" if "float16" in model_dtype else "float32"
+
+
+class Peaks:
+    """This device's measured matmul peak (FLOP/s) per dtype, each measured in this process the
+    first time a row needs it: a bfloat16 row read against a float32 peak would read several times high
+    on a CPU with bf16 matrix units (AMX), a float32 row against a bfloat16 peak low on a GPU."""
+
+    def __init__(self):
+        self.flops: dict[str, float] = {}
+
+    def __call__(self, dtype: str) -> float:
+        if dtype not in self.flops:
+            self.flops[dtype] = matmul_peak_flops(dtype=dtype)[0]
+        return self.flops[dtype]
+
+    def fraction(self, row: dict, achieved_tflops: float, dtype: str) -> dict:
+        """`row` with the fraction of its dtype's peak that `achieved_tflops` (TFLOP/s) reaches."""
+        return {**row, "achieved_tflops": achieved_tflops, "peak_dtype": dtype, "fraction_of_peak": achieved_tflops * 1e12 / self(dtype)}
 
 
 class _Clock:
@@ -135,16 +167,23 @@ class _Clock:
         return StepClock()
 
 
-def step_flops(body: int, head: int, prompt_tokens: float, completion_tokens: float, train: int = 6) -> float:
+def step_flops(body: int, head: int, prompt_tokens: float, completion_tokens: float, train: int = 6, adapters: int = 0) -> float:
     """A GRPO step's useful matmul FLOPs: every prompt and completion token through the body, 2 per
     parameter to generate (or prefill) and `train` to train on (6: forward and backward; 4 for LoRA,
-    whose frozen weights need no weight gradient); the output head only where a token is sampled
-    or scored, the completion tokens. Attention's own FLOPs (under 2% at these lengths) are left out.
+    whose frozen weights need no weight gradient), plus 6 per LoRA `adapters` parameter per trained
+    token (their forward, backward and weight gradient, as the compute record's 4N + 6T); the output
+    head only where a token is sampled or scored, the completion tokens. Attention's own FLOPs,
+    2 x layers x d_model x context per token against the weights' 2N, are left out, so the fraction
+    of peak reads low by their share (a few percent at the real models' lengths, more for the
+    small micro models).
 
     >>> step_flops(100, 10, prompt_tokens=5, completion_tokens=3)  # 8 x 100 x 8 + 8 x 10 x 3
     6640
+    >>> step_flops(100, 10, prompt_tokens=5, completion_tokens=3, train=4, adapters=2)  # + 6 x 2 x 8
+    5076
     """
-    return (2 + train) * (body * (prompt_tokens + completion_tokens) + head * completion_tokens)
+    return (2 + train) * (body * (prompt_tokens + completion_tokens) + head * completion_tokens) \
+        + 6 * adapters * (prompt_tokens + completion_tokens)
 
 
 def grpo_variant(args: BenchArgs, variant: str) -> dict:
@@ -179,9 +218,10 @@ def grpo_variant(args: BenchArgs, variant: str) -> dict:
     return v
 
 
-def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
+def bench_grpo(args: BenchArgs, variant: str, work: Path) -> dict:
     """One GRPO measurement of `variant` (`grpo_variant`). Its roofline: the step's useful matmul
-    FLOPs (`step_flops`) against the measured matmul `peak`."""
+    FLOPs (`step_flops`) per second, `achieved_tflops`, which `run_bench` puts against the measured
+    matmul peak of the row's dtype."""
     import torch
     from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
@@ -235,14 +275,16 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     seen = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # cumulative prompt + completion tokens
     tokens_per_step = (seen[-1] - seen[warmup - 1]) / timed if warmup and len(seen) > warmup else seen[-1] / steps
     completions_per_step = completion_tokens / timed
-    step_tflops = step_flops(body, head, tokens_per_step - completions_per_step, completions_per_step, 4 if v["lora_r"] else 6) / 1e12
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    step_tflops = step_flops(body, head, tokens_per_step - completions_per_step, completions_per_step, 4 if v["lora_r"] else 6,
+                             adapters=trainable if v["lora_r"] else 0) / 1e12
     s = clock.seconds
     update = s["step"] - s.get("generation", 0.0) - s.get("scoring", 0.0)  # includes the old-log-prob pass
     return {
         "variant": variant, "trainer": v["trainer"], "lora_r": v["lora_r"], "steps_timed": timed, "steps_per_generation": reuse,
         "finished_leave_batch": v["compact"] and v["trainer"] == "lab", "group_by_length": v["by_length"],
         "completions_per_step": batch, "micro_batch": micro, "tokens_per_step": tokens_per_step, "model_tflops_per_step": step_tflops,
-        "fraction_of_peak": step_tflops * 1e12 / (s["step"] / timed) / peak,
+        "achieved_tflops": step_tflops / (s["step"] / timed),
         "step_seconds": s["step"] / timed, "generation_seconds": s.get("generation", 0.0) / timed,
         "scoring_seconds": s.get("scoring", 0.0) / timed, "update_seconds": update / timed,
         "rollouts_per_hour": batch * 3600 / (s["step"] / timed),
@@ -250,17 +292,18 @@ def bench_grpo(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
         "mean_completion_tokens": completion_tokens / (batch * reuse * len(logs)) if logs else None,
         "model_use_cache": bool(getattr(model.config, "use_cache", None)),
         "model_dtype": str(next(model.parameters()).dtype).replace("torch.", "") + (" + bf16 autocast" if config.bf16 else ""),
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "trainable_parameters": trainable,
         "reward_mean": sum(h["reward"] for h in logs) / len(logs) if logs and all("reward" in h for h in logs) else None,
         "peak_memory_gb": peak_memory_gb(),
     }
 
 
-def bench_profile(args: BenchArgs, work: Path, peak: float) -> dict:
+def bench_profile(args: BenchArgs, work: Path) -> dict:
     """torch.profiler over one GRPO update (loss, forward and backward; no generation, no
     optimizer) of the narrow step's completions, on one generated batch, with TRL's log-prob head
     and with the lab's (`rlsft.grpo_trainer`): seconds, the top operators by own time, and the
-    head's share. An untimed pass of each comes first (allocation, caches)."""
+    head's share. For each head an untimed pass comes first (allocation, caches), then a timed
+    pass without the profiler (its seconds), then the profiled pass (its operators)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -284,32 +327,55 @@ def bench_profile(args: BenchArgs, work: Path, peak: float) -> dict:
     prompt_tokens, completion_tokens = int(inputs["prompt_mask"].sum()), int(inputs["completion_mask"].sum())
     body, head = matmul_params(trainer.model)
     useful = step_flops(body, head, prompt_tokens, completion_tokens, train=6) * 6 / 8  # training only, no generation
+    gpu = torch.cuda.is_available()
+    activities = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * gpu
     rows = []
     for name, lab_head in (("trl-head", False), ("lab-head", True)):
         trainer.completion_head = lab_head
-        for timed in (False, True):
+        for kind in ("warm", "timed", "profiled"):
             trainer.model.zero_grad(set_to_none=True)
-            with profile(activities=[ProfilerActivity.CPU]) if timed else contextlib.nullcontext() as prof:
+            with profile(activities=activities) if kind == "profiled" else contextlib.nullcontext() as prof:
+                if gpu:
+                    torch.cuda.synchronize()
                 t = time.perf_counter()
                 trainer.compute_loss(trainer.model, inputs).backward()
-                seconds = time.perf_counter() - t
+                if gpu:  # kernels run asynchronously: wait for the backward's last one
+                    torch.cuda.synchronize()
+                if kind == "timed":
+                    seconds = time.perf_counter() - t
         ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
         head_ops = [e for e in prof.key_averages() if e.key in ("ChunkedLogProbFunction", "ChunkedLogProbFunctionBackward",
                                                                 "_CompletionLogProbs", "_CompletionLogProbsBackward")]
-        rows.append({"head": name, "seconds": seconds, "fraction_of_peak": useful / seconds / peak,
+        rows.append({"head": name, "seconds": seconds, "achieved_tflops": useful / seconds / 1e12,
                      "head_seconds": sum(e.cpu_time_total for e in head_ops) / 1e6,
                      "top": [{"op": e.key, "self_seconds": e.self_cpu_time_total / 1e6, "calls": e.count} for e in ops[:12]]})
-    return {"completions": batch, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+    return {"completions": batch, "model_dtype": str(next(trainer.model.parameters()).dtype).replace("torch.", ""), "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "padded_tokens": int(inputs["prompt_mask"].numel() + inputs["completion_mask"].numel()), "useful_tflops": useful / 1e12,
             "rows": rows}
+
+
+def _header(r: dict) -> str:
+    """A bench table's provenance line: the measured peaks, the commit and the command that ran.
+
+    >>> print(_header({"matmul_peak_tflops": 0.1, "matmul_dtype": "float32", "matmul_peaks_tflops": {"float32": 0.1, "bfloat16": 0.5},
+    ...                "provenance": {"git_commit": "abc-dirty", "time_utc": "t", "command": "rlsft bench --steps 2"}}))
+    Measured matmul peak: 0.100 TFLOP/s (float32), 0.500 TFLOP/s (bfloat16); each row against its dtype's. Commit `abc-dirty` (uncommitted changes), t. Produced by `rlsft bench --steps 2`.
+    """
+    peaks = r.get("matmul_peaks_tflops") or {r["matmul_dtype"]: r["matmul_peak_tflops"]}
+    line = "Measured matmul peak: " + ", ".join(f"{v:.3f} TFLOP/s ({k})" for k, v in peaks.items())
+    line += "; each row against its dtype's. " if len(peaks) > 1 else ". "
+    prov = r["provenance"]
+    dirty = " (uncommitted changes)" if str(prov["git_commit"]).endswith("-dirty") else ""
+    command = prov.get("command", "rlsft bench")
+    command = "rlsft " + command.split("rlsft ", 1)[1] if "rlsft " in command else command  # the console script's path left out
+    return line + f"Commit `{prov['git_commit']}`{dirty}, {prov['time_utc']}. Produced by `{command}`."
 
 
 def profile_table(r: dict) -> str:
     """The Markdown summary of a profile measurement (`bench_profile`)."""
     p = r["profile"]
     lines = [f"# rlsft bench --profile: one GRPO update of {r['model']} on {r['device']}", "",
-             f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). Commit `{r['provenance']['git_commit']}`, "
-             f"{r['provenance']['time_utc']}. Produced by `rlsft bench --profile`.", "",
+             _header(r), "",
              f"One update (loss, forward, backward; no generation, no optimizer) of {p['completions']} completions: "
              f"{p['prompt_tokens']:,} prompt and {p['completion_tokens']:,} completion tokens ({p['padded_tokens']:,} with padding), "
              f"{p['useful_tflops']:.2f} useful TFLOP (6 per body parameter per token, 6 per head parameter per completion token).", "",
@@ -325,7 +391,7 @@ def profile_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
+def bench_sft(args: BenchArgs, variant: str, work: Path) -> dict:
     """One SFT measurement on clean micro-arith solutions."""
     import torch
     from datasets import Dataset
@@ -359,8 +425,8 @@ def bench_sft(args: BenchArgs, variant: str, work: Path, peak: float) -> dict:
     tps = timed_tokens / clock.seconds["step"]
     n = flop_parameters(model)  # SFT computes the head on every token: 6N a token, N as the compute record's
     return {"variant": variant, "steps_timed": args.steps, "step_seconds": clock.seconds["step"] / args.steps,
-            "train_tokens_per_second": tps, "parameters": n, "mfu": 6 * n * tps / peak,
-            "model_dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+            "train_tokens_per_second": tps, "parameters": n, "achieved_tflops": 6 * n * tps / 1e12,
+            "model_dtype": str(next(model.parameters()).dtype).replace("torch.", "") + (" + bf16 autocast" if trainer.args.bf16 else ""),
             "peak_memory_gb": peak_memory_gb()}
 
 
@@ -382,6 +448,8 @@ def decode_rates(model, rows: tuple[int, ...] = DECODE_ROWS, repeats: int = 3) -
     import torch
 
     weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if not weights:
+        raise UserError(f"{type(model).__name__} has no torch.nn.Linear layer to time (decode_rates reads those)")
     params = sum(w.numel() for w in weights)
     out = []
     with torch.no_grad():
@@ -399,14 +467,16 @@ def decode_rates(model, rows: tuple[int, ...] = DECODE_ROWS, repeats: int = 3) -
     return out
 
 
-def bench_decode(args: BenchArgs, peak: float) -> list[dict]:
-    """`decode_rates` of the bench's model in float32, each against the measured matmul `peak`."""
-    rows = decode_rates(load_model(args.model))
-    return [{**r, "tflops": r["tflop"] / r["seconds_per_token_step"], "fraction_of_peak": r["tflop"] * 1e12 / r["seconds_per_token_step"] / peak}
-            for r in rows]
+def bench_decode(args: BenchArgs, peaks: Peaks) -> list[dict]:
+    """`decode_rates` of the bench's model as `rlsft eval` loads it (float32 on a CPU, the stored
+    dtype on a GPU), each against the measured matmul peak of the weights' dtype."""
+    model = load_model(args.model)
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    return [peaks.fraction({**r, "tflops": r["tflop"] / r["seconds_per_token_step"]}, r["tflop"] / r["seconds_per_token_step"], dtype)
+            for r in decode_rates(model)]
 
 
-def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict:
+def bench_eval(args: BenchArgs, samples: int, variant: str) -> dict:
     """One evaluation measurement (generation only, as in `rlsft eval`): `variant` "prompts-16" is
     the lab's former batching, 16 prompts (x samples) per call run to the longest; "sequences" is
     today's (`rlsft.scoring.evaluate.generate` defaults); "sequences-full-batch" the same calls with
@@ -433,7 +503,7 @@ def bench_eval(args: BenchArgs, samples: int, variant: str, peak: float) -> dict
     return {"variant": variant, "samples": samples, "problems": len(rows), "seconds": seconds, **stats,
             "tokens_per_second": stats["generated_tokens"] / seconds,
             "pass@1": sum(bool(c) for c in correct) / len(correct), "useful_tflops": useful / 1e12,
-            "fraction_of_peak": useful / seconds / peak}
+            "achieved_tflops": useful / seconds / 1e12, "model_dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
 
 
 def _run_and_close(fn, *args):
@@ -516,6 +586,8 @@ def checked(args: BenchArgs) -> dict:
     if not eval_samples:
         raise UserError("--eval-samples is empty")
     ranks = ints(args.lora, "--lora", "LoRA ranks")
+    if args.template not in TEMPLATES:  # before the first measurement, whose save would replace an earlier report
+        raise UserError(f"--template takes one of {', '.join(TEMPLATES)}, got {args.template!r}")
     grpo = (["trl-defaults", "lab-trl-trainer", "lab"] + ["lab-reuse"] * (args.reuse > 1) + ["lab-micro"] * bool(args.micro_batch)
             + precision + ["lab-wide"] * bool(args.wide) + [f"{'lab-wide' if args.wide else 'lab'}-lora-r{r}" for r in ranks]
             + [f"{'lab-wide' if args.wide else 'lab'}-full-batch"] * args.full_batch
@@ -528,11 +600,13 @@ def run_bench(args: BenchArgs) -> Path:
 
     plan = checked(args)
     parts, eval_samples, precision = plan["parts"], plan["eval_samples"], plan["precision"]
-    peak, peak_dtype = matmul_peak_flops()
+    peaks = Peaks()
+    peak_dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+    peak = peaks(peak_dtype)  # the device's headline peak; rows in another dtype measure theirs when they need it
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else \
         f"cpu, {torch.get_num_threads()} threads, {' '.join(cpu_features()) or 'no AVX2'}"
     results = {"model": args.model, "device": device, "matmul_peak_tflops": peak / 1e12, "matmul_dtype": peak_dtype,
-               "settings": vars(args), "eval": [], "grpo": [], "sft": []}
+               "matmul_peaks_tflops": {}, "settings": vars(args), "eval": [], "grpo": [], "sft": []}
     results["ratios"] = {}  # > 1: the lab is faster than the baseline
     results["provenance"] = provenance()
     out = Path(args.out)  # made by the first save: a bench that fails before its first measurement leaves no folder
@@ -542,17 +616,19 @@ def run_bench(args: BenchArgs) -> Path:
         """Results so far, rewritten after each measurement: a bench stopped part-way (a time limit
         on a lent GPU) keeps what it measured, marked partial."""
         results["partial"] = not done
+        results["matmul_peaks_tflops"] = {dtype: flops / 1e12 for dtype, flops in peaks.flops.items()}
         atomic_write(out / f"{stem}.json", to_json(results))
         atomic_write(out / f"{stem}.md", bench_table(results))
 
     if "eval" in parts:
-        results["decode"] = bench_decode(args, peak)
+        results["decode"] = bench_decode(args, peaks)
         save(False)
         for samples in eval_samples:
             # 16 prompts or fewer: prompts-16 is one call of them all, the same batch as sequences
             variants = ("prompts-16",) * (args.eval_n > 16) + ("sequences-full-batch",) * args.full_batch + ("sequences",)
             for variant in variants:
-                results["eval"].append(bench_eval(args, samples, variant, peak))
+                e = bench_eval(args, samples, variant)
+                results["eval"].append(peaks.fraction(e, e["achieved_tflops"], compute_dtype(e["model_dtype"])))
                 save(False)
             rows = {e["variant"]: e for e in results["eval"][-len(variants):]}
             for before, name in (("prompts-16", "speedup"), ("sequences-full-batch", "finished_leave_speedup")):
@@ -560,9 +636,12 @@ def run_bench(args: BenchArgs) -> Path:
                     results["ratios"][f"eval_samples{samples}_{name}"] = rows[before]["seconds"] / rows["sequences"]["seconds"]
     measure = _isolated if args.isolate else (lambda fn, *a: fn(*a))
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in plan["grpo"]:  # the baseline first, so the lab never benefits from a warm cache
+        # the baseline first; without --isolate later rows run in a warmer process than the first
+        # (allocator, kernels' choice), which --warmup steps leave out of every row's timing
+        for variant in plan["grpo"]:
             try:
-                results["grpo"].append(measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}", peak))
+                g = measure(bench_grpo, args, variant, Path(tmp) / f"grpo-{variant}")
+                results["grpo"].append(peaks.fraction(g, g["achieved_tflops"], compute_dtype(g["model_dtype"])))
             except BrokenProcessPool:  # its process was killed (out of memory, or by hand after too long): say so, go on
                 results.setdefault("failed", []).append(f"grpo {variant}: its process was killed before it finished")
                 save(False)
@@ -570,11 +649,15 @@ def run_bench(args: BenchArgs) -> Path:
             results["ratios"].update(grpo_ratios(results["grpo"], precision, args.micro_batch))
             save(False)
         if args.profile:
-            results["profile"] = measure(bench_profile, args, Path(tmp) / "profile", peak)
+            prof = measure(bench_profile, args, Path(tmp) / "profile")
+            dtype = compute_dtype(prof["model_dtype"])
+            results["profile"] = {**prof, "rows": [peaks.fraction(row, row["achieved_tflops"], dtype) for row in prof["rows"]]}
             atomic_write(out / f"profile-{stem.removeprefix('bench-')}.md", profile_table(results))
             save(False)
         for variant in ("trl-defaults", "lab") if "sft" in parts else ():
-            results["sft"].append(measure(bench_sft, args, variant, Path(tmp) / f"sft-{variant}", peak))
+            sft = measure(bench_sft, args, variant, Path(tmp) / f"sft-{variant}")
+            sft = peaks.fraction(sft, sft["achieved_tflops"], compute_dtype(sft["model_dtype"]))
+            results["sft"].append({**sft, "mfu": sft["fraction_of_peak"]})  # 6N tokens/s over the peak of its dtype
             save(False)
     if len(results["sft"]) == 2:
         results["ratios"]["sft_tokens_per_second_ratio"] = results["sft"][1]["train_tokens_per_second"] / results["sft"][0]["train_tokens_per_second"]
@@ -623,9 +706,7 @@ def eval_table(r: dict) -> list[str]:
 
 def bench_table(r: dict) -> str:
     """The Markdown table of a bench result."""
-    lines = [f"# rlsft bench: {r['model']} on {r['device']}", "",
-             f"Measured matmul peak: {r['matmul_peak_tflops']:.3f} TFLOP/s ({r['matmul_dtype']}). "
-             f"Commit `{r['provenance']['git_commit']}`, {r['provenance']['time_utc']}. Produced by `rlsft bench`.", ""]
+    lines = [f"# rlsft bench: {r['model']} on {r['device']}", "", _header(r), ""]
     if r.get("partial"):
         lines += ["**Partial**: the bench stopped before its last measurement; the rows below are those it finished.", ""]
     lines += [f"**Not measured**: {f}." for f in r.get("failed", [])] + ([""] if r.get("failed") else [])
@@ -633,7 +714,9 @@ def bench_table(r: dict) -> str:
     lines += eval_table(r)
     if not r["grpo"] and not r["sft"]:
         return "\n".join(lines)
-    lines += ["## GRPO step (per step, after warm-up)", "",
+    st = r["settings"]
+    warm = f"after {st['warmup']} warm-up steps" if st.get("warmup") else "**no warm-up: the first step, cold**"
+    lines += [f"## GRPO step (per step: the mean of {st.get('steps', '?')} or more timed steps, whole generate cycles, {warm})", "",
               "| variant | trainer | completions per step | steps per generate | micro-batch | dtype | trainable parameters | step s | generation s | "
               "scoring s | update s | rollouts/h | rollout tokens/s | fraction of peak | mean reward | peak memory GB* |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -647,9 +730,10 @@ def bench_table(r: dict) -> str:
                      f"{reward} | {g['peak_memory_gb']} |")
     lines += ["", "Trainer: `lab` is rlsft.grpo_trainer.GRPOTrainer (completion-only log-probabilities on a CPU, LoRA merged for "
               "generation, finished completions leaving the generate batch), `trl` is trl.GRPOTrainer; `lab-trl-trainer` is the lab's step before that trainer. "
-              "Fraction of peak: the step's useful matmul FLOPs per second over the measured matmul peak; per token, 2 per body "
-              "parameter to generate or prefill it and 6 to train on it (4 with LoRA: frozen weights need no weight gradient), "
-              "the output head counted on completion tokens only (rlsft.bench.bench.step_flops)."]
+              "Fraction of peak: the step's useful matmul FLOPs per second over the measured matmul peak of the dtype its matmuls "
+              "run in; per token, 2 per body parameter to generate or prefill it and 6 to train on it (4 with LoRA: frozen weights "
+              "need no weight gradient, plus 6 per adapter parameter), the output head counted on completion tokens only, "
+              "attention's own FLOPs left out (rlsft.bench.bench.step_flops)."]
     lines += ["", "## SFT", "", "| variant | dtype | step s | tokens/s | MFU | peak memory GB* |", "|---|---|---|---|---|---|"] if r["sft"] else []
     for s in r["sft"]:
         lines.append(f"| {s['variant']} | {s['model_dtype']} | {s['step_seconds']:.3f} | {s['train_tokens_per_second']:.0f} | {s['mfu']:.1%} | {s['peak_memory_gb']} |")
@@ -685,7 +769,8 @@ def bench_table(r: dict) -> str:
             lines.append(f"lab-{p} against the lab's float32 step{' in micro-batches' if r['settings']['micro_batch'] else ''}: "
                          f"**{ra[key]:.2f}x** (same run; > 1 is faster).")
     if "grpo_reuse_step_speedup" in ra:
-        lines.append(f"With one generate call per {r['grpo'][2]['steps_per_generation']} steps (lab-reuse): **{ra['grpo_reuse_step_speedup']:.2f}x** "
+        reuse = {g["variant"]: g for g in r["grpo"]}["lab-reuse"]["steps_per_generation"]
+        lines.append(f"With one generate call per {reuse} steps (lab-reuse): **{ra['grpo_reuse_step_speedup']:.2f}x** "
                      "over TRL's defaults; its update includes TRL's extra scoring pass for importance sampling, and the "
                      "samples of later steps are up to that many steps stale.")
     lines.append("")

@@ -200,7 +200,7 @@ def bench_part(part: str, folder: Path, work: Path, small: bool, title: str) -> 
     peak = card_peak(result["device"])
     if part == "sft" and peak:
         lines += ["", f"Card's dense bf16 peak (data sheet): {peak / 1e12:.0f} TFLOP/s; SFT MFU against it: "
-                  + ", ".join(f"{s['variant']} {s['mfu'] * result['matmul_peak_tflops'] * 1e12 / peak:.1%}" for s in result["sft"])]
+                  + ", ".join(f"{s['variant']} {s['achieved_tflops'] * 1e12 / peak:.1%}" for s in result["sft"])]
     return lines, result
 
 
