@@ -197,6 +197,8 @@ def check_data(cfg) -> None:
     one line before a folder exists, weights load or anything is paid."""
     if getattr(getattr(cfg, "examples", None), "source", "clean") == "clean":
         task = get_task(cfg.data.task)
+        if task.train_split == task.eval_split:  # every recipe that reads its prompts (offline distillation's teacher too)
+            raise UserError(f"data.task: task {task.name!r} has no train split (it is an evaluation set)")
         task.load(task.train_split, source=cfg.data.source, n=1, seed=cfg.run.seed)
     for name in cfg.eval.tasks:
         task = get_task(name)

@@ -49,6 +49,8 @@ CASES = [
      "include_num_input_tokens_seen"),
     # data
     ("data: missing file", ["train", GRPO, "data.source={tmp}/missing.jsonl"], True, "missing.jsonl"),
+    # offline distillation's teacher sampled its traces from an evaluation set's problems (a test set)
+    ("data: distillation from an evaluation set", ["train", str(MICRO / "distill_offline.yaml"), "data.task=math500"], True, "no train split"),
     ("data: bad JSONL line", ["train", GRPO, "data.source={tmp}/bad.jsonl"], True, "bad.jsonl:2"),
     ("data: empty dataset", ["train", GRPO, "data.source={tmp}/empty.jsonl"], True, "empty.jsonl"),
     ("data: not UTF-8", ["train", GRPO, "data.task=gsm8k", "data.source={tmp}/latin1.jsonl"], True, "not UTF-8"),
