@@ -271,12 +271,16 @@ def split_of(problem: dict) -> str | None:
     return "test" if h < HELD_OUT["test"][1] else "validation"
 
 
+MAX_MISSES = 50_000  # draws in a row without a new problem before a split counts as exhausted (a few seconds)
+
+
 def generate_problems(task: str, split: str, n: int, seed: int = 0, arith: ArithConfig | None = None,
                       countdown: CountdownConfig | None = None) -> list[dict]:
     """`n` distinct problems of `task` from `split`, reproducible from `seed`.
 
-    Rows: {id, question, answer, task, steps, ...}. Raises ValueError when the world (at this
-    difficulty) has fewer than `n` distinct problems in the split.
+    Rows: {id, question, answer, task, steps, ...}. Raises UserError when the world (at this
+    difficulty) has fewer than `n` distinct problems in the split, ValueError for an unknown task
+    or split (a caller's mistake: the lab checks both before).
 
     >>> rows = generate_problems("micro-arith", "validation", 3, seed=0)
     >>> [split_of(r) for r in rows]
@@ -290,14 +294,16 @@ def generate_problems(task: str, split: str, n: int, seed: int = 0, arith: Arith
     cfg = (arith if task == "micro-arith" else countdown) or default_cfg()
     rng = random.Random(f"{task}/{split}/{seed}")
     rows, seen = [], set()
-    misses = 0
+    misses = 0  # draws since the last new problem: a held-out split takes about 1 draw in 80 (its band of the hash)
     while len(rows) < n:
         p = make(rng, cfg)
         if p["question"] in seen or split_of(p) != split:
             misses += 1
-            if misses > 50 * n + 10_000:
-                raise UserError(f"{task}: its {split} split has only {len(rows)} distinct problems, {n} were asked for (n)")
+            if misses > MAX_MISSES:
+                raise UserError(f"{task}: no new {split} problem in {MAX_MISSES:,} draws after {len(rows)}; "
+                                f"the split holds fewer distinct problems than the {n} asked for (n)")
             continue
+        misses = 0
         seen.add(p["question"])
         rows.append({"id": f"{task}-{split}-{len(rows)}", "task": task, **p})
     return rows
