@@ -94,6 +94,16 @@ CASES = [
     ("cli: resume a missing folder", ["train", GRPO, "--resume", "{tmp}/gone"], False, "gone"),
     ("cli: resume a missing folder, dry run", ["train", GRPO, "--resume", "{tmp}/gone", "--dry-run"], False, "gone"),
     ("cli: resume another recipe's run", ["train", GRPO, "--resume", "{tmp}/sft_done"], False, "finished sft run"),
+    # pretraining: a shape torch would refuse only at the first step, a corpus too small for one batch, and an
+    # out_dir holding other files (publishing deleted it whole, a repository's checkout included)
+    ("pretrain: heads that do not divide the width", ["pretrain", str(MICRO / "student.yaml"), "out_dir={tmp}/run", "model.hidden_size=130"],
+     False, "multiple of num_heads"),
+    ("pretrain: KV heads that do not divide the heads", ["pretrain", str(MICRO / "student.yaml"), "out_dir={tmp}/run", "model.num_kv_heads=3"],
+     False, "num_kv_heads"),
+    ("pretrain: no documents", ["pretrain", str(MICRO / "student.yaml"), "out_dir={tmp}/run", "n_documents=0"], False, "n_documents"),
+    ("pretrain: a corpus smaller than a batch", ["pretrain", str(MICRO / "student.yaml"), "out_dir={tmp}/run", "n_documents=3"], False,
+     "raise n_documents"),
+    ("pretrain: an out_dir that is no model", ["pretrain", str(MICRO / "student.yaml"), "out_dir={tmp}/sft_done"], False, "no micro model"),
 ]
 
 

@@ -85,3 +85,28 @@ def test_tiny_pipeline_learns_to_add(tmp_path):
     m, baseline = tiny_pretrain_and_eval(tmp_path, max_steps=300)
     assert m["format_rate"]["value"] > 0.9
     assert m["pass@1"]["value"] > baseline + 0.2, (m["pass@1"], baseline)
+
+
+def test_publish_swaps_a_whole_model_in_and_refuses_other_folders(tmp_path):
+    """An older model is replaced whole (renamed aside, then deleted), and a folder that holds
+    anything but a micro model is never deleted: publishing once emptied a checkout named as out_dir."""
+    from rlsft.io import UserError
+    from rlsft.micro.pretrain import check_out, publish
+
+    out = tmp_path / "models" / "m"
+    out.mkdir(parents=True)
+    (out / "rlsft_card.json").write_text("{}")
+    (out / "old.safetensors").write_text("old")
+    staging = tmp_path / "models" / ".m-new"
+    staging.mkdir()
+    (staging / "rlsft_card.json").write_text('{"new": 1}')
+    publish(staging, out)
+    assert sorted(f.name for f in out.iterdir()) == ["rlsft_card.json"] and "new" in (out / "rlsft_card.json").read_text()
+    assert sorted(f.name for f in (tmp_path / "models").iterdir()) == ["m"]  # nothing aside is left
+    other = tmp_path / "checkout"
+    other.mkdir()
+    (other / "README.md").write_text("keep me")
+    with pytest.raises(UserError, match="no micro model"):
+        check_out(other)
+    check_out(tmp_path / "empty-or-new")  # a new folder is fine
+    assert (other / "README.md").read_text() == "keep me"

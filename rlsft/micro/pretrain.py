@@ -40,6 +40,17 @@ class ModelShape:
     intermediate_size: int = 384  # SwiGLU width
     max_positions: int = 256  # context length in tokens (prompt + completion)
 
+    def __post_init__(self):
+        sizes = {"hidden_size": self.hidden_size, "num_layers": self.num_layers, "num_heads": self.num_heads,
+                 "num_kv_heads": self.num_kv_heads, "intermediate_size": self.intermediate_size, "max_positions": self.max_positions}
+        for key, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"{key} must be at least 1, got {value}")
+        if self.hidden_size % self.num_heads:  # each head takes hidden_size / num_heads dimensions
+            raise ValueError(f"hidden_size {self.hidden_size} must be a multiple of num_heads {self.num_heads}")
+        if self.num_heads % self.num_kv_heads:  # grouped-query attention: whole groups of heads per KV head
+            raise ValueError(f"num_heads {self.num_heads} must be a multiple of num_kv_heads {self.num_kv_heads}")
+
 
 @dataclass
 class PretrainConfig:
@@ -47,7 +58,7 @@ class PretrainConfig:
     out_dir: str | None = None
     seed: int = 0
     # corpus
-    n_documents: int = 60_000  # worked solutions, train split only
+    n_documents: int = 60_000  # worked solutions of pretraining-region questions (world.in_pretraining_region)
     countdown_share: float = 0.3  # share of micro-countdown documents (rest micro-arith)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     arith: ArithConfig = field(default_factory=ArithConfig)
@@ -67,6 +78,20 @@ class PretrainConfig:
     eval_samples: int = 8  # K for pass@K
     eval_temperature: float = 1.0
     max_new_tokens: int = 128
+
+    def __post_init__(self):
+        at_least = {"n_documents": (self.n_documents, 1), "vocab_size": (self.vocab_size, 256), "batch_size": (self.batch_size, 1),
+                    "warmup_steps": (self.warmup_steps, 0), "max_steps": (self.max_steps, 1), "threads": (self.threads or 0, 0),
+                    "eval_n": (self.eval_n, 0), "eval_samples": (self.eval_samples, 1), "max_new_tokens": (self.max_new_tokens, 1)}
+        for key, (value, low) in at_least.items():  # vocab_size: byte-level BPE starts from the 256 bytes
+            if value < low:
+                raise ValueError(f"{key} must be at least {low}, got {value}")
+        if not 0.0 <= self.countdown_share <= 1.0:
+            raise ValueError(f"countdown_share must be in [0, 1], got {self.countdown_share}")
+        if not self.learning_rate > 0 or (self.time_budget_minutes is not None and not self.time_budget_minutes > 0):
+            raise ValueError(f"learning_rate and time_budget_minutes must be positive, got {self.learning_rate} and {self.time_budget_minutes}")
+        if self.eval_temperature < 0:
+            raise ValueError(f"eval_temperature must be at least 0, got {self.eval_temperature}")
 
 
 def token_blocks(tokenizer, texts: list[str], block: int):
@@ -115,15 +140,27 @@ def evaluate_saved(folder: Path, cfg: PretrainConfig) -> dict:
     return evals
 
 
+def check_out(out: Path) -> None:
+    """Refuse, before anything is built, an output that `publish` must not replace: a file, or a
+    folder that holds anything but a micro model (no rlsft_card.json), which would be deleted whole."""
+    if out.exists() and not (out.is_dir() and ((out / "rlsft_card.json").is_file() or not any(out.iterdir()))):
+        raise UserError(f"out_dir {out} exists and is no micro model folder (no rlsft_card.json); name a new or empty folder")
+
+
 def publish(staging: Path, out: Path) -> None:
-    """Move the finished model folder into place (replacing an older one), readable by all."""
+    """Move the finished model folder into place, readable by all. An older model there is renamed
+    aside first and deleted after, so `out` always holds a whole model: the old or the new."""
+    old = None
     if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+        check_out(out)  # again: it may have changed during training
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+        os.replace(out, old / "model")
     os.replace(staging, out)
     out.chmod(0o755)  # mkdtemp makes 0700
     for f in out.iterdir():
         f.chmod(0o644)
+    if old:
+        shutil.rmtree(old)
 
 
 def pretrain_trainer(cfg: PretrainConfig, model, blocks, work: Path, t_start: float):
@@ -193,6 +230,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
     t_start = time.time()
     out = Path(cfg.out_dir) if cfg.out_dir else MICRO_MODELS_DIR / cfg.name
+    check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # the staging folder sits beside `out`: one file system, one rename
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
@@ -207,13 +246,30 @@ def pretrain(cfg: PretrainConfig) -> Path:
     tokenizer = train_tokenizer(texts, cfg.vocab_size)
     blocks, corpus_tokens = token_blocks(tokenizer, texts, cfg.model.max_positions)
     block = cfg.model.max_positions
+    if len(blocks) < cfg.batch_size:
+        raise UserError(f"the corpus of {len(rows)} documents ({corpus_tokens} tokens) makes {len(blocks)} blocks of {block} tokens, "
+                        f"fewer than one batch of {cfg.batch_size}; raise n_documents")
 
     # ------------------------------------------------------------------ model
     model = Qwen2ForCausalLM(model_config(cfg.model, tokenizer))
-    n_params = sum(p.numel() for p in model.parameters())
 
     # ------------------------------------------------------------------ trainer
     work = Path(tempfile.mkdtemp(prefix=f"rlsft-pretrain-{cfg.name}-"))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        return train_and_publish(cfg, rows, tokenizer, blocks, corpus_tokens, model, work, staging, out, t_start)
+    finally:  # the work and staging folders never outlive the command (the staging one is `out` once published)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def train_and_publish(cfg: PretrainConfig, rows, tokenizer, blocks, corpus_tokens: int, model, work: Path, staging: Path, out: Path,
+                      t_start: float) -> Path:
+    """Train, save to `staging`, evaluate the saved weights, write the card, publish to `out`."""
+    import torch
+
+    block = cfg.model.max_positions
+    n_params = sum(p.numel() for p in model.parameters())
     trainer, budget = pretrain_trainer(cfg, model, blocks, work, t_start)
 
     # ------------------------------------------------------------------ train
@@ -223,12 +279,10 @@ def pretrain(cfg: PretrainConfig) -> Path:
     losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
     steps_done = trainer.state.global_step
 
-    # ------------------------------------------------------------------ save (bf16 safetensors, written to a temp folder then moved)
-    staging = Path(tempfile.mkdtemp(prefix=f".{cfg.name}-", dir=out.parent if out.parent.exists() else None))
+    # ------------------------------------------------------------------ save (bf16 safetensors, written to a staging folder then moved)
     model.config.use_cache = True  # the Trainer turned it off; generation needs the KV cache
     model.to(torch.bfloat16).save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    shutil.rmtree(work, ignore_errors=True)
 
     # ------------------------------------------------------------------ evaluate (the saved weights, as users load them)
     evals = evaluate_saved(staging, cfg)
@@ -239,6 +293,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         "name": cfg.name,
         "architecture": "Qwen2ForCausalLM",
         "parameters": n_params,
+        "vocabulary": len(tokenizer),  # vocab_size's merges plus the added tokens
         "weights_dtype": "bfloat16",
         "training_tokens": steps_done * cfg.batch_size * block,
         "corpus_tokens": corpus_tokens,
@@ -277,7 +332,7 @@ def model_card_markdown(card: dict) -> str:
         f"| architecture | {card['architecture']}, {c['model']['num_layers']} layers, hidden {c['model']['hidden_size']}, "
         f"{c['model']['num_heads']} heads ({c['model']['num_kv_heads']} KV), context {c['model']['max_positions']} |",
         f"| parameters | {card['parameters']:,} |",
-        f"| vocabulary | {c['vocab_size']} (byte-level BPE) |",
+        f"| vocabulary | {card.get('vocabulary', c['vocab_size'])} (byte-level BPE) |",
         f"| training tokens | {card['training_tokens']:,} ({card['steps']} steps of {c['batch_size']} x {c['model']['max_positions']}) |",
         f"| corpus | {card['corpus_documents']:,} documents, {card['corpus_tokens']:,} tokens, {card['corpus_correct_share']:.3f} of solutions correct |",
         f"| language shares (set) | {c['corpus']['language_shares']} |",
