@@ -21,6 +21,11 @@ class UserError(Exception):
     """A mistake in what the user typed or gave us; the CLI prints it on one line and exits 2."""
 
 
+class HubUnreachable(UserError):
+    """A hub data set that cannot be fetched here (offline, not cached): a run stops on it, a dry
+    run reports it and goes on, since the machine that trains may have the hub."""
+
+
 def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict[str, Any]]:
     """Read a JSONL file, failing with the line number of the first bad line.
 

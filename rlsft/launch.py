@@ -28,9 +28,10 @@ from pathlib import Path
 from types import ModuleType
 
 from rlsft.config import apply_overrides, from_dict, read_yaml, to_dict
-from rlsft.io import UserError, atomic_write, to_json
-from rlsft.models import load_tokenizer
+from rlsft.io import HubUnreachable, UserError, atomic_write, to_json
+from rlsft.models import check_model_name, load_tokenizer
 from rlsft.runs.folder import RunFolder
+from rlsft.scoring.evaluate import resolve_backend
 from rlsft.scoring.rewards import get_reward
 from rlsft.scoring.tasks import get_task
 from rlsft.trainer import (
@@ -235,21 +236,40 @@ def probe_from_config(path: str, overrides: list[str] | None = None, out: str | 
     return record
 
 
-def dry_run(path: str, overrides: list[str] | None = None) -> dict:
+def dry_run(path: str, overrides: list[str] | None = None, built_by_others: tuple[str, ...] = ()) -> dict:
     """Validate a config and describe what `train` would do, training nothing: per stage, the run
     folder, a compute estimate, the resolved config, and TRL's config fields that differ from TRL's
-    defaults."""
+    defaults. What a run would refuse at its start is refused here too (a model name that is no
+    model, a generation backend that cannot run, data that cannot be read), without loading
+    weights or building a packaged model; a hub data set this machine cannot reach is a warning.
+    Models under `built_by_others` (a study's prerequisites' folders) are taken as they will be."""
     if is_pipeline(path):
         items = [(name, module, cfg, folder) for name, module, cfg, folder in pipeline_stages(path, overrides)[1]]
     else:
         module, cfg = load_recipe_config(path, overrides)
         items = [(cfg.recipe, module, cfg, run_folder(cfg.run))]
-    plan, previous = [], None
-    for name, module, cfg, folder in items:
+    plan, previous, warnings_ = [], None, []
+    for i, (name, module, cfg, folder) in enumerate(items):
+        models = [cfg.model.name] * (i == 0) + [getattr(getattr(cfg, "distill", None), "teacher", None)]  # a later stage's model is the one before's
+        for model in filter(None, models):
+            try:
+                check_model_name(model)
+            except UserError as e:  # a folder another run writes (a teacher trained first) is reported; a misspelt name refused
+                if "/" not in model:
+                    raise
+                if not any(model.startswith(prefix) for prefix in built_by_others):
+                    warnings_.append(f"{name}: {e} (train refuses it until a run writes it)")
+        resolve_backend(cfg.eval.backend)
+        try:
+            check_data(cfg)
+        except HubUnreachable as e:
+            warnings_.append(f"{name}: {e}")
+        if folder.started and not folder.finished and not is_pipeline(path):  # a pipeline goes on with its unfinished stage
+            warnings_.append(f"{name}: run folder {folder.path} holds an unfinished run: train refuses it, train --resume goes on with it")
         est = module.estimate(cfg, params=previous)  # a later stage trains the previous stage's model
         previous = est["parameters"]
         args = module.training_args(cfg)
         plan.append({"stage": name, "recipe": cfg.recipe, "out": str(folder.path), "finished": folder.finished, "estimate": est,
                      "trl_config": {"class": type(args).__name__, "differs_from_trl_defaults": differs_from_defaults(args)},
                      "config": to_dict(cfg)})
-    return {"config": path, "stages": plan}
+    return {"config": path, "stages": plan, **({"warnings": warnings_} if warnings_ else {})}

@@ -160,15 +160,28 @@ def resolve_model(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> str
         return str(models_dir / name_or_path)
     if is_packaged(name_or_path):  # a real model shipped as a Python package (smollm2-135m)
         return str(packaged_model_folder(name_or_path, MODEL_CARDS[name_or_path].build))
+    check_model_name(name_or_path, models_dir)
+    path = Path(name_or_path).expanduser()
+    return str(path) if path.is_dir() else name_or_path
+
+
+def check_model_name(name_or_path: str, models_dir: Path = MICRO_MODELS_DIR) -> None:
+    """`resolve_model`'s refusals without its work (a packaged model is not built, a hub id not
+    fetched), for dry runs: a micro name that is not built, a path that is no model folder.
+
+    >>> check_model_name("Qwen/Qwen2.5-0.5B"), check_model_name("micro-student")
+    (None, None)
+    """
+    if (models_dir / name_or_path / "config.json").is_file() or is_packaged(name_or_path):
+        return
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise UserError(f"model folder {name_or_path!r} has no config.json")
-        return str(path)
+        return
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or name_or_path.startswith("micro-"):
         known = ", ".join(micro_model_names(models_dir)) or "none built yet"
         raise UserError(f"model {name_or_path!r} not found: not a folder, and not a micro model ({known})")
-    return name_or_path
 
 
 def _load_error(what: str, name: str, e: Exception) -> UserError:

@@ -29,6 +29,7 @@ def bad_files(tmp_path):
     for name, fields in {"st_arm": ("[0]", "accuracy", "r1_zeroo", "greater"), "st_dir": ("[0]", "accuracy", "r1_zero", "bigger"),
                          "st_metric": ("[0]", "acuracy", "r1_zero", "greater"), "st_seeds": ("[0, 0]", "accuracy", "r1_zero", "greater")}.items():
         (tmp_path / f"{name}.yaml").write_text(study % fields)
+    (tmp_path / "st_model.yaml").write_text((study % ("[0]", "accuracy", "r1_zero", "greater")) + "arm_overrides: {r1_zero: [model.name=micro-studnet]}\n")
 
 
 # (id, argv after "rlsft", [overrides from tiny_recipe_overrides?], text the error line must contain)
@@ -93,6 +94,12 @@ CASES = [
     ("cli: unknown command", ["trian", GRPO], False, "trian"),
     ("cli: resume a missing folder", ["train", GRPO, "--resume", "{tmp}/gone"], False, "gone"),
     ("cli: resume a missing folder, dry run", ["train", GRPO, "--resume", "{tmp}/gone", "--dry-run"], False, "gone"),
+    # a dry run refuses what the run would refuse at its start
+    ("dry run: a misspelt model", ["train", GRPO, "model.name=micro-studnet", "--dry-run"], False, "micro-studnet"),
+    ("dry run: a split the eval task lacks", ["train", GRPO, "eval.tasks=[math500]", "eval.split=validation", "--dry-run"], False,
+     "no validation split"),
+    ("dry run: a missing data file", ["train", GRPO, "data.source={tmp}/missing.jsonl", "--dry-run"], False, "missing.jsonl"),
+    ("study dry run: a misspelt model in an arm's overrides", ["study", "{tmp}/st_model.yaml", "--dry-run"], False, "micro-studnet"),
     ("cli: resume another recipe's run", ["train", GRPO, "--resume", "{tmp}/sft_done"], False, "finished sft run"),
     # pretraining: a shape torch would refuse only at the first step, a corpus too small for one batch, and an
     # out_dir holding other files (publishing deleted it whole, a repository's checkout included)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from rlsft.io import UserError, read_jsonl
+from rlsft.io import HubUnreachable, UserError, read_jsonl
 from rlsft.scoring.countdown import verify_countdown_exact
 from rlsft.scoring.pool import check_many
 from rlsft.scoring.verify import EXTRACTIONS, last_boxed, verify_answer
@@ -110,7 +110,8 @@ def _load_source(source: str, split: str, hub_config: str | None) -> list[dict]:
     except Exception as e:  # offline, unknown id, no such split: one line, naming the source
         offline = os.environ.get("HF_HUB_OFFLINE") == "1" or "offline" in str(e).lower() or "connect" in str(e).lower()
         hint = " (HF_HUB_OFFLINE is set or the hub is unreachable, and it is not cached; pass a local JSONL instead)" if offline else ""
-        raise UserError(f"cannot load dataset {source!r} split {split!r}{hint}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        error = HubUnreachable if offline else UserError
+        raise error(f"cannot load dataset {source!r} split {split!r}{hint}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     return [dict(r) for r in ds]
 
 

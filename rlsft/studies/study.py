@@ -23,6 +23,7 @@ from pathlib import Path
 
 from rlsft.config import load_config
 from rlsft.io import UserError, blind, copy_tree_atomic
+from rlsft.launch import dry_run as check_run
 from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, stage_configs, train_from_config
 from rlsft.runs.compute import reset_peak_memory
 from rlsft.runs.folder import RunFolder, checkpoint_step
@@ -301,6 +302,11 @@ def _run_study(path, overrides, jobs, executor, dry_run, only, archive) -> Study
         states = {}
     queued = {folder for folder, r in records.items() if states.get(r.get("job_id")) in SLURM_ACTIVE}  # pending or running on Slurm
     todo, pending_pre = still_to_run(cfg, selected, prerequisites, executor, queued)
+    if dry_run:  # each run checked as `train --dry-run` checks it (model names, data, backend), before anything is printed
+        built = tuple(str(pre.folder) for pre in prerequisites)
+        notes = dict.fromkeys(w for j in pending_pre + todo for w in check_run(j.config, j.overrides, built_by_others=built).get("warnings", []))
+        for note in notes:
+            print(f"[study {cfg.name}] warning: {note}")
     if executor == "slurm":
         ids = submit_slurm(cfg.name, study_root(cfg), pending_pre, todo, cfg.cluster, dry_run=dry_run)
         if not dry_run:
