@@ -195,7 +195,9 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:  # the dataclass's own validation
-        raise UserError(f"{where}: {e}") from None
+        said = str(e)  # a section's own check may name it already ("arith: ..."): not twice
+        raise UserError(said if said.startswith(f"{where}: ") or said.startswith(f"{where.rsplit('.', 1)[-1]}: ") and where != "config"
+                        else f"{where}: {said}") from None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

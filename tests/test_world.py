@@ -1,6 +1,7 @@
 import random
 
 import pytest
+from conftest import REPO
 
 from rlsft.io import UserError
 from rlsft.micro.world import (
@@ -14,6 +15,7 @@ from rlsft.micro.world import (
     generate_problems,
     in_pretraining_region,
     make_arith_problem,
+    make_countdown_problem,
     split_of,
     step_chain,
 )
@@ -150,3 +152,21 @@ def test_a_held_out_split_serves_the_default_evaluation_size_at_any_seed(seed):
 ])
 def test_check_countdown(expr, ok):
     assert check_countdown(expr, [2, 3, 5], 16) is ok
+
+
+def test_countdown_says_its_operations_and_refuses_settings_with_no_problem():
+    """The question names the configured operations (it said "+ - *" whatever they were), and
+    settings no chain can satisfy are refused (a target of -6 came back after 1,000 tries)."""
+    p = make_countdown_problem(random.Random(0), CountdownConfig(operations=("+", "*")))
+    assert "with + * and brackets" in p["question"] and check_countdown(p["solution"], p["numbers"], p["target"])
+    with pytest.raises(UserError, match="no valid problem"):
+        make_countdown_problem(random.Random(0), CountdownConfig(n_numbers=6, max_operand=2, operations=("-",)))
+
+
+def test_a_sections_own_check_is_named_once():
+    from rlsft.config import load_config
+    from rlsft.micro.pretrain import PretrainConfig
+
+    with pytest.raises(UserError) as e:
+        load_config(PretrainConfig, str(REPO / "configs" / "micro" / "student.yaml"), ["arith.max_operand=1"])
+    assert "arith: max_operand" in str(e.value) and "arith: arith:" not in str(e.value)

@@ -177,10 +177,13 @@ def make_countdown_problem(rng: random.Random, cfg: CountdownConfig = CountdownC
             value = result
         if value > 0 and all(s[3] >= 0 for s in steps) and value not in numbers:
             break
+    else:  # no chain of these settings reaches a new positive target (e.g. small numbers and "-" alone)
+        raise UserError(f"countdown: no valid problem in 1,000 draws with n_numbers={cfg.n_numbers}, max_operand={cfg.max_operand}, "
+                        f"operations={list(cfg.operations)}")
     shown = sorted(numbers)
     nums = " ".join(map(str, shown))
-    return {
-        "question": f"Using the numbers {nums}, each at most once, with + - * and brackets, make {value}.",
+    return {  # the operations as configured ("+ - *" by default, the text every shipped problem has)
+        "question": f"Using the numbers {nums}, each at most once, with {' '.join(cfg.operations)} and brackets, make {value}.",
         "answer": f"target: {value}; numbers: {nums}",
         "numbers": shown,
         "target": value,
