@@ -39,6 +39,7 @@ from rlsft.scoring.evaluate import EvalArgs, evaluate, score_file
 from rlsft.scoring.tasks import TASKS, get_task
 from rlsft.studies.executors import status_table
 from rlsft.studies.study import StudyConfig, all_finished, check_names, keep_unfinished, run_study, study_root, study_status, study_task
+from rlsft.verdicts.claims import MIN_SEEDS
 from rlsft.verdicts.power import power_table, render
 from rlsft.verdicts.report import make_report, per_problem
 
@@ -136,7 +137,7 @@ def add_power_parser(sub) -> None:
     pw.add_argument("run", help="the pilot's run folder (evaluated before training and at --at)")
     pw.add_argument("--at", default="after", help="the pilot's evaluation to read: after (default) or a curve step")
     pw.add_argument("--task", default="micro-arith")
-    pw.add_argument("--seeds", type=_positive_int, nargs="+", default=[4], help="seeds per arm of the designs (at least 2)")
+    pw.add_argument("--seeds", type=_positive_int, nargs="+", default=[4], help="seeds per arm of the designs (at least 3: fewer make a pilot)")
     pw.add_argument("--problems", type=_positive_int, nargs="+", default=[64], help="held-out problems per seed")
     pw.add_argument("--samples", type=_positive_int, nargs="+", default=[4], help="samples per problem")
     pw.add_argument("--out", default=None, help="also write the table to this markdown file")
@@ -292,8 +293,8 @@ def bench_command(args) -> None:
 def power_command(args) -> None:
     """`rlsft power`: the minimum detectable effects of study designs from a pilot run (rlsft/verdicts/power.py)."""
 
-    if min(args.seeds) < 2:
-        raise UserError("--seeds: a t test over seeds needs at least 2")
+    if min(args.seeds) < MIN_SEEDS:  # fewer seeds make a pilot, which gets no verdict
+        raise UserError(f"--seeds: a claim's verdict needs at least {MIN_SEEDS} seeds, got {min(args.seeds)}")
     run = RunFolder(args.run)
     before = per_problem(run.eval_dir("before"), args.task)
     at = run.eval_dir("after") if args.at == "after" else run.curve_dir(int(args.at), args.task).parent if args.at.isdigit() else None

@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from rlsft.io import UserError
 from rlsft.verdicts.claims import Claim, evaluate_claim
 
 
@@ -65,8 +66,9 @@ def test_missing_arm_is_inconclusive_not_an_error():
 
 
 def test_one_seed_gives_no_interval_and_no_verdict():
+    """A pilot, as two seeds are (it read "inconclusive", a verdict's word, in the verdict column)."""
     v = evaluate_claim(C1, {"accuracy": {"rl": arm(0.9, seeds=(0,), rng_seed=2), "base": arm(0.1, seeds=(0,), rng_seed=1)}})
-    assert v.verdict == "inconclusive" and v.ci_low is None and v.estimate > 0.5 and "one seed" in v.detail["why"]
+    assert v.verdict == "pilot" and v.ci_low is None and v.estimate > 0.5 and "one seed" in v.detail["why"]
 
 
 @pytest.mark.parametrize("spread", [0.05, 0.10])
@@ -258,3 +260,33 @@ def test_short_arm_notes_read_the_seeds_the_claim_pairs():
     v = evaluate_claim(claim, {}, None, curves)
     assert v.n_seeds == 3 and "short" not in v.detail, v.detail
     assert v.detail["read_at_pflops"]["rl"] == 0.002 and v.verdict == "reproduced"
+
+
+def test_a_missing_start_is_missing_not_a_plain_comparison():
+    """A from_start claim whose against arm has no evaluation before training is inconclusive (it
+    silently compared the levels instead)."""
+    scores = {"mixing": {"adv": arm(0.6, rng_seed=1), "before:adv": arm(0.3, rng_seed=2), "even": arm(0.4, rng_seed=3)}}
+    claim = Claim(id="C2m3", text="t", metric="mixing", arm="adv", against="even", direction="greater", from_start=True)
+    v = evaluate_claim(claim, scores)
+    assert v.verdict == "inconclusive" and v.detail["missing"] == ["before:even"]
+
+
+def test_a_within_claim_needs_a_positive_margin():
+    with pytest.raises(UserError, match="positive threshold"):  # |d| < 0 never holds; below 0 two equal arms read "not reproduced"
+        Claim(id="W", text="t", metric="mixing", arm="rl", against="base", direction="within", threshold=0.0)
+
+
+def test_matched_compute_keeps_the_starts_sample_counts():
+    """A from_start claim read at a budget steps its floor by one sample of 16 for the starts too:
+    it stepped by one problem there (a 16x wider standard error) when the budget's counts replaced
+    the study's."""
+    flat = {s: problems(0.5, 64) for s in range(3)}
+    sixteen = {s: problems(16, 64) for s in range(3)}
+    scores = {"accuracy": {"a": flat, "b": flat, "before:a": flat, "before:b": flat},
+              "samples": {"a": sixteen, "b": sixteen, "before:a": sixteen, "before:b": sixteen}}
+    curves = {m: {name: {s: [(0.001, by_seed[s])] for s in range(3)} for name, by_seed in scores[m].items() if name in ("a", "b")}
+              for m in ("accuracy", "samples")}
+    claim = Claim(id="F", text="t", metric="accuracy", arm="a", against="b", direction="greater", from_start=True)
+    plain = evaluate_claim(claim, scores)
+    budget = evaluate_claim(Claim(**{**claim.__dict__, "at_pflops": 0.002}), scores, None, curves)
+    assert budget.detail["se"] == pytest.approx(plain.detail["se"]) and plain.detail["se"] < 0.002

@@ -29,7 +29,7 @@ def test_power_reads_a_pilot_and_more_problems_or_seeds_detect_less(tmp_path, ca
     # a pilot lacking the asked-for evaluation, or asked for fewer than 2 seeds, is refused in one line
     assert cli_main(["power", str(tmp_path / "pilot"), "--at", "after"]) == 2  # no evaluation after training: one line
     assert "no micro-arith samples at after" in capsys.readouterr().err
-    assert cli_main(["power", str(tmp_path / "pilot"), "--at", "11", "--seeds", "1"]) == 2
+    assert cli_main(["power", str(tmp_path / "pilot"), "--at", "11", "--seeds", "2"]) == 2  # fewer than 3 seeds: a pilot, no verdict
 
 
 def test_the_spread_separates_sampling_from_how_problems_respond():

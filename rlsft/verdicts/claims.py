@@ -115,6 +115,8 @@ class Claim:
             raise UserError(f"claim {self.id}: alpha must be in (0, 0.5), got {self.alpha}")
         if not math.isfinite(self.threshold):
             raise UserError(f"claim {self.id}: threshold must be a number, got {self.threshold}")
+        if self.direction == "within" and self.threshold <= 0:  # |difference| < 0 can never hold
+            raise UserError(f"claim {self.id}: a within claim needs a positive threshold (its margin), got {self.threshold}")
 
 
 @dataclass
@@ -372,7 +374,8 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         claim = dataclasses.replace(claim, at_pflops=max(runs.values()))
     claim = dataclasses.replace(claim, against=against_side(claim))
     if claim.at_pflops is not None:
-        by_arm, counts, read_points = read_at_budget(claim, curves or {}, teacher_pflops or {})
+        by_arm, read_counts, read_points = read_at_budget(claim, curves or {}, teacher_pflops or {})
+        counts = {**counts, **read_counts}  # the compared arms' counts as read; the base's and starts' stay (the floor's step)
         # the compared arms as read within the budget, and only so: one with no point inside it is
         # missing (inconclusive), never read at its end past the budget
         kept = {k: v for k, v in scores.get(claim.metric, {}).items() if k not in (claim.arm, claim.against)}
@@ -388,7 +391,9 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
                       for a in (claim.arm, claim.against)}
     if claim.against is None:  # a level, not a difference: the arm's own values against the threshold
         by_arm = {**by_arm, None: {s: {i: 0.0 for i in per} for s, per in by_arm.get(claim.arm, {}).items()}}
-    missing = [a for a in (claim.arm, claim.against, *(["base"] if claim.per_pflop else [])) if a not in by_arm]
+    needed = (claim.arm, claim.against, *(["base"] if claim.per_pflop else []),
+              *([f"before:{claim.arm}", f"before:{claim.against}"] if claim.from_start else []))  # a start missing: no plain comparison instead
+    missing = [a for a in needed if a not in scores.get(claim.metric, {}) and a not in by_arm]
     if missing:
         return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": missing})
     if not claim.per_pflop:
@@ -418,7 +423,8 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
            "p_value": stats["p_value"], "p_against": stats["p_against"]}
     detail["se"], detail["df"] = stats["se"], stats["df"]
     if lo is None:  # one seed: no interval, no verdict
-        return Verdict(claim.id, "inconclusive", est, None, None, len(diffs), n_problems, {**detail, "why": "one seed gives no interval"}, **how)
+        return Verdict(claim.id, "pilot", est, None, None, len(diffs), n_problems,
+                       {**detail, "why": f"one seed gives no interval: a pilot, below the {MIN_SEEDS} a verdict needs"}, **how)
     if len(diffs) < MIN_SEEDS:
         return Verdict(claim.id, "pilot", est, lo, hi, len(diffs), n_problems,
                        {**detail, "why": f"{len(diffs)} seeds: a pilot, below the {MIN_SEEDS} a verdict needs"}, **how)
