@@ -68,3 +68,20 @@ def test_summarise():
     assert m["mixing_rate"]["value"] == pytest.approx(1 / 6)  # problem means 0, .5, 0
     assert m["pass@1"]["ci_low"] <= 0.25 <= m["pass@1"]["ci_high"]
     assert not math.isnan(m["mean_length"]["value"])
+
+
+def test_majority_vote_does_not_depend_on_the_samples_order():
+    """Samples are stored in finishing order; maj@k must not change with it. An unevaluated
+    expression grouped with the number it equals (the grouping read one side as the gold) and a
+    group scored by its first member made maj@4 0.5 in one order and 0.0 in the other."""
+    from rlsft.scoring.evaluate import answer_groups
+
+    answers = ["5", "(2*4)-3", "7", "7"]
+    correct = [True, False, False, False]  # gold 5: the expression is no final answer
+    results = set()
+    for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 3, 1, 0]):
+        (groups,) = answer_groups([[answers[i] for i in order]])
+        results.add(majority_vote(groups, [correct[i] for i in order]))
+    assert results == {(0.0, False)}  # "7" twice wins alone
+    # a group whose members' verdicts differ scores their mean, wherever each stands
+    assert majority_vote([0, 0], [False, True]) == majority_vote([0, 0], [True, False]) == (0.5, False)

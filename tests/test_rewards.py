@@ -72,3 +72,12 @@ def test_get_reward_binds_the_runs_options():
     assert reward.__name__ == "accuracy_reward"
     assert reward(["so it is 12", "so it is 13", "<answer>13</answer>"], answer=["12"] * 3) == [1.0, 0.0, 0.1]
     assert get_reward("accuracy")(["so it is 12"], answer=["12"]) == [0.0]
+
+
+def test_a_second_think_after_the_prefill_is_malformed_for_the_reward_as_for_evaluation():
+    """After a `<think>` prefill, a completion that opens `<think>` again was fully rewarded while
+    evaluation (which always puts the prefill back) counted it malformed."""
+    prompt = "Question: 2 + 2? Assistant: <think>"
+    again = " <think> 2 + 2 = 4 </think> <answer>4</answer>"
+    once = " 2 + 2 = 4 </think> <answer>4</answer>"
+    assert format_reward([again], prompts=[prompt]) == [0.0] and format_reward([once], prompts=[prompt]) == [1.0]

@@ -113,6 +113,8 @@ def words(text: str) -> list[tuple[str, str]]:
 
     >>> words("<think> First, 3 + 5 = 8。所以 x = 8 </think>")
     [('First', 'Latin'), ('所', 'Han'), ('以', 'Han')]
+    >>> words("所以 x-1 = 4，f'(x) = 2x; don't")
+    [('所', 'Han'), ('以', 'Han'), ("don't", 'Latin')]
     >>> words("We solve $\\\\text{hence} y = 2$ and pay $5 then $10.")
     [('We', 'Latin'), ('solve', 'Latin'), ('hence', 'Latin'), ('and', 'Latin'), ('pay', 'Latin'), ('then', 'Latin')]
     """
@@ -124,8 +126,9 @@ def words(text: str) -> list[tuple[str, str]]:
     run, run_script = [], None
 
     def flush():
-        if run and not (run_script == "Latin" and len(run) == 1):  # a lone Latin letter is a variable
-            out.append(("".join(run), run_script))
+        word = "".join(run).rstrip("'’-")  # "x-1", "f'(x)": a mark after a letter joins no word
+        if word and not (run_script == "Latin" and len(word) == 1):  # a lone Latin letter is a variable
+            out.append((word, run_script))
         run.clear()
 
     for ch in text:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections import Counter
 from typing import Callable, Sequence
 
@@ -51,7 +52,9 @@ def majority_vote(groups: Sequence[object], correct: Sequence[bool | None]) -> t
         return 0.0, False
     top = max(votes.values())
     winners = [g for g, v in votes.items() if v == top]
-    right = {g: bool(next(c for h, c in zip(groups, correct) if h == g)) for g in winners}
+    # a group scores its members' mean verdict: they can differ (the last of two <answer> blocks
+    # agreeing with another sample's), and no member's place in the draw decides the group's
+    right = {g: statistics.fmean(bool(c) for h, c in zip(groups, correct) if h == g) for g in winners}
     return sum(right.values()) / len(winners), len(winners) > 1
 
 

@@ -49,7 +49,7 @@ def completion_text(completion: Any, prompt: Any = None) -> str:
     else:
         text = str(completion)
     opened = completion_text(prompt) if prompt is not None and not isinstance(prompt, str) else prompt
-    if opened and opened.rstrip().endswith(THINK_PREFILL) and not text.lstrip().startswith(THINK_PREFILL):
+    if opened and opened.rstrip().endswith(THINK_PREFILL):  # always, as evaluation does: a second <think> is malformed in both
         text = THINK_PREFILL + text
     return text
 

@@ -168,6 +168,7 @@ def last_boxed(text: str) -> str | None:
 
 # "the answer is 12." / "Final answer: 12" / "答案是 12": what follows, up to the end of its sentence
 _ANSWER_PHRASE = re.compile(r"(?:\banswer\s*(?:is\b\s*:?|:|=)|答案(?:是|为|:|：))\s*(.+?)(?:\.(?:\s|$)|。|\n|$)", re.IGNORECASE)
+_NEGATED = re.compile(r"\banswer\s+is\s*n[o'’]t\s+|答案(?:不是|不为)\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?")
 # what joins the candidates of a hedge or a list: "12 or 13", "12, 13, 14", "12/13" is a fraction
 _JOINER = re.compile(r"^\s*(?:,|;|\bor\b|\band\b|或者?|还是|、|\s)\s*$", re.IGNORECASE)
@@ -212,6 +213,8 @@ def extract_answer(completion: str, mode: str = "strict") -> str | None:
     ('1,000', '18')
     >>> extract_answer("The answer is not 18.", "lenient"), extract_answer("The answer is therefore 18.", "lenient")
     ('not 18', '18')
+    >>> extract_answer("The answer isn't 18.", "lenient"), extract_answer("答案不是 18", "lenient")
+    ('not 18', 'not 18')
     """
     if mode not in EXTRACTIONS:
         raise ValueError(f"unknown extraction {mode!r}; valid: {', '.join(EXTRACTIONS)}")
@@ -222,7 +225,7 @@ def extract_answer(completion: str, mode: str = "strict") -> str | None:
     boxed = last_boxed(visible)
     if boxed is not None or mode == "strict":
         return boxed
-    phrases = _ANSWER_PHRASE.findall(visible)
+    phrases = _ANSWER_PHRASE.findall(_NEGATED.sub("answer is not ", visible))  # "isn't 18" and "答案不是 18" fail as "not 18" does
     if phrases and phrases[-1].strip():
         phrase = phrases[-1].strip().strip("*$").strip()  # "**18**", "$18$"
         if has_words(phrase) and not _HEDGE_WORDS.search(phrase):  # the quantity before any explanation ("18 apples, since ...")
@@ -397,12 +400,16 @@ def has_words(answer: str) -> bool:
 
 
 def same_answer(a: str, b: str) -> bool:
-    """Do two extracted answers mean the same (math-verify equivalence)? maj@k groups by it.
+    """Do two extracted answers mean the same (math-verify equivalence, each read as the other's
+    gold, so their order never matters)? maj@k groups by it. An expression is not the number it
+    evaluates to, as a gold would not accept it as an answer.
 
     >>> same_answer("0.5", "\\\\frac{1}{2}"), same_answer("1/2", "0.5"), same_answer("2", "3")
     (True, True, False)
+    >>> same_answer("5", "(2*4)-3"), same_answer("(2*4)-3", "5")
+    (False, False)
     """
-    return verify_answer(f"<answer>{a}</answer>", b) is True
+    return verify_answer(f"<answer>{a}</answer>", b) is True and verify_answer(f"<answer>{b}</answer>", a) is True
 
 
 def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | None:
