@@ -290,3 +290,8 @@ def test_matched_compute_keeps_the_starts_sample_counts():
     plain = evaluate_claim(claim, scores)
     budget = evaluate_claim(Claim(**{**claim.__dict__, "at_pflops": 0.002}), scores, None, curves)
     assert budget.detail["se"] == pytest.approx(plain.detail["se"]) and plain.detail["se"] < 0.002
+
+
+def test_seeds_one_side_lacks_are_left_out_and_named():
+    v = evaluate_claim(C1, {"accuracy": {"rl": arm(0.6, seeds=(0, 1, 2, 3, 4), rng_seed=2), "base": arm(0.3, rng_seed=1)}})
+    assert v.n_seeds == 3 and v.detail["unpaired_seeds"] == [3, 4]

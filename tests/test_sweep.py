@@ -28,6 +28,14 @@ def test_a_tie_within_noise_of_the_base_takes_the_fallback_not_the_smallest_dose
     assert choose(SweepRule(prefer=RULE.prefer), tie, base, 0.25).chosen is None  # no fallback written: nothing chosen, said so
 
 
+def test_a_candidate_with_no_seed_shared_with_the_base_is_missing_not_a_crash():
+    base = scores(0)
+    c = choose(RULE, {"lr1e-5@20": scores(40), "lr1e-5@40": scores(60, seeds=(7,))}, base, unit=0.25)
+    assert c.chosen == "lr1e-5@20" and c.rows[1]["estimate"] is None and not c.rows[1]["separates"]
+    c = choose(RULE, {"lr1e-5@40": scores(60, seeds=(7,))}, base, unit=0.25)
+    assert c.chosen == "lr1e-5@40" and not c.separated and "missing (no seed shared with the base)" in c.line
+
+
 def test_candidates_that_separate_are_ranked_and_ties_among_them_go_to_prefer():
     base = scores(0)
     sweep = {"lr3e-6@20": scores(1), "lr1e-5@20": scores(40), "lr3e-6@40": scores(41), "lr1e-5@40": scores(60)}

@@ -406,6 +406,8 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
         stats = claim_interval([_mean_list(d) for d in diffs.values()], floors, claim.direction, claim.threshold, claim.alpha)
         paired = {a: {s: by_arm[a][s] for s in diffs} for a in (claim.arm, claim.against)}  # the seeds the estimate pairs
         detail = {"arm_mean": _mean_of(paired[claim.arm]), "against_mean": _mean_of(paired[claim.against])}
+        if unpaired := sorted(set(by_arm[claim.arm]) ^ set(by_arm[claim.against])):  # a seed one side lacks: left out, said so
+            detail["unpaired_seeds"] = unpaired
         if claim.at_pflops is not None:  # read and judged "short" on the seeds the estimate pairs, not on every seed an arm has
             for name, points in read_points.items():
                 read_at[name] = _mean_list(points[s] for s in diffs)

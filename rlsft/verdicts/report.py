@@ -441,7 +441,7 @@ def sweep_section(results: dict, rule, task: str) -> tuple[list[str], Choice]:
     unit = metric_unit(rule.metric, min((min(c.values()) for by_seed in counts for c in by_seed.values() if c), default=0))
     choice = choose(rule, candidates[rule.metric], base, unit)
     rows = [f"| {r['candidate']} | {r['estimate']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] | {'yes' if r['separates'] else 'no'} |"
-            for r in choice.rows]
+            if r["estimate"] is not None else f"| {r['candidate']} | missing: no seed shared with the base | | no |" for r in choice.rows]
     lines = ["## Sweep choice", "", f"Rule (the study's `choose:`, written before the runs): a candidate separates from the base when the "
              f"low end of its 90% interval on {rule.metric} is above 0; the best that separates wins, ties within {rule.margin} go "
              f"to the first in `prefer` ({', '.join(rule.prefer) or 'none'}); when none separates, the fallback "

@@ -62,6 +62,17 @@ def difference_interval(diffs: dict[int, list[float]], unit: float = 1.0) -> dic
     return {"estimate": est, "low": est - half, "high": est + half}
 
 
+def interval_text(r: dict) -> str:
+    """A candidate's estimate and interval, or why it has none.
+
+    >>> interval_text({"estimate": 0.1, "low": -0.02, "high": 0.22}), interval_text({"estimate": None})
+    ('+0.100 [-0.020, +0.220]', 'missing (no seed shared with the base)')
+    """
+    if r["estimate"] is None:
+        return "missing (no seed shared with the base)"
+    return f"{r['estimate']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
+
+
 def choose(rule: SweepRule, candidates: dict[str, dict[int, dict[str, float]]], base: dict[int, dict[str, float]],
            unit: float = 1.0) -> Choice:
     """The candidate the rule picks. `candidates["arm@step"]` and `base` are {seed: {problem_id:
@@ -74,11 +85,15 @@ def choose(rule: SweepRule, candidates: dict[str, dict[int, dict[str, float]]], 
     """
     rows = []
     for name, scores in candidates.items():
-        r = difference_interval(paired_seed_differences(scores, base), unit)
+        diffs = paired_seed_differences(scores, base)
+        if not diffs:  # no seed and problems shared with the base: missing, so it cannot separate
+            rows.append({"candidate": name, "estimate": None, "low": None, "high": None, "separates": False})
+            continue
+        r = difference_interval(diffs, unit)
         rows.append({"candidate": name, **r, "separates": r["low"] > 0})
     ahead = [r for r in rows if r["separates"]]
     if not ahead:
-        shown = ", ".join("{candidate} {estimate:+.3f} [{low:+.3f}, {high:+.3f}]".format(**r) for r in rows)
+        shown = ", ".join(f"{r['candidate']} {interval_text(r)}" for r in rows)
         why = f"no candidate separates from the base beyond its 90% interval on {rule.metric} ({shown})"
         if rule.fallback is None:
             return Choice(None, False, f"{why}; the study wrote no fallback, so the sweep chooses nothing", rows)
