@@ -295,3 +295,14 @@ def test_matched_compute_keeps_the_starts_sample_counts():
 def test_seeds_one_side_lacks_are_left_out_and_named():
     v = evaluate_claim(C1, {"accuracy": {"rl": arm(0.6, seeds=(0, 1, 2, 3, 4), rng_seed=2), "base": arm(0.3, rng_seed=1)}})
     assert v.n_seeds == 3 and v.detail["unpaired_seeds"] == [3, 4]
+
+
+def test_a_claim_at_its_own_level_says_so_beside_its_interval():
+    from rlsft.verdicts.report import claims_section
+
+    loose = Claim(**{**C1.__dict__, "alpha": 0.1})
+    scores = {"accuracy": {"rl": arm(0.6, rng_seed=2), "base": arm(0.3, rng_seed=1)}}
+    v = evaluate_claim(loose, scores)
+    assert v.interval == "80% two-sided"
+    (row,) = [line for line in claims_section([v], {"C1": loose}) if line.startswith("| C1 |")]
+    assert "(80% two-sided CI, alpha 0.1)" in row

@@ -352,6 +352,7 @@ def readme_table(verdicts: list, by_id: dict) -> str:
     lines = ["| claim | verdict | Holm | estimate [90% CI] | seeds |", "|---|---|---|---|---|"]
     for v in verdicts:
         est = "n/a" if v.estimate is None else f"{v.estimate:+.3f}" + ("" if v.ci_low is None else f" [{v.ci_low:+.3f}, {v.ci_high:+.3f}]")
+        est += _own_level(v)
         lines.append(f"| {v.claim} {by_id[v.claim].text} | {v.verdict} | {v.verdict_holm} | {est} | {v.n_seeds} |")
     return "\n".join(lines) + "\n"
 
@@ -473,6 +474,12 @@ def _method(claim, verdict) -> str:
     return how
 
 
+def _own_level(v) -> str:
+    """A claim tested at its own `alpha`: its interval's level beside the estimate (the column says the
+    study's); Holm's column stays at the study's level."""
+    return f" ({v.interval} CI, alpha {v.level})" if v.ci_low is not None and v.level not in (None, ALPHA) else ""
+
+
 def claims_section(verdicts: list, by_id: dict, forms: dict[str, set[str]] | None = None) -> list[str]:
     """The report's headline: one row per claim, then its pilots, unmatched and short-armed claims,
     and those whose sides were evaluated under different prompt forms."""
@@ -481,6 +488,7 @@ def claims_section(verdicts: list, by_id: dict, forms: dict[str, set[str]] | Non
     lines += ["## Claims", "", f"| claim | verdict | Holm | estimate [{level} CI] | seeds | test | claim text |", "|---|---|---|---|---|---|---|"]
     for v in verdicts:
         est = "n/a" if v.estimate is None else f"{v.estimate:+.4g}" + ("" if v.ci_low is None else f" [{v.ci_low:+.4g}, {v.ci_high:+.4g}]")
+        est += _own_level(v)
         lines.append(f"| {v.claim} | **{v.verdict}** | {v.verdict_holm} | {est} | {v.n_seeds} | {_method(by_id[v.claim], v)} | "
                      f"{by_id[v.claim].text} |")
     pilot = [v.claim for v in verdicts if v.verdict == "pilot"]
