@@ -39,6 +39,7 @@ def test_card_peak_and_architectures():
     from rlsft.models import ARCHITECTURES
 
     assert card_peak("NVIDIA H100 PCIe") == 756e12 and card_peak("NVIDIA H200") == 989e12
+    assert card_peak("NVIDIA H100 NVL") == 835e12  # its data sheet: 1,671 TFLOP/s bf16 with sparsity
     q = ARCHITECTURES["qwen2.5-0.5b"]
     assert (q["hidden_size"], q["num_hidden_layers"], q["vocab_size"]) == (896, 24, 151936)
 

@@ -39,7 +39,8 @@ from rlsft.scoring.tasks import get_task
 TINY = dict(vocab_size=1152, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
             num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True)
 # Dense bf16 peak FLOP/s from the cards' data sheets (without sparsity), by device-name substring.
-CARD_BF16_PEAK = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+# The first key a device's name contains wins, so the variants come before "H100".
+CARD_BF16_PEAK = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def card_peak(device: str) -> float | None:
