@@ -260,3 +260,26 @@ def test_seeds_of_one_arm_that_ran_different_configs_are_flagged(tmp_path):
     record.setdefault("compute", {})["processes"] = 8
     (tmp_path / "zero" / "seed1" / "run.json").write_text(json.dumps(record))
     assert config_mismatches(load_results(RunFolder.find([str(tmp_path)]), "t", "zero")) == [("zero", 1, ["launch.processes"])]
+
+
+def test_a_change_under_reports_leaves_the_commit_clean(tmp_path):
+    """A study archiving into a committed archive (`--archive reports/NAME/runs`) changes tracked
+    files as it runs; its later runs recorded `-dirty` and the report refused them as mixed."""
+    import subprocess
+
+    from rlsft.runs.provenance import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "reports" / "s" / "runs").mkdir(parents=True)
+    (tmp_path / "reports" / "s" / "runs" / "sessions.jsonl").write_text("{}\n")
+    (tmp_path / "rlsft").mkdir()
+    (tmp_path / "rlsft" / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    (tmp_path / "reports" / "s" / "runs" / "sessions.jsonl").write_text("{}\n{}\n")
+    assert not git_commit(tmp_path).endswith("-dirty")
+    (tmp_path / "rlsft" / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path).endswith("-dirty")

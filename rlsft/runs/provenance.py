@@ -13,12 +13,15 @@ PACKAGES = ("rlsft", "torch", "transformers", "trl", "datasets", "accelerate", "
 
 
 def git_commit(repo: Path = Path(__file__).resolve().parent.parent) -> str:
-    """HEAD commit of the lab's checkout, with `-dirty` when tracked files differ or untracked files
-    sit in the code or configs (rlsft/, recipes/, configs/: a new config or module changes what a
-    run does as much as an edit); `unknown` outside git."""
+    """HEAD commit of the lab's checkout, with `-dirty` when tracked files outside reports/ differ or
+    untracked files sit in the code or configs (rlsft/, recipes/, configs/: a new config or module
+    changes what a run does as much as an edit); `unknown` outside git. reports/ is left out: a
+    study archiving into a committed archive there (`--archive reports/NAME/runs`) changes it as it
+    runs, which changes nothing a run does."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"],
+                               cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
         dirty += subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "rlsft", "recipes", "configs"],
                                 cwd=repo, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
