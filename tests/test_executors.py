@@ -132,12 +132,20 @@ def test_fake_slurm_submission_records_job_ids_and_status_reads_sacct(toy_model,
     assert cli_main(["study", path, "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "r1_zero seed 0: queued or running on Slurm, skipped" in out and "[1/4 r1_zero seed 0]" not in out
+    # the prerequisite submitted again (1003) still running: arms submitted now wait for it too (they
+    # went out with no dependency, students before their teacher), and a local invocation refuses to start them
+    (fake_slurm / "sacct").write_text("1003|RUNNING\n1002_0|RUNNING\n1002_1|PENDING\n1004_0|FAILED\n1004_1|FAILED\n")
+    assert cli_main(["study", path, "--executor", "slurm"]) == 0
+    assert "prerequisite" in capsys.readouterr().out and (fake_slurm / "calls").read_text().count("sbatch ") == calls + 3
+    assert "#SBATCH --dependency=afterok:1003" in (fake_slurm / "sbatch-1005.sh").read_text()
+    assert cli_main(["study", path]) == 2 and "is still training" in capsys.readouterr().err
+
     # sacct gives no answer: which runs are queued is unknown, so submitting again is refused
     sacct = tmp_path / "fake-bin" / "sacct"
     sacct.write_text("#!/bin/bash\nexit 1\n")
     assert cli_main(["study", path, "--executor", "slurm"]) == 2
     assert "sacct gave no answer" in capsys.readouterr().err
-    assert (fake_slurm / "calls").read_text().count("sbatch ") == calls + 2  # nothing submitted
+    assert (fake_slurm / "calls").read_text().count("sbatch ") == calls + 3  # nothing submitted
 
 
 def test_an_element_resumes_a_stopped_run_and_skips_a_finished_one(tmp_path):

@@ -303,9 +303,10 @@ def sbatch_text(root: Path, params: dict, count: int) -> str:
     return _make_sbatch_string(command=command, folder=folder, map_count=count if count > 1 else None, **params)
 
 
-def submit_slurm(name: str, root: Path, prerequisites: list[Job], jobs: list[Job], cluster: ClusterConfig, dry_run: bool = False) -> dict:
+def submit_slurm(name: str, root: Path, prerequisites: list[Job], jobs: list[Job], cluster: ClusterConfig, dry_run: bool = False,
+                 waiting_on: tuple[str, ...] = ()) -> dict:
     """Submit the prerequisites (one job each), then the matrix as one array that waits for them
-    (`afterok`). Writes `job.json` into each run folder and one line per submission to
+    (`afterok`) and for `waiting_on`, prerequisites submitted before and still queued or running. Writes `job.json` into each run folder and one line per submission to
     root/submissions.jsonl; with `dry_run`, prints the sbatch files and every element's command
     and submits nothing. Returns {prerequisites: [job ids], array: [job ids]}."""
     commands = {id(j): train_command(j, cluster.gpus_per_run, cluster.accelerate_config, python="python") for j in prerequisites + jobs}
@@ -314,7 +315,8 @@ def submit_slurm(name: str, root: Path, prerequisites: list[Job], jobs: list[Job
         for kind, group in (("prerequisite", prerequisites), ("array", jobs)):
             if not group:
                 continue
-            params = slurm_parameters(name, cluster, "afterok:<prerequisite job ids>" if kind == "array" and prerequisites else None)
+            ids = ["<prerequisite job ids>"] * bool(prerequisites) + list(waiting_on)
+            params = slurm_parameters(name, cluster, "afterok:" + ":".join(ids) if kind == "array" and ids else None)
             print(f"# --- {kind}: {len(group)} element(s); sbatch file:\n{sbatch_text(root, params, len(group) if kind == 'array' else 1)}")
             for i, j in enumerate(group):
                 print(f"# [{kind} {i}] {j.label}: {shlex.join(commands[id(j)])}")
@@ -324,8 +326,8 @@ def submit_slurm(name: str, root: Path, prerequisites: list[Job], jobs: list[Job
         (sub,) = slurm_executor(root, slurm_parameters(name, cluster)).map_array(StudyElement(), [asdict(j)], [commands[id(j)]])
         out["prerequisites"].append(sub.job_id)
         _record_submission(root, j, sub, commands[id(j)])
-    if out["prerequisites"]:
-        waits = "afterok:" + ":".join(out["prerequisites"])
+    if out["prerequisites"] or waiting_on:
+        waits = "afterok:" + ":".join([*out["prerequisites"], *waiting_on])
     if jobs:
         ex = slurm_executor(root, slurm_parameters(name, cluster, waits))
         subs = ex.map_array(StudyElement(), [asdict(j) for j in jobs], [commands[id(j)] for j in jobs])

@@ -302,13 +302,20 @@ def _run_study(path, overrides, jobs, executor, dry_run, only, archive) -> Study
         states = {}
     queued = {folder for folder, r in records.items() if states.get(r.get("job_id")) in SLURM_ACTIVE}  # pending or running on Slurm
     todo, pending_pre = still_to_run(cfg, selected, prerequisites, executor, queued)
+    # a prerequisite still training elsewhere: the arms must not start before it ends (a student before its teacher)
+    on_slurm = tuple(records[p.folder]["job_id"] for p in prerequisites if p.folder in queued)
+    elsewhere = [p for p in prerequisites if p.folder not in queued and not RunFolder(p.folder).finished and running_elsewhere(p.folder)]
+    if todo and (elsewhere or (on_slurm and executor != "slurm")):
+        busy = (elsewhere or [p for p in prerequisites if p.folder in queued])[0]
+        raise UserError(f"prerequisite {busy.config} is still training ({busy.folder}), and the arms need it: run the study again "
+                        f"once it has finished" + ("" if elsewhere else " (or with --executor slurm, which waits for it)"))
     if dry_run:  # each run checked as `train --dry-run` checks it (model names, data, backend), before anything is printed
         built = tuple(str(pre.folder) for pre in prerequisites)
         notes = dict.fromkeys(w for j in pending_pre + todo for w in check_run(j.config, j.overrides, built_by_others=built).get("warnings", []))
         for note in notes:
             print(f"[study {cfg.name}] warning: {note}")
     if executor == "slurm":
-        ids = submit_slurm(cfg.name, study_root(cfg), pending_pre, todo, cfg.cluster, dry_run=dry_run)
+        ids = submit_slurm(cfg.name, study_root(cfg), pending_pre, todo, cfg.cluster, dry_run=dry_run, waiting_on=on_slurm)
         if not dry_run:
             print(f"[study {cfg.name}] submitted {len(ids['prerequisites'])} prerequisite job(s) {ids['prerequisites']} and "
                   f"{len(ids['array'])} array element(s); follow with: rlsft study {path} --status")
