@@ -532,3 +532,25 @@ def test_an_archived_state_further_along_wins_over_a_stale_one_here(tmp_path, ca
     (Path(job.folder) / "job.json").write_text(json.dumps({"executor": "slurm", "job_id": "7_0", "exit_code": None}))
     restore_unfinished(cfg, job, archive)  # submitted to Slurm and not ended: never swapped under a running job
     assert "(it is running, or submitted to Slurm)" in capsys.readouterr().out and trained_steps(Path(job.folder)) == 8
+
+
+def test_a_restore_never_deletes_a_run_that_is_starting(tmp_path, capsys):
+    """A run submitted to Slurm (or training in another invocation) that has written only its
+    config and job.json, still loading or in its pre-flight: the archive's unfinished state is not
+    restored over it (its folder was deleted under it, and its job.json with it)."""
+    from types import SimpleNamespace
+
+    from rlsft.studies.executors import read_job_record, write_job_record
+    from rlsft.studies.study import Job, restore_unfinished
+
+    run = tmp_path / "run"
+    job = Job(label="1/1 r1_zero seed 0", arm="r1_zero", seed=0, config="c.yaml", overrides=[], folder=str(run))
+    kept = tmp_path / "archive" / "r1_zero" / ".seed0.unfinished" / "checkpoints" / "checkpoint-4"
+    kept.mkdir(parents=True)
+    (kept / "trainer_state.json").write_text("{}")
+    run.mkdir()
+    (run / "config.yaml").write_text("run: {}\n")
+    write_job_record(run, {"executor": "slurm", "job_id": "5_0"})
+    restore_unfinished(SimpleNamespace(name="s"), job, tmp_path / "archive")
+    assert "not restored" in capsys.readouterr().out
+    assert read_job_record(run)["job_id"] == "5_0" and not (run / "checkpoints").exists()

@@ -547,6 +547,8 @@ def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
         if dst.exists():
             if RunFolder(dst).trained or any(s.trained for s in RunFolder(dst).stages()):
                 raise UserError(f"{dst} holds an unfinished run and {src} the finished one; remove one of them")
+            if _live(dst):  # still loading or in its pre-flight: never deleted under it
+                raise UserError(f"{dst} is training in another invocation or on Slurm and {src} holds it finished; stop one of them")
             shutil.rmtree(dst)  # only a job.json or a config: nothing trained
         copy_tree_atomic(src, dst)  # a copy cut short is never read as a finished run (its run.json may be copied early)
         copy_log(job, archive, study_root(cfg), replace=False)
@@ -564,8 +566,10 @@ def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
         return
     if dst.exists():
         made_here = RunFolder(dst).trained or any(dst.rglob("generation.partial.json")) or any(dst.rglob("metrics.json"))
-        record = read_job_record(dst)
-        live = running_elsewhere(dst) or (record.get("executor") == "slurm" and record.get("exit_code") is None)
+        live = _live(dst)
+        if live and not made_here:  # started and still loading or in its pre-flight: its folder is never deleted under it
+            print(f"[study {cfg.name}] {job.label}: running, or submitted to Slurm; the archive's unfinished state ({src}) not restored")
+            return
         if made_here and (trained_steps(src) <= trained_steps(dst) or live):  # a run training now is never swapped under it
             print(f"[study {cfg.name}] {job.label}: this machine's unfinished run kept; the archive's ({src}) not restored"
                   + (" (it is running, or submitted to Slurm)" if live and trained_steps(src) > trained_steps(dst) else ""))
@@ -579,6 +583,12 @@ def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
     copy_log(job, archive, study_root(cfg), replace=False)
     checkpoint = RunFolder(dst).last_checkpoint()
     print(f"[study {cfg.name}] {job.label}: restored unfinished from {src} ({checkpoint.name if checkpoint else 'no checkpoint yet'})")
+
+
+def _live(folder: Path) -> bool:
+    """Is the run in `folder` training in another invocation here, or submitted to Slurm and not ended?"""
+    record = read_job_record(folder)
+    return bool(running_elsewhere(folder)) or (record.get("executor") == "slurm" and record.get("exit_code") is None)
 
 
 def trained_steps(run: Path) -> int:
