@@ -554,3 +554,28 @@ def test_a_restore_never_deletes_a_run_that_is_starting(tmp_path, capsys):
     restore_unfinished(SimpleNamespace(name="s"), job, tmp_path / "archive")
     assert "not restored" in capsys.readouterr().out
     assert read_job_record(run)["job_id"] == "5_0" and not (run / "checkpoints").exists()
+
+
+def test_keep_unfinished_keeps_a_pipeline_while_no_stage_has_finished(tmp_path, monkeypatch, capsys):
+    """A pipeline's config.yaml is its stages': `--keep-unfinished` skipped every pipeline arm,
+    without a word. One whose first stage is training is kept; one with a finished stage is not,
+    said so, and the other runs are still kept."""
+    from rlsft.config import load_config
+    from rlsft.studies.study import StudyConfig, keep_unfinished, plan
+
+    monkeypatch.chdir(REPO)  # the pipeline names its stages' configs from the repository root
+    study = tmp_path / "p.yaml"
+    study.write_text(yaml.safe_dump({"name": "p", "seeds": [0, 1], "recipes": {"r1": "configs/micro/r1.yaml"},
+                                     "out_dir": str(tmp_path / "runs")}))
+    jobs = plan(load_config(StudyConfig, str(study)), str(study))[1]
+    for job in jobs:
+        stage = Path(job.folder) / "1-sft_cold_start"
+        (stage / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+        (stage / "config.yaml").write_text("recipe: sft\n")
+        (stage / "metrics.jsonl").write_text('{"step": 4}\n')
+        (stage / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (Path(jobs[1].folder) / "1-sft_cold_start" / "run.json").write_text("{}")  # seed 1's first stage finished
+    kept = keep_unfinished(str(study), None, str(tmp_path / "archive"))
+    out = capsys.readouterr().out
+    assert [j.seed for j in kept] == [0] and "a stage has finished" in out
+    assert (tmp_path / "archive" / "r1" / ".seed0.unfinished" / "1-sft_cold_start" / "checkpoints" / "checkpoint-4").is_dir()

@@ -459,17 +459,22 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
     metrics, the evaluations it has made (a stopped evaluation's `generation.partial.json` too) and
     its newest complete checkpoint, less `model/` and the checkpoint's tokenizer files. Run it with
     the study stopped. Checks every run first and writes nothing if one cannot be kept: a state over
-    `UNFINISHED_LIMIT_MB`, or a pipeline with a finished stage (the next stage starts from that
-    stage's model). A run that has finished but not yet made its `transfer:` measurements is kept
+    `UNFINISHED_LIMIT_MB`. A pipeline is kept while no stage has finished; one with a finished
+    stage is not kept, said so (the next stage starts from that stage's model/, GBs). A run that has finished but not yet made its `transfer:` measurements is kept
     the same way without its run.json: the next machine resumes it at its last step's checkpoint,
     which trains nothing (`rlsft.trainer.train`), keeps its evaluations, and remakes its model for
     the transfer. Returns the runs kept."""
     cfg, archive = load_config(StudyConfig, path, overrides), Path(archive)
     started, waiting = [], []  # unfinished runs; finished single-stage runs still to be transferred
     for job in plan(cfg, path)[1]:
-        if not RunFolder(job.folder).started:
+        run = RunFolder(job.folder)
+        if not (run.started or any(stage.started for stage in run.stages())):  # a pipeline's config is its stages'
             continue
         if not final_run(job.config, job.overrides).finished:
+            if any(stage.finished or stage.model_dir.is_dir() for stage in run.stages()):
+                print(f"[study {cfg.name}] {job.label}: unfinished, not kept (a stage has finished, and the next starts from its "
+                      f"model/, GBs); finish the pipeline on this machine")
+                continue
             started.append(job)
         elif transfer_evals(cfg, job):
             if RunFolder(job.folder).stages():
@@ -510,9 +515,6 @@ def keep_unfinished(path: str, overrides: list[str] | None, archive: str) -> lis
 def _unfinished_ignore(run: Path):
     """(`shutil.copytree` ignore function, bytes it keeps) for an unfinished run's state: no
     `model/` or run.json, only each `checkpoints/` folder's newest complete checkpoint, without tokenizer files."""
-    if any(stage.finished or stage.model_dir.is_dir() for stage in RunFolder(run).stages()):  # the run is unfinished: so is a later stage
-        raise UserError(f"{run}: a pipeline with a finished stage cannot be kept unfinished (the next stage starts from that "
-                        f"stage's model/, GBs); finish the pipeline in one sitting")
     top, record = run.resolve(), RunFolder(run).record_file.name
     keep = {c.resolve() for c in newest_checkpoints(run)}
 
@@ -565,7 +567,8 @@ def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
     if not src.is_dir():
         return
     if dst.exists():
-        made_here = RunFolder(dst).trained or any(dst.rglob("generation.partial.json")) or any(dst.rglob("metrics.json"))
+        made_here = RunFolder(dst).trained or any(s.trained for s in RunFolder(dst).stages()) or any(dst.rglob("generation.partial.json")) \
+            or any(dst.rglob("metrics.json"))
         live = _live(dst)
         if live and not made_here:  # started and still loading or in its pre-flight: its folder is never deleted under it
             print(f"[study {cfg.name}] {job.label}: running, or submitted to Slurm; the archive's unfinished state ({src}) not restored")
