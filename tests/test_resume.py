@@ -350,3 +350,20 @@ def test_a_checkpoint_without_its_progress_file_is_resumed_with_a_warning(toy_mo
     (killed / "checkpoints" / "checkpoint-4" / "rlsft_progress.json").unlink()
     with pytest.warns(UserWarning, match="has no rlsft_progress.json"):
         assert cli_main(["train", CONFIG, *overrides(toy_model, killed, steps=4), "--resume", str(killed)]) == 0
+
+
+def test_reopening_drops_the_training_samples_of_steps_trained_again(tmp_path):
+    """samples_train.jsonl kept the completions of steps after the checkpoint, which the resumed
+    run trains and writes again: those steps appeared twice."""
+    from rlsft.io import read_jsonl, to_jsonl
+    from rlsft.runs.folder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.create({"recipe": "grpo"})
+    (run.path / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (run.path / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    (run.path / "metrics.jsonl").write_text(to_jsonl({"step": s} for s in range(1, 7)))
+    run.samples_train_file.write_text(to_jsonl([{"completion": "old"}, *({"step": s, "completion": "c"} for s in (1, 4, 5, 6))]))
+    assert run.reopen({"recipe": "grpo"}) == 4
+    assert [r.get("step") for r in read_jsonl(run.samples_train_file)] == [None, 1, 4]
+    assert [r["step"] for r in read_jsonl(run.metrics_file)] == [1, 2, 3, 4]

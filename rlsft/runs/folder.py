@@ -189,8 +189,8 @@ class RunFolder:
     def reopen(self, config: dict) -> int:
         """Continue a killed run from its latest checkpoint; returns that step (0: none).
 
-        The config must match the saved one. metrics.jsonl loses the steps logged after the
-        checkpoint (they are logged again), so it has no gap and no duplicate.
+        The config must match the saved one. metrics.jsonl and samples_train.jsonl lose the steps
+        after the checkpoint (they are trained and logged again), so neither has a gap or a duplicate.
         """
 
         now = yaml.safe_load(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
@@ -201,6 +201,9 @@ class RunFolder:
         step = checkpoint_step(checkpoint) if checkpoint else 0
         if self.metrics_file.is_file():
             atomic_write(self.metrics_file, to_jsonl(row for row in read_jsonl(self.metrics_file) if row["step"] <= step))
+        if self.samples_train_file.is_file():  # a row's step is the one it trains (rows without one predate it: kept)
+            rows = read_jsonl(self.samples_train_file)
+            atomic_write(self.samples_train_file, to_jsonl(row for row in rows if (row.get("step") or 0) <= step))
         with open(self.resumes_file, "a", encoding="utf-8") as f:  # when and from where it went on
             f.write(json.dumps({"from_step": step, "checkpoint": str(checkpoint) if checkpoint else None, **provenance()}) + "\n")
         self.__dict__.pop("metrics", None)
