@@ -579,3 +579,18 @@ def test_keep_unfinished_keeps_a_pipeline_while_no_stage_has_finished(tmp_path, 
     out = capsys.readouterr().out
     assert [j.seed for j in kept] == [0] and "a stage has finished" in out
     assert (tmp_path / "archive" / "r1" / ".seed0.unfinished" / "1-sft_cold_start" / "checkpoints" / "checkpoint-4").is_dir()
+
+
+def test_a_pipeline_arm_gets_the_studys_overrides_after_its_own(tmp_path):
+    """The study's overrides reach a pipeline's stages as `stage_overrides`: written with Python's
+    repr, they replaced the pipeline's own, doubled a backslash and broke on a value with both quotes."""
+    from rlsft.config import from_dict
+    from rlsft.studies.study import StudyConfig, run_overrides
+
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text("recipe: pipeline\nrun: {name: p}\nstage_overrides: ['grpo:training.max_steps=5']\n"
+                    "stages:\n  - {config: configs/micro/r1_zero.yaml, name: grpo}\n")
+    extra = ["eval.tasks=['micro-arith']", "run.notes=a\\b \"quoted\""]
+    cfg = from_dict(StudyConfig, {"name": "s", "seeds": [0], "recipes": {"p": str(pipe)}, "overrides": extra})
+    (given,) = [o for o in run_overrides(cfg, "p", 0) if o.startswith("stage_overrides=")]
+    assert yaml.safe_load(given.split("=", 1)[1]) == ["grpo:training.max_steps=5", *extra]

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from rlsft.config import load_config
+from rlsft.config import load_config, read_yaml
 from rlsft.io import UserError, blind, copy_tree_atomic
 from rlsft.launch import dry_run as check_run
 from rlsft.launch import final_run, is_pipeline, load_recipe_config, pipeline_stages, stage_configs, train_from_config
@@ -94,8 +94,9 @@ def run_overrides(cfg: StudyConfig, arm: str, seed: int) -> list[str]:
     folder = RunFolder.in_study(study_root(cfg), arm, seed)
     placed = [f"run.out_dir={folder.path}", f"run.seed={seed}", f"run.group={cfg.name}", f"run.name={arm}/seed{seed}"]
     extra = cfg.overrides + cfg.arm_overrides.get(arm, [])
-    if is_pipeline(cfg.recipes[arm]):  # a pipeline hands the study's overrides to each stage
-        return placed + [f"stage_overrides={extra}"]
+    if is_pipeline(cfg.recipes[arm]):  # a pipeline hands the study's overrides to each stage, after its own
+        own = read_yaml(cfg.recipes[arm]).get("stage_overrides") or []
+        return placed + [f"stage_overrides={json.dumps(own + extra, ensure_ascii=False)}"]  # JSON: YAML that quotes any value
     return extra + placed
 
 
