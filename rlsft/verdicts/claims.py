@@ -355,6 +355,14 @@ def per_pflop_stats(claim: Claim, by_arm: dict, pflops: dict[str, dict[int, floa
     return stats, detail, {s: a[s] for s in seeds}
 
 
+def _missing_sides(claim: Claim, scored: dict, by_arm: dict) -> list:
+    """The sides `claim` reads that have no scores: its arms, the base of a per-compute claim, and
+    both starting models of a from_start one (a start missing must not turn it into a plain comparison)."""
+    needed = (claim.arm, claim.against, *(["base"] if claim.per_pflop else []),
+              *([f"before:{claim.arm}", f"before:{claim.against}"] if claim.from_start else []))
+    return [a for a in needed if a not in scored and a not in by_arm]
+
+
 def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str, float]]]], pflops: dict[str, dict[int, float]] | None = None,
                    curves: dict[str, dict[str, dict[int, list]]] | None = None, teacher_pflops: dict[str, float] | None = None) -> Verdict:
     """Check `claim` on `scores[metric][arm] = {seed: {problem_id: value}}`; a matched-compute claim
@@ -391,10 +399,7 @@ def evaluate_claim(claim: Claim, scores: dict[str, dict[str, dict[int, dict[str,
                       for a in (claim.arm, claim.against)}
     if claim.against is None:  # a level, not a difference: the arm's own values against the threshold
         by_arm = {**by_arm, None: {s: {i: 0.0 for i in per} for s, per in by_arm.get(claim.arm, {}).items()}}
-    needed = (claim.arm, claim.against, *(["base"] if claim.per_pflop else []),
-              *([f"before:{claim.arm}", f"before:{claim.against}"] if claim.from_start else []))  # a start missing: no plain comparison instead
-    missing = [a for a in needed if a not in scores.get(claim.metric, {}) and a not in by_arm]
-    if missing:
+    if missing := _missing_sides(claim, scores.get(claim.metric, {}), by_arm):
         return Verdict(claim.id, "inconclusive", None, None, None, 0, 0, {"missing": missing})
     if not claim.per_pflop:
         diffs = paired_seed_differences(by_arm[claim.arm], by_arm[claim.against])
