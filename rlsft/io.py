@@ -139,8 +139,10 @@ def to_json(obj: Any) -> str:
 
 
 # Set while a study runs, and inherited by the workers and Slurm jobs it starts: held-out figures
-# stay in the run folders, read once, by the study's report (nothing held-out is read before its
-# last run ends). WANDB_QUIET: wandb's closing run summary holds them too.
+# stay off the console and logs, in the run folders, read once, by the study's report (nothing
+# held-out is read before its last run ends). WANDB_QUIET: wandb's closing run summary holds them
+# too. Each run's wandb history and summary do receive them (`trainer.log_heldout`): a blind
+# study's wandb project stays unopened until its report.
 BLIND_ENV = {"RLSFT_BLIND": "1", "WANDB_QUIET": "true"}
 
 
