@@ -76,6 +76,11 @@ class DistillConfig:
     teacher_dtype: str = "auto"
 
     def __post_init__(self):
+        for key in ("samples_per_prompt", "keep_per_prompt", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                raise UserError(f"distill.{key} must be at least 1, got {getattr(self, key)}")
+        if not self.temperature >= 0:  # 0: greedy, K identical samples
+            raise UserError(f"distill.temperature must be at least 0, got {self.temperature}")
         if self.teacher_template not in (None, *TEMPLATES):
             raise UserError(f"distill.teacher_template must be one of {', '.join(TEMPLATES)} (or unset), got {self.teacher_template!r}")
         if self.backend not in BACKENDS:
@@ -134,10 +139,15 @@ def estimate(cfg: Config, params: int | None = None) -> dict:
         n_train = cfg.data.n_train or get_task(cfg.data.task).train_size or 0
         teacher_tokens = n_train * d.samples_per_prompt * (PROMPT_TOKENS + d.max_new_tokens)
         kept = n_train * d.keep_per_prompt  # at most this many traces survive verification
-        train_tokens = a.max_steps * batch * a.max_length if a.max_steps > 0 else (int(kept * a.num_train_epochs * a.max_length) or None)
+        if a.max_length is None:  # no cap on a trace's length: no upper bound on the student's tokens
+            train_tokens = None
+        else:
+            train_tokens = a.max_steps * batch * a.max_length if a.max_steps > 0 else (int(kept * a.num_train_epochs * a.max_length) or None)
         return estimate_record(n, train_tokens, 0, param_count(d.teacher), teacher_tokens)
-    tokens = a.max_steps * batch * (PROMPT_TOKENS + a.max_completion_length)
-    return estimate_record(n, tokens, tokens, param_count(d.teacher), tokens)
+    # on-policy: every step's batch of prompts, each completion at its maximum length (epochs: every train prompt, each epoch)
+    steps = a.max_steps if a.max_steps > 0 else -(-(cfg.data.n_train or get_task(cfg.data.task).train_size or 0) // batch) * a.num_train_epochs
+    tokens = int(steps * batch * (PROMPT_TOKENS + a.max_completion_length)) if a.max_completion_length and steps else None
+    return estimate_record(n, tokens, tokens or 0, param_count(d.teacher), tokens or 0)
 
 
 def teacher_traces(teacher, tokenizer, cfg: Config, progress=None, work: tuple[list, list] | None = None) -> tuple[list[dict], dict]:

@@ -66,6 +66,8 @@ def training_args(cfg: Config):
 def estimate(cfg: Config, params: int | None = None) -> dict:
     """Upper-bound compute: every example at the maximum length (see rlsft.runs.compute)."""
     a = training_args(cfg)
+    if a.max_length is None:  # no cap on an example's length: no upper bound
+        return estimate_record(param_count(cfg.model.name) or params, None, 0)
     if a.max_steps > 0:
         tokens = a.max_steps * a.per_device_train_batch_size * a.gradient_accumulation_steps * a.max_length
     else:  # epoch-based: every example at its maximum length, each epoch
@@ -85,6 +87,8 @@ def sft_examples(cfg: Config, tokenizer=None) -> list[dict]:
             prompt = build_prompt(r["question"], template) if r.get("question") else r.get("prompt")
             if prompt is None:
                 raise UserError(f"{ex.source}: line {i + 1} has neither prompt nor question")
+            if not isinstance(r["completion"], str):  # a conversational completion or a number: the lab's examples are text
+                raise UserError(f"{ex.source}: line {i + 1}'s completion is {type(r['completion']).__name__}, not text")
             pairs.append(sft_pair(prompt, r["completion"], tokenizer, prefill))
         return pairs[: ex.n] if ex.n else pairs
     task = get_task(cfg.data.task)

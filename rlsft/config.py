@@ -336,7 +336,8 @@ class DataConfig:
     template: str = "auto"  # auto (chat when the model has a chat template), r1-zero (plain prompt) or chat
     zh_prompt_share: float = 0.0  # share of training prompts written in Chinese (tasks that can translate)
     # open every completion with <think> in the prompt (chat: inside the opened assistant turn) and
-    # stop generation at </answer>, in training, the pre-flight probe and evaluation alike
+    # stop generation at </answer>, in GRPO's training, the pre-flight probe and evaluation alike
+    # (on-policy distillation's rollouts open with it but are not cut at </answer>)
     think_prefill: bool = False
 
     def __post_init__(self):

@@ -19,6 +19,7 @@ def bad_files(tmp_path):
         "stages:\n  - {config: configs/micro/nope.yaml}\n  - {config: configs/micro/r1_zero.yaml}\n")
     (tmp_path / "latin1.jsonl").write_bytes('{"question": "caf\u00e9 1+1?", "answer": "1+1=2\\n#### 2"}\n'.encode("latin-1"))
     (tmp_path / "twice.yaml").write_text("recipe: grpo\ntraining: {max_steps: 48}\ntraining: {learning_rate: 1.0e-4}\n")
+    (tmp_path / "conv.jsonl").write_text('{"question": "1+1?", "completion": [{"role": "assistant", "content": "2"}]}\n')
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "sft_done").mkdir()
     (tmp_path / "sft_done" / "config.yaml").write_text("recipe: sft\n")
@@ -50,6 +51,10 @@ CASES = [
      "include_num_input_tokens_seen"),
     # data
     ("data: missing file", ["train", GRPO, "data.source={tmp}/missing.jsonl"], True, "missing.jsonl"),
+    ("data: an SFT completion that is no text", ["train", str(MICRO / "sft_cold_start.yaml"), "examples.source={tmp}/conv.jsonl"], True,
+     "conv.jsonl: line 1's completion is list"),
+    ("config: a teacher that samples nothing", ["train", str(MICRO / "distill_offline.yaml"), "distill.samples_per_prompt=0"], True,
+     "samples_per_prompt"),
     # offline distillation's teacher sampled its traces from an evaluation set's problems (a test set)
     ("data: distillation from an evaluation set", ["train", str(MICRO / "distill_offline.yaml"), "data.task=math500"], True, "no train split"),
     ("data: bad JSONL line", ["train", GRPO, "data.source={tmp}/bad.jsonl"], True, "bad.jsonl:2"),

@@ -112,3 +112,15 @@ def test_a_studys_stage_override_wins_over_the_pipelines_own(monkeypatch):
     (_, _, sft, _), (_, _, grpo, _) = pipeline_stages("configs/micro/hybrid.yaml", run_overrides(study, "hybrid", 0))[1]
     assert sft.training["max_steps"] == 32 and grpo.training["max_steps"] == 50  # the GRPO stage keeps its own
     assert sft.training["learning_rate"] == grpo.training["learning_rate"] == 0.001
+
+
+def test_estimates_of_epoch_based_and_uncapped_runs():
+    """On-policy distillation by epochs (max_steps -1, the recipe's default) estimated negative
+    tokens, and an uncapped length (TRL accepts null) crashed the dry run."""
+    from rlsft.launch import dry_run
+
+    epochs = dry_run(str(REPO / "configs" / "micro" / "distill_onpolicy.yaml"), ["training.max_steps=-1"])["stages"][0]["estimate"]
+    assert epochs["train_tokens"] > 0 and epochs["flops_upper_bound"] > 0
+    for config, override in (("sft_cold_start", "sft.max_length=null"), ("distill_onpolicy", "distillation.max_completion_length=null"),
+                             ("distill_offline", "sft.max_length=null")):
+        assert dry_run(str(REPO / "configs" / "micro" / f"{config}.yaml"), [override])["stages"][0]["estimate"]["train_tokens"] is None
