@@ -534,10 +534,15 @@ def test_an_archived_state_further_along_wins_over_a_stale_one_here(tmp_path, ca
     assert "(it is running, or submitted to Slurm)" in capsys.readouterr().out and trained_steps(Path(job.folder)) == 8
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="a live process is read from /proc")
 def test_a_restore_never_deletes_a_run_that_is_starting(tmp_path, capsys):
-    """A run submitted to Slurm (or training in another invocation) that has written only its
-    config and job.json, still loading or in its pre-flight: the archive's unfinished state is not
-    restored over it (its folder was deleted under it, and its job.json with it)."""
+    """A run training in another invocation on this machine that has written only its config and
+    job.json, still loading or in its pre-flight: the archive's state is not restored over it (its
+    folder was deleted under it, and its job.json with it)."""
+    import socket
+    import subprocess
+    import sys
+    import time
     from types import SimpleNamespace
 
     from rlsft.studies.executors import read_job_record, write_job_record
@@ -550,10 +555,19 @@ def test_a_restore_never_deletes_a_run_that_is_starting(tmp_path, capsys):
     (kept / "trainer_state.json").write_text("{}")
     run.mkdir()
     (run / "config.yaml").write_text("run: {}\n")
-    write_job_record(run, {"executor": "slurm", "job_id": "5_0"})
-    restore_unfinished(SimpleNamespace(name="s"), job, tmp_path / "archive")
-    assert "not restored" in capsys.readouterr().out
-    assert read_job_record(run)["job_id"] == "5_0" and not (run / "checkpoints").exists()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "rlsft"])  # another invocation's process
+    try:
+        for _ in range(100):  # until its command line is readable (empty for a moment after the fork)
+            if b"rlsft" in Path(f"/proc/{other.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.05)
+        write_job_record(run, {"executor": "local", "host": socket.gethostname(), "pid": other.pid})
+        restore_unfinished(SimpleNamespace(name="s"), job, tmp_path / "archive")
+        assert "not restored" in capsys.readouterr().out
+        assert read_job_record(run)["pid"] == other.pid and not (run / "checkpoints").exists()
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_keep_unfinished_keeps_a_pipeline_while_no_stage_has_finished(tmp_path, monkeypatch, capsys):

@@ -550,8 +550,9 @@ def restore_runs(cfg: StudyConfig, matrix: list[Job], archive: Path) -> None:
         if dst.exists():
             if RunFolder(dst).trained or any(s.trained for s in RunFolder(dst).stages()):
                 raise UserError(f"{dst} holds an unfinished run and {src} the finished one; remove one of them")
-            if _live(dst):  # still loading or in its pre-flight: never deleted under it
-                raise UserError(f"{dst} is training in another invocation or on Slurm and {src} holds it finished; stop one of them")
+            if pid := running_elsewhere(dst):  # still loading or in its pre-flight here: never deleted under it
+                print(f"[study {cfg.name}] {job.label}: running in another invocation (pid {pid}); the archive's finished copy not restored")
+                continue
             shutil.rmtree(dst)  # only a job.json or a config: nothing trained
         copy_tree_atomic(src, dst)  # a copy cut short is never read as a finished run (its run.json may be copied early)
         copy_log(job, archive, study_root(cfg), replace=False)
@@ -571,8 +572,8 @@ def restore_unfinished(cfg: StudyConfig, job: Job, archive: Path) -> None:
         made_here = RunFolder(dst).trained or any(s.trained for s in RunFolder(dst).stages()) or any(dst.rglob("generation.partial.json")) \
             or any(dst.rglob("metrics.json"))
         live = _live(dst)
-        if live and not made_here:  # started and still loading or in its pre-flight: its folder is never deleted under it
-            print(f"[study {cfg.name}] {job.label}: running, or submitted to Slurm; the archive's unfinished state ({src}) not restored")
+        if not made_here and running_elsewhere(dst):  # started here and still loading or in its pre-flight: never deleted under it
+            print(f"[study {cfg.name}] {job.label}: running in another invocation; the archive's unfinished state ({src}) not restored")
             return
         if made_here and (trained_steps(src) <= trained_steps(dst) or live):  # a run training now is never swapped under it
             print(f"[study {cfg.name}] {job.label}: this machine's unfinished run kept; the archive's ({src}) not restored"
