@@ -72,8 +72,9 @@ def test_summarise():
 
 def test_majority_vote_does_not_depend_on_the_samples_order():
     """Samples are stored in finishing order; maj@k must not change with it. An unevaluated
-    expression grouped with the number it equals (the grouping read one side as the gold) and a
-    group scored by its first member made maj@4 0.5 in one order and 0.0 in the other."""
+    expression grouped with the number it equals in one order only (the grouping read one side as
+    the gold), and a group scored by its first member, made maj@4 0.5 in one order and 0.0 in the
+    other. Now they are one vote in every order, scored by its members' mean verdict, tied with 7."""
     from rlsft.scoring.evaluate import answer_groups
 
     answers = ["5", "(2*4)-3", "7", "7"]
@@ -82,6 +83,6 @@ def test_majority_vote_does_not_depend_on_the_samples_order():
     for order in ([0, 1, 2, 3], [1, 0, 2, 3], [2, 3, 1, 0]):
         (groups,) = answer_groups([[answers[i] for i in order]])
         results.add(majority_vote(groups, [correct[i] for i in order]))
-    assert results == {(0.0, False)}  # "7" twice wins alone
+    assert results == {(0.25, True)}  # {5, (2*4)-3} (half right) ties {7, 7} (wrong): (0.5 + 0) / 2
     # a group whose members' verdicts differ scores their mean, wherever each stands
     assert majority_vote([0, 0], [False, True]) == majority_vote([0, 0], [True, False]) == (0.5, False)

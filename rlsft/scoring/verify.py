@@ -400,16 +400,16 @@ def has_words(answer: str) -> bool:
 
 
 def same_answer(a: str, b: str) -> bool:
-    """Do two extracted answers mean the same (math-verify equivalence, each read as the other's
-    gold, so their order never matters)? maj@k groups by it. An expression is not the number it
-    evaluates to, as a gold would not accept it as an answer.
+    """Do two extracted answers mean the same (math-verify equivalence, either read as the other's
+    gold, so their order never matters)? maj@k groups by it, and a group scores its members' mean
+    verdict, since members can differ (`5` is a final answer for a gold of 5, `(2*4)-3` is not).
 
     >>> same_answer("0.5", "\\\\frac{1}{2}"), same_answer("1/2", "0.5"), same_answer("2", "3")
     (True, True, False)
-    >>> same_answer("5", "(2*4)-3"), same_answer("(2*4)-3", "5")
-    (False, False)
+    >>> same_answer("5", "(2*4)-3"), same_answer("(2*4)-3", "5"), same_answer("18", "18 dollars"), same_answer("18 dollars", "18")
+    (True, True, True, True)
     """
-    return verify_answer(f"<answer>{a}</answer>", b) is True and verify_answer(f"<answer>{b}</answer>", a) is True
+    return verify_answer(f"<answer>{a}</answer>", b) is True or verify_answer(f"<answer>{b}</answer>", a) is True
 
 
 def verify_answer(completion: str, gold: str, mode: str = "strict") -> bool | None:
