@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORTS = ("micro-claims", "real-claims-smollm2")  # reports/smollm2-claims is the superseded pilot's, not in the README (docs/real-models.md)
+REPORTS = ("micro-claims", "real-claims-smollm2", "real-claims-qwen-cpu")  # reports/smollm2-claims is the superseded pilot's, not in the README (docs/real-models.md)
 NUMBER = r"[+-]?\d+(?:\.\d+)?"
 
 
